@@ -1,0 +1,106 @@
+/**
+ * What a command handler sees: the store, the parsed arguments (offsets into the read buffer, so
+ * reading them allocates nothing), the reply buffer, its client and the server.
+ */
+import type { RespParser } from '../resp.ts'
+import type { Reply } from '../reply.ts'
+import type { Store } from '../store.ts'
+
+export interface ClientInfo {
+  readonly id: number
+  name: string
+  /** Set by QUIT: close after the replies are written. */
+  closing: boolean
+}
+
+/** The server-wide facts INFO, CONFIG and FLUSHALL need. */
+export interface ServerView {
+  info (section: string): string
+  config: Record<string, string>
+  configSet (name: string, value: string): string | null
+  flush (): void
+}
+
+export const OOM = "OOM command not allowed when used memory > 'maxmemory'."
+export const SYNTAX = 'ERR syntax error'
+export const NOT_INT = 'ERR value is not an integer or out of range'
+export const WRONG_ARGS = (name: string): string => `ERR wrong number of arguments for '${name}' command`
+
+export class Ctx {
+  store: Store
+  out: Reply
+  client!: ClientInfo
+  server: ServerView
+  p!: RespParser
+  buf: Buffer = Buffer.alloc(0)
+  argc = 0
+
+  constructor (store: Store, out: Reply, server: ServerView) {
+    this.store = store
+    this.out = out
+    this.server = server
+  }
+
+  bind (p: RespParser, client: ClientInfo): void {
+    this.p = p
+    this.buf = p.buf
+    this.argc = p.argc
+    this.client = client
+  }
+
+  s (i: number): number { return this.p.start[i] }
+  e (i: number): number { return this.p.end[i] }
+
+  /** Argument i as a string (for options and rare paths only). */
+  str (i: number): string {
+    return this.buf.toString('utf8', this.p.start[i], this.p.end[i])
+  }
+
+  /** A copy of argument i, for values that must outlive the read buffer. */
+  copy (i: number): Buffer {
+    return Buffer.from(this.buf.subarray(this.p.start[i], this.p.end[i]))
+  }
+
+  /** Case-insensitive compare of argument i with a lowercase ASCII word. */
+  is (i: number, word: string): boolean {
+    const s = this.p.start[i]
+    if (this.p.end[i] - s !== word.length) return false
+    for (let k = 0; k < word.length; k++) {
+      if ((this.buf[s + k] | 0x20) !== word.charCodeAt(k)) return false
+    }
+    return true
+  }
+
+  /** Argument i as a strict integer (Redis string2ll rules), or null. */
+  int (i: number): bigint | null {
+    return parseInteger(this.buf, this.p.start[i], this.p.end[i])
+  }
+
+  /** Argument i as a safe JS integer, or null. */
+  num (i: number): number | null {
+    const v = this.int(i)
+    if (v === null || v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) return null
+    return Number(v)
+  }
+}
+
+const MIN64 = -(2n ** 63n)
+const MAX64 = 2n ** 63n - 1n
+
+/** Parses a signed 64-bit decimal with no sign '+', spaces or leading zeros, as Redis does. */
+export function parseInteger (b: Uint8Array, s: number, e: number): bigint | null {
+  const len = e - s
+  if (len === 0 || len > 20) return null
+  let p = s
+  if (b[p] === 45) { p++; if (p === e) return null }
+  if (b[p] === 48 && (e - p > 1 || p > s)) return null
+  let n = 0
+  for (let i = p; i < e; i++) {
+    const c = b[i]
+    if (c < 48 || c > 57) return null
+    if (len < 16) n = n * 10 + (c - 48)
+  }
+  if (len < 16) return BigInt(b[s] === 45 ? -n : n)
+  const v = BigInt(Buffer.from(b.subarray(s, e)).toString('latin1'))
+  return v < MIN64 || v > MAX64 ? null : v
+}

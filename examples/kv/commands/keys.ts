@@ -1,0 +1,114 @@
+/** Keyspace commands: DEL, EXISTS, TYPE, KEYS, SCAN, DBSIZE, FLUSHDB, FLUSHALL, SELECT. */
+import { globMatch } from '../glob.ts'
+import type { Store } from '../store.ts'
+import { SYNTAX, NOT_INT, type Ctx } from './context.ts'
+import type { Command } from './types.ts'
+
+function del (c: Ctx): void {
+  let n = 0
+  for (let i = 1; i < c.argc; i++) {
+    const slot = c.store.find(c.buf, c.s(i), c.e(i))
+    if (slot >= 0) { c.store.removeAt(slot); n++ }
+  }
+  c.out.int(n)
+}
+
+function exists (c: Ctx): void {
+  let n = 0
+  for (let i = 1; i < c.argc; i++) if (c.store.find(c.buf, c.s(i), c.e(i)) >= 0) n++
+  c.out.int(n)
+}
+
+function type (c: Ctx): void {
+  c.out.simple(c.store.find(c.buf, c.s(1), c.e(1)) < 0 ? 'none' : 'string')
+}
+
+/** If slot i holds a live key matching the pattern (argument `pat`, or any key if 0), returns true with store.seg/off set. */
+function liveMatch (c: Ctx, store: Store, i: number, pat: number): boolean {
+  if (!store.at(i)) return false
+  const { seg, off } = store
+  const at = seg.expireAt(off)
+  if (at !== 0 && at <= store.now) return false
+  if (pat === 0) return true
+  const ks = seg.keyStart(off)
+  return globMatch(c.buf, c.s(pat), c.e(pat), seg.bytes, ks, ks + seg.keyLen(off))
+}
+
+function replyKeys (c: Ctx, slots: number[]): void {
+  c.out.arrayHeader(slots.length)
+  for (const i of slots) {
+    c.store.at(i)
+    const ks = c.store.seg.keyStart(c.store.off)
+    c.out.bulk(c.store.seg.bytes, ks, ks + c.store.seg.keyLen(c.store.off))
+  }
+}
+
+function keys (c: Ctx): void {
+  const store = c.store
+  const all = c.is(1, '*')
+  const slots: number[] = []
+  for (let i = 0; i < store.index.capacity; i++) if (liveMatch(c, store, i, all ? 0 : 1)) slots.push(i)
+  replyKeys(c, slots)
+}
+
+function scan (c: Ctx): void {
+  const cursor = c.num(1)
+  if (cursor === null || cursor < 0) { c.out.error('ERR invalid cursor'); return }
+  let count = 10
+  let pat = 0
+  for (let i = 2; i < c.argc; i++) {
+    if (c.is(i, 'match') && i + 1 < c.argc) { pat = i + 1; i++ } else if (c.is(i, 'count') && i + 1 < c.argc) {
+      const n = c.num(i + 1)
+      if (n === null) { c.out.error(NOT_INT); return }
+      if (n < 1) { c.out.error(SYNTAX); return }
+      count = n
+      i++
+    } else if (c.is(i, 'type') && i + 1 < c.argc) {
+      if (!c.is(i + 1, 'string')) count = 0
+      i++
+    } else { c.out.error(SYNTAX); return }
+  }
+  const store = c.store
+  const cap = store.index.capacity
+  const slots: number[] = []
+  let i = cursor
+  let visited = 0
+  for (; i < cap && visited < count; i++) {
+    if (store.index.t[i << 2] === 0) continue
+    visited++
+    if (liveMatch(c, store, i, pat)) slots.push(i)
+  }
+  if (count === 0) i = cap
+  c.out.arrayHeader(2)
+  c.out.bulkString(i >= cap ? '0' : String(i))
+  replyKeys(c, slots)
+}
+
+function flush (c: Ctx): void {
+  for (let i = 1; i < c.argc; i++) {
+    if (!c.is(i, 'async') && !c.is(i, 'sync')) { c.out.error(SYNTAX); return }
+  }
+  c.server.flush()
+  c.out.ok()
+}
+
+function select (c: Ctx): void {
+  const n = c.num(1)
+  if (n === null) c.out.error(NOT_INT)
+  else if (n !== 0) c.out.error('ERR DB index is out of range')
+  else c.out.ok()
+}
+
+const ro = ['readonly']
+export const keyCommands: Command[] = [
+  { name: 'del', arity: -2, flags: ['write'], keys: [1, -1, 1], run: del },
+  { name: 'unlink', arity: -2, flags: ['write', 'fast'], keys: [1, -1, 1], run: del },
+  { name: 'exists', arity: -2, flags: [...ro, 'fast'], keys: [1, -1, 1], run: exists },
+  { name: 'type', arity: 2, flags: [...ro, 'fast'], keys: [1, 1, 1], run: type },
+  { name: 'keys', arity: 2, flags: ro, keys: [0, 0, 0], run: keys },
+  { name: 'scan', arity: -2, flags: ro, keys: [0, 0, 0], run: scan },
+  { name: 'dbsize', arity: 1, flags: [...ro, 'fast'], keys: [0, 0, 0], run: (c) => c.out.int(c.store.size) },
+  { name: 'flushdb', arity: -1, flags: ['write'], keys: [0, 0, 0], run: flush },
+  { name: 'flushall', arity: -1, flags: ['write'], keys: [0, 0, 0], run: flush },
+  { name: 'select', arity: 2, flags: ['fast'], keys: [0, 0, 0], run: select }
+]

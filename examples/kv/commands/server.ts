@@ -1,0 +1,74 @@
+/** Connection and server commands: PING, ECHO, QUIT, CLIENT, CONFIG, INFO. */
+import { globMatch } from '../glob.ts'
+import { SYNTAX, type Ctx } from './context.ts'
+import type { Command } from './types.ts'
+
+function ping (c: Ctx): void {
+  if (c.argc === 1) c.out.simple('PONG')
+  else if (c.argc === 2) c.out.bulk(c.buf, c.s(1), c.e(1))
+  else c.out.error("ERR wrong number of arguments for 'ping' command")
+}
+
+function client (c: Ctx): void {
+  if (c.is(1, 'setname') && c.argc === 3) {
+    const name = c.str(2)
+    if (/[\s]/.test(name)) { c.out.error('ERR Client names cannot contain spaces, newlines or special characters.'); return }
+    c.client.name = name
+    c.out.ok()
+  } else if (c.is(1, 'getname') && c.argc === 2) {
+    if (c.client.name === '') c.out.nil()
+    else c.out.bulkString(c.client.name)
+  } else if (c.is(1, 'id') && c.argc === 2) {
+    c.out.int(c.client.id)
+  } else if (c.is(1, 'setinfo') || c.is(1, 'reply')) {
+    c.out.ok()
+  } else {
+    c.out.error(`ERR unknown subcommand '${c.str(1)}'. Try CLIENT HELP.`)
+  }
+}
+
+function config (c: Ctx): void {
+  if (c.is(1, 'get') && c.argc >= 3) {
+    const cfg = c.server.config
+    const pairs: string[] = []
+    for (let i = 2; i < c.argc; i++) {
+      const pat = Buffer.from(c.str(i).toLowerCase())
+      for (const [k, v] of Object.entries(cfg)) {
+        const name = Buffer.from(k)
+        if (globMatch(pat, 0, pat.length, name, 0, name.length) && !pairs.includes(k)) pairs.push(k, v)
+      }
+    }
+    c.out.arrayHeader(pairs.length)
+    for (const s of pairs) c.out.bulkString(s)
+  } else if (c.is(1, 'set') && c.argc >= 4 && c.argc % 2 === 0) {
+    for (let i = 2; i < c.argc; i += 2) {
+      const err = c.server.configSet(c.str(i).toLowerCase(), c.str(i + 1))
+      if (err !== null) { c.out.error(err); return }
+    }
+    c.out.ok()
+  } else if (c.is(1, 'resetstat') && c.argc === 2) {
+    c.out.ok()
+  } else {
+    c.out.error(`ERR unknown subcommand or wrong number of arguments for '${c.str(1)}'. Try CONFIG HELP.`)
+  }
+}
+
+function info (c: Ctx): void {
+  if (c.argc > 2) { c.out.error(SYNTAX); return }
+  c.out.bulkString(c.server.info(c.argc === 2 ? c.str(1).toLowerCase() : 'default'))
+}
+
+function quit (c: Ctx): void {
+  c.client.closing = true
+  c.out.ok()
+}
+
+const fast = ['fast']
+export const serverCommands: Command[] = [
+  { name: 'ping', arity: -1, flags: fast, keys: [0, 0, 0], run: ping },
+  { name: 'echo', arity: 2, flags: fast, keys: [0, 0, 0], run: (c) => c.out.bulk(c.buf, c.s(1), c.e(1)) },
+  { name: 'quit', arity: -1, flags: fast, keys: [0, 0, 0], run: quit },
+  { name: 'client', arity: -2, flags: ['admin'], keys: [0, 0, 0], run: client },
+  { name: 'config', arity: -2, flags: ['admin'], keys: [0, 0, 0], run: config },
+  { name: 'info', arity: -1, flags: [], keys: [0, 0, 0], run: info }
+]

@@ -1,0 +1,89 @@
+/**
+ * The command table and dispatch. A command name is looked up by a hash of its lowercased bytes,
+ * then compared byte by byte, so dispatch allocates no string.
+ */
+import { hashKey } from '../keyindex.ts'
+import { WRONG_ARGS, type Ctx } from './context.ts'
+import { expireCommands } from './expire.ts'
+import { keyCommands } from './keys.ts'
+import { serverCommands } from './server.ts'
+import { stringCommands } from './strings.ts'
+import type { Command } from './types.ts'
+
+const byHash = new Map<number, Command[]>()
+const lower = Buffer.alloc(64)
+
+function command (c: Ctx): void {
+  if (c.argc === 1) {
+    c.out.arrayHeader(all.length)
+    for (const cmd of all) describe(c, cmd)
+  } else if (c.is(1, 'count')) {
+    c.out.int(all.length)
+  } else if (c.is(1, 'info')) {
+    c.out.arrayHeader(c.argc - 2)
+    for (let i = 2; i < c.argc; i++) {
+      const cmd = all.find((x) => x.name === c.str(i).toLowerCase())
+      if (cmd === undefined) c.out.nilArray()
+      else describe(c, cmd)
+    }
+  } else if (c.is(1, 'docs')) {
+    c.out.arrayHeader(0)
+  } else {
+    c.out.error(`ERR unknown subcommand '${c.str(1)}'. Try COMMAND HELP.`)
+  }
+}
+
+function describe (c: Ctx, cmd: Command): void {
+  c.out.arrayHeader(6)
+  c.out.bulkString(cmd.name)
+  c.out.int(cmd.arity)
+  c.out.arrayHeader(cmd.flags.length)
+  for (const f of cmd.flags) c.out.simple(f)
+  for (const k of cmd.keys) c.out.int(k)
+}
+
+const all: Command[] = [
+  ...stringCommands, ...keyCommands, ...expireCommands, ...serverCommands,
+  { name: 'command', arity: -1, flags: ['random'], keys: [0, 0, 0], run: command }
+]
+for (const cmd of all) {
+  const name = Buffer.from(cmd.name)
+  const h = hashKey(name, 0, name.length)
+  byHash.set(h, [...(byHash.get(h) ?? []), cmd])
+}
+
+/** Finds the command named by argument 0, or undefined. */
+export function lookup (c: Ctx): Command | undefined {
+  const s = c.s(0)
+  const len = c.e(0) - s
+  if (len > lower.length || len === 0) return undefined
+  for (let i = 0; i < len; i++) {
+    const b = c.buf[s + i]
+    lower[i] = b >= 65 && b <= 90 ? b | 0x20 : b
+  }
+  const found = byHash.get(hashKey(lower, 0, len))
+  if (found === undefined) return undefined
+  for (const cmd of found) {
+    if (cmd.name.length !== len) continue
+    let same = true
+    for (let i = 0; i < len && same; i++) same = cmd.name.charCodeAt(i) === lower[i]
+    if (same) return cmd
+  }
+  return undefined
+}
+
+/** Runs the parsed command in `c`, replying with Redis's errors for unknown names and bad arity. */
+export function dispatch (c: Ctx): void {
+  const cmd = lookup(c)
+  if (cmd === undefined) {
+    let args = ''
+    for (let i = 1; i < c.argc && args.length < 128; i++) args += `'${c.str(i)}' `
+    c.out.error(`ERR unknown command '${c.str(0)}', with args beginning with: ${args}`)
+    return
+  }
+  if ((cmd.arity > 0 && c.argc !== cmd.arity) || (cmd.arity < 0 && c.argc < -cmd.arity)) {
+    c.out.error(WRONG_ARGS(cmd.name))
+    return
+  }
+  cmd.run(c)
+}

@@ -1,0 +1,10 @@
+import type { Ctx } from './context.ts'
+
+/** One command: Redis-style arity (n exact, -n at least n), key positions for COMMAND, handler. */
+export interface Command {
+  name: string
+  arity: number
+  flags: string[]
+  keys: [first: number, last: number, step: number]
+  run (c: Ctx): void
+}

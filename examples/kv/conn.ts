@@ -1,0 +1,131 @@
+/**
+ * One client connection: it gathers bytes until whole commands are there, runs every complete
+ * command of a read in one go, and sends all their replies in one write. Between two reads the
+ * client is always at a command boundary; its unread bytes are `pending()`, which is what moves
+ * to a successor on a live upgrade.
+ */
+import type { Socket } from 'node:net'
+import { INCOMPLETE, PROTOCOL_ERROR, type RespParser } from './resp.ts'
+import type { ClientInfo, Ctx } from './commands/context.ts'
+import { dispatch } from './commands/table.ts'
+
+/** A client whose unfinished command passes this is dropped (Redis's client-query-buffer-limit). */
+export const MAX_QUERY_BUFFER = 1024 * 1024 * 1024
+
+export interface ConnHost {
+  readonly ctx: Ctx
+  readonly parser: RespParser
+  commands: number
+  beginBatch (): void
+  closed (conn: Conn): void
+}
+
+export class Conn implements ClientInfo {
+  readonly id: number
+  name = ''
+  closing = false
+  readonly socket: Socket
+  private readonly host: ConnHost
+  /** Bytes of an unfinished command, and how many bytes it needs at least. */
+  private partial: Buffer[] = []
+  private partialLen = 0
+  private need = 0
+  /** While frozen for a handoff, reads are held here instead of run. */
+  private frozen = false
+  private held: Buffer[] = []
+
+  constructor (id: number, socket: Socket, host: ConnHost, pending?: Buffer) {
+    this.id = id
+    this.socket = socket
+    this.host = host
+    socket.setNoDelay(true)
+    socket.on('data', (chunk: Buffer) => this.onData(chunk))
+    socket.on('drain', () => { if (!this.frozen) socket.resume() })
+    socket.on('error', () => socket.destroy())
+    socket.on('close', () => host.closed(this))
+    if (pending !== undefined && pending.length > 0) this.onData(pending)
+  }
+
+  onData (chunk: Buffer): void {
+    if (this.frozen) { this.held.push(chunk); return }
+    let buf = chunk
+    if (this.partialLen > 0) {
+      this.partial.push(chunk)
+      this.partialLen += chunk.length
+      if (this.partialLen < this.need) return
+      buf = Buffer.concat(this.partial, this.partialLen)
+      this.partial = []
+      this.partialLen = 0
+    }
+    this.run(buf)
+  }
+
+  /** Runs every whole command in `buf` and keeps the rest. */
+  private run (buf: Buffer): void {
+    const host = this.host
+    const ctx = host.ctx
+    const p = host.parser
+    host.beginBatch()
+    let pos = 0
+    let n = 0
+    while (pos < buf.length && !this.closing) {
+      const next = p.parse(buf, pos, buf.length)
+      if (next === INCOMPLETE) break
+      if (next === PROTOCOL_ERROR) {
+        ctx.out.error(p.error)
+        this.closing = true
+        pos = buf.length
+        break
+      }
+      pos = next
+      if (p.argc === 0) continue
+      ctx.bind(p, this)
+      dispatch(ctx)
+      n++
+    }
+    host.commands += n
+    if (pos < buf.length && !this.closing) this.keep(buf, pos, p.need)
+    this.flush()
+  }
+
+  private keep (buf: Buffer, pos: number, need: number): void {
+    const rest = buf.length - pos
+    if (rest > MAX_QUERY_BUFFER || need > MAX_QUERY_BUFFER) { this.closing = true; return }
+    // A copy, so a big read buffer is not kept alive for a few bytes of it.
+    this.partial = [rest > 65536 ? buf.subarray(pos) : Buffer.from(buf.subarray(pos))]
+    this.partialLen = rest
+    this.need = need
+  }
+
+  private flush (): void {
+    const out = this.host.ctx.out
+    if (out.pos > 0) {
+      const ok = this.socket.write(out.take())
+      if (!ok && !this.closing) this.socket.pause()
+    }
+    if (this.closing) this.socket.end()
+  }
+
+  /** Stops running commands (the client is at a boundary already) and returns its unread bytes. */
+  freeze (): Buffer {
+    this.frozen = true
+    this.socket.pause()
+    // read() hands what the stream had buffered to onData (as 'data' events), which holds it.
+    while (this.socket.read() !== null);
+    return this.pending()
+  }
+
+  /** Serves again after a failed handoff, starting with what arrived meanwhile. */
+  thaw (): void {
+    this.frozen = false
+    const held = this.held
+    this.held = []
+    for (const c of held) this.onData(c)
+    if (!this.closing) this.socket.resume()
+  }
+
+  /** Bytes received but not yet run: an unfinished command plus anything held while frozen. */
+  pending (): Buffer {
+    return Buffer.concat([...this.partial, ...this.held])
+  }
+}

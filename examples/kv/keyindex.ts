@@ -1,0 +1,95 @@
+/**
+ * The hash index: open addressing with linear probing, in one region. Slot i holds four u32 words:
+ * the key's hash (0 = empty), the segment id and the byte offset of its record, and one spare word.
+ * Deletion shifts later entries back (no tombstones), so lookups never degrade with churn.
+ */
+
+export const SLOT_BYTES = 16
+const MAX_LOAD = 0.75
+
+/** FNV-1a with a murmur finalizer; never 0, because 0 marks an empty slot. */
+export function hashKey (b: Buffer, start: number, end: number): number {
+  let h = 0x811c9dc5
+  for (let i = start; i < end; i++) h = Math.imul(h ^ b[i], 0x01000193)
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  return (h >>> 0) || 1
+}
+
+export class KeyIndex {
+  readonly region: ArrayBuffer
+  readonly t: Uint32Array
+  readonly capacity: number
+  readonly mask: number
+  count: number
+
+  /** Wraps `region` (capacity = region bytes / 16, a power of two) holding `count` keys. */
+  constructor (region: ArrayBuffer, count: number) {
+    const cap = Math.floor(region.byteLength / SLOT_BYTES)
+    if (cap < 2 || (cap & (cap - 1)) !== 0) throw new RangeError(`index region of ${region.byteLength} bytes is not a power-of-two slot count`)
+    this.region = region
+    this.t = new Uint32Array(region, 0, cap * 4)
+    this.capacity = cap
+    this.mask = cap - 1
+    this.count = count
+  }
+
+  static bytesFor (capacity: number): number {
+    return capacity * SLOT_BYTES
+  }
+
+  /** True when one more key would pass the load limit. */
+  full (): boolean {
+    return this.count + 1 > this.capacity * MAX_LOAD
+  }
+
+  /** Fills empty slot `i` (found by a probe for `hash`). */
+  put (i: number, hash: number, seg: number, off: number): void {
+    const w = i << 2
+    this.t[w] = hash
+    this.t[w + 1] = seg
+    this.t[w + 2] = off
+    this.count++
+  }
+
+  /** Empties slot `i` and shifts back the entries after it that probed past it. */
+  removeAt (i: number): void {
+    const t = this.t
+    const mask = this.mask
+    let hole = i
+    let j = (i + 1) & mask
+    while (t[j << 2] !== 0) {
+      const home = t[j << 2] & mask
+      const between = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j)
+      if (!between) {
+        const from = j << 2
+        const to = hole << 2
+        t[to] = t[from]
+        t[to + 1] = t[from + 1]
+        t[to + 2] = t[from + 2]
+        hole = j
+      }
+      j = (j + 1) & mask
+    }
+    const w = hole << 2
+    t[w] = 0
+    t[w + 1] = 0
+    t[w + 2] = 0
+    this.count--
+  }
+
+  /** Moves every entry into `into` (a larger, empty index): O(n), used only on growth. */
+  rehashInto (into: KeyIndex): void {
+    const t = this.t
+    const dst = into.t
+    const mask = into.mask
+    for (let w = 0; w < t.length; w += 4) {
+      const h = t[w]
+      if (h === 0) continue
+      let j = h & mask
+      while (dst[j << 2] !== 0) j = (j + 1) & mask
+      into.put(j, h, t[w + 1], t[w + 2])
+    }
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * `pagegift-kv`: starts the store, or, with --handoff, joins the running generation on that socket
+ * and takes over its data, listeners and clients in a live upgrade.
+ */
+import { defaultAllocator } from './alloc.ts'
+import { parseOptions, USAGE } from './options.ts'
+import { KvServer } from './server.ts'
+import { Store } from './store.ts'
+
+export async function main (argv: string[]): Promise<number> {
+  const o = parseOptions(argv)
+  if (typeof o === 'string') {
+    process.stderr.write(o + '\n')
+    return o === USAGE ? 0 : 2
+  }
+  const allocator = await defaultAllocator()
+  if (o.handoff !== null) {
+    const { serveWithHandoff } = await import('./upgrade.ts')
+    return await serveWithHandoff(o, allocator)
+  }
+  const store = new Store({ allocator, maxmemory: o.maxmemory, segmentSize: o.segmentSize })
+  const server = new KvServer(store)
+  const port = await server.listen(o.port, o.host)
+  announce(server, port)
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve)
+    process.once('SIGINT', resolve)
+  })
+  await server.close()
+  return 0
+}
+
+/** The line tests and tools wait for. */
+export function announce (server: KvServer, port: number): void {
+  process.stdout.write(`pagegift-kv: generation ${server.stats.generation} serving on 127.0.0.1:${port} pid ${process.pid}\n`)
+}

@@ -1,0 +1,118 @@
+/**
+ * RESP2 reply writer. All replies produced while handling one read from a client go into this one
+ * growable buffer, then leave in a single socket write (pipelining without a write per command).
+ */
+
+const CRLF = 0x0a0d
+
+export class Reply {
+  buf: Buffer
+  pos = 0
+
+  constructor (size = 64 * 1024) {
+    this.buf = Buffer.allocUnsafe(size)
+  }
+
+  /** Makes room for `n` more bytes. */
+  ensure (n: number): void {
+    if (this.pos + n <= this.buf.length) return
+    let size = this.buf.length * 2
+    while (size < this.pos + n) size *= 2
+    const next = Buffer.allocUnsafe(size)
+    this.buf.copy(next, 0, 0, this.pos)
+    this.buf = next
+  }
+
+  /** Takes the bytes written so far as a fresh Buffer (safe to hand to socket.write) and resets. */
+  take (): Buffer {
+    const out = Buffer.allocUnsafe(this.pos)
+    this.buf.copy(out, 0, 0, this.pos)
+    this.pos = 0
+    return out
+  }
+
+  /** Drops a partial reply, back to `mark` (from `this.pos` earlier). */
+  rewind (mark: number): void {
+    this.pos = mark
+  }
+
+  raw (s: string): void {
+    this.ensure(s.length * 3)
+    this.pos += this.buf.write(s, this.pos, 'latin1')
+  }
+
+  ok (): void {
+    this.raw('+OK\r\n')
+  }
+
+  simple (s: string): void {
+    this.raw('+' + s + '\r\n')
+  }
+
+  /** `msg` starts with the error code, e.g. 'ERR syntax error' or 'WRONGTYPE ...'. */
+  error (msg: string): void {
+    this.raw('-' + msg + '\r\n')
+  }
+
+  nil (): void {
+    this.raw('$-1\r\n')
+  }
+
+  nilArray (): void {
+    this.raw('*-1\r\n')
+  }
+
+  int (n: number | bigint): void {
+    this.raw(':' + String(n) + '\r\n')
+  }
+
+  arrayHeader (n: number): void {
+    this.ensure(16)
+    this.buf[this.pos++] = 42
+    this.digits(n)
+  }
+
+  /** A bulk string from bytes `src[start, end)`. */
+  bulk (src: Buffer, start: number, end: number): void {
+    const len = end - start
+    this.ensure(len + 16)
+    const b = this.buf
+    b[this.pos++] = 36
+    this.digits(len)
+    if (len <= 128) {
+      let p = this.pos
+      for (let i = start; i < end; i++) b[p++] = src[i]
+    } else {
+      src.copy(b, this.pos, start, end)
+    }
+    this.pos += len
+    this.buf.writeUInt16LE(CRLF, this.pos)
+    this.pos += 2
+  }
+
+  bulkString (s: string): void {
+    const len = Buffer.byteLength(s)
+    this.ensure(len + 16)
+    this.buf[this.pos++] = 36
+    this.digits(len)
+    this.pos += this.buf.write(s, this.pos)
+    this.buf.writeUInt16LE(CRLF, this.pos)
+    this.pos += 2
+  }
+
+  /** Writes a non-negative integer and CRLF without making a string. */
+  private digits (n: number): void {
+    const b = this.buf
+    if (n < 10) {
+      b[this.pos++] = 48 + n
+    } else {
+      let len = 0
+      for (let t = n; t > 0; t = Math.floor(t / 10)) len++
+      let p = this.pos + len
+      this.pos = p
+      for (let t = n; t > 0; t = Math.floor(t / 10)) b[--p] = 48 + (t % 10)
+    }
+    b[this.pos++] = 13
+    b[this.pos++] = 10
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * Values live in log-structured segments: fixed-size regions that records are appended to.
+ * A record is 8-byte aligned:
+ *   u32 size (whole record, padded) | u32 key length | u32 value length | u32 spare | f64 expireAt (ms, 0 = none) | key | value
+ * A record may be rewritten in place when a new value fits its size; otherwise the new version is
+ * appended and the old one becomes garbage, counted per segment so compaction knows where to look.
+ */
+
+export const HEADER = 24
+
+/** How regions are obtained and given back; the default uses giftable memory when present. */
+export interface Allocator {
+  alloc (bytes: number, name: string): ArrayBuffer
+  release (region: ArrayBuffer): void
+}
+
+export const heapAllocator: Allocator = {
+  alloc: (bytes) => new ArrayBuffer(bytes),
+  release: () => {}
+}
+
+export function recordSize (klen: number, vlen: number): number {
+  return (HEADER + klen + vlen + 7) & ~7
+}
+
+/** What a successor needs to wrap a segment again, besides its region. */
+export interface SegmentMeta { id: number, used: number, live: number }
+
+export class Segment {
+  readonly id: number
+  readonly region: ArrayBuffer
+  readonly bytes: Buffer
+  readonly u32: Uint32Array
+  readonly f64: Float64Array
+  /** Append offset: bytes [0, used) hold records. */
+  used: number
+  /** Bytes of records still reachable from the index. */
+  live: number
+
+  constructor (id: number, region: ArrayBuffer, used = 0, live = 0) {
+    this.id = id
+    this.region = region
+    const size = region.byteLength & ~7
+    this.bytes = Buffer.from(region, 0, size)
+    this.u32 = new Uint32Array(region, 0, size >>> 2)
+    this.f64 = new Float64Array(region, 0, size >>> 3)
+    this.used = used
+    this.live = live
+  }
+
+  get size (): number {
+    return this.bytes.length
+  }
+
+  fits (n: number): boolean {
+    return this.used + n <= this.bytes.length
+  }
+
+  /** Appends a record whose value is `vsrc[vs, ve)`; returns its offset. The caller checked `fits`. */
+  append (ksrc: Buffer, ks: number, ke: number, vsrc: Buffer, vs: number, ve: number, expireAt: number): number {
+    const klen = ke - ks
+    const vlen = ve - vs
+    const size = recordSize(klen, vlen)
+    const off = this.used
+    const w = off >>> 2
+    this.u32[w] = size
+    this.u32[w + 1] = klen
+    this.u32[w + 2] = vlen
+    this.u32[w + 3] = 0
+    this.f64[(off >>> 3) + 2] = expireAt
+    copyBytes(ksrc, ks, ke, this.bytes, off + HEADER)
+    copyBytes(vsrc, vs, ve, this.bytes, off + HEADER + klen)
+    this.used += size
+    this.live += size
+    return off
+  }
+
+  recSize (off: number): number { return this.u32[off >>> 2] }
+  keyLen (off: number): number { return this.u32[(off >>> 2) + 1] }
+  valLen (off: number): number { return this.u32[(off >>> 2) + 2] }
+  expireAt (off: number): number { return this.f64[(off >>> 3) + 2] }
+  setExpireAt (off: number, at: number): void { this.f64[(off >>> 3) + 2] = at }
+  keyStart (off: number): number { return off + HEADER }
+  valStart (off: number): number { return off + HEADER + this.u32[(off >>> 2) + 1] }
+
+  /** True if the record at `off` has key `src[s, e)`. */
+  keyEquals (off: number, src: Buffer, s: number, e: number): boolean {
+    const klen = e - s
+    if (this.u32[(off >>> 2) + 1] !== klen) return false
+    const b = this.bytes
+    let p = off + HEADER
+    if (klen > 64) return b.compare(src, s, e, p, p + klen) === 0
+    for (let i = s; i < e; i++) if (b[p++] !== src[i]) return false
+    return true
+  }
+
+  /** Overwrites the value in place; the caller checked that it fits the record. */
+  rewriteValue (off: number, vsrc: Buffer, vs: number, ve: number): void {
+    this.u32[(off >>> 2) + 2] = ve - vs
+    copyBytes(vsrc, vs, ve, this.bytes, this.valStart(off))
+  }
+
+  meta (): SegmentMeta {
+    return { id: this.id, used: this.used, live: this.live }
+  }
+}
+
+/** Byte copy that avoids the native call for the short keys and values that dominate. */
+export function copyBytes (src: Buffer, s: number, e: number, dst: Buffer, d: number): void {
+  if (e - s > 96) {
+    src.copy(dst, d, s, e)
+    return
+  }
+  for (let i = s; i < e; i++) dst[d++] = src[i]
+}

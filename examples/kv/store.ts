@@ -1,0 +1,256 @@
+/**
+ * The keyspace: a hash index region plus segment regions, nothing else. A successor wraps the same
+ * regions with `Store.adopt` in O(1): no per-key work, no JS object per key.
+ */
+import { KeyIndex, hashKey } from './keyindex.ts'
+import { Segment, recordSize, heapAllocator, type Allocator, type SegmentMeta } from './segments.ts'
+
+export interface StoreOptions {
+  allocator?: Allocator
+  /** Bytes per segment region; a bigger record gets a segment of its own size. */
+  segmentSize?: number
+  /** Limit on live data plus index, in bytes; 0 = none. */
+  maxmemory?: number
+  initialSlots?: number
+}
+
+/** Everything besides the regions that a successor needs; small and JSON-safe. */
+export interface StoreMeta {
+  version: 1
+  count: number
+  expires: number
+  liveBytes: number
+  active: number
+  segmentSize: number
+  segments: SegmentMeta[]
+}
+
+export interface StoreState { regions: Record<string, ArrayBuffer>, meta: StoreMeta }
+
+export const KEEP_TTL = -1
+
+export class Store {
+  readonly allocator: Allocator
+  readonly segmentSize: number
+  maxmemory: number
+  index: KeyIndex
+  segments: (Segment | undefined)[] = []
+  active: Segment
+  liveBytes = 0
+  expires = 0
+  /** The time used for expiry, refreshed once per batch of commands by the server. */
+  now = Date.now()
+  /** Set by a successful `find`: where the record is. */
+  seg!: Segment
+  off = 0
+  /** Set by a failed `find`: the hash and the empty slot where the key would go. */
+  private hash = 0
+  private probe = 0
+  private readonly initialSlots: number
+
+  constructor (opts: StoreOptions = {}, adopted?: { index: KeyIndex, segments: Segment[], meta: StoreMeta }) {
+    this.allocator = opts.allocator ?? heapAllocator
+    this.segmentSize = adopted?.meta.segmentSize ?? opts.segmentSize ?? 64 * 1024 * 1024
+    this.maxmemory = opts.maxmemory ?? 0
+    this.initialSlots = opts.initialSlots ?? 4096
+    if (adopted !== undefined) {
+      this.index = adopted.index
+      for (const s of adopted.segments) this.segments[s.id] = s
+      this.active = this.segments[adopted.meta.active] ?? adopted.segments[0]
+      this.liveBytes = adopted.meta.liveBytes
+      this.expires = adopted.meta.expires
+    } else {
+      this.index = new KeyIndex(this.allocator.alloc(KeyIndex.bytesFor(this.initialSlots), 'index'), 0)
+      this.active = this.newSegment(this.segmentSize)
+    }
+  }
+
+  /** Wraps regions handed over by a predecessor. */
+  static adopt (state: StoreState, opts: StoreOptions = {}): Store {
+    const { regions, meta } = state
+    if (meta?.version !== 1) throw new TypeError('kv store meta: unknown version')
+    const indexRegion = regions.index
+    if (indexRegion === undefined) throw new TypeError('kv store: no index region')
+    const segments = meta.segments.map((m) => {
+      const r = regions[`seg.${m.id}`]
+      if (r === undefined) throw new TypeError(`kv store: segment ${m.id} missing`)
+      return new Segment(m.id, r, m.used, m.live)
+    })
+    return new Store(opts, { index: new KeyIndex(indexRegion, meta.count), segments, meta })
+  }
+
+  exportState (): StoreState {
+    const regions: Record<string, ArrayBuffer> = { index: this.index.region }
+    const segments: SegmentMeta[] = []
+    for (const s of this.segments) {
+      if (s === undefined) continue
+      regions[`seg.${s.id}`] = s.region
+      segments.push(s.meta())
+    }
+    const meta: StoreMeta = {
+      version: 1, count: this.index.count, expires: this.expires, liveBytes: this.liveBytes,
+      active: this.active.id, segmentSize: this.segmentSize, segments
+    }
+    return { regions, meta }
+  }
+
+  get size (): number { return this.index.count }
+
+  /** Bytes counted against maxmemory: live records plus the index. */
+  get usedBytes (): number { return this.liveBytes + this.index.region.byteLength }
+
+  /** Bytes of all regions, garbage included. */
+  get allocatedBytes (): number {
+    let n = this.index.region.byteLength
+    for (const s of this.segments) if (s !== undefined) n += s.region.byteLength
+    return n
+  }
+
+  /** Finds key `b[s, e)`, dropping it if expired. Returns its slot (and sets seg/off) or -1. */
+  find (b: Buffer, s: number, e: number): number {
+    const h = hashKey(b, s, e)
+    const t = this.index.t
+    const mask = this.index.mask
+    let i = h & mask
+    for (;;) {
+      const w = i << 2
+      const sh = t[w]
+      if (sh === 0) break
+      if (sh === h) {
+        const seg = this.segments[t[w + 1]] as Segment
+        const off = t[w + 2]
+        if (seg.keyEquals(off, b, s, e)) {
+          const at = seg.expireAt(off)
+          if (at !== 0 && at <= this.now) {
+            this.removeAt(i)
+            return this.find(b, s, e)
+          }
+          this.seg = seg
+          this.off = off
+          return i
+        }
+      }
+      i = (i + 1) & mask
+    }
+    this.hash = h
+    this.probe = i
+    return -1
+  }
+
+  /** False if `bytes` more would pass maxmemory. */
+  fits (bytes: number): boolean {
+    return this.maxmemory === 0 || this.usedBytes + bytes <= this.maxmemory
+  }
+
+  /**
+   * Sets key to value. `slot` is the result of the `find` just before (no mutation in between).
+   * `expireAt` is ms since the epoch, 0 for none, or KEEP_TTL. Returns false on OOM.
+   */
+  write (slot: number, kb: Buffer, ks: number, ke: number, vb: Buffer, vs: number, ve: number, expireAt: number): boolean {
+    const need = recordSize(ke - ks, ve - vs)
+    if (slot >= 0) {
+      const seg = this.seg
+      const off = this.off
+      const old = seg.recSize(off)
+      if (need > old && !this.fits(need - old)) return false
+      const oldAt = seg.expireAt(off)
+      const at = expireAt === KEEP_TTL ? oldAt : expireAt
+      if ((oldAt !== 0) !== (at !== 0)) this.expires += at !== 0 ? 1 : -1
+      if (need <= old) {
+        seg.rewriteValue(off, vb, vs, ve)
+        seg.setExpireAt(off, at)
+        return true
+      }
+      const dst = this.room(need)
+      const noff = dst.append(kb, ks, ke, vb, vs, ve, at)
+      seg.live -= old
+      this.liveBytes += need - old
+      const w = slot << 2
+      this.index.t[w + 1] = dst.id
+      this.index.t[w + 2] = noff
+      return true
+    }
+    if (!this.fits(need)) return false
+    const at = expireAt === KEEP_TTL ? 0 : expireAt
+    if (this.index.full()) {
+      this.grow()
+      this.find(kb, ks, ke)
+    }
+    const dst = this.room(need)
+    const off = dst.append(kb, ks, ke, vb, vs, ve, at)
+    this.index.put(this.probe, this.hash, dst.id, off)
+    this.liveBytes += need
+    if (at !== 0) this.expires++
+    return true
+  }
+
+  /** Deletes the key in `slot`. */
+  removeAt (slot: number): void {
+    const w = slot << 2
+    const seg = this.segments[this.index.t[w + 1]] as Segment
+    const off = this.index.t[w + 2]
+    const size = seg.recSize(off)
+    if (seg.expireAt(off) !== 0) this.expires--
+    seg.live -= size
+    this.liveBytes -= size
+    this.index.removeAt(slot)
+  }
+
+  /** Sets or clears (0) the expiry of the key found last. */
+  setExpire (at: number): void {
+    const old = this.seg.expireAt(this.off)
+    if ((old !== 0) !== (at !== 0)) this.expires += at !== 0 ? 1 : -1
+    this.seg.setExpireAt(this.off, at)
+  }
+
+  /** Points seg/off at the record in `slot`; false if the slot is empty. */
+  at (slot: number): boolean {
+    const w = slot << 2
+    if (this.index.t[w] === 0) return false
+    this.seg = this.segments[this.index.t[w + 1]] as Segment
+    this.off = this.index.t[w + 2]
+    return true
+  }
+
+  flush (): void {
+    const oldIndex = this.index.region
+    const old = this.segments
+    this.segments = []
+    this.index = new KeyIndex(this.allocator.alloc(KeyIndex.bytesFor(this.initialSlots), 'index'), 0)
+    this.active = this.newSegment(this.segmentSize)
+    this.liveBytes = 0
+    this.expires = 0
+    this.allocator.release(oldIndex)
+    for (const s of old) if (s !== undefined) this.allocator.release(s.region)
+  }
+
+  /** A segment with room for `bytes`: the active one, or a new active one. */
+  room (bytes: number): Segment {
+    if (this.active.fits(bytes)) return this.active
+    this.active = this.newSegment(Math.max(this.segmentSize, bytes))
+    return this.active
+  }
+
+  /** Frees a segment that compaction emptied. */
+  dropSegment (seg: Segment): void {
+    if (seg === this.active || seg.live !== 0) throw new Error(`kv store: segment ${seg.id} is still in use`)
+    this.segments[seg.id] = undefined
+    this.allocator.release(seg.region)
+  }
+
+  private newSegment (bytes: number): Segment {
+    let id = this.segments.indexOf(undefined)
+    if (id < 0) id = this.segments.length
+    const seg = new Segment(id, this.allocator.alloc(bytes, `seg.${id}`))
+    this.segments[id] = seg
+    return seg
+  }
+
+  private grow (): void {
+    const old = this.index
+    const next = new KeyIndex(this.allocator.alloc(KeyIndex.bytesFor(old.capacity * 2), 'index'), 0)
+    old.rehashInto(next)
+    this.index = next
+    this.allocator.release(old.region)
+  }
+}
