@@ -1,0 +1,125 @@
+/**
+ * `pagegift qemu start|upgrade|status|stop`: run a VM whose RAM pagegift holds, and live-update
+ * its QEMU process without copying the RAM. `start` runs the keeper (in the foreground, or in the
+ * background with --detach); the other subcommands talk to the keeper over its control socket.
+ */
+import { spawn } from 'node:child_process'
+import { closeSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { request } from '../qemu/control.ts'
+import { parseMemorySize } from '../qemu/host.ts'
+import { startKeeper } from '../qemu/keeper.ts'
+import { checkName, defaultDir, ensureDir, vmPaths } from '../qemu/paths.ts'
+import { openLog } from '../qemu/process.ts'
+import type { UpgradeRecord, VmStatus } from '../qemu/vm.ts'
+
+const USAGE = `usage:
+  pagegift qemu start --name NAME --memory SIZE [--qemu BINARY] [--accel auto|kvm|tcg] [--machine TYPE] [--detach] [--dir DIR] -- [QEMU ARGS...]
+  pagegift qemu upgrade NAME [--qemu BINARY] [--timeout MS] [--json] [--dir DIR]
+  pagegift qemu status NAME [--json] [--dir DIR]
+  pagegift qemu stop NAME [--dir DIR]
+DIR defaults to $PAGEGIFT_QEMU_DIR, else $XDG_RUNTIME_DIR/pagegift/qemu, else /tmp/pagegift-UID/qemu.`
+
+const out = (s: string): void => { process.stdout.write(s + '\n') }
+
+export async function run (argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv
+  if (sub === 'start') return await start(rest)
+  if (sub === 'upgrade') return await upgrade(rest)
+  if (sub === 'status') return await status(rest)
+  if (sub === 'stop') return await stop(rest)
+  process.stderr.write(`${USAGE}\n`)
+  return sub === '-h' || sub === '--help' ? 0 : 2
+}
+
+async function start (argv: string[]): Promise<number> {
+  const dash = argv.indexOf('--')
+  const own = dash < 0 ? argv : argv.slice(0, dash)
+  const extraArgs = dash < 0 ? [] : argv.slice(dash + 1)
+  const { values } = parseArgs({
+    args: own,
+    options: {
+      name: { type: 'string' }, memory: { type: 'string' }, qemu: { type: 'string' }, accel: { type: 'string', default: 'auto' },
+      machine: { type: 'string' }, dir: { type: 'string' }, detach: { type: 'boolean', default: false },
+    },
+  })
+  if (values.name === undefined || values.memory === undefined) throw new TypeError(`--name and --memory are required\n${USAGE}`)
+  const name = checkName(values.name)
+  const memoryBytes = parseMemorySize(values.memory)
+  const accel = values.accel
+  if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw new TypeError(`--accel must be auto, kvm or tcg, not '${accel}'`)
+  const dir = values.dir ?? defaultDir()
+  if (values.detach) return await startDetached(argv.filter((a, i) => a !== '--detach' || (dash >= 0 && i > dash)), dir, name)
+  const keeper = await startKeeper({ name, memoryBytes, qemu: values.qemu, accel, machine: values.machine, dir, extraArgs }, out)
+  out(`${name}: ready, keeper pid ${process.pid}`)
+  return await keeper.done
+}
+
+/** Starts the keeper as a background process and returns once its control socket answers. */
+async function startDetached (argv: string[], dir: string, name: string): Promise<number> {
+  const paths = vmPaths(dir, name)
+  ensureDir(dir)
+  const logFd = openLog(paths.keeperLog)
+  const bin = fileURLToPath(new URL('../../bin/pagegift.js', import.meta.url))
+  const child = spawn(process.execPath, [bin, 'qemu', 'start', ...argv], { detached: true, stdio: ['ignore', logFd, logFd] })
+  closeSync(logFd)
+  let exited = false
+  child.once('exit', () => { exited = true })
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline && !exited) {
+    try {
+      const s = await request<VmStatus>(paths.control, { op: 'status' }, 2000)
+      if (s.keeperPid === child.pid) {
+        child.unref()
+        out(`${name}: running on QEMU pid ${s.pid} (qemu ${s.qemuVersion}, ${s.accel}), keeper pid ${s.keeperPid}`)
+        out(`${name}: keeper log ${paths.keeperLog}, console log ${s.consoleLog}`)
+        return 0
+      }
+    } catch {}
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  if (!exited) child.kill('SIGTERM')
+  process.stderr.write(`pagegift qemu start: the keeper did not come up; see ${paths.keeperLog}\n`)
+  return 1
+}
+
+function target (argv: string[], extra: Record<string, { type: 'string' | 'boolean' }>): { control: string, name: string, values: Record<string, string | boolean | undefined> } {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { dir: { type: 'string' }, json: { type: 'boolean' }, ...extra } })
+  if (positionals.length !== 1) throw new TypeError(`expected exactly one VM name\n${USAGE}`)
+  const name = checkName(positionals[0])
+  return { control: vmPaths((values.dir as string | undefined) ?? defaultDir(), name).control, name, values }
+}
+
+async function upgrade (argv: string[]): Promise<number> {
+  const { control, name, values } = target(argv, { qemu: { type: 'string' }, timeout: { type: 'string' } })
+  const timeoutMs = values.timeout === undefined ? 30_000 : Number(values.timeout)
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new RangeError('--timeout must be a positive number of ms')
+  const r = await request<UpgradeRecord>(control, { op: 'upgrade', qemu: values.qemu as string | undefined, timeoutMs }, timeoutMs + 15_000)
+  if (values.json === true) { out(JSON.stringify(r)); return 0 }
+  out(`${name}: live update done, QEMU pid ${r.oldPid} -> ${r.newPid} (qemu ${r.qemuVersion})`)
+  out(`  downtime (QEMU)     ${r.downtimeMs} ms`)
+  out(`  STOP -> RESUME      ${r.stopResumeGapMs.toFixed(2)} ms`)
+  out(`  total time          ${r.totalMs.toFixed(1)} ms`)
+  out(`  bytes transferred   ${r.bytesTransferred} (RAM blocks: ${r.ramBytesTransferred})`)
+  return 0
+}
+
+async function status (argv: string[]): Promise<number> {
+  const { control, values } = target(argv, {})
+  const s = await request<VmStatus>(control, { op: 'status' }, 5000)
+  if (values.json === true) { out(JSON.stringify(s)); return 0 }
+  out(`${s.name}: ${s.state}, QEMU pid ${s.pid}, generation ${s.generation}, qemu ${s.qemuVersion} (${s.qemu}), ${s.accel}`)
+  out(`  memory ${s.memoryBytes / 1024 ** 2} MiB, keeper pid ${s.keeperPid}, started ${s.startedAt}, console ${s.consoleLog}`)
+  for (const u of s.upgrades) {
+    out(`  upgrade ${u.at}: pid ${u.oldPid} -> ${u.newPid}, downtime ${u.downtimeMs} ms, gap ${u.stopResumeGapMs.toFixed(2)} ms, total ${u.totalMs.toFixed(1)} ms, ${u.bytesTransferred} bytes`)
+  }
+  return 0
+}
+
+async function stop (argv: string[]): Promise<number> {
+  const { control, name } = target(argv, {})
+  await request(control, { op: 'stop' }, 20_000)
+  out(`${name}: stopped`)
+  return 0
+}

@@ -1,0 +1,81 @@
+/**
+ * The keeper's control socket: one JSON request line, one JSON reply line, then the connection
+ * closes. The socket file is 0600 in a 0700 directory, so only the VM's owner (or root) can connect
+ * and upgrade or stop the VM.
+ */
+import { chmodSync, rmSync } from 'node:fs'
+import { createServer, connect as netConnect, type Server } from 'node:net'
+import { QemuError, type QemuErrorCode } from './errors.ts'
+
+export type ControlOp = 'status' | 'upgrade' | 'stop'
+export interface ControlRequest { op: ControlOp, qemu?: string, timeoutMs?: number }
+export type ControlReply = { ok: true, result: unknown } | { ok: false, error: { code: string, message: string, rolledBack?: boolean } }
+
+const MAX_REQUEST_BYTES = 64 * 1024
+
+/** Serves requests on `path`; `handle` runs one request at a time per connection. */
+export async function serveControl (path: string, handle: (req: ControlRequest) => Promise<unknown>): Promise<Server> {
+  rmSync(path, { force: true })
+  const server = createServer((conn) => {
+    let buffered = ''
+    conn.setEncoding('utf8')
+    conn.on('error', () => {})
+    conn.on('data', (chunk: string) => {
+      buffered += chunk
+      if (buffered.length > MAX_REQUEST_BYTES) { conn.destroy(); return }
+      const nl = buffered.indexOf('\n')
+      if (nl < 0) return
+      conn.pause()
+      void answer(buffered.slice(0, nl), handle).then((reply) => conn.end(JSON.stringify(reply) + '\n'))
+    })
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(path, () => { server.off('error', reject); resolve() })
+  })
+  chmodSync(path, 0o600)
+  return server
+}
+
+async function answer (line: string, handle: (req: ControlRequest) => Promise<unknown>): Promise<ControlReply> {
+  try {
+    const req = JSON.parse(line) as ControlRequest
+    if (!['status', 'upgrade', 'stop'].includes(req.op)) throw new QemuError('ERR_QEMU_CONTROL', `unknown control operation '${String(req.op)}'`)
+    return { ok: true, result: await handle(req) }
+  } catch (err) {
+    const e = err as Error & { code?: string, rolledBack?: boolean }
+    const message = e.cause instanceof Error && !e.message.includes(e.cause.message) ? `${e.message}: ${e.cause.message}` : e.message
+    return { ok: false, error: { code: e.code ?? 'ERR_QEMU_CONTROL', message, ...(e.rolledBack !== undefined ? { rolledBack: e.rolledBack } : {}) } }
+  }
+}
+
+/** Sends one request to the keeper at `path` and returns its result; keeper errors are rethrown. */
+export async function request<T> (path: string, req: ControlRequest, timeoutMs: number): Promise<T> {
+  const line = await new Promise<string>((resolve, reject) => {
+    const conn = netConnect({ path })
+    let buffered = ''
+    const timer = setTimeout(() => {
+      conn.destroy()
+      reject(new QemuError('ERR_QMP_TIMEOUT', `the keeper at ${path} did not answer '${req.op}' within ${timeoutMs} ms`))
+    }, timeoutMs)
+    conn.setEncoding('utf8')
+    conn.on('connect', () => conn.write(JSON.stringify(req) + '\n'))
+    conn.on('data', (chunk: string) => { buffered += chunk })
+    conn.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer)
+      const missing = err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+      reject(new QemuError(missing ? 'ERR_QEMU_VM_NOT_FOUND' : 'ERR_QEMU_CONTROL', missing ? `no keeper is listening at ${path}` : `control socket ${path}: ${err.message}`, { cause: err }))
+    })
+    conn.on('close', () => { clearTimeout(timer); resolve(buffered) })
+  })
+  let reply: ControlReply
+  try {
+    reply = JSON.parse(line) as ControlReply
+  } catch {
+    throw new QemuError('ERR_QEMU_CONTROL', `the keeper at ${path} closed the connection without a valid reply`)
+  }
+  if (!reply.ok) {
+    throw new QemuError(reply.error.code as QemuErrorCode, reply.error.message, reply.error.rolledBack !== undefined ? { rolledBack: reply.error.rolledBack } : {})
+  }
+  return reply.result as T
+}

@@ -1,0 +1,112 @@
+/**
+ * A live update: move a running guest from one QEMU process to a new one on the same shared RAM.
+ *
+ * The commit point is the destination's RESUME. Before it, every failure (the destination does not
+ * start, the migration fails or times out, the destination dies) rolls back: the destination is
+ * killed and the source resumes the guest. That is safe because the destination was started with
+ * -S, so it has never run a guest instruction and has not touched the shared RAM. After the commit
+ * the source is told to quit.
+ */
+import { QemuError } from './errors.ts'
+import { migrate, orExit } from './migrate.ts'
+import type { QemuProcess } from './process.ts'
+
+export type UpgradePhase = 'destination-started' | 'migration-completed'
+
+export interface LiveUpdateOptions {
+  /** Starts the destination QEMU with `-incoming defer -S` on the same RAM as the source. */
+  launchDestination: () => Promise<QemuProcess>
+  /** Path prefix for the migration sockets. */
+  socketBase: string
+  /** Copy the RAM as a normal precopy migration does (for comparison); default false. */
+  copyRam?: boolean
+  /** Limit for the whole update before it rolls back (default 30 s). */
+  timeoutMs?: number
+  /** Called at each phase; tests use it to inject faults such as killing the destination. */
+  onPhase?: (phase: UpgradePhase, dest: QemuProcess) => Promise<void> | void
+}
+
+export interface UpgradeReport {
+  oldPid: number
+  newPid: number
+  /** Downtime as QEMU reports it on the source. */
+  downtimeMs: number
+  /** From the source's STOP event to the destination's RESUME event (QMP timestamps). */
+  stopResumeGapMs: number
+  /** From the start of the update until the old QEMU has exited. */
+  totalMs: number
+  /** Bytes that crossed the migration socket. */
+  bytesTransferred: number
+  /** RAM bytes QEMU says it sent (ROMs and other unshared blocks). */
+  ramBytesTransferred: number
+}
+
+export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Promise<{ vm: QemuProcess, report: UpgradeReport }> {
+  const started = performance.now()
+  const timeoutMs = o.timeoutMs ?? 30_000
+  const srcSince = source.qmp.nextEventSeq
+  let dest: QemuProcess | undefined
+  let stats
+  let resumedAt = Number.NaN
+  try {
+    dest = await o.launchDestination()
+    const d = dest
+    await o.onPhase?.('destination-started', d)
+    stats = await migrate(source, d, { copyRam: o.copyRam ?? false, socketBase: o.socketBase, timeoutMs }, async () => {
+      await o.onPhase?.('migration-completed', d)
+      const resumed = d.qmp.waitEvent('RESUME', { since: d.qmp.nextEventSeq, timeoutMs })
+      resumed.catch(() => {})
+      await orExit(d.qmp.execute('cont', undefined, { timeoutMs }), d, 'the destination QEMU')
+      resumedAt = (await orExit(resumed, d, 'the destination QEMU')).timeMs
+    })
+  } catch (err) {
+    const rolledBack = await rollback(source, dest, timeoutMs)
+    throw new QemuError('ERR_QEMU_UPGRADE_FAILED',
+      `live update failed (${(err as Error).message}); ${rolledBack ? `rolled back: the guest runs on the old QEMU (pid ${source.pid})` : 'the rollback failed too'}`,
+      { cause: err, rolledBack })
+  }
+  const stop = source.qmp.events.find((e) => e.event === 'STOP' && e.seq >= srcSince)
+  await source.quit(5000)
+  source.qmp.close()
+  return {
+    vm: dest,
+    report: {
+      oldPid: source.pid,
+      newPid: dest.pid,
+      downtimeMs: stats.downtimeMs,
+      stopResumeGapMs: stop === undefined ? Number.NaN : resumedAt - stop.timeMs,
+      totalMs: performance.now() - started,
+      bytesTransferred: stats.bytesTransferred,
+      ramBytesTransferred: stats.ramBytesTransferred,
+    },
+  }
+}
+
+/**
+ * Kills the destination and makes the source run the guest again. Returns whether the source was
+ * confirmed running. It refuses to resume the source if the destination ever resumed the guest,
+ * since the guest RAM would then be newer than the source's CPU state.
+ */
+async function rollback (source: QemuProcess, dest: QemuProcess | undefined, timeoutMs: number): Promise<boolean> {
+  if (dest !== undefined) {
+    dest.kill('SIGKILL')
+    await dest.waitExit(5000)
+    dest.qmp.close()
+    if (dest.qmp.events.some((e) => e.event === 'RESUME')) return false
+  }
+  const deadline = Date.now() + Math.min(timeoutMs, 10_000)
+  try {
+    const info = await source.qmp.execute<{ status?: string }>('query-migrate', undefined, { timeoutMs: 2000 })
+    if (['setup', 'active', 'pre-switchover', 'device'].includes(info.status ?? '')) {
+      await source.qmp.execute('migrate_cancel', undefined, { timeoutMs: 2000 })
+    }
+    while (Date.now() < deadline) {
+      const s = await source.qmp.execute<{ running: boolean, status: string }>('query-status', undefined, { timeoutMs: 2000 })
+      if (s.running) return true
+      // A completed migration leaves the source in postmigrate; a failed one restarts it by itself.
+      if (s.status === 'postmigrate' || s.status === 'paused') await source.qmp.execute('cont', undefined, { timeoutMs: 2000 })
+      else await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+  } catch {}
+  return false
+}

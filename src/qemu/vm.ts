@@ -1,0 +1,204 @@
+/**
+ * A VM whose RAM is giftable memory held by this process (its keeper). The keeper never touches
+ * the guest RAM; it only holds the sealed memfd so that every QEMU generation can map the same
+ * pages, and it runs one live update at a time.
+ */
+import { closeSync, rmSync } from 'node:fs'
+import { alloc, fdOf, release } from '../pages.ts'
+import { QemuError } from './errors.ts'
+import { findQemu, kvmUsable, DEFAULT_QEMU, type QemuBinary } from './host.ts'
+import { liveUpdate, type UpgradePhase, type UpgradeReport } from './liveupdate.ts'
+import { vmPaths, ensureDir, type VmPaths } from './paths.ts'
+import { launchQemu, openLog, type QemuProcess } from './process.ts'
+
+export interface VmConfig {
+  name: string
+  memoryBytes: number
+  /** QEMU binary name or path (default qemu-system-x86_64). */
+  qemu?: string
+  /** 'auto' uses KVM when it really works, else TCG with a note. */
+  accel?: 'auto' | 'kvm' | 'tcg'
+  machine?: string
+  /** Directory for the VM's sockets and logs. */
+  dir: string
+  /** Further QEMU arguments (kernel, disks, ...), used for every generation. */
+  extraArgs?: string[]
+}
+
+export interface UpgradeRecord extends UpgradeReport { at: string, qemu: string, qemuVersion: string }
+
+export interface VmStatus {
+  name: string
+  /** QEMU's run state, such as 'running' or 'paused', or 'exited'. */
+  state: string
+  pid: number
+  generation: number
+  qemu: string
+  qemuVersion: string
+  accel: 'kvm' | 'tcg'
+  memoryBytes: number
+  keeperPid: number
+  startedAt: string
+  consoleLog: string
+  upgrades: UpgradeRecord[]
+}
+
+export interface UpgradeOptions { qemu?: string, timeoutMs?: number, onPhase?: (phase: UpgradePhase, dest: QemuProcess) => Promise<void> | void }
+
+export class Vm {
+  readonly name: string
+  readonly paths: VmPaths
+  readonly accel: 'kvm' | 'tcg'
+  /** Why the accelerator was chosen, for example why KVM is not used. */
+  readonly accelNote: string
+  #config: VmConfig
+  #ram: ArrayBuffer
+  #ramFd: number
+  #logFd: number
+  #qemu: QemuProcess
+  #binary: QemuBinary
+  #generation = 1
+  #startedAt = new Date().toISOString()
+  #upgrades: UpgradeRecord[] = []
+  #busy = false
+  #stopped = false
+  #onExit: ((vm: Vm) => void) | undefined
+
+  private constructor (config: VmConfig, ram: ArrayBuffer, ramFd: number, logFd: number, qemu: QemuProcess, binary: QemuBinary, accel: { accel: 'kvm' | 'tcg', note: string }) {
+    this.name = config.name
+    this.paths = vmPaths(config.dir, config.name)
+    this.#config = config
+    this.#ram = ram
+    this.#ramFd = ramFd
+    this.#logFd = logFd
+    this.#qemu = qemu
+    this.#binary = binary
+    this.accel = accel.accel
+    this.accelNote = accel.note
+    this.#watch(qemu)
+  }
+
+  /** Allocates the RAM region and starts the first QEMU on it. */
+  static async start (config: VmConfig): Promise<Vm> {
+    const binary = await findQemu(config.qemu ?? DEFAULT_QEMU)
+    const accel = chooseAccel(config.accel ?? 'auto')
+    const paths = vmPaths(config.dir, config.name)
+    ensureDir(paths.dir)
+    const ram = alloc(config.memoryBytes, { name: `pagegift-qemu-${config.name}` })
+    const ramFd = fdOf(ram)
+    const logFd = openLog(paths.qemuLog)
+    try {
+      const qemu = await launchQemu({
+        binary: binary.path, ram: { bytes: config.memoryBytes, fd: ramFd }, qmpPath: paths.qmp(1), consolePath: paths.console,
+        logFd, accel: accel.accel, machine: config.machine, extraArgs: config.extraArgs,
+      })
+      return new Vm(config, ram, ramFd, logFd, qemu, binary, accel)
+    } catch (err) {
+      closeSync(ramFd)
+      closeSync(logFd)
+      release(ram)
+      throw err
+    }
+  }
+
+  get pid (): number { return this.#qemu.pid }
+  get generation (): number { return this.#generation }
+  get stopped (): boolean { return this.#stopped }
+
+  /** Called once if the current QEMU exits on its own (guest power-off or a crash). */
+  onExit (fn: (vm: Vm) => void): void { this.#onExit = fn }
+
+  async status (): Promise<VmStatus> {
+    let state = 'exited'
+    if (!this.#stopped) {
+      state = await this.#qemu.qmp.execute<{ status: string }>('query-status', undefined, { timeoutMs: 2000 })
+        .then((s) => s.status, (err: Error) => `unknown (${err.message})`)
+    }
+    return {
+      name: this.name, state, pid: this.#qemu.pid, generation: this.#generation, qemu: this.#binary.path,
+      qemuVersion: this.#binary.versionText, accel: this.accel, memoryBytes: this.#config.memoryBytes, keeperPid: process.pid,
+      startedAt: this.#startedAt, consoleLog: this.paths.console, upgrades: [...this.#upgrades],
+    }
+  }
+
+  /** Moves the guest to a new QEMU process (optionally another binary) on the same RAM. */
+  async upgrade (o: UpgradeOptions = {}): Promise<UpgradeRecord> {
+    if (this.#stopped) throw new QemuError('ERR_QEMU_EXITED', `VM ${this.name} is not running`)
+    if (this.#busy) throw new QemuError('ERR_QEMU_BUSY', `VM ${this.name} is already being upgraded or stopped`)
+    this.#busy = true
+    try {
+      const binary = await findQemu(o.qemu ?? this.#binary.path)
+      const next = this.#generation + 1
+      const { vm, report } = await liveUpdate(this.#qemu, {
+        socketBase: this.paths.migration(next),
+        timeoutMs: o.timeoutMs,
+        onPhase: o.onPhase,
+        launchDestination: async () => await launchQemu({
+          binary: binary.path, ram: { bytes: this.#config.memoryBytes, fd: this.#ramFd }, qmpPath: this.paths.qmp(next),
+          consolePath: this.paths.console, logFd: this.#logFd, accel: this.accel, machine: this.#config.machine,
+          extraArgs: this.#config.extraArgs, incoming: true,
+        }),
+      })
+      rmSync(this.paths.qmp(this.#generation), { force: true })
+      this.#qemu = vm
+      this.#binary = binary
+      this.#generation = next
+      this.#watch(vm)
+      const record: UpgradeRecord = { ...report, at: new Date().toISOString(), qemu: binary.path, qemuVersion: binary.versionText }
+      this.#upgrades.push(record)
+      return record
+    } finally {
+      this.#busy = false
+      // The exit watcher ignores exits during an update; a source that died meanwhile is noticed here.
+      if (this.#qemu.exitStatus !== undefined && !this.#stopped) {
+        this.#cleanup()
+        this.#onExit?.(this)
+      }
+    }
+  }
+
+  /** Quits QEMU (killing it if it does not quit in time) and frees the RAM. */
+  async stop (timeoutMs = 5000): Promise<void> {
+    if (this.#busy) throw new QemuError('ERR_QEMU_BUSY', `VM ${this.name} is being upgraded; stop it afterwards`)
+    this.#busy = true
+    try {
+      await this.#qemu.quit(timeoutMs)
+      this.#cleanup()
+    } finally {
+      this.#busy = false
+    }
+  }
+
+  /** Kills QEMU at once; for a keeper that is itself being killed. */
+  kill (): void {
+    this.#qemu.kill('SIGKILL')
+    this.#cleanup()
+  }
+
+  #watch (qemu: QemuProcess): void {
+    void qemu.exited.then(() => {
+      // An exit of a QEMU that is no longer current (an upgraded-away source) is expected.
+      if (qemu !== this.#qemu || this.#stopped || this.#busy) return
+      this.#cleanup()
+      this.#onExit?.(this)
+    })
+  }
+
+  #cleanup (): void {
+    if (this.#stopped) return
+    this.#stopped = true
+    this.#qemu.qmp.close()
+    rmSync(this.paths.qmp(this.#generation), { force: true })
+    closeSync(this.#ramFd)
+    closeSync(this.#logFd)
+    release(this.#ram)
+  }
+}
+
+function chooseAccel (wanted: 'auto' | 'kvm' | 'tcg'): { accel: 'kvm' | 'tcg', note: string } {
+  if (wanted === 'tcg') return { accel: 'tcg', note: 'TCG as requested' }
+  const kvm = kvmUsable()
+  if (kvm.usable) return { accel: 'kvm', note: kvm.reason }
+  if (wanted === 'kvm') throw new QemuError('ERR_QEMU_START_FAILED', `KVM requested but not usable: ${kvm.reason}`)
+  return { accel: 'tcg', note: `KVM unavailable (${kvm.reason}); using TCG, which is much slower` }
+}
