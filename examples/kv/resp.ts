@@ -38,7 +38,7 @@ export class RespParser {
     if (buf[pos] !== 42) return this.parseInline(buf, pos, limit)
     let p = pos + 1
     const line = this.readInt(buf, p, limit)
-    if (line < 0) return this.lineIncomplete(buf, pos, limit, 'too big mbulk count string')
+    if (line < 0) return this.lineIncomplete(pos, pos, limit, 'too big mbulk count string')
     const count = this.num
     p = line
     if (this.bad || count > MAX_ARGS) return this.fail('invalid multibulk length')
@@ -48,7 +48,7 @@ export class RespParser {
       if (p >= limit) return this.incomplete(p - pos + 1)
       if (buf[p] !== 36) return this.fail(`expected '$', got '${String.fromCharCode(buf[p])}'`)
       const after = this.readInt(buf, p + 1, limit)
-      if (after < 0) return this.lineIncomplete(buf, p, limit, 'too big bulk count string')
+      if (after < 0) return this.lineIncomplete(pos, p, limit, 'too big bulk count string')
       const len = this.num
       if (this.bad || len < 0 || len > MAX_BULK) return this.fail('invalid bulk length')
       const dataEnd = after + len
@@ -88,9 +88,10 @@ export class RespParser {
     return -1
   }
 
-  private lineIncomplete (buf: Buffer, pos: number, limit: number, what: string): number {
-    if (limit - pos > MAX_INLINE) return this.fail(what)
-    return this.incomplete(limit - pos + 1)
+  /** A line (from `lineStart`) without its CRLF yet: an error if already too long, else incomplete. */
+  private lineIncomplete (cmdStart: number, lineStart: number, limit: number, what: string): number {
+    if (limit - lineStart > MAX_INLINE) return this.fail(what)
+    return this.incomplete(limit - cmdStart + 1)
   }
 
   private incomplete (need: number): number {
@@ -115,7 +116,7 @@ export class RespParser {
   /** Inline commands (`PING\r\n` from telnet): whitespace-separated words, no quoting. */
   private parseInline (buf: Buffer, pos: number, limit: number): number {
     const nl = buf.indexOf(LF, pos)
-    if (nl < 0 || nl >= limit) return this.lineIncomplete(buf, pos, limit, 'too big inline request')
+    if (nl < 0 || nl >= limit) return this.lineIncomplete(pos, pos, limit, 'too big inline request')
     let lineEnd = nl
     if (lineEnd > pos && buf[lineEnd - 1] === CR) lineEnd--
     let argc = 0

@@ -170,7 +170,7 @@ export class Store {
       this.index.t[w + 2] = noff
       return true
     }
-    if (!this.fits(need)) return false
+    if (!this.fits(this.index.full() ? need + this.index.region.byteLength : need)) return false
     const at = expireAt === KEEP_TTL ? 0 : expireAt
     if (this.index.full()) {
       this.grow()

@@ -1,0 +1,109 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Store, KEEP_TTL } from '../examples/kv/store.ts'
+import { Compactor } from '../examples/kv/compactor.ts'
+import { ExpirySweeper } from '../examples/kv/expiry.ts'
+
+const B = (s: string): Buffer => Buffer.from(s)
+
+function put (st: Store, k: string, v: string | Buffer, at = 0): boolean {
+  const kb = B(k)
+  const vb = Buffer.isBuffer(v) ? v : B(v)
+  const slot = st.find(kb, 0, kb.length)
+  return st.write(slot, kb, 0, kb.length, vb, 0, vb.length, at)
+}
+
+function get (st: Store, k: string): string | null {
+  const kb = B(k)
+  if (st.find(kb, 0, kb.length) < 0) return null
+  const vs = st.seg.valStart(st.off)
+  return st.seg.bytes.toString('latin1', vs, vs + st.seg.valLen(st.off))
+}
+
+function del (st: Store, k: string): boolean {
+  const kb = B(k)
+  const slot = st.find(kb, 0, kb.length)
+  if (slot < 0) return false
+  st.removeAt(slot)
+  return true
+}
+
+test('matches a Map model under random sets, overwrites and deletes (index growth, backward-shift delete)', () => {
+  const st = new Store({ segmentSize: 64 * 1024, initialSlots: 8 })
+  const model = new Map<string, string>()
+  let seed = 7
+  const rnd = (n: number): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n }
+  for (let i = 0; i < 30000; i++) {
+    const k = `k${rnd(3000)}`
+    const op = rnd(10)
+    if (op < 6) {
+      const v = 'v'.repeat(rnd(40)) + i
+      assert.ok(put(st, k, v))
+      model.set(k, v)
+    } else if (op < 9) {
+      assert.equal(del(st, k), model.delete(k))
+    } else {
+      assert.equal(get(st, k), model.get(k) ?? null)
+    }
+  }
+  assert.equal(st.size, model.size)
+  for (const [k, v] of model) assert.equal(get(st, k), v)
+  let live = 0
+  for (const s of st.segments) if (s !== undefined) live += s.live
+  assert.equal(live, st.liveBytes)
+})
+
+test('a store adopted from exported regions and meta has every key, with no per-key work', () => {
+  const st = new Store({ segmentSize: 32 * 1024 })
+  for (let i = 0; i < 5000; i++) put(st, `key:${i}`, `value:${i}`, i % 2 === 0 ? Date.now() + 60_000 : 0)
+  const state = JSON.parse(JSON.stringify(st.exportState().meta)) as ReturnType<Store['exportState']>['meta']
+  const next = Store.adopt({ regions: st.exportState().regions, meta: state })
+  assert.equal(next.size, 5000)
+  assert.equal(next.expires, 2500)
+  for (let i = 0; i < 5000; i++) assert.equal(get(next, `key:${i}`), `value:${i}`)
+  assert.ok(put(next, 'key:new', 'x'))
+  assert.equal(get(next, 'key:new'), 'x')
+})
+
+test('expired keys vanish on read and by the sweeper', () => {
+  const st = new Store()
+  put(st, 'a', '1', Date.now() - 1)
+  put(st, 'b', '2', Date.now() + 50)
+  put(st, 'c', '3')
+  assert.equal(st.expires, 2)
+  st.now = Date.now()
+  assert.equal(get(st, 'a'), null)
+  assert.equal(st.expires, 1)
+  st.now = Date.now() + 100
+  new ExpirySweeper(st).sweep(1 << 20)
+  assert.equal(st.size, 1)
+  assert.equal(st.expires, 0)
+  put(st, 'c', '33', KEEP_TTL)
+  assert.equal(get(st, 'c'), '33')
+})
+
+test('maxmemory refuses writes past it', () => {
+  const st = new Store({ maxmemory: 200 * 1024, initialSlots: 64 })
+  let ok = 0
+  while (put(st, `k${ok}`, Buffer.alloc(1000))) ok++
+  assert.ok(ok > 150 && ok < 200, `${ok} writes fit`)
+  assert.ok(st.usedBytes <= 200 * 1024)
+  assert.ok(del(st, 'k1'))
+  assert.ok(put(st, 'again', Buffer.alloc(1000)))
+})
+
+test('compaction frees garbage segments and keeps every live value', () => {
+  const st = new Store({ segmentSize: 16 * 1024 })
+  for (let i = 0; i < 2000; i++) put(st, `k${i}`, `v${i}`.padEnd(50, '.'))
+  for (let i = 0; i < 2000; i++) if (i % 4 !== 0) del(st, `k${i}`)
+  for (let i = 0; i < 2000; i += 8) put(st, `k${i}`, 'longer'.repeat(20))
+  const before = st.allocatedBytes
+  const c = new Compactor(st)
+  while (c.step(5));
+  assert.ok(c.freedSegments > 0)
+  assert.ok(st.allocatedBytes < before / 2, `${st.allocatedBytes} < ${before}/2`)
+  for (let i = 0; i < 2000; i++) {
+    const want = i % 8 === 0 ? 'longer'.repeat(20) : i % 4 === 0 ? `v${i}`.padEnd(50, '.') : null
+    assert.equal(get(st, `k${i}`), want)
+  }
+})
