@@ -1,0 +1,231 @@
+/**
+ * Handles: listening sockets, open connections and raw fds that move to the next generation.
+ *
+ * A predecessor's handle keeps the kernel object alive and knows how to resume it (rollback) or let
+ * go of it (commit). A successor's handle owns a received fd until adopted; an adoption made before
+ * the commit point is held (no accept, no read, writes corked) until COMMIT arrives.
+ */
+import net from 'node:net'
+import tls from 'node:tls'
+import { PagegiftError } from '../errors.ts'
+import { defaultEnv } from './env.ts'
+
+export type HandleKind = 'server' | 'socket' | 'fd'
+
+/** Commit/abort hooks of a successor that has not reached its commit point yet. */
+export interface Gate {
+  committed: boolean
+  onCommit: (fn: () => void) => void
+  onAbort: (fn: () => void) => void
+}
+
+interface Internals {
+  fd: number | null
+  /** Predecessor side: undo the export (rollback). */
+  resume?: () => void
+  /** Predecessor side: let go after COMMIT. */
+  release?: () => void
+  /** Predecessor side: resolves when nothing we wrote is still queued. */
+  flush?: () => Promise<void>
+  /** Successor side: set while the handoff that delivered this handle is not committed. */
+  gate?: Gate
+}
+
+const internals = new WeakMap<Handle, Internals>()
+/** Handles exported while a handoff runs, so that a rollback resumes them even if onHandoff failed halfway. */
+let collecting: Handle[] | null = null
+
+export function collectExports (): () => Handle[] {
+  const list: Handle[] = []
+  collecting = list
+  return () => { if (collecting === list) collecting = null; return list }
+}
+
+/** A listening socket, an open connection (with its unread bytes) or a raw fd on its way to the next generation. */
+export class Handle {
+  readonly kind: HandleKind
+  /** Bytes the connection received that nobody has parsed yet (sockets only). */
+  readonly pending: Buffer
+  /** What the handle was, for logs and `pagegift status` (address, port, remote peer). */
+  readonly info: Readonly<Record<string, string | number>>
+  constructor (kind: HandleKind, pending: Buffer, info: Record<string, string | number>, inner: Internals) {
+    this.kind = kind
+    this.pending = pending
+    this.info = Object.freeze({ ...info })
+    internals.set(this, inner)
+  }
+
+  /** Takes the raw fd out of a received 'fd' handle; the caller owns (and closes) it. */
+  takeFd (): number {
+    if (this.kind !== 'fd') throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_HANDLE', `takeFd() is for 'fd' handles; use adopt${this.kind === 'server' ? 'Server' : 'Socket'}() for a ${this.kind}`)
+    return take(this)
+  }
+}
+
+function inner (h: unknown): Internals {
+  const i = h instanceof Handle ? internals.get(h) : undefined
+  if (i === undefined) throw new TypeError('The "handle" argument must be a Handle from exportServer(), exportSocket() or gen.inherited.handles')
+  return i
+}
+
+function take (h: Handle): number {
+  const i = inner(h)
+  if (i.fd === null) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_HANDLE', 'This handle was already adopted')
+  const fd = i.fd
+  i.fd = null
+  return fd
+}
+
+interface ServerInternals { _handle: { fd?: number, close(): void } | null }
+interface StreamHandle { fd?: number, reading: boolean, readStart(): number, readStop(): number, writeQueueSize?: number }
+interface SocketInternals { _handle: StreamHandle | null }
+
+function describe (addr: net.AddressInfo | string | null): Record<string, string | number> {
+  if (addr === null) return {}
+  if (typeof addr === 'string') return { path: addr }
+  return { address: addr.address, port: addr.port, family: addr.family }
+}
+
+/**
+ * Stops a server accepting without closing its socket: a dup of the listening fd keeps the socket
+ * and its kernel backlog alive, so connections arriving during the handoff queue instead of being
+ * refused. Returns the handle to put in `onHandoff`'s `handles`.
+ */
+export function exportServer (server: net.Server): Handle {
+  if (server instanceof tls.Server) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_TLS', 'A TLS server cannot be exported as such: export the underlying net.Server and re-wrap it in the successor')
+  if (!(server instanceof net.Server)) throw new TypeError('The "server" argument must be a net.Server')
+  const s = server as unknown as ServerInternals
+  const fd = s._handle?.fd
+  if (s._handle === null || typeof fd !== 'number' || fd < 0) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_NOT_LISTENING', 'The server is not listening')
+  const info = describe(server.address())
+  const dup = defaultEnv.dup(fd)
+  // Closing only the libuv handle (not server.close()) stops accepting without emitting 'close'.
+  s._handle.close()
+  s._handle = null
+  const i: Internals = { fd: dup }
+  i.resume = () => { i.fd = null; server.listen({ fd: dup }) }
+  i.release = () => { if (i.fd !== null) defaultEnv.closeFd(dup); i.fd = null }
+  return collected(new Handle('server', Buffer.alloc(0), info, i))
+}
+
+function collected (h: Handle): Handle {
+  collecting?.push(h)
+  return h
+}
+
+/** Reads what the stream already buffered without emitting it to the app's 'data' listeners. */
+function drainReadable (socket: net.Socket): Buffer {
+  const listeners = socket.rawListeners('data') as ((...a: unknown[]) => void)[]
+  socket.removeAllListeners('data')
+  const parts: Buffer[] = []
+  try {
+    let chunk: Buffer | string | null
+    while ((chunk = socket.read() as Buffer | string | null) !== null) parts.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk)
+  } finally {
+    for (const l of listeners) socket.on('data', l)
+  }
+  return Buffer.concat(parts)
+}
+
+/**
+ * Pauses a connection at a request boundary and hands it over with its unread bytes: `pending`
+ * (what the app read but did not parse) followed by what the stream had buffered. The app must not
+ * write to it afterwards; the handoff waits for queued writes to drain before sending it.
+ */
+export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc(0)): Handle {
+  if (socket instanceof tls.TLSSocket) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_TLS', 'A TLS socket cannot move: its session keys live in this process\'s OpenSSL state')
+  if (!(socket instanceof net.Socket)) throw new TypeError('The "socket" argument must be a net.Socket')
+  if (!Buffer.isBuffer(pending)) throw new TypeError('The "pending" argument must be a Buffer')
+  const h = (socket as unknown as SocketInternals)._handle
+  if (h === null || socket.destroyed || socket.connecting || typeof h.fd !== 'number' || h.fd < 0) {
+    throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_NOT_CONNECTED', 'The socket is not connected')
+  }
+  const flowing = socket.readableFlowing
+  h.readStop()
+  // reading stays true so that the stream's _read() does not start the handle again.
+  h.reading = true
+  socket.pause()
+  const buffered = drainReadable(socket)
+  const info = { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 }
+  const i: Internals = { fd: h.fd }
+  i.flush = async () => {
+    while (socket.writableLength > 0 || (h.writeQueueSize ?? 0) > 0) {
+      if (socket.destroyed) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_NOT_CONNECTED', 'The socket closed while its writes drained')
+      await new Promise((resolve) => setTimeout(resolve, 1))
+    }
+  }
+  i.resume = () => {
+    if (socket.destroyed) return
+    if (buffered.length > 0) socket.unshift(buffered)
+    h.readStart()
+    if (flowing === true) socket.resume()
+  }
+  i.release = () => { i.fd = null; socket.destroy() }
+  return collected(new Handle('socket', Buffer.concat([pending, buffered]), info, i))
+}
+
+/**
+ * Listens on an inherited listening socket. Before the successor's commit point the server is not
+ * yet listening (it accepts nothing); it starts at COMMIT. Pass your own server (an http.Server, say)
+ * to have it listen instead of a fresh net.Server.
+ */
+export function adoptServer (handle: Handle, server: net.Server = net.createServer()): net.Server {
+  if (inner(handle) !== undefined && handle.kind !== 'server') throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_HANDLE', `adoptServer() needs a 'server' handle, got '${handle.kind}'`)
+  if (!(server instanceof net.Server)) throw new TypeError('The "server" argument must be a net.Server')
+  const gate = inner(handle).gate
+  const fd = take(handle)
+  if (gate === undefined || gate.committed) {
+    server.listen({ fd })
+  } else {
+    gate.onCommit(() => server.listen({ fd }))
+    gate.onAbort(() => { if (!server.listening) defaultEnv.closeFd(fd) })
+  }
+  return server
+}
+
+/**
+ * Wraps an inherited connection. Before the commit point it neither reads nor writes (writes are
+ * corked): parse `pending` and answer only after `await gen.ready()`.
+ */
+export function adoptSocket (handle: Handle): { socket: net.Socket, pending: Buffer } {
+  if (inner(handle) !== undefined && handle.kind !== 'socket') throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_HANDLE', `adoptSocket() needs a 'socket' handle, got '${handle.kind}'`)
+  const gate = inner(handle).gate
+  const fd = take(handle)
+  const opts = { fd, readable: true, writable: true, manualStart: true } as net.SocketConstructorOpts
+  const socket = new net.Socket(opts)
+  const h = (socket as unknown as SocketInternals)._handle as StreamHandle
+  if (gate === undefined || gate.committed) {
+    socket.read(0)
+  } else {
+    // reading = true without readStart(): nothing reads from the kernel until COMMIT.
+    h.reading = true
+    socket.cork()
+    gate.onCommit(() => { h.readStart(); socket.uncork() })
+    gate.onAbort(() => socket.destroy())
+  }
+  return { socket, pending: handle.pending }
+}
+
+/** A raw fd to hand over; the caller keeps owning it. */
+export function fdHandle (fd: number): Handle {
+  if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`A raw fd handle must be a non-negative integer. Received ${fd}`)
+  return new Handle('fd', Buffer.alloc(0), { fd }, { fd })
+}
+
+/** A handle received in STATE; `fd` is ours until adopted. */
+export function inheritedHandle (kind: HandleKind, fd: number, pending: Buffer, info: Record<string, string | number>, gate: Gate): Handle {
+  const h = new Handle(kind, pending, info, { fd, gate })
+  gate.onAbort(() => { const i = internals.get(h); if (i !== undefined && i.fd !== null) { defaultEnv.closeFd(i.fd); i.fd = null } })
+  return h
+}
+
+/** The fd to send for a handle (the channel dups it; we keep ours). */
+export function wireFd (h: Handle): number {
+  const fd = inner(h).fd
+  if (fd === null) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_HANDLE', 'This handle was already adopted or released')
+  return fd
+}
+
+export async function flushHandle (h: Handle): Promise<void> { await inner(h).flush?.() }
+export function resumeHandle (h: Handle): void { inner(h).resume?.() }
+export function releaseHandle (h: Handle): void { inner(h).release?.() }

@@ -1,0 +1,178 @@
+/**
+ * The serving side: answer status and watch requests, and run one handoff at a time. A handoff
+ * quiesces (onHandoff), sends STATE while keeping every reference, waits for READY, then COMMITs.
+ * Any failure before COMMIT resumes every exported handle: nothing is lost, nothing is refused.
+ */
+import { PagegiftError } from '../errors.ts'
+import type { Env, HandoffChannel } from './env.ts'
+import { collectExports, fdHandle, flushHandle, Handle, releaseHandle, resumeHandle, wireFd } from './handles.ts'
+import { LIMITS, msg, parseFirst, parseReady, parseServing, type HandleWire, type HelloMsg } from './protocol.ts'
+import { planRegions, sendGifts } from './regions.ts'
+import type { HandoffRecord, HandoffState, RegionReport, StatusReport, SuccessorInfo, WatchEvent } from './types.ts'
+
+/** What the predecessor logic needs from its Generation. */
+export interface Serving {
+  env: Env
+  generation: number
+  version: string
+  timeoutMs: number
+  helloTimeoutMs: number
+  handler: ((s: SuccessorInfo) => HandoffState | Promise<HandoffState>) | undefined
+  busyWith: number | null
+  history: HandoffRecord[]
+  status (): StatusReport
+  broadcast (e: WatchEvent): void
+  addWatcher (ch: HandoffChannel): void
+  /** Stops accepting successors on the handoff socket (just before COMMIT). */
+  unlisten (): Promise<void>
+  /** Accepts successors again (after a rollback that came after unlisten). */
+  relisten (): Promise<void>
+  committed (record: HandoffRecord): void
+  resumed (err: Error): void
+}
+
+const code = (err: unknown): string => (err as { code?: unknown }).code as string ?? 'ERR_PAGEGIFT_HANDOFF'
+
+/** Handles one connection to the handoff socket; never throws. */
+export async function onConnection (s: Serving, ch: HandoffChannel): Promise<void> {
+  let first: { msg: unknown, fds: number[] }
+  try {
+    first = await ch.recv({ timeoutMs: s.helloTimeoutMs })
+  } catch {
+    ch.close()
+    return
+  }
+  for (const fd of first.fds) s.env.closeFd(fd)
+  try {
+    const m = parseFirst(first.msg)
+    if (m.t === 'status') {
+      await ch.send(msg.status(s.status()))
+      ch.close()
+    } else if (m.t === 'watch') {
+      s.addWatcher(ch)
+      await ch.send(msg.status(s.status()))
+    } else if (s.busyWith !== null) {
+      throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_BUSY', `a handoff to pid ${s.busyWith} is already running; only one successor at a time`)
+    } else if (s.handler === undefined) {
+      throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_UNSUPPORTED', `generation ${s.generation} (pid ${s.env.pid}) has no onHandoff handler`)
+    } else {
+      await runHandoff(s, ch, m)
+    }
+  } catch (err) {
+    await ch.send(msg.refused(code(err), (err as Error).message)).catch(() => {})
+    ch.close()
+  }
+}
+
+/** Rejects when the channel closes or the deadline passes; `race` wraps every wait of the handoff. */
+function guard (ch: HandoffChannel, timeoutMs: number): { race: <T>(p: Promise<T>) => Promise<T>, done: () => void } {
+  let fail!: (err: Error) => void
+  const failed = new Promise<never>((_, reject) => { fail = reject })
+  failed.catch(() => {})
+  const onClose = (err?: Error): void => fail(new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', `the successor went away before commit${err !== undefined ? `: ${err.message}` : ''}`, { cause: err }))
+  ch.on('close', onClose)
+  const timer = setTimeout(() => fail(new PagegiftError('ERR_PAGEGIFT_HANDOFF_TIMEOUT', `the successor did not reach READY within ${timeoutMs} ms`)), timeoutMs)
+  return {
+    race: async <T>(p: Promise<T>) => await Promise.race([p, failed]),
+    done: () => { clearTimeout(timer); ch.off('close', onClose) },
+  }
+}
+
+function toHandles (handles: HandoffState['handles']): [string, Handle][] {
+  if (handles === undefined) return []
+  if (typeof handles !== 'object' || handles === null) throw new TypeError('onHandoff: handles must be an object')
+  return Object.entries(handles).map(([name, h]) => {
+    if (typeof h === 'number') return [name, fdHandle(h)]
+    if (!(h instanceof Handle)) throw new TypeError(`onHandoff: handles.${name} must be a Handle or an fd`)
+    return [name, h]
+  })
+}
+
+function checkState (state: unknown): HandoffState {
+  if (typeof state !== 'object' || state === null) throw new TypeError('onHandoff must return { regions?, handles?, meta? }')
+  const st = state as HandoffState
+  if (st.regions !== undefined && (typeof st.regions !== 'object' || st.regions === null)) throw new TypeError('onHandoff: regions must be an object')
+  if (Object.keys(st.regions ?? {}).length > LIMITS.regions) throw new RangeError(`onHandoff: at most ${LIMITS.regions} regions`)
+  return st
+}
+
+async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg): Promise<void> {
+  const { env } = s
+  s.busyWith = hello.pid
+  s.broadcast({ event: 'start', pid: hello.pid, version: hello.version })
+  const g = guard(ch, s.timeoutMs)
+  const stopCollecting = collectExports()
+  let returned: [string, Handle][] = []
+  let handlerDone: Promise<unknown> = Promise.resolve()
+  let unlistened = false
+  const stoppedAt = env.now()
+  try {
+    await g.race(Promise.resolve(env.step('predecessor:hello-received')))
+    const info: SuccessorInfo = { pid: hello.pid, uid: ch.peer.uid, version: hello.version }
+    const handler = s.handler as NonNullable<Serving['handler']>
+    const handlerP = Promise.resolve().then(() => handler(info))
+    handlerDone = handlerP.catch(() => {})
+    const state = checkState(await g.race(handlerP))
+    stopCollecting()
+    returned = toHandles(state.handles)
+    await g.race(Promise.all(returned.map(async ([, h]) => await flushHandle(h))))
+    await g.race(Promise.resolve(env.step('predecessor:quiesced')))
+    const handleFds = returned.map(([, h]) => wireFd(h))
+    const plan = planRegions(env, state.regions ?? {}, handleFds.length)
+    const handles: HandleWire[] = returned.map(([name, h], i) => ({ name, kind: h.kind, fd: i, pending: h.pending.toString('base64'), info: { ...h.info } }))
+    const stateMsg = { t: 'state', v: 1, generation: s.generation + 1, from: { pid: env.pid, version: s.version, generation: s.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null, history: s.history.slice(-(LIMITS.history - 1)) }
+    await g.race(ch.send(stateMsg, [...handleFds, ...plan.fds]))
+    await g.race(Promise.resolve(env.step('predecessor:state-sent')))
+    const gifted = await g.race(sendGifts(ch, plan, (region, bytes, total) => s.broadcast({ event: 'progress', region, bytes, total })))
+    parseReady((await g.race(ch.recv())).msg)
+    await g.race(Promise.resolve(env.step('predecessor:ready-received')))
+    unlistened = true
+    await g.race(s.unlisten())
+    if (ch.closed) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', 'the successor went away before commit')
+    await g.race(ch.send(msg.commit()))
+    const pauseNs = env.now() - stoppedAt
+    g.done()
+    const regions: RegionReport[] = plan.wire.map((r) => gifted.get(r.name) ?? { name: r.name, bytes: r.byteLength, path: 'share' })
+    await finishCommit(s, ch, hello, stoppedAt, pauseNs, regions, returned)
+  } catch (err) {
+    g.done()
+    stopCollecting()
+    await handlerDone
+    await rollback(s, ch, err as Error, [...new Set([...stopCollecting(), ...returned.map(([, h]) => h)])], unlistened)
+  }
+}
+
+async function finishCommit (s: Serving, ch: HandoffChannel, hello: HelloMsg, stoppedAt: bigint, pauseNs: bigint, regions: RegionReport[], handles: [string, Handle][]): Promise<void> {
+  let downtimeMs: number | null = null
+  try {
+    const r = await ch.recv({ timeoutMs: 2000 })
+    for (const fd of r.fds) s.env.closeFd(fd)
+    downtimeMs = Number(BigInt(parseServing(r.msg).servingAt) - stoppedAt) / 1e6
+  } catch {
+    // The successor serves anyway; only its own report of the downtime is missing.
+  }
+  ch.close()
+  for (const [, h] of handles) releaseHandle(h)
+  s.committed({
+    generation: s.generation + 1,
+    fromPid: s.env.pid,
+    toPid: hello.pid,
+    version: hello.version,
+    at: new Date().toISOString(),
+    downtimeMs,
+    pauseMs: Number(pauseNs) / 1e6,
+    bytes: regions.reduce((n, r) => n + r.bytes, 0),
+    regions,
+    handles: handles.length,
+  })
+}
+
+async function rollback (s: Serving, ch: HandoffChannel, err: Error, handles: Handle[], unlistened: boolean): Promise<void> {
+  // ABORT goes out before we serve again, so a live successor can never believe it committed.
+  if (!ch.closed) await ch.send(msg.abort(code(err), err.message)).catch(() => {})
+  ch.close()
+  for (const h of handles) resumeHandle(h)
+  if (unlistened) await s.relisten().catch(() => {})
+  s.busyWith = null
+  s.resumed(err)
+}

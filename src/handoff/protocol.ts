@@ -1,0 +1,193 @@
+/**
+ * Handoff protocol messages (JSON control messages on a Channel) and their validation. Every message
+ * from a peer goes through `parse*` before use: a hostile or broken peer can at worst fail its own
+ * handoff, so anything unexpected becomes a PagegiftError with code ERR_PAGEGIFT_HANDOFF_PROTOCOL.
+ */
+import { PagegiftError } from '../errors.ts'
+import type { HandoffRecord, StatusReport, WatchEvent } from './types.ts'
+
+export const PROTOCOL_VERSION = 1
+/** Hard limits on what a peer may claim. */
+export const LIMITS = { regions: 256, handles: 4096, fds: 8192, pendingBytes: 4 << 20, history: 32, name: 256, extents: 4096 }
+
+export interface HelloMsg { t: 'hello', v: number, pid: number, version: string }
+export interface RequestMsg<T extends 'status' | 'watch'> { t: T, v: number }
+export type FirstMsg = HelloMsg | RequestMsg<'status'> | RequestMsg<'watch'>
+
+/** Where a region's bytes are: `share` = these fds (by index into the message's fds) map the pages. */
+export interface RegionWire {
+  name: string
+  byteLength: number
+  mode: 'share' | 'gift'
+  extents: { fd: number, offset: number, length: number }[]
+}
+export interface HandleWire { name: string, kind: 'server' | 'socket' | 'fd', fd: number, pending: string, info: Record<string, string | number> }
+export interface StateMsg {
+  t: 'state'
+  v: number
+  generation: number
+  from: { pid: number, version: string, generation: number }
+  stoppedAt: string
+  regions: RegionWire[]
+  handles: HandleWire[]
+  meta: unknown
+  history: HandoffRecord[]
+}
+export interface RefusedMsg { t: 'refused', v: number, code: string, reason: string }
+export interface CommitMsg { t: 'commit', v: number }
+export interface AbortMsg { t: 'abort', v: number, code: string, reason: string }
+export interface ReadyMsg { t: 'ready', v: number }
+export interface ServingMsg { t: 'serving', v: number, servingAt: string }
+export interface StatusMsg { t: 'status', v: number, status: StatusReport }
+export interface EventMsg { t: 'event', v: number, event: WatchEvent }
+
+export function protocolError (why: string): PagegiftError {
+  return new PagegiftError('ERR_PAGEGIFT_HANDOFF_PROTOCOL', `handoff protocol: ${why}`)
+}
+
+type Obj = Record<string, unknown>
+
+function obj (x: unknown, what: string): Obj {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) throw protocolError(`${what} is not an object`)
+  return x as Obj
+}
+
+function int (o: Obj, key: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const v = o[key]
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw protocolError(`'${key}' must be an integer in [${min}, ${max}]`)
+  return v
+}
+
+function str (o: Obj, key: string, max = 4096): string {
+  const v = o[key]
+  if (typeof v !== 'string' || v.length > max) throw protocolError(`'${key}' must be a string of at most ${max} chars`)
+  return v
+}
+
+function bigintString (o: Obj, key: string): string {
+  const v = str(o, key, 32)
+  if (!/^\d+$/.test(v)) throw protocolError(`'${key}' must be a decimal integer string`)
+  return v
+}
+
+/** Checks the envelope: an object with a known type and our protocol version. */
+function envelope (x: unknown, types: readonly string[]): Obj {
+  const o = obj(x, 'message')
+  if (typeof o.t !== 'string' || !types.includes(o.t)) throw protocolError(`unexpected message type ${JSON.stringify(o.t)} (want ${types.join(' | ')})`)
+  if (o.v !== PROTOCOL_VERSION) {
+    throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_VERSION', `handoff protocol version ${JSON.stringify(o.v)} is not supported (this side speaks ${PROTOCOL_VERSION})`)
+  }
+  return o
+}
+
+export function parseFirst (x: unknown): FirstMsg {
+  const o = envelope(x, ['hello', 'status', 'watch'])
+  if (o.t === 'status') return { t: 'status', v: PROTOCOL_VERSION }
+  if (o.t === 'watch') return { t: 'watch', v: PROTOCOL_VERSION }
+  return { t: 'hello', v: PROTOCOL_VERSION, pid: int(o, 'pid', 1), version: str(o, 'version', LIMITS.name) }
+}
+
+function parseRegion (x: unknown, nfds: number): RegionWire {
+  const o = obj(x, 'region')
+  const mode = o.mode
+  if (mode !== 'share' && mode !== 'gift') throw protocolError(`region mode ${JSON.stringify(mode)}`)
+  const extents = o.extents
+  if (!Array.isArray(extents) || extents.length > LIMITS.extents) throw protocolError('region extents')
+  const byteLength = int(o, 'byteLength')
+  let covered = 0
+  const parsed = extents.map((e) => {
+    const eo = obj(e, 'extent')
+    const ext = { fd: int(eo, 'fd', 0, nfds - 1), offset: int(eo, 'offset'), length: int(eo, 'length', 1) }
+    covered += ext.length
+    return ext
+  })
+  if (mode === 'share' && (parsed.length === 0 || covered < byteLength)) throw protocolError('shared region extents do not cover its length')
+  return { name: str(o, 'name', LIMITS.name), byteLength, mode, extents: parsed }
+}
+
+function parseHandle (x: unknown, nfds: number): HandleWire {
+  const o = obj(x, 'handle')
+  const kind = o.kind
+  if (kind !== 'server' && kind !== 'socket' && kind !== 'fd') throw protocolError(`handle kind ${JSON.stringify(kind)}`)
+  const pending = str(o, 'pending', Math.ceil(LIMITS.pendingBytes * 4 / 3) + 4)
+  const info = obj(o.info, 'handle info')
+  for (const v of Object.values(info)) if (typeof v !== 'string' && typeof v !== 'number') throw protocolError('handle info values')
+  return { name: str(o, 'name', LIMITS.name), kind, fd: int(o, 'fd', 0, nfds - 1), pending, info: info as HandleWire['info'] }
+}
+
+/** Validates STATE against the number of fds that came with it: every fd index must be in range. */
+export function parseState (x: unknown, nfds: number): StateMsg {
+  const o = envelope(x, ['state'])
+  const from = obj(o.from, 'from')
+  const regions = o.regions
+  const handles = o.handles
+  const history = o.history
+  if (!Array.isArray(regions) || regions.length > LIMITS.regions) throw protocolError('regions')
+  if (!Array.isArray(handles) || handles.length > LIMITS.handles) throw protocolError('handles')
+  if (!Array.isArray(history) || history.length > LIMITS.history) throw protocolError('history')
+  const state: StateMsg = {
+    t: 'state',
+    v: PROTOCOL_VERSION,
+    generation: int(o, 'generation', 1),
+    from: { pid: int(from, 'pid', 1), version: str(from, 'version', LIMITS.name), generation: int(from, 'generation', 1) },
+    stoppedAt: bigintString(o, 'stoppedAt'),
+    regions: regions.map((r) => parseRegion(r, nfds)),
+    handles: handles.map((h) => parseHandle(h, nfds)),
+    meta: o.meta,
+    history: history as HandoffRecord[],
+  }
+  const names = new Set<string>()
+  for (const n of [...state.regions.map((r) => 'r:' + r.name), ...state.handles.map((h) => 'h:' + h.name)]) {
+    if (names.has(n)) throw protocolError(`duplicate name ${n.slice(2)}`)
+    names.add(n)
+  }
+  return state
+}
+
+/** The predecessor's answer to HELLO: STATE, or a refusal. */
+export function parseHelloReply (x: unknown): { t: 'refused', code: string, reason: string } | { t: 'state' } {
+  const o = envelope(x, ['state', 'refused'])
+  if (o.t === 'refused') return { t: 'refused', code: str(o, 'code', 64), reason: str(o, 'reason') }
+  return { t: 'state' }
+}
+
+export function parseCommitReply (x: unknown): CommitMsg | AbortMsg {
+  const o = envelope(x, ['commit', 'abort'])
+  if (o.t === 'commit') return { t: 'commit', v: PROTOCOL_VERSION }
+  return { t: 'abort', v: PROTOCOL_VERSION, code: str(o, 'code', 64), reason: str(o, 'reason') }
+}
+
+export function parseReady (x: unknown): ReadyMsg {
+  envelope(x, ['ready'])
+  return { t: 'ready', v: PROTOCOL_VERSION }
+}
+
+export function parseServing (x: unknown): ServingMsg {
+  const o = envelope(x, ['serving'])
+  return { t: 'serving', v: PROTOCOL_VERSION, servingAt: bigintString(o, 'servingAt') }
+}
+
+export function parseStatusReply (x: unknown): StatusReport {
+  const o = envelope(x, ['status', 'refused'])
+  if (o.t === 'refused') throw new PagegiftError(str(o, 'code', 64), str(o, 'reason'))
+  return obj(o.status, 'status') as unknown as StatusReport
+}
+
+export function parseEvent (x: unknown): WatchEvent {
+  const o = envelope(x, ['event'])
+  const e = obj(o.event, 'event')
+  if (typeof e.event !== 'string') throw protocolError('event name')
+  return e as unknown as WatchEvent
+}
+
+export const msg = {
+  hello: (pid: number, version: string): HelloMsg => ({ t: 'hello', v: PROTOCOL_VERSION, pid, version }),
+  request: <T extends 'status' | 'watch'>(t: T): RequestMsg<T> => ({ t, v: PROTOCOL_VERSION }),
+  refused: (code: string, reason: string): RefusedMsg => ({ t: 'refused', v: PROTOCOL_VERSION, code, reason }),
+  commit: (): CommitMsg => ({ t: 'commit', v: PROTOCOL_VERSION }),
+  abort: (code: string, reason: string): AbortMsg => ({ t: 'abort', v: PROTOCOL_VERSION, code, reason }),
+  ready: (): ReadyMsg => ({ t: 'ready', v: PROTOCOL_VERSION }),
+  serving: (servingAt: bigint): ServingMsg => ({ t: 'serving', v: PROTOCOL_VERSION, servingAt: servingAt.toString() }),
+  status: (status: StatusReport): StatusMsg => ({ t: 'status', v: PROTOCOL_VERSION, status }),
+  event: (event: WatchEvent): EventMsg => ({ t: 'event', v: PROTOCOL_VERSION, event }),
+}

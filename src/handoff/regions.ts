@@ -1,0 +1,97 @@
+/**
+ * How regions travel. A giftable region is shared: its sealed memfds go in STATE and the successor
+ * maps the same pages (no copy, cost independent of size), while the predecessor keeps its own
+ * mapping for a rollback. Any other region is copied into chunks that go down the gift ladder after
+ * STATE, with progress; the predecessor's original stays untouched.
+ */
+import { PagegiftError } from '../errors.ts'
+import type { Env, HandoffChannel } from './env.ts'
+import { protocolError, type RegionWire } from './protocol.ts'
+import type { RegionReport } from './types.ts'
+
+export const CHUNK_BYTES = 16 << 20
+
+export interface RegionPlan {
+  wire: RegionWire[]
+  fds: number[]
+  /** Regions to send down the gift ladder after STATE, in wire order. */
+  gifts: { name: string, bytes: Uint8Array }[]
+}
+
+function asBytes (name: string, x: unknown): Uint8Array {
+  if (x instanceof ArrayBuffer) return new Uint8Array(x)
+  if (ArrayBuffer.isView(x)) return new Uint8Array(x.buffer, x.byteOffset, x.byteLength)
+  throw new TypeError(`onHandoff: regions.${name} must be an ArrayBuffer or an ArrayBufferView`)
+}
+
+/** Splits regions into shared ones (fds appended to `fdsBase`) and gifted ones. */
+export function planRegions (env: Env, regions: Record<string, ArrayBuffer | ArrayBufferView>, fdBase: number): RegionPlan {
+  const plan: RegionPlan = { wire: [], fds: [], gifts: [] }
+  for (const [name, value] of Object.entries(regions)) {
+    const bytes = asBytes(name, value)
+    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer
+    const shared = whole ? env.share(bytes.buffer as ArrayBuffer) : null
+    if (shared !== null) {
+      const base = fdBase + plan.fds.length
+      plan.fds.push(...shared.fds)
+      plan.wire.push({ name, byteLength: bytes.byteLength, mode: 'share', extents: shared.extents.map((e) => ({ ...e, fd: e.fd + base })) })
+    } else {
+      plan.wire.push({ name, byteLength: bytes.byteLength, mode: 'gift', extents: [] })
+      plan.gifts.push({ name, bytes })
+    }
+  }
+  return plan
+}
+
+/** Sends the gifted regions chunk by chunk; a copy of each chunk is gifted so the original stays ours. */
+export async function sendGifts (ch: HandoffChannel, plan: RegionPlan, progress: (name: string, done: number, total: number) => void): Promise<Map<string, RegionReport>> {
+  const reports = new Map<string, RegionReport>()
+  for (const { name, bytes } of plan.gifts) {
+    let report: RegionReport = { name, bytes: bytes.byteLength, path: 'copy' }
+    for (let off = 0; off < bytes.byteLength; off += CHUNK_BYTES) {
+      const chunk = bytes.slice(off, Math.min(off + CHUNK_BYTES, bytes.byteLength))
+      const receipt = await ch.gift(chunk.buffer, { meta: { region: name, offset: off } })
+      if (off === 0) report = { name, bytes: bytes.byteLength, path: receipt.path as RegionReport['path'], ...(receipt.reason !== undefined ? { reason: receipt.reason } : {}) }
+      progress(name, off + chunk.byteLength, bytes.byteLength)
+    }
+    reports.set(name, report)
+  }
+  return reports
+}
+
+/** Maps the shared regions of a STATE. env.map() closes the fds it is given, so each index goes in `consumed` first. */
+export function mapShared (env: Env, wire: RegionWire[], fds: number[], out: Record<string, ArrayBuffer>, consumed: Set<number>): void {
+  for (const r of wire) {
+    if (r.mode !== 'share') continue
+    const used = [...new Set(r.extents.map((e) => e.fd))]
+    const local = r.extents.map((e) => ({ fd: used.indexOf(e.fd), offset: e.offset, length: e.length }))
+    for (const i of used) consumed.add(i)
+    out[r.name] = env.map(used.map((i) => fds[i]), local, r.byteLength)
+  }
+}
+
+/** Receives the gifted regions, in wire order, into fresh giftable buffers. */
+export async function receiveGifts (env: Env, ch: HandoffChannel, wire: RegionWire[], out: Record<string, ArrayBuffer>): Promise<void> {
+  for (const r of wire) {
+    if (r.mode !== 'gift') continue
+    const target = env.alloc(Math.max(1, r.byteLength))
+    out[r.name] = target
+    for (let off = 0; off < r.byteLength; off += CHUNK_BYTES) {
+      const length = Math.min(CHUNK_BYTES, r.byteLength - off)
+      const gift = await ch.receive()
+      const meta = gift.meta as { region?: unknown, offset?: unknown } | null
+      const got = gift.buffers.reduce((n, b) => n + b.byteLength, 0)
+      if (meta?.region !== r.name || meta.offset !== off || got !== length) {
+        throw protocolError(`region '${r.name}': expected a ${length}-byte chunk at ${off}, got ${got} bytes for ${JSON.stringify(meta)}`)
+      }
+      let at = off
+      for (const b of gift.buffers) { new Uint8Array(target, at, b.byteLength).set(new Uint8Array(b)); at += b.byteLength }
+    }
+  }
+}
+
+export function releaseAll (env: Env, regions: Record<string, ArrayBuffer>): void {
+  for (const buf of Object.values(regions)) {
+    try { env.release(buf) } catch (err) { if (!(err instanceof PagegiftError)) throw err }
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * The successor side: HELLO, receive and validate STATE, map regions and wrap handles (held behind
+ * a gate), then at ready(): READY, wait for COMMIT, open the gate. Nothing is served or mutated
+ * before COMMIT, so a predecessor that rolls back finds everything as it left it.
+ */
+import { PagegiftError } from '../errors.ts'
+import type { Env, HandoffChannel } from './env.ts'
+import { inheritedHandle, type Gate, type Handle } from './handles.ts'
+import { msg, parseCommitReply, parseHelloReply, parseState, protocolError, type StateMsg } from './protocol.ts'
+import { mapShared, receiveGifts, releaseAll } from './regions.ts'
+import type { Inherited } from './types.ts'
+
+export class SuccessorGate implements Gate {
+  committed = false
+  #commit: (() => void)[] = []
+  #abort: (() => void)[] = []
+  onCommit (fn: () => void): void { this.#commit.push(fn) }
+  onAbort (fn: () => void): void { this.#abort.push(fn) }
+  open (): void {
+    this.committed = true
+    for (const fn of this.#commit.splice(0)) fn()
+    this.#abort.length = 0
+  }
+
+  abort (): void {
+    for (const fn of this.#abort.splice(0).reverse()) fn()
+    this.#commit.length = 0
+  }
+}
+
+export interface Inheritance {
+  ch: HandoffChannel
+  state: StateMsg
+  inherited: Inherited
+  gate: SuccessorGate
+}
+
+function closeFds (env: Env, fds: number[]): void { for (const fd of fds) env.closeFd(fd) }
+
+function isPeerGone (err: unknown): boolean {
+  const code = (err as { code?: unknown }).code
+  return code === 'ERR_PAGEGIFT_PEER_CLOSED' || code === 'ERR_PAGEGIFT_CLOSED' || code === 'EPIPE' || code === 'ECONNRESET'
+}
+
+/** Checks that every fd of STATE belongs to exactly one region or handle. */
+function checkFdOwners (state: StateMsg, nfds: number): void {
+  const owner = new Array<string | undefined>(nfds)
+  const claim = (i: number, who: string): void => {
+    if (owner[i] !== undefined && owner[i] !== who) throw protocolError(`fd #${i} claimed by both ${owner[i]} and ${who}`)
+    owner[i] = who
+  }
+  for (const r of state.regions) for (const e of r.extents) claim(e.fd, `region ${r.name}`)
+  for (const h of state.handles) claim(h.fd, `handle ${h.name}`)
+}
+
+/** Runs HELLO to STATE on a connected channel; on any failure everything received is closed. */
+export async function inherit (env: Env, ch: HandoffChannel, version: string, timeoutMs: number): Promise<Inheritance> {
+  await env.step('successor:connected')
+  let reply: { msg: unknown, fds: number[] }
+  try {
+    await ch.send(msg.hello(env.pid, version))
+    await env.step('successor:hello-sent')
+    reply = await ch.recv({ timeoutMs })
+  } catch (err) {
+    ch.close()
+    if (isPeerGone(err)) {
+      throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_PREDECESSOR_GONE', `The predecessor (pid ${ch.peer.pid}) went away before sending its state: nothing was handed over. Call join() again to start as generation 1.`, { cause: err })
+    }
+    throw err
+  }
+  const gate = new SuccessorGate()
+  const regions: Record<string, ArrayBuffer> = {}
+  // fd indices whose ownership moved on (to a handle, or to a mapping); every other received fd is closed here.
+  const taken = new Set<number>()
+  try {
+    const head = parseHelloReply(reply.msg)
+    if (head.t === 'refused') throw new PagegiftError(head.code, `The predecessor refused the handoff: ${head.reason}`)
+    const state = parseState(reply.msg, reply.fds.length)
+    checkFdOwners(state, reply.fds.length)
+    const handles: Record<string, Handle> = {}
+    for (const h of state.handles) {
+      taken.add(h.fd)
+      handles[h.name] = inheritedHandle(h.kind, reply.fds[h.fd], Buffer.from(h.pending, 'base64'), h.info, gate)
+    }
+    mapShared(env, state.regions, reply.fds, regions, taken)
+    closeFds(env, reply.fds.filter((_, i) => !taken.has(i)))
+    reply.fds.forEach((_, i) => taken.add(i))
+    await receiveGifts(env, ch, state.regions, regions)
+    const inherited: Inherited = { regions, handles, meta: state.meta, from: state.from }
+    await env.step('successor:state-received')
+    return { ch, state, inherited, gate }
+  } catch (err) {
+    closeFds(env, reply.fds.filter((_, i) => !taken.has(i)))
+    gate.abort()
+    releaseAll(env, regions)
+    ch.close()
+    throw err
+  }
+}
+
+/** Waits up to `ms` for a process to be gone. */
+async function gone (env: Env, pid: number, ms: number): Promise<boolean> {
+  const until = Date.now() + ms
+  while (env.isAlive(pid)) {
+    if (Date.now() > until) return false
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  return true
+}
+
+/**
+ * READY, then COMMIT. Resolves with how the commit happened: 'commit' from the predecessor, or
+ * 'takeover' when the predecessor died after STATE (it can no longer serve, so we own everything).
+ */
+export async function commit (env: Env, inh: Inheritance, timeoutMs: number): Promise<'commit' | 'takeover'> {
+  const { ch } = inh
+  const pid = inh.state.from.pid
+  try {
+    await env.step('successor:before-ready')
+    if (ch.closed) throw new PagegiftError('ERR_PAGEGIFT_PEER_CLOSED', 'handoff channel closed before READY')
+    await ch.send(msg.ready())
+    await env.step('successor:ready-sent')
+    const r = await ch.recv({ timeoutMs })
+    closeFds(env, r.fds)
+    const reply = parseCommitReply(r.msg)
+    if (reply.t === 'abort') throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_ABORTED', `The predecessor rolled back: ${reply.reason} [${reply.code}]`)
+    return 'commit'
+  } catch (err) {
+    if (isPeerGone(err) && await gone(env, pid, 2000)) return 'takeover'
+    throw err
+  }
+}
