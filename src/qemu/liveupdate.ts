@@ -11,7 +11,7 @@ import { QemuError } from './errors.ts'
 import { migrate, orExit } from './migrate.ts'
 import type { QemuProcess } from './process.ts'
 
-export type UpgradePhase = 'destination-started' | 'migration-completed'
+export type UpgradePhase = 'destination-started' | 'migration-started' | 'migration-completed'
 
 export interface LiveUpdateOptions {
   /** Starts the destination QEMU with `-incoming defer -S` on the same RAM as the source. */
@@ -52,7 +52,8 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
     dest = await o.launchDestination()
     const d = dest
     await o.onPhase?.('destination-started', d)
-    stats = await migrate(source, d, { copyRam: o.copyRam ?? false, socketBase: o.socketBase, timeoutMs }, async () => {
+    const onStarted = async (): Promise<void> => await o.onPhase?.('migration-started', d)
+    stats = await migrate(source, d, { copyRam: o.copyRam ?? false, socketBase: o.socketBase, timeoutMs, onStarted }, async () => {
       await o.onPhase?.('migration-completed', d)
       const resumed = d.qmp.waitEvent('RESUME', { since: d.qmp.nextEventSeq, timeoutMs })
       resumed.catch(() => {})

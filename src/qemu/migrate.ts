@@ -16,6 +16,8 @@ export interface MigrationOptions {
   /** Directory paths for the two sockets: the destination listens on `${socketBase}.in`, the relay on `${socketBase}.relay`. */
   socketBase: string
   timeoutMs: number
+  /** Called once the source has been told to migrate (a hook for fault injection). */
+  onStarted?: () => Promise<void> | void
 }
 
 export interface MigrationStats {
@@ -66,6 +68,7 @@ export async function migrate (source: QemuProcess, dest: QemuProcess, o: Migrat
     srcDone.catch(() => {})
     dstDone.catch(() => {})
     await source.qmp.execute('migrate', { uri: `unix:${relayPath}` }, { timeoutMs: left() })
+    await o.onStarted?.()
     const [srcEnd, dstEnd] = await Promise.all([
       orExit(srcDone, source, 'the source QEMU'),
       orExit(dstDone, dest, 'the destination QEMU'),

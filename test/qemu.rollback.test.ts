@@ -1,0 +1,97 @@
+/**
+ * Rollback: faults injected at each phase of a live update, through the Vm API with this test as
+ * the keeper. Whatever fails before the destination runs, the guest must keep running on the
+ * source, and the next upgrade must succeed.
+ */
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { buildGuest, type Guest } from './fixtures/guest/build.ts'
+import { isAlive, killQuietly, lastCount, qemuSkipReason, readConsole, countsAreContiguous, waitForCount, waitGone } from './fixtures/guest/qemu.ts'
+import { Vm } from '../src/qemu/vm.ts'
+import { isQemuError } from '../src/qemu/errors.ts'
+import type { UpgradePhase } from '../src/qemu/liveupdate.ts'
+import type { QemuProcess } from '../src/qemu/process.ts'
+
+const skip = qemuSkipReason()
+
+describe('live update rollback', { skip, timeout: 180_000 }, () => {
+  let guest: Guest
+  let dir: string
+  let vm: Vm
+  const pids = new Set<number>()
+
+  before(async () => {
+    guest = buildGuest()
+    dir = mkdtempSync(join(tmpdir(), 'pagegift-qemu-rb-'))
+    vm = await Vm.start({
+      name: 'rb', memoryBytes: 128 * 1024 * 1024, accel: 'tcg', dir,
+      extraArgs: ['-kernel', guest.kernel, '-initrd', guest.initrd, '-append', guest.append()],
+    })
+    pids.add(vm.pid)
+    await waitForCount(vm.paths.console, 2)
+  })
+
+  after(async () => {
+    if (vm !== undefined && !vm.stopped) await vm.stop().catch(() => vm.kill())
+    for (const pid of pids) killQuietly(pid)
+    for (const pid of pids) await waitGone(pid)
+    rmSync(dir, { recursive: true, force: true })
+    rmSync(guest.dir, { recursive: true, force: true })
+  })
+
+  /** Runs an upgrade whose `fault` fires at `phase`, and checks the guest stayed on the source. */
+  async function failedUpgrade (phase: UpgradePhase, fault: (dest: QemuProcess) => void, reason: RegExp, timeoutMs = 20_000): Promise<void> {
+    const sourcePid = vm.pid
+    let destPid: number | undefined
+    const err = await vm.upgrade({
+      timeoutMs,
+      onPhase: (p, dest) => {
+        pids.add(dest.pid)
+        if (p === phase) { destPid = dest.pid; fault(dest) }
+      },
+    }).then(() => undefined, (e: unknown) => e)
+    assert.ok(isQemuError(err, 'ERR_QEMU_UPGRADE_FAILED'), `expected ERR_QEMU_UPGRADE_FAILED, got ${String(err)}`)
+    assert.equal(err.rolledBack, true)
+    assert.match(err.message, reason)
+    assert.ok(destPid !== undefined, `the fault at ${phase} fired`)
+    assert.ok(await waitGone(destPid), 'the destination QEMU is gone')
+    assert.equal(vm.pid, sourcePid)
+    assert.ok(isAlive(sourcePid))
+    assert.equal((await vm.status()).state, 'running')
+    await waitForCount(vm.paths.console, lastCount(vm.paths.console) + 2, 20_000)
+  }
+
+  const gone = /closed|exited|ECONNRESET|EPIPE|failed on the|migration failed/
+
+  test('killing the destination right after it starts rolls back', async () => {
+    await failedUpgrade('destination-started', (dest) => dest.kill('SIGKILL'), gone)
+  })
+
+  test('killing the destination mid-migration rolls back', async () => {
+    await failedUpgrade('migration-started', (dest) => dest.kill('SIGKILL'), gone)
+  })
+
+  test('killing the destination after the state moved but before it runs rolls back', async () => {
+    await failedUpgrade('migration-completed', (dest) => dest.kill('SIGKILL'), gone)
+  })
+
+  test('a destination that hangs mid-migration times out and rolls back', async () => {
+    await failedUpgrade('migration-started', (dest) => dest.kill('SIGSTOP'), /within \d+ ms/, 3000)
+  })
+
+  test('after the failures, the next upgrade succeeds and the guest never restarted', async () => {
+    const before = vm.pid
+    const r = await vm.upgrade()
+    pids.add(r.newPid)
+    assert.notEqual(r.newPid, before)
+    assert.equal(vm.pid, r.newPid)
+    assert.ok(await waitGone(before))
+    await waitForCount(vm.paths.console, lastCount(vm.paths.console) + 2, 20_000)
+    const { inits, counts } = readConsole(vm.paths.console)
+    assert.equal(inits, 1)
+    assert.ok(countsAreContiguous(counts))
+  })
+})
