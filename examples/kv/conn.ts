@@ -34,7 +34,8 @@ export class Conn implements ClientInfo {
   private frozen = false
   private held: Buffer[] = []
 
-  constructor (id: number, socket: Socket, host: ConnHost, pending?: Buffer) {
+  /** An adopted client starts frozen, with its predecessor's unread bytes held until `thaw`. */
+  constructor (id: number, socket: Socket, host: ConnHost, adopted?: { pending: Buffer, name: string }) {
     this.id = id
     this.socket = socket
     this.host = host
@@ -43,7 +44,11 @@ export class Conn implements ClientInfo {
     socket.on('drain', () => { if (!this.frozen) socket.resume() })
     socket.on('error', () => socket.destroy())
     socket.on('close', () => host.closed(this))
-    if (pending !== undefined && pending.length > 0) this.onData(pending)
+    if (adopted !== undefined) {
+      this.frozen = true
+      this.name = adopted.name
+      if (adopted.pending.length > 0) this.held.push(adopted.pending)
+    }
   }
 
   onData (chunk: Buffer): void {
@@ -106,22 +111,21 @@ export class Conn implements ClientInfo {
     if (this.closing) this.socket.end()
   }
 
-  /** Stops running commands (the client is at a boundary already) and returns its unread bytes. */
+  /**
+   * Stops running commands; the client is at a command boundary already, because every read is
+   * handled to its end. Returns the bytes of its unfinished command.
+   */
   freeze (): Buffer {
     this.frozen = true
-    this.socket.pause()
-    // read() hands what the stream had buffered to onData (as 'data' events), which holds it.
-    while (this.socket.read() !== null);
     return this.pending()
   }
 
-  /** Serves again after a failed handoff, starting with what arrived meanwhile. */
+  /** Serves again (after a failed handoff, or once an adopted client may run), starting with what was held. */
   thaw (): void {
     this.frozen = false
     const held = this.held
     this.held = []
     for (const c of held) this.onData(c)
-    if (!this.closing) this.socket.resume()
   }
 
   /** Bytes received but not yet run: an unfinished command plus anything held while frozen. */

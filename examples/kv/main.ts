@@ -20,17 +20,12 @@ export async function main (argv: string[]): Promise<number> {
   }
   const store = new Store({ allocator, maxmemory: o.maxmemory, segmentSize: o.segmentSize })
   const server = new KvServer(store)
-  const port = await server.listen(o.port, o.host)
-  announce(server, port)
+  await server.listen(o.port, o.host)
+  server.announce()
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve)
     process.once('SIGINT', resolve)
   })
   await server.close()
   return 0
-}
-
-/** The line tests and tools wait for. */
-export function announce (server: KvServer, port: number): void {
-  process.stdout.write(`pagegift-kv: generation ${server.stats.generation} serving on 127.0.0.1:${port} pid ${process.pid}\n`)
 }

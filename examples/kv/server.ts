@@ -78,21 +78,28 @@ export class KvServer implements ConnHost, ServerView {
       server.listen({ port, host, backlog: 4096 }, () => { server.off('error', reject); resolve() })
     })
     this.adoptListener(server)
+    this.start()
     return this.port
   }
 
-  /** Serves connections from an already listening server (ours or a predecessor's). */
-  adoptListener (server: net.Server): void {
+  /** Serves connections from a listening server (ours, or a predecessor's that listens at commit). */
+  adoptListener (server: net.Server, port?: number): void {
     server.on('connection', (s: net.Socket) => this.addSocket(s))
     this.listeners.push(server)
     const addr = server.address()
     if (addr !== null && typeof addr === 'object') this.port = addr.port
+    else if (port !== undefined) this.port = port
+  }
+
+  /** Starts background work (expiry, compaction): only once this process owns the data. */
+  start (): void {
     this.startTimer()
   }
 
-  addSocket (socket: net.Socket, pending?: Buffer): Conn {
+  /** A new client, or (with `adopted`) a predecessor's client, which stays frozen until `thaw`. */
+  addSocket (socket: net.Socket, adopted?: { pending: Buffer, name: string }): Conn {
     this.connectionsReceived++
-    const conn = new Conn(this.nextId++, socket, this, pending)
+    const conn = new Conn(this.nextId++, socket, this, adopted)
     this.conns.add(conn)
     return conn
   }
@@ -109,21 +116,10 @@ export class KvServer implements ConnHost, ServerView {
     return pending
   }
 
-  /** Undoes `freeze` after a handoff that failed. */
+  /** Undoes `freeze` after a handoff that failed; in a successor, starts serving adopted clients. */
   thaw (): void {
     for (const c of this.conns) c.thaw()
     this.startTimer()
-  }
-
-  /** Resolves when every client's replies have left our buffers (or after `timeoutMs`). */
-  async drained (timeoutMs = 1000): Promise<void> {
-    const deadline = Date.now() + timeoutMs
-    for (;;) {
-      let waiting = false
-      for (const c of this.conns) if (c.socket.writableLength > 0 && !c.socket.destroyed) waiting = true
-      if (!waiting || Date.now() > deadline) return
-      await new Promise((resolve) => setImmediate(resolve))
-    }
   }
 
   info (section: string): string {
@@ -133,6 +129,11 @@ export class KvServer implements ConnHost, ServerView {
       connections: this.connectionsReceived, compactor: this.compactor, expired: this.sweeper.expired
     }
     return formatInfo(section, facts)
+  }
+
+  /** Prints the line that tests and tools wait for. */
+  announce (): void {
+    process.stdout.write(`pagegift-kv: generation ${this.stats.generation} serving on 127.0.0.1:${this.port} pid ${process.pid}\n`)
   }
 
   /** Closes listeners and clients. */

@@ -1,8 +1,99 @@
-/** Live upgrade glue: filled in when the handoff API lands. */
+/**
+ * Live upgrade glue. The first generation serves and waits for successors on the handoff socket.
+ * On a handoff it freezes every client at a command boundary and hands over its regions (the
+ * store), its listeners and its clients with their unread bytes. A successor adopts all of that
+ * without touching it, commits (`gen.ready()`), and only then runs the clients' held commands.
+ */
+import { join, exportServer, exportSocket, adoptServer, adoptSocket, type Generation, type HandoffState, type Handle } from '../../src/handoff/index.ts'
 import type { KvOptions } from './options.ts'
 import type { Allocator } from './segments.ts'
+import { KvServer } from './server.ts'
+import { Store, type StoreMeta } from './store.ts'
 
-export async function serveWithHandoff (_o: KvOptions, _allocator: Allocator): Promise<number> {
-  process.stderr.write('pagegift-kv: --handoff needs the handoff API (src/handoff), not built yet\n')
-  return 1
+/** What travels as JSON besides the regions. */
+interface KvMeta {
+  kind: 'pagegift-kv'
+  store: StoreMeta
+  maxmemory: number
+  port: number
+  commands: number
+  upgrades: number
+  /** Client names by handle name. */
+  clients: Record<string, string>
+}
+
+function checkMeta (m: unknown): KvMeta {
+  const meta = m as Partial<KvMeta> | null
+  if (meta === null || typeof meta !== 'object' || meta.kind !== 'pagegift-kv' || typeof meta.store !== 'object') {
+    throw new TypeError('pagegift-kv: the predecessor on this handoff socket is not pagegift-kv')
+  }
+  return meta as KvMeta
+}
+
+/** Freezes the server and describes everything to hand over. */
+export function handOver (server: KvServer): HandoffState {
+  const frozen = server.freeze()
+  const handles: Record<string, Handle> = {}
+  const clients: Record<string, string> = {}
+  server.listeners.forEach((l, i) => { handles[`listener.${i}`] = exportServer(l) })
+  for (const [conn, pending] of frozen) {
+    if (conn.socket.destroyed || conn.closing) continue
+    handles[`client.${conn.id}`] = exportSocket(conn.socket, pending)
+    clients[`client.${conn.id}`] = conn.name
+  }
+  const { regions, meta: store } = server.store.exportState()
+  const meta: KvMeta = {
+    kind: 'pagegift-kv', store, maxmemory: server.store.maxmemory, port: server.port,
+    commands: server.commands + server.stats.inheritedCommands, upgrades: server.stats.upgrades, clients
+  }
+  return { regions, handles, meta }
+}
+
+/** Builds a frozen server from a predecessor's state: no mutation, no serving, until `thaw`. */
+function adopt (gen: Generation, o: KvOptions, allocator: Allocator): KvServer {
+  const inh = gen.inherited
+  if (inh === null) throw new Error('pagegift-kv: nothing inherited')
+  const meta = checkMeta(inh.meta)
+  const store = Store.adopt({ regions: inh.regions, meta: meta.store }, { allocator, maxmemory: o.maxmemory > 0 ? o.maxmemory : meta.maxmemory })
+  const server = new KvServer(store, { generation: gen.generation, upgrades: meta.upgrades + 1, inheritedCommands: meta.commands })
+  for (const [name, h] of Object.entries(inh.handles)) {
+    if (h.kind === 'server') server.adoptListener(adoptServer(h), meta.port)
+    else if (h.kind === 'socket') {
+      const { socket, pending } = adoptSocket(h)
+      server.addSocket(socket, { pending, name: meta.clients[name] ?? '' })
+    }
+  }
+  return server
+}
+
+export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Promise<number> {
+  const gen = await join(o.handoff as string, { version: 'pagegift-kv 0.1.0' })
+  let server: KvServer
+  if (gen.inherited !== null) {
+    server = adopt(gen, o, allocator)
+    if (o.dieBeforeReady) process.kill(process.pid, 'SIGKILL')
+    await gen.ready()
+    server.stats.lastDowntimeMs = gen.status().history.at(-1)?.downtimeMs ?? null
+    server.thaw()
+  } else {
+    server = new KvServer(new Store({ allocator, maxmemory: o.maxmemory, segmentSize: o.segmentSize }))
+    await server.listen(o.port, o.host)
+    await gen.ready()
+  }
+  gen.onHandoff(() => handOver(server))
+  gen.on('resumed', (err) => {
+    process.stderr.write(`pagegift-kv: handoff failed, serving again: ${err.message}\n`)
+    server.thaw()
+  })
+  gen.on('handedOff', (info) => {
+    process.stdout.write(`pagegift-kv: handed off to pid ${info.toPid} (generation ${info.generation}), downtime ${info.downtimeMs?.toFixed(3) ?? '?'} ms\n`)
+  })
+  server.announce()
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve)
+    process.once('SIGINT', resolve)
+  })
+  await gen.close()
+  await server.close()
+  return 0
 }
