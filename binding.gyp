@@ -6,7 +6,7 @@
         "native/binding.c",
         "native/sys_mem.c",
         "native/sys_sock.c",
-        "native/sys_async.c"
+        "native/binding_async.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"]

@@ -1,0 +1,182 @@
+/* Memory syscalls: memfds with seals, shared mappings and the data movers used by the cma and splice paths. */
+#include "sys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef MFD_CLOEXEC
+#define MFD_CLOEXEC 0x0001U
+#define MFD_ALLOW_SEALING 0x0002U
+#endif
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#endif
+
+int pagegift_memfd_create(const char* name, size_t size, int seal) {
+  /* MFD_NOEXEC_SEAL keeps newer kernels from logging a warning; older ones reject it, so retry without. */
+  int fd = (int) syscall(SYS_memfd_create, name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+  if (fd < 0 && errno == EINVAL) fd = (int) syscall(SYS_memfd_create, name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return -errno;
+  if (ftruncate(fd, (off_t) size) != 0) goto fail;
+  /* Sealing size makes a SIGBUS from a truncation impossible for every process that maps the memfd. */
+  if (seal && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) goto fail;
+  return fd;
+fail:;
+  int err = errno;
+  close(fd);
+  return -err;
+}
+
+int pagegift_get_seals(int fd) {
+  int seals = fcntl(fd, F_GET_SEALS);
+  return seals < 0 ? -errno : seals;
+}
+
+int64_t pagegift_fd_size(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -errno;
+  if (!S_ISREG(st.st_mode)) return -EINVAL;
+  return (int64_t) st.st_size;
+}
+
+int pagegift_map_shared(int fd, size_t offset, size_t length, void** out) {
+  void* addr = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t) offset);
+  if (addr == MAP_FAILED) return -errno;
+  *out = addr;
+  return 0;
+}
+
+int pagegift_map_fixed(void* addr, int fd, size_t offset, size_t length) {
+  void* got = mmap(addr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t) offset);
+  return got == MAP_FAILED ? -errno : 0;
+}
+
+int pagegift_unmap(void* addr, size_t length) {
+  return munmap(addr, length) == 0 ? 0 : -errno;
+}
+
+int pagegift_punch_hole(int fd, size_t offset, size_t length) {
+  int r = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t) offset, (off_t) length);
+  return r == 0 ? 0 : -errno;
+}
+
+int pagegift_dup(int fd) {
+  int r = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return r < 0 ? -errno : r;
+}
+
+int pagegift_close(int fd) {
+  /* On Linux the fd is gone even when close() reports EINTR, so never retry it. */
+  int r = close(fd);
+  return (r == 0 || errno == EINTR) ? 0 : -errno;
+}
+
+int pagegift_set_ptracer(pid_t pid) {
+#ifdef PR_SET_PTRACER
+  /* Without Yama this fails with EINVAL, which only means no permission is needed. */
+  if (prctl(PR_SET_PTRACER, (unsigned long) pid, 0, 0, 0) != 0) return -errno;
+#endif
+  return 0;
+}
+
+/* Advances an iovec array past n bytes; returns the new start index. */
+static int pagegift__iov_advance(struct iovec* iov, int n, int i, size_t done) {
+  while (i < n && done >= iov[i].iov_len) {
+    done -= iov[i].iov_len;
+    i++;
+  }
+  if (i < n) {
+    iov[i].iov_base = (char*) iov[i].iov_base + done;
+    iov[i].iov_len -= done;
+  }
+  return i;
+}
+
+int64_t pagegift_vm_read(pid_t pid, const struct iovec* local, int nlocal, const struct iovec* remote, int nremote) {
+  /* The kernel may stop short at an iovec boundary or at IOV_MAX; loop over whole requests. */
+  struct iovec l[IOV_MAX > 1024 ? 1024 : IOV_MAX];
+  struct iovec r[IOV_MAX > 1024 ? 1024 : IOV_MAX];
+  if (nlocal > (int) (sizeof(l) / sizeof(l[0])) || nremote > (int) (sizeof(r) / sizeof(r[0]))) return -E2BIG;
+  for (int i = 0; i < nlocal; i++) l[i] = local[i];
+  for (int i = 0; i < nremote; i++) r[i] = remote[i];
+  int li = 0, ri = 0;
+  int64_t total = 0;
+  while (li < nlocal && ri < nremote) {
+    ssize_t n = syscall(SYS_process_vm_readv, pid, l + li, (unsigned long) (nlocal - li), r + ri, (unsigned long) (nremote - ri), 0UL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (n == 0) return -EFAULT;
+    total += n;
+    li = pagegift__iov_advance(l, nlocal, li, (size_t) n);
+    ri = pagegift__iov_advance(r, nremote, ri, (size_t) n);
+  }
+  return total;
+}
+
+int64_t pagegift_vmsplice_all(int fd, const struct iovec* iov, int n, unsigned int flags) {
+  struct iovec v[1024];
+  if (n > 1024) return -E2BIG;
+  for (int i = 0; i < n; i++) v[i] = iov[i];
+  int i = 0;
+  int64_t total = 0;
+  while (i < n) {
+    ssize_t w = vmsplice(fd, v + i, (unsigned long) (n - i), flags);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    total += w;
+    i = pagegift__iov_advance(v, n, i, (size_t) w);
+  }
+  return total;
+}
+
+int64_t pagegift_read_all(int fd, const struct iovec* iov, int n) {
+  struct iovec v[1024];
+  if (n > 1024) return -E2BIG;
+  for (int i = 0; i < n; i++) v[i] = iov[i];
+  int i = 0;
+  int64_t total = 0;
+  while (i < n) {
+    ssize_t r = readv(fd, v + i, n - i);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    /* End of file before every byte arrived means the writer went away mid-gift. */
+    if (r == 0) return -EPIPE;
+    total += r;
+    i = pagegift__iov_advance(v, n, i, (size_t) r);
+  }
+  return total;
+}
+
+int64_t pagegift_pread_all(int fd, void* buf, size_t length, off_t offset) {
+  size_t done = 0;
+  while (done < length) {
+    ssize_t r = pread(fd, (char*) buf + done, length - done, offset + (off_t) done);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (r == 0) return -ENODATA;
+    done += (size_t) r;
+  }
+  return (int64_t) done;
+}
+
+int pagegift_pipe(int fds[2], int size) {
+  if (pipe2(fds, O_CLOEXEC) != 0) return -errno;
+  /* A larger pipe means fewer wakeups per gift; the kernel caps unprivileged callers at pipe-max-size. */
+  int got = fcntl(fds[1], F_SETPIPE_SZ, size);
+  if (got < 0) got = fcntl(fds[1], F_GETPIPE_SZ);
+  return got < 0 ? 0 : got;
+}

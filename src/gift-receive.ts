@@ -1,0 +1,331 @@
+/**
+ * The reader's half of the gift protocol. Offers queue in order; receive() takes the head one and
+ * walks the path ladder (move > cma > splice > copy), asking the writer for each fallback in turn.
+ */
+import { PagegiftError, SystemError } from './errors.ts'
+import { AsyncOp, native } from './native.ts'
+import { Memfd, alloc, release, isAligned, mapExtents, mappable, moveInto, regionOf, roundUp, type Extent } from './pages.ts'
+import { MAX_BUFFERS, PATHS, type GiftPath } from './sources.ts'
+import { closeFds, type Transport } from './transport.ts'
+import { Type, obj, protocolError, str, uint, uints, type Decoded } from './wire.ts'
+
+export interface Gift {
+  /** The received buffers: new giftable ArrayBuffers, or the ArrayBuffers of `into`. */
+  buffers: ArrayBuffer[]
+  meta: unknown
+  path: GiftPath
+  bytes: number
+  /** Why a better path was not taken. */
+  reason?: string
+}
+
+export interface ReceiveOptions {
+  /** Memory of the reader's own to receive into (the RFC's reader iovec); filled in order. */
+  into?: ArrayBufferView | ArrayBufferView[]
+}
+
+interface Offer {
+  id: number
+  lengths: number[]
+  total: number
+  meta: unknown
+  forced?: GiftPath
+  why?: string
+  move?: Array<Array<{ memfd: Memfd, offset: number, length: number }>>
+  memfds: Memfd[]
+  cma?: { pid: number, iov: number[] }
+}
+
+interface Inbox { id: number, items: Array<{ m: Decoded, fds: number[] }>, wake?: () => void }
+
+const MAX_TOTAL = 2 ** 47
+const FALLBACK_ERRNOS = new Set(['EPERM', 'EACCES', 'ENOSYS', 'EINVAL'])
+
+export class GiftReceiver {
+  #t: Transport
+  #peerPid: () => number
+  #offers: Offer[] = []
+  #wake: Array<() => void> = []
+  #chain: Promise<unknown> = Promise.resolve()
+  #inbox?: Inbox
+  #closed?: Error
+
+  constructor (t: Transport, peerPid: () => number) {
+    this.#t = t
+    this.#peerPid = peerPid
+  }
+
+  /** Handles a message addressed to the reader; returns false when it is not one. Owns `fds`. */
+  handle (m: Decoded, fds: number[]): boolean {
+    if (m.type === Type.Offer) {
+      this.#offers.push(parseOffer(m.json, fds))
+      for (const wake of this.#wake.splice(0)) wake()
+      return true
+    }
+    if (m.type !== Type.Data && m.type !== Type.Splice && m.type !== Type.Cma && m.type !== Type.Skip && m.type !== Type.Fail) return false
+    const id = uint(obj(m.json, 'message').id, 'id')
+    if (this.#inbox?.id !== id) {
+      closeFds(fds) // A late message for a gift that has already ended on this side.
+      return true
+    }
+    this.#inbox.items.push({ m, fds })
+    this.#inbox.wake?.()
+    return true
+  }
+
+  receive (opts: ReceiveOptions = {}): Promise<Gift> {
+    const targets = intoArg(opts)
+    const run = this.#chain.then(() => this.#receiveOne(targets))
+    this.#chain = run.catch(() => {})
+    return run
+  }
+
+  async #receiveOne (into: Uint8Array[] | undefined): Promise<Gift> {
+    while (this.#offers.length === 0) {
+      if (this.#closed !== undefined) throw this.#closed
+      await new Promise<void>((resolve) => this.#wake.push(resolve))
+    }
+    const offer = this.#offers[0]
+    if (into !== undefined) {
+      const room = into.reduce((a, v) => a + v.byteLength, 0)
+      if (room < offer.total) {
+        throw new PagegiftError('ERR_PAGEGIFT_INTO_TOO_SMALL', `The gift is ${offer.total} bytes but "into" holds ${room}; the gift is still queued and can be received without "into"`)
+      }
+    }
+    const moveBlocked = offer.move !== undefined && into !== undefined ? planMove(offer, into) : undefined
+    if (offer.forced === 'move' && typeof moveBlocked === 'string') {
+      throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `The gift was forced to 'move' but ${moveBlocked}; it is still queued and can be received without "into"`)
+    }
+    this.#offers.shift()
+    this.#inbox = { id: offer.id, items: [] }
+    try {
+      const gift = await this.#ladder(offer, into, moveBlocked)
+      this.#t.send(Type.Done, { id: offer.id, path: gift.path, reason: gift.reason }).catch(() => {})
+      return gift
+    } catch (err) {
+      this.#t.send(Type.Fail, { id: offer.id, to: 'writer', code: (err as PagegiftError).code ?? 'ERR_PAGEGIFT_READER', message: (err as Error).message }).catch(() => {})
+      throw err
+    } finally {
+      this.#inbox = undefined
+      for (const m of offer.memfds) m.unref()
+    }
+  }
+
+  async #ladder (offer: Offer, into: Uint8Array[] | undefined, plan: Move[] | string | undefined): Promise<Gift> {
+    const reasons: string[] = []
+    const note = (why: string | undefined): void => { if (why !== undefined && !reasons.includes(why)) reasons.push(why) }
+    const done = (path: GiftPath, buffers: ArrayBuffer[]): Gift => ({
+      buffers, meta: offer.meta, path, bytes: offer.total, ...(reasons.length > 0 ? { reason: reasons.join('; ') } : {}),
+    })
+    const ladder = offer.forced !== undefined ? [offer.forced] : PATHS
+    let targets = into
+    let owned: ArrayBuffer[] | undefined
+    const target = (): Uint8Array[] => {
+      if (targets === undefined) {
+        owned = offer.lengths.map((n) => alloc(n))
+        targets = owned.map((ab) => new Uint8Array(ab))
+      }
+      return targets
+    }
+    const result = (): ArrayBuffer[] => owned ?? [...new Set((into ?? []).map((v) => v.buffer as ArrayBuffer))]
+    for (const path of ladder) {
+      if (path === 'move') {
+        if (offer.move === undefined) { note(offer.why ?? 'the writer did not offer pages'); continue }
+        const blocked = typeof plan === 'string' ? plan : unsealed(offer)
+        if (blocked !== undefined) { note(blocked); continue }
+        if (into === undefined) return done('move', offer.move.map((extents, i) => mapExtents(extents, offer.lengths[i])))
+        for (const m of plan as Move[]) moveInto(m.region, m.at, m.extent)
+        return done('move', result())
+      }
+      const got = await this.#copyPath(path, offer, target, offer.forced !== undefined)
+      if (typeof got === 'string') { note(got); continue }
+      return done(path, result())
+    }
+    for (const ab of owned ?? []) release(ab)
+    throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `No path could deliver the gift: ${reasons.join('; ')}`)
+  }
+
+  /** Runs one copying path; returns a reason string when the path is not available here. */
+  async #copyPath (path: GiftPath, offer: Offer, target: () => Uint8Array[], forced: boolean): Promise<string | undefined> {
+    let cma = offer.cma
+    if (path === 'cma' && cma === undefined) {
+      const reply = await this.#ask(offer.id, 'cma')
+      if (reply.m.type === Type.Skip) return str(obj(reply.m.json, 'skip').reason, 'reason')
+      if (reply.m.type !== Type.Cma) throw protocolError('expected a cma reply')
+      cma = parseCma(reply.m.json)
+    }
+    if (path === 'cma' && cma !== undefined) {
+      const peer = this.#peerPid()
+      if (peer > 0 && peer !== process.pid && cma.pid !== peer) throw protocolError(`cma pid ${cma.pid} is not the peer's pid ${peer}`)
+      const local = new Float64Array(target().flatMap((v) => [native.address(v), v.byteLength]))
+      const r = await native.async(AsyncOp.VmRead, cma.pid, 0, 0, 0, local, new Float64Array(cma.iov))
+      if (r === offer.total) return undefined
+      const err = r < 0 ? new SystemError(r, 'process_vm_readv') : protocolError('short process_vm_readv')
+      if (!forced && FALLBACK_ERRNOS.has(err.code)) return `cma: process_vm_readv ${err.code}`
+      throw err
+    }
+    if (path === 'splice') {
+      const reply = await this.#ask(offer.id, 'splice')
+      if (reply.m.type === Type.Skip) return str(obj(reply.m.json, 'skip').reason, 'reason')
+      if (reply.m.type !== Type.Splice || reply.fds.length !== 1) throw protocolError('expected a splice reply with one pipe fd')
+      const iov = new Float64Array(target().flatMap((v) => [native.address(v), v.byteLength]))
+      const r = await native.async(AsyncOp.ReadAll, reply.fds[0], 0, 0, 0, iov, null)
+      native.close(reply.fds[0])
+      if (r < 0) throw new SystemError(r, 'read', undefined, 'the writer stopped splicing mid-gift')
+      return undefined
+    }
+    const first = await this.#ask(offer.id, 'copy')
+    const views = target()
+    let v = 0
+    let at = 0
+    for (let received = 0, next = first; ; next = await this.#next(offer.id)) {
+      if (next.m.type === Type.Skip) return str(obj(next.m.json, 'skip').reason, 'reason')
+      if (next.m.type !== Type.Data) throw protocolError('expected data')
+      let data = next.m.data
+      if (received + data.byteLength > offer.total) throw protocolError('more data than the gift holds')
+      received += data.byteLength
+      while (data.byteLength > 0) {
+        const n = Math.min(data.byteLength, views[v].byteLength - at)
+        views[v].set(data.subarray(0, n), at)
+        data = data.subarray(n)
+        at += n
+        if (at === views[v].byteLength) { v++; at = 0 }
+      }
+      if (received === offer.total) return undefined
+    }
+  }
+
+  async #ask (id: number, path: GiftPath): Promise<{ m: Decoded, fds: number[] }> {
+    await this.#t.send(Type.Need, { id, path })
+    return this.#next(id)
+  }
+
+  async #next (id: number): Promise<{ m: Decoded, fds: number[] }> {
+    const inbox = this.#inbox as Inbox
+    while (inbox.items.length === 0) {
+      if (this.#closed !== undefined) throw this.#closed
+      await new Promise<void>((resolve) => { inbox.wake = resolve })
+    }
+    const item = inbox.items.shift() as { m: Decoded, fds: number[] }
+    if (item.m.type === Type.Fail) {
+      closeFds(item.fds)
+      const json = obj(item.m.json, 'fail')
+      throw new PagegiftError(str(json.code, 'code', 100), `The writer failed gift ${id}: ${str(json.message, 'message')}`)
+    }
+    return item
+  }
+
+  /**
+   * The channel closed. Gifts whose pages are already here (move offers) stay receivable: their
+   * writer gave them away. Everything else fails with `err`.
+   */
+  abort (err: Error): void {
+    this.#closed = err
+    for (const o of this.#offers.filter((o) => o.move === undefined)) for (const m of o.memfds) m.unref()
+    this.#offers = this.#offers.filter((o) => o.move !== undefined)
+    for (const wake of this.#wake.splice(0)) wake()
+    this.#inbox?.wake?.()
+    for (const item of this.#inbox?.items ?? []) closeFds(item.fds)
+  }
+}
+
+interface Move { region: NonNullable<ReturnType<typeof regionOf>>, at: number, extent: Extent }
+
+/** Plans a move into the reader's views, or says why the pages cannot land there. */
+function planMove (offer: Offer, into: Uint8Array[]): Move[] | string {
+  const src = (offer.move ?? []).flatMap((extents, i) => {
+    let left = offer.lengths[i]
+    return extents.map((e) => { const length = Math.min(e.length, left); left -= length; return { ...e, length } })
+  }).filter((s) => s.length > 0)
+  const out: Move[] = []
+  let s = 0
+  let sUsed = 0
+  let left = offer.total
+  for (const view of into) {
+    const region = regionOf(view.buffer)
+    if (region === undefined) return 'into target not giftable (use alloc())'
+    let at = view.byteOffset
+    let room = Math.min(view.byteLength, left)
+    while (room > 0) {
+      const piece = src[s]
+      const n = Math.min(room, piece.length - sUsed)
+      const offset = piece.offset + sUsed
+      if (!isAligned(at) || !isAligned(offset)) return 'into target not page aligned'
+      if (!isAligned(n) && at + n !== region.byteLength) return 'into target not a whole number of pages'
+      out.push({ region, at, extent: { memfd: piece.memfd, offset, length: roundUp(n) } })
+      at += n
+      room -= n
+      left -= n
+      sUsed += n
+      if (sUsed === piece.length) { s++; sUsed = 0 }
+    }
+    if (left === 0) break
+  }
+  return out
+}
+
+function unsealed (offer: Offer): string | undefined {
+  for (const extents of offer.move ?? []) {
+    for (const e of extents) {
+      const why = mappable(e.memfd.fd, e.offset, e.length)
+      if (why !== undefined) return why
+    }
+  }
+  return undefined
+}
+
+function intoArg (opts: ReceiveOptions): Uint8Array[] | undefined {
+  if (opts === null || typeof opts !== 'object') throw new TypeError('The "opts" argument must be an object')
+  if (opts.into === undefined) return undefined
+  const list = Array.isArray(opts.into) ? opts.into : [opts.into]
+  if (list.length === 0 || list.length > MAX_BUFFERS) throw new RangeError(`The "opts.into" argument must hold 1 to ${MAX_BUFFERS} views`)
+  return list.map((v, i) => {
+    if (!ArrayBuffer.isView(v) || !(v.buffer instanceof ArrayBuffer)) throw new TypeError(`The "opts.into${Array.isArray(opts.into) ? `[${i}]` : ''}" argument must be an ArrayBufferView over an ArrayBuffer`)
+    if (v.byteLength === 0) throw new RangeError(`The "opts.into${Array.isArray(opts.into) ? `[${i}]` : ''}" argument is empty or detached`)
+    return new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
+  })
+}
+
+function parseCma (x: unknown): { pid: number, iov: number[] } {
+  const c = obj(x, 'cma')
+  const iov = uints(c.iov, 'cma.iov', 2 * MAX_BUFFERS)
+  if (iov.length % 2 !== 0) throw protocolError('cma.iov is not address/length pairs')
+  return { pid: uint(c.pid, 'cma.pid', 2 ** 22), iov }
+}
+
+/** Validates an offer; closes the fds it arrived with when it is malformed. */
+function parseOffer (x: unknown, fds: number[]): Offer {
+  const memfds = fds.map((fd) => new Memfd(fd))
+  try {
+    const o = obj(x, 'offer')
+    const lengths = uints(o.lengths, 'lengths', MAX_BUFFERS)
+    const total = lengths.reduce((a, b) => a + b, 0)
+    if (lengths.length === 0 || lengths.includes(0) || total > MAX_TOTAL) throw protocolError('lengths out of range')
+    const forced = o.forced === undefined ? undefined : str(o.forced, 'forced') as GiftPath
+    if (forced !== undefined && !PATHS.includes(forced)) throw protocolError('unknown forced path')
+    const offer: Offer = { id: uint(o.id, 'id'), lengths, total, meta: o.meta, forced, memfds, why: o.why === undefined ? undefined : str(o.why, 'why') }
+    if (o.move !== undefined) {
+      if (!Array.isArray(o.move) || o.move.length !== lengths.length) throw protocolError('move has the wrong number of buffers')
+      const used = new Set<number>()
+      offer.move = o.move.map((list: unknown, i: number) => {
+        if (!Array.isArray(list) || list.length === 0 || list.length > 4096) throw protocolError(`move[${i}] is not a list of extents`)
+        const extents = list.map((e: unknown) => {
+          const [index, offset, length] = uints(e, 'extent', 3)
+          if (index >= memfds.length || !isAligned(offset) || !isAligned(length) || length === 0) throw protocolError('extent out of range')
+          used.add(index)
+          return { memfd: memfds[index], offset, length }
+        })
+        if (extents.reduce((a, e) => a + e.length, 0) !== roundUp(lengths[i])) throw protocolError(`move[${i}] does not cover the buffer`)
+        return extents
+      })
+      if (used.size !== memfds.length) throw protocolError('fds that no extent uses')
+    } else if (memfds.length > 0) {
+      throw protocolError('fds without a move')
+    }
+    if (o.cma !== undefined) offer.cma = parseCma(o.cma)
+    return offer
+  } catch (err) {
+    for (const m of memfds) m.unref()
+    throw err
+  }
+}

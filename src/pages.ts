@@ -1,0 +1,203 @@
+/**
+ * Giftable memory: ArrayBuffers backed by sealed memfd pages. Each one is an ordered list of
+ * extents (memfd, offset, length), whole pages each, mapped MAP_SHARED at one address.
+ */
+import { PagegiftError, SystemError, check } from './errors.ts'
+import { F_SEAL_SHRINK, native, type MappingHandle } from './native.ts'
+
+/** The system page size in bytes. */
+export const pageSize: number = native.pageSize()
+
+/** A memfd shared by the extents that map it; closed when the last one lets go. */
+export class Memfd {
+  readonly fd: number
+  #refs = 1
+  /** Set once the fd has left the process (fdOf): its pages may then be mapped elsewhere too. */
+  exported = false
+  constructor (fd: number) { this.fd = fd }
+  ref (): this { this.#refs++; return this }
+  unref (): void {
+    if (--this.#refs === 0) native.close(this.fd)
+  }
+}
+
+export interface Extent { memfd: Memfd, offset: number, length: number }
+
+/** The bookkeeping of one giftable ArrayBuffer. */
+export interface Region {
+  ab: ArrayBuffer
+  handle: MappingHandle
+  mapLength: number
+  byteLength: number
+  /** Boxed so that the finalizer sees extents replaced by moveInto(). */
+  pages: { extents: Extent[] }
+  released: boolean
+}
+
+const regions = new WeakMap<ArrayBuffer, Region>()
+/** Closes the memfds of a giftable buffer that was collected without release(). */
+const collected = new FinalizationRegistry<{ extents: Extent[] }>((pages) => { for (const e of pages.extents) e.memfd.unref() })
+
+export const roundUp = (n: number): number => Math.ceil(n / pageSize) * pageSize
+export const isAligned = (n: number): boolean => n % pageSize === 0
+const MAX_BYTES = 2 ** 46
+
+function checkLength (name: string, n: unknown): number {
+  if (typeof n !== 'number' || !Number.isInteger(n)) throw new TypeError(`The "${name}" argument must be an integer. Received ${typeof n === 'number' ? n : typeof n}`)
+  if (n <= 0 || n > MAX_BYTES) throw new RangeError(`The "${name}" argument must be > 0 and <= 2**46. Received ${n}`)
+  return n
+}
+
+/** Maps extents (whole pages, in order) at one address and registers the result as giftable. */
+export function mapExtents (extents: Extent[], byteLength: number): ArrayBuffer {
+  const mapLength = extents.reduce((sum, e) => sum + e.length, 0)
+  const first = extents[0]
+  const mapped = native.map(first.memfd.fd, first.offset, mapLength, byteLength)
+  if (typeof mapped === 'number') throw new SystemError(mapped, 'mmap')
+  const [ab, handle] = mapped
+  let at = first.length
+  for (const e of extents.slice(1)) {
+    const r = native.mapFixed(handle, at, e.memfd.fd, e.offset, e.length)
+    if (r < 0) {
+      native.detach(ab)
+      native.unmapAsync(handle)
+      throw new SystemError(r, 'mmap')
+    }
+    at += e.length
+  }
+  for (const e of extents) e.memfd.ref()
+  const region: Region = { ab, handle, mapLength, byteLength, pages: { extents: extents.map((e) => ({ ...e })) }, released: false }
+  regions.set(ab, region)
+  collected.register(ab, region.pages, region)
+  return ab
+}
+
+/**
+ * Allocates `byteLength` bytes of giftable memory: a memfd sized to whole pages, sealed against
+ * shrinking and growing (so no process that maps it can take a SIGBUS), mapped MAP_SHARED.
+ */
+export function alloc (byteLength: number, opts: { name?: string } = {}): ArrayBuffer {
+  checkLength('byteLength', byteLength)
+  if (opts === null || typeof opts !== 'object') throw new TypeError('The "opts" argument must be an object')
+  const name = opts.name ?? 'pagegift'
+  if (typeof name !== 'string' || name.length > 200) throw new TypeError('The "opts.name" argument must be a string of at most 200 characters')
+  const size = roundUp(byteLength)
+  const fd = check(native.memfdCreate(name, size, true), 'memfd_create')
+  const memfd = new Memfd(fd)
+  try {
+    return mapExtents([{ memfd, offset: 0, length: size }], byteLength)
+  } finally {
+    memfd.unref()
+  }
+}
+
+/** Makes an unsealed memfd buffer; only tests use it, to show that receivers refuse such pages. */
+export function allocUnsealedForTest (byteLength: number): ArrayBuffer {
+  const memfd = new Memfd(check(native.memfdCreate('pagegift-unsealed', roundUp(byteLength), false), 'memfd_create'))
+  try {
+    return mapExtents([{ memfd, offset: 0, length: roundUp(byteLength) }], byteLength)
+  } finally {
+    memfd.unref()
+  }
+}
+
+/** The region behind a live giftable ArrayBuffer, or undefined. */
+export function regionOf (ab: ArrayBufferLike): Region | undefined {
+  const r = regions.get(ab as ArrayBuffer)
+  return r !== undefined && !r.released && r.ab.byteLength !== 0 ? r : undefined
+}
+
+/** True when `x` (or the ArrayBuffer behind a view) is giftable memory that is still mapped. */
+export function isGiftable (x: ArrayBuffer | ArrayBufferView): boolean {
+  if (x instanceof ArrayBuffer) return regionOf(x) !== undefined
+  if (ArrayBuffer.isView(x)) return regionOf(x.buffer) !== undefined
+  return false
+}
+
+function regionArg (buf: unknown, name: string): Region {
+  if (!(buf instanceof ArrayBuffer)) throw new TypeError(`The "${name}" argument must be an ArrayBuffer returned by alloc()`)
+  const region = regions.get(buf)
+  if (region === undefined) throw new PagegiftError('ERR_PAGEGIFT_NOT_GIFTABLE', `The "${name}" argument is not giftable memory (use alloc())`)
+  if (region.released) throw new PagegiftError('ERR_PAGEGIFT_RELEASED', `The "${name}" argument was already released or gifted`)
+  return region
+}
+
+/** Forgets a region: its ArrayBuffer is detached now, its pages unmapped on the threadpool. */
+export function dropRegion (region: Region, keepExtents = false): Extent[] {
+  if (region.released) return []
+  region.released = true
+  collected.unregister(region)
+  if (region.ab.byteLength !== 0) native.detach(region.ab)
+  native.unmapAsync(region.handle)
+  if (!keepExtents) for (const e of region.pages.extents) e.memfd.unref()
+  return region.pages.extents
+}
+
+/** Unmaps a giftable buffer now. It becomes detached: every view of it reads as length 0. */
+export function release (buf: ArrayBuffer): void {
+  dropRegion(regionArg(buf, 'buf'))
+}
+
+/**
+ * Returns a new fd (close-on-exec) for the memfd behind a giftable buffer, to hand to another
+ * program (for example QEMU as `mem-path=/proc/self/fd/N`). The caller closes it.
+ */
+export function fdOf (buf: ArrayBuffer): number {
+  const region = regionArg(buf, 'buf')
+  const extents = region.pages.extents
+  if (extents.length !== 1 || extents[0].offset !== 0) {
+    throw new PagegiftError('ERR_PAGEGIFT_FRAGMENTED', 'This buffer is made of several memfds (pages were moved into it), so no single fd describes it')
+  }
+  const memfd = extents[0].memfd
+  memfd.exported = true
+  return check(native.dup(memfd.fd), 'dup')
+}
+
+/** The extents covering [offset, offset + length) of a region; offset and length are page aligned. */
+export function extentsOf (region: Region, offset: number, length: number): Extent[] {
+  const out: Extent[] = []
+  let pos = 0
+  for (const e of region.pages.extents) {
+    const start = Math.max(offset, pos)
+    const end = Math.min(offset + length, pos + e.length)
+    if (start < end) out.push({ memfd: e.memfd, offset: e.offset + (start - pos), length: end - start })
+    pos += e.length
+  }
+  return out
+}
+
+/** Maps `extent` over [at, at + extent.length) of a region, replacing what was there (the RFC's page move). */
+export function moveInto (region: Region, at: number, extent: Extent): void {
+  check(native.mapFixed(region.handle, at, extent.memfd.fd, extent.offset, extent.length), 'mmap')
+  const end = at + extent.length
+  const next: Extent[] = []
+  let pos = 0
+  let placed = false
+  for (const e of region.pages.extents) {
+    const eEnd = pos + e.length
+    if (eEnd <= at || pos >= end) {
+      next.push(e)
+    } else {
+      if (pos < at) next.push({ memfd: e.memfd.ref(), offset: e.offset, length: at - pos })
+      if (!placed) next.push({ memfd: extent.memfd.ref(), offset: extent.offset, length: extent.length })
+      placed = true
+      if (eEnd > end) next.push({ memfd: e.memfd.ref(), offset: e.offset + (end - pos), length: eEnd - end })
+      // The old pages under the moved range are unreachable now: free them, unless another program maps them.
+      const from = Math.max(pos, at)
+      if (!e.memfd.exported) native.punchHole(e.memfd.fd, e.offset + (from - pos), Math.min(eEnd, end) - from)
+      e.memfd.unref()
+    }
+    pos = eEnd
+  }
+  region.pages.extents = next
+}
+
+/** True when a received memfd may be mapped: sealed against shrinking, and large enough. */
+export function mappable (fd: number, offset: number, length: number): string | undefined {
+  const seals = native.getSeals(fd)
+  if (seals < 0) return `not a sealable memfd (${new SystemError(seals, 'fcntl').code})`
+  if ((seals & F_SEAL_SHRINK) === 0) return 'memfd lacks F_SEAL_SHRINK'
+  const size = native.fdSize(fd)
+  if (size < offset + length) return 'memfd smaller than the extent'
+  return undefined
+}

@@ -1,0 +1,158 @@
+/**
+ * The writer's side of a gift before it leaves: argument checks, taking the buffers away from the
+ * user (detaching them) while keeping their memory, and describing it for each path.
+ */
+import { PagegiftError } from './errors.ts'
+import { native } from './native.ts'
+import { dropRegion, extentsOf, isAligned, mapExtents, pageSize, regionOf, roundUp, alloc, type Extent } from './pages.ts'
+
+export type GiftPath = 'move' | 'cma' | 'splice' | 'copy'
+export const PATHS: readonly GiftPath[] = ['move', 'cma', 'splice', 'copy']
+export type GiftData = ArrayBuffer | ArrayBufferView | Array<ArrayBuffer | ArrayBufferView>
+export const MAX_BUFFERS = 1024
+const NOT_GIFTABLE = 'source not giftable (use alloc())'
+
+/** One gifted buffer: giftable pages (extents, with `skew` bytes before the data) or heap memory. */
+interface Item {
+  length: number
+  extents?: Extent[]
+  skew: number
+  heap?: Uint8Array
+  mapped?: ArrayBuffer
+  /** Why these bytes cannot move as pages, or undefined when they can. */
+  why?: string
+}
+
+function isPooled (view: ArrayBufferView): boolean {
+  // Small Buffers share Node's pool ArrayBuffer; detaching it would break unrelated Buffers.
+  return Buffer.isBuffer(view) && view.buffer.byteLength === Buffer.poolSize && view.byteLength < Buffer.poolSize
+}
+
+export class Sources {
+  readonly items: Item[]
+  readonly lengths: number[]
+  readonly total: number
+  /** Why move is not possible, or undefined when it is. */
+  readonly notMovable?: string
+  readonly notes: string[]
+
+  private constructor (items: Item[], notes: string[]) {
+    this.items = items
+    this.lengths = items.map((i) => i.length)
+    this.total = this.lengths.reduce((a, b) => a + b, 0)
+    this.notes = notes
+    this.notMovable = items.map((i) => i.why).find((w) => w !== undefined)
+  }
+
+  /** Checks `data`, then detaches it from the user: from here on only this object reaches the memory. */
+  static take (data: GiftData, forced?: GiftPath): Sources {
+    const list = Array.isArray(data) ? data : [data]
+    if (list.length === 0 || list.length > MAX_BUFFERS) throw new RangeError(`The "data" argument must hold 1 to ${MAX_BUFFERS} buffers. Received ${list.length}`)
+    const views = list.map((d, i) => {
+      if (d instanceof ArrayBuffer) return new Uint8Array(d)
+      if (ArrayBuffer.isView(d)) {
+        if (!(d.buffer instanceof ArrayBuffer)) throw new TypeError(`The "data[${i}]" argument is backed by a SharedArrayBuffer, which other threads share and which cannot be gifted`)
+        return new Uint8Array(d.buffer, d.byteOffset, d.byteLength)
+      }
+      throw new TypeError(`The "data${Array.isArray(data) ? `[${i}]` : ''}" argument must be an ArrayBuffer or an ArrayBufferView`)
+    })
+    views.forEach((v, i) => {
+      if (v.byteLength === 0) throw new RangeError(`The "data${Array.isArray(data) ? `[${i}]` : ''}" argument is empty or already detached (gifted or released)`)
+    })
+    const planned = views.map((v, i) => ({ v, region: regionOf(v.buffer), pooled: ArrayBuffer.isView(list[i]) && isPooled(list[i] as ArrayBufferView) }))
+    if (forced === 'move') {
+      const why = planned.map(({ v, region }) => region === undefined ? NOT_GIFTABLE : whyNotAligned(v.byteOffset, v.byteLength, region.byteLength)).find((w) => w !== undefined)
+      if (why !== undefined) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path 'move': ${why}`)
+    }
+    const notes: string[] = []
+    const kept = new Map<ArrayBufferLike, ArrayBuffer>()
+    const items = planned.map(({ v: live, region, pooled }): Item => {
+      // A plain copy of the view's coordinates: the view itself reads as empty once its buffer is detached.
+      const v = { buffer: live.buffer, byteOffset: live.byteOffset, byteLength: live.byteLength }
+      if (region !== undefined) {
+        const start = Math.floor(v.byteOffset / pageSize) * pageSize
+        const extents = extentsOf(region, start, roundUp(v.byteOffset + v.byteLength) - start)
+        for (const e of extents) e.memfd.ref()
+        return { length: v.byteLength, extents, skew: v.byteOffset - start, why: whyNotAligned(v.byteOffset, v.byteLength, region.byteLength) }
+      }
+      if (pooled) {
+        notes.push('a pooled Buffer cannot be detached without breaking other Buffers, so its bytes were copied first')
+        return { length: v.byteLength, skew: 0, heap: new Uint8Array(live), why: NOT_GIFTABLE }
+      }
+      let ab = kept.get(v.buffer)
+      if (ab === undefined) {
+        ab = structuredClone(v.buffer as ArrayBuffer, { transfer: [v.buffer as ArrayBuffer] })
+        // structuredClone copies external (addon-made) ArrayBuffers instead of moving them; detach those by hand.
+        if (v.buffer.byteLength !== 0) native.detach(v.buffer as ArrayBuffer)
+        kept.set(v.buffer, ab)
+      }
+      return { length: v.byteLength, skew: 0, heap: new Uint8Array(ab, v.byteOffset, v.byteLength), why: NOT_GIFTABLE }
+    })
+    for (const { region } of planned) if (region !== undefined) dropRegion(region)
+    return new Sources(items, notes)
+  }
+
+  /** The move descriptor: per buffer, [fdIndex, offset, length] extents; and the fds to send. */
+  moveDescriptor (): { extents: number[][][], fds: number[] } {
+    const fds: number[] = []
+    const index = new Map<number, number>()
+    const extents = this.items.map((item) => (item.extents ?? []).map((e) => {
+      let i = index.get(e.memfd.fd)
+      if (i === undefined) {
+        i = fds.length
+        fds.push(e.memfd.fd)
+        index.set(e.memfd.fd, i)
+      }
+      return [i, e.offset, e.length]
+    }))
+    return { extents, fds }
+  }
+
+  /** Byte views of the gifted memory, for the paths that copy; giftable pages are mapped again here. */
+  views (): Uint8Array[] {
+    return this.items.map((item) => {
+      if (item.heap !== undefined) return item.heap
+      item.mapped ??= mapExtents(item.extents as Extent[], item.skew + item.length)
+      return new Uint8Array(item.mapped, item.skew, item.length)
+    })
+  }
+
+  /** [address, length] pairs of the views, for process_vm_readv and vmsplice. */
+  iov (): number[] {
+    return this.views().flatMap((v) => [native.address(v), v.byteLength])
+  }
+
+  /** The gift is delivered: let go of the memory. */
+  release (): void {
+    for (const item of this.items) {
+      if (item.mapped !== undefined) dropRegion(regionOf(item.mapped) ?? fail())
+      for (const e of item.extents ?? []) e.memfd.unref()
+      item.extents = undefined
+      item.heap = undefined
+    }
+  }
+
+  /** The gift failed: hand the data back as new ArrayBuffers, so that nothing is lost. */
+  recover (): ArrayBuffer[] {
+    const out = this.items.map((item): ArrayBuffer => {
+      if (item.heap !== undefined) return item.heap.buffer.byteLength === item.length ? item.heap.buffer as ArrayBuffer : item.heap.slice().buffer
+      const extents = item.extents as Extent[]
+      if (item.skew === 0) return mapExtents(extents, item.length)
+      const copy = alloc(item.length)
+      new Uint8Array(copy).set(this.views()[this.items.indexOf(item)])
+      return copy
+    })
+    this.release()
+    return out
+  }
+}
+
+function fail (): never {
+  throw new PagegiftError('ERR_PAGEGIFT_INTERNAL', 'internal mapping lost')
+}
+
+function whyNotAligned (offset: number, length: number, bufferLength: number): string | undefined {
+  if (!isAligned(offset)) return 'source not page aligned'
+  if (!isAligned(length) && offset + length !== bufferLength) return 'source not a whole number of pages'
+  return undefined
+}

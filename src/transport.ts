@@ -1,0 +1,135 @@
+/**
+ * Moves framed messages and fds over one non-blocking SOCK_SEQPACKET socket, driven by uv_poll
+ * readiness on the event loop. Knows nothing of gifts: it hands each checked message to `onMessage`.
+ */
+import { PagegiftError, SystemError } from './errors.ts'
+import { MSG_CTRUNC, MSG_TRUNC, PollEvents, native, type PollHandle } from './native.ts'
+import { MAX_FDS, MAX_MESSAGE, decode, encode, protocolError, type Decoded, type Type } from './wire.ts'
+
+const EAGAIN = -11
+const MAX_READS_PER_WAKEUP = 256
+
+interface Outgoing { views: Uint8Array[], fds: number[], resolve: () => void, reject: (err: Error) => void }
+
+export function closeFds (fds: Iterable<number>): void {
+  for (const fd of fds) native.close(fd)
+}
+
+export class Transport {
+  readonly fd: number
+  closed = false
+  #poll: PollHandle
+  #queue: Outgoing[] = []
+  #recvBuf = new Uint8Array(MAX_MESSAGE + 1)
+  #recvOut = new Int32Array(2 + MAX_FDS)
+  #onMessage: (m: Decoded, fds: number[]) => void
+  #onClose: (err: Error) => void
+
+  /** Takes ownership of `fd`. `onMessage` owns the fds it is given: it closes or keeps each one. */
+  constructor (fd: number, onMessage: (m: Decoded, fds: number[]) => void, onClose: (err: Error) => void) {
+    this.fd = fd
+    this.#onMessage = onMessage
+    this.#onClose = onClose
+    const poll = native.pollStart(fd, PollEvents.Readable, (status, events) => this.#onPoll(status, events))
+    if (typeof poll === 'number') {
+      native.close(fd)
+      throw new SystemError(poll, 'uv_poll_init')
+    }
+    this.#poll = poll
+  }
+
+  /** Sends one message; resolves once the kernel has it. The kernel dups `fds`: the caller keeps its own. */
+  send (type: Type, json: unknown, data?: Uint8Array, fds: number[] = []): Promise<void> {
+    if (this.closed) return Promise.reject(new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed'))
+    let header: Uint8Array
+    try {
+      header = encode(type, json, data?.byteLength ?? 0, fds.length)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const views = data !== undefined && data.byteLength > 0 ? [header, data] : [header]
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ views, fds, resolve, reject })
+      if (this.#queue.length === 1) this.#flush()
+    })
+  }
+
+  #flush (): void {
+    while (this.#queue.length > 0 && !this.closed) {
+      const m = this.#queue[0]
+      const n = native.sendmsg(this.fd, m.views, m.fds)
+      if (n === EAGAIN) {
+        native.pollUpdate(this.#poll, PollEvents.Readable | PollEvents.Writable)
+        return
+      }
+      if (n < 0) {
+        this.close(peerGone(n, 'sendmsg'))
+        return
+      }
+      this.#queue.shift()
+      m.resolve()
+    }
+    if (!this.closed) native.pollUpdate(this.#poll, PollEvents.Readable)
+  }
+
+  #onPoll (status: number, events: number): void {
+    if (this.closed) return
+    if (status < 0) {
+      this.close(new SystemError(status, 'uv_poll'))
+      return
+    }
+    if ((events & PollEvents.Writable) !== 0) this.#flush()
+    // UV_DISCONNECT (4) comes with EOF: reading finds it.
+    if ((events & (PollEvents.Readable | 4)) !== 0) this.#read()
+  }
+
+  #read (): void {
+    for (let i = 0; i < MAX_READS_PER_WAKEUP && !this.closed; i++) {
+      const n = native.recvmsg(this.fd, this.#recvBuf, this.#recvOut)
+      if (n === EAGAIN) return
+      if (n < 0) {
+        this.close(peerGone(n, 'recvmsg'))
+        return
+      }
+      const fds = Array.from(this.#recvOut.subarray(2, 2 + this.#recvOut[0]))
+      if (n === 0 && fds.length === 0) {
+        this.close(new PagegiftError('ERR_PAGEGIFT_PEER_CLOSED', 'The peer closed the channel (or its process exited)'))
+        return
+      }
+      let message: Decoded
+      try {
+        if ((this.#recvOut[1] & MSG_TRUNC) !== 0 || n > MAX_MESSAGE) throw protocolError('packet larger than the maximum message')
+        if ((this.#recvOut[1] & MSG_CTRUNC) !== 0) throw protocolError(`more than ${MAX_FDS} fds in one message`)
+        message = decode(this.#recvBuf, n, fds.length)
+      } catch (err) {
+        closeFds(fds)
+        this.close(err as Error)
+        return
+      }
+      try {
+        this.#onMessage(message, fds)
+      } catch (err) {
+        this.close(err as Error)
+        return
+      }
+    }
+  }
+
+  /** Closes the socket; every queued send is rejected with `err`. Idempotent. */
+  close (err: Error = new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel was closed')): void {
+    if (this.closed) return
+    this.closed = true
+    native.pollClose(this.#poll)
+    native.close(this.fd)
+    for (const m of this.#queue.splice(0)) m.reject(err)
+    this.#onClose(err)
+  }
+}
+
+function peerGone (errno: number, syscall: string): Error {
+  const sys = new SystemError(errno, syscall)
+  if (sys.code === 'EPIPE' || sys.code === 'ECONNRESET') {
+    return new PagegiftError('ERR_PAGEGIFT_PEER_CLOSED', 'The peer closed the channel (or its process exited)', { cause: sys })
+  }
+  return sys
+}

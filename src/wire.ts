@@ -1,0 +1,98 @@
+/**
+ * The channel's message format. Every message is one SOCK_SEQPACKET packet:
+ * a 24-byte header, a JSON part, then optional raw bytes; fds ride along as SCM_RIGHTS.
+ */
+import { PagegiftError } from './errors.ts'
+
+export const MAGIC = 0x54464750 // "PGFT"
+export const VERSION = 1
+export const HEADER_BYTES = 24
+export const MAX_JSON = 64 * 1024
+export const MAX_DATA = 64 * 1024
+export const MAX_FDS = 64
+export const MAX_MESSAGE = HEADER_BYTES + MAX_JSON + MAX_DATA
+
+export const enum Type {
+  Offer = 1, // writer -> reader: a gift, with its fds (move) and addresses (cma)
+  Done = 2, // reader -> writer: delivered, by this path
+  Need = 3, // reader -> writer: send it by this fallback path
+  Splice = 4, // writer -> reader: the read end of a pipe the writer vmsplices into
+  Data = 5, // writer -> reader: a chunk of a copied gift
+  Fail = 6, // either way: this gift failed
+  Message = 7, // a control message of send()/recv()
+  Cma = 8, // writer -> reader: the addresses to process_vm_readv from
+  Skip = 9, // writer -> reader: this path is not available here, try the next one
+}
+
+export interface Decoded { type: Type, json: unknown, data: Uint8Array }
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder('utf-8', { fatal: true })
+
+export function protocolError (message: string): PagegiftError {
+  return new PagegiftError('ERR_PAGEGIFT_PROTOCOL', `Malformed message from peer: ${message}`)
+}
+
+/** Encodes the header and JSON part; raw data is sent as a second iovec. */
+export function encode (type: Type, json: unknown, dataLength: number, nfds: number): Uint8Array {
+  const body = encoder.encode(JSON.stringify(json) ?? 'null')
+  if (body.length > MAX_JSON) throw new PagegiftError('ERR_PAGEGIFT_MESSAGE_TOO_LARGE', `Message JSON is ${body.length} bytes; the limit is ${MAX_JSON}`)
+  if (dataLength > MAX_DATA || nfds > MAX_FDS) throw new PagegiftError('ERR_PAGEGIFT_MESSAGE_TOO_LARGE', `Message carries ${dataLength} bytes and ${nfds} fds; the limits are ${MAX_DATA} and ${MAX_FDS}`)
+  const out = new Uint8Array(HEADER_BYTES + body.length)
+  const v = new DataView(out.buffer)
+  v.setUint32(0, MAGIC, true)
+  v.setUint16(4, VERSION, true)
+  v.setUint16(6, type, true)
+  v.setUint32(8, body.length, true)
+  v.setUint32(12, dataLength, true)
+  v.setUint16(16, nfds, true)
+  out.set(body, HEADER_BYTES)
+  return out
+}
+
+/** Decodes and checks one received packet of `n` bytes carrying `nfds` fds; throws a protocol error. */
+export function decode (buf: Uint8Array, n: number, nfds: number): Decoded {
+  if (n < HEADER_BYTES) throw protocolError(`packet of ${n} bytes is shorter than the header`)
+  const v = new DataView(buf.buffer, buf.byteOffset, n)
+  if (v.getUint32(0, true) !== MAGIC) throw protocolError('bad magic')
+  const version = v.getUint16(4, true)
+  if (version !== VERSION) {
+    throw new PagegiftError('ERR_PAGEGIFT_VERSION', `Peer speaks protocol version ${version}; this side speaks ${VERSION}`)
+  }
+  const type = v.getUint16(6, true)
+  if (type < Type.Offer || type > Type.Skip) throw protocolError(`unknown message type ${type}`)
+  const jsonLength = v.getUint32(8, true)
+  const dataLength = v.getUint32(12, true)
+  if (jsonLength > MAX_JSON || dataLength > MAX_DATA) throw protocolError('length over the limit')
+  if (HEADER_BYTES + jsonLength + dataLength !== n) throw protocolError(`lengths say ${HEADER_BYTES + jsonLength + dataLength} bytes, packet has ${n}`)
+  if (v.getUint16(16, true) !== nfds) throw protocolError(`header says ${v.getUint16(16, true)} fds, ${nfds} arrived`)
+  let json: unknown
+  try {
+    json = JSON.parse(decoder.decode(buf.subarray(HEADER_BYTES, HEADER_BYTES + jsonLength)))
+  } catch {
+    throw protocolError('JSON part does not parse')
+  }
+  return { type: type as Type, json, data: buf.subarray(HEADER_BYTES + jsonLength, n) }
+}
+
+/* Validators for the JSON parts: each returns the value typed, or throws a protocol error. */
+
+export function obj (x: unknown, what: string): Record<string, unknown> {
+  if (x === null || typeof x !== 'object' || Array.isArray(x)) throw protocolError(`${what} is not an object`)
+  return x as Record<string, unknown>
+}
+
+export function uint (x: unknown, what: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > max) throw protocolError(`${what} is not an integer in [0, ${max}]`)
+  return x
+}
+
+export function str (x: unknown, what: string, max = 4096): string {
+  if (typeof x !== 'string' || x.length > max) throw protocolError(`${what} is not a string`)
+  return x
+}
+
+export function uints (x: unknown, what: string, maxItems: number): number[] {
+  if (!Array.isArray(x) || x.length > maxItems) throw protocolError(`${what} is not an array of at most ${maxItems}`)
+  return x.map((v, i) => uint(v, `${what}[${i}]`))
+}
