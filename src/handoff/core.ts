@@ -2,14 +2,15 @@
 import { check, PagegiftError } from '../errors.ts'
 import { native } from '../native.ts'
 import { alloc as allocPages, mapExtents, mappable, Memfd, regionOf, release as releasePages } from '../pages.ts'
+import { connect as connectChannel, listen as listenChannel } from '../server.ts'
 import type { HandoffChannel, HandoffServer } from './env.ts'
 
 export async function connect (path: string): Promise<HandoffChannel> {
-  throw new PagegiftError('ERR_PAGEGIFT_UNAVAILABLE', `channel core not available yet (${path})`)
+  return await connectChannel(path)
 }
 
 export async function listen (path: string): Promise<HandoffServer> {
-  throw new PagegiftError('ERR_PAGEGIFT_UNAVAILABLE', `channel core not available yet (${path})`)
+  return await listenChannel(path)
 }
 
 export function dup (fd: number): number {

@@ -7,6 +7,7 @@ import { PagegiftError } from '../errors.ts'
 import type { Env, HandoffChannel } from './env.ts'
 import { collectExports, fdHandle, flushHandle, Handle, releaseHandle, resumeHandle, wireFd } from './handles.ts'
 import { LIMITS, msg, parseFirst, parseReady, parseServing, type HandleWire, type HelloMsg } from './protocol.ts'
+import { sendBulk } from './bulk.ts'
 import { planRegions, sendGifts } from './regions.ts'
 import type { HandoffRecord, HandoffState, RegionReport, StatusReport, SuccessorInfo, WatchEvent } from './types.ts'
 
@@ -121,7 +122,7 @@ async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg): Pro
     const plan = planRegions(env, state.regions ?? {}, handleFds.length)
     const handles: HandleWire[] = returned.map(([name, h], i) => ({ name, kind: h.kind, fd: i, pending: h.pending.toString('base64'), info: { ...h.info } }))
     const stateMsg = { t: 'state', v: 1, generation: s.generation + 1, from: { pid: env.pid, version: s.version, generation: s.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null, history: s.history.slice(-(LIMITS.history - 1)) }
-    await g.race(ch.send(stateMsg, [...handleFds, ...plan.fds]))
+    await g.race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds]))
     await g.race(Promise.resolve(env.step('predecessor:state-sent')))
     const gifted = await g.race(sendGifts(ch, plan, (region, bytes, total) => s.broadcast({ event: 'progress', region, bytes, total })))
     parseReady((await g.race(ch.recv())).msg)

@@ -78,14 +78,11 @@ export async function receiveGifts (env: Env, ch: HandoffChannel, wire: RegionWi
     out[r.name] = target
     for (let off = 0; off < r.byteLength; off += CHUNK_BYTES) {
       const length = Math.min(CHUNK_BYTES, r.byteLength - off)
-      const gift = await ch.receive()
+      const gift = await ch.receive({ into: new Uint8Array(target, off, length) })
       const meta = gift.meta as { region?: unknown, offset?: unknown } | null
-      const got = gift.buffers.reduce((n, b) => n + b.byteLength, 0)
-      if (meta?.region !== r.name || meta.offset !== off || got !== length) {
-        throw protocolError(`region '${r.name}': expected a ${length}-byte chunk at ${off}, got ${got} bytes for ${JSON.stringify(meta)}`)
+      if (meta?.region !== r.name || meta.offset !== off || gift.bytes !== length) {
+        throw protocolError(`region '${r.name}': expected a ${length}-byte chunk at ${off}, got ${gift.bytes} bytes for ${JSON.stringify(meta)}`)
       }
-      let at = off
-      for (const b of gift.buffers) { new Uint8Array(target, at, b.byteLength).set(new Uint8Array(b)); at += b.byteLength }
     }
   }
 }

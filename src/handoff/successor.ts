@@ -7,6 +7,7 @@ import { PagegiftError } from '../errors.ts'
 import type { Env, HandoffChannel } from './env.ts'
 import { inheritedHandle, type Gate, type Handle } from './handles.ts'
 import { msg, parseCommitReply, parseHelloReply, parseState, protocolError, type StateMsg } from './protocol.ts'
+import { recvBulk } from './bulk.ts'
 import { mapShared, receiveGifts, releaseAll } from './regions.ts'
 import type { Inherited } from './types.ts'
 
@@ -68,29 +69,52 @@ export async function inherit (env: Env, ch: HandoffChannel, version: string, ti
     }
     throw err
   }
+  let head: ReturnType<typeof parseHelloReply>
+  try {
+    head = parseHelloReply(reply.msg)
+  } catch (err) {
+    closeFds(env, reply.fds)
+    ch.close()
+    throw err
+  }
+  if (head.t === 'refused') {
+    closeFds(env, reply.fds)
+    ch.close()
+    throw new PagegiftError(head.code, `The predecessor refused the handoff: ${head.reason}`)
+  }
+  let bulk: { body: unknown, fds: number[] }
+  try {
+    bulk = await recvBulk(env, ch, reply, timeoutMs)
+  } catch (err) {
+    ch.close()
+    throw err
+  }
+  return await adopt(env, ch, bulk.body, bulk.fds)
+}
+
+/** Validates STATE and takes ownership of its fds: handles and mappings, the rest closed. */
+async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[]): Promise<Inheritance> {
   const gate = new SuccessorGate()
   const regions: Record<string, ArrayBuffer> = {}
   // fd indices whose ownership moved on (to a handle, or to a mapping); every other received fd is closed here.
   const taken = new Set<number>()
   try {
-    const head = parseHelloReply(reply.msg)
-    if (head.t === 'refused') throw new PagegiftError(head.code, `The predecessor refused the handoff: ${head.reason}`)
-    const state = parseState(reply.msg, reply.fds.length)
-    checkFdOwners(state, reply.fds.length)
+    const state = parseState(body, fds.length)
+    checkFdOwners(state, fds.length)
     const handles: Record<string, Handle> = {}
     for (const h of state.handles) {
       taken.add(h.fd)
-      handles[h.name] = inheritedHandle(h.kind, reply.fds[h.fd], Buffer.from(h.pending, 'base64'), h.info, gate)
+      handles[h.name] = inheritedHandle(h.kind, fds[h.fd], Buffer.from(h.pending, 'base64'), h.info, gate)
     }
-    mapShared(env, state.regions, reply.fds, regions, taken)
-    closeFds(env, reply.fds.filter((_, i) => !taken.has(i)))
-    reply.fds.forEach((_, i) => taken.add(i))
+    mapShared(env, state.regions, fds, regions, taken)
+    closeFds(env, fds.filter((_, i) => !taken.has(i)))
+    fds.forEach((_, i) => taken.add(i))
     await receiveGifts(env, ch, state.regions, regions)
     const inherited: Inherited = { regions, handles, meta: state.meta, from: state.from }
     await env.step('successor:state-received')
     return { ch, state, inherited, gate }
   } catch (err) {
-    closeFds(env, reply.fds.filter((_, i) => !taken.has(i)))
+    closeFds(env, fds.filter((_, i) => !taken.has(i)))
     gate.abort()
     releaseAll(env, regions)
     ch.close()
