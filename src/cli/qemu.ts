@@ -100,7 +100,8 @@ async function upgrade (argv: string[]): Promise<number> {
   out(`${name}: live update done, QEMU pid ${r.oldPid} -> ${r.newPid} (qemu ${r.qemuVersion})`)
   out(`  downtime (QEMU)     ${r.downtimeMs} ms`)
   out(`  STOP -> RESUME      ${r.stopResumeGapMs.toFixed(2)} ms`)
-  out(`  total time          ${r.totalMs.toFixed(1)} ms`)
+  out(`  migration (QEMU)    ${r.migrationMs} ms`)
+  out(`  total time          ${r.totalMs.toFixed(1)} ms (start new QEMU .. old QEMU exited)`)
   out(`  bytes transferred   ${r.bytesTransferred} (RAM blocks: ${r.ramBytesTransferred})`)
   return 0
 }

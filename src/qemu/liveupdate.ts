@@ -20,6 +20,8 @@ export interface LiveUpdateOptions {
   socketBase: string
   /** Copy the RAM as a normal precopy migration does (for comparison); default false. */
   copyRam?: boolean
+  /** Count the bytes through a relay (default true); see MigrationOptions.relay. */
+  countBytes?: boolean
   /** Limit for the whole update before it rolls back (default 30 s). */
   timeoutMs?: number
   /** Called at each phase; tests use it to inject faults such as killing the destination. */
@@ -33,7 +35,9 @@ export interface UpgradeReport {
   downtimeMs: number
   /** From the source's STOP event to the destination's RESUME event (QMP timestamps). */
   stopResumeGapMs: number
-  /** From the start of the update until the old QEMU has exited. */
+  /** The migration's total time as QEMU reports it on the source. */
+  migrationMs: number
+  /** From the start of the update (launching the new QEMU) until the old QEMU has exited. */
   totalMs: number
   /** Bytes that crossed the migration socket. */
   bytesTransferred: number
@@ -53,7 +57,7 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
     const d = dest
     await o.onPhase?.('destination-started', d)
     const onStarted = async (): Promise<void> => await o.onPhase?.('migration-started', d)
-    stats = await migrate(source, d, { copyRam: o.copyRam ?? false, socketBase: o.socketBase, timeoutMs, onStarted }, async () => {
+    stats = await migrate(source, d, { copyRam: o.copyRam ?? false, socketBase: o.socketBase, timeoutMs, onStarted, relay: o.countBytes }, async () => {
       await o.onPhase?.('migration-completed', d)
       const resumed = d.qmp.waitEvent('RESUME', { since: d.qmp.nextEventSeq, timeoutMs })
       resumed.catch(() => {})
@@ -75,6 +79,7 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
       oldPid: source.pid,
       newPid: dest.pid,
       downtimeMs: stats.downtimeMs,
+      migrationMs: stats.qemuTotalMs,
       stopResumeGapMs: stop === undefined ? Number.NaN : resumedAt - stop.timeMs,
       totalMs: performance.now() - started,
       bytesTransferred: stats.bytesTransferred,

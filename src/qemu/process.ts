@@ -119,7 +119,7 @@ export async function launchQemu (o: LaunchOptions): Promise<QemuProcess> {
         await exited
         throw new QemuError('ERR_QEMU_START_FAILED', `QEMU did not open its QMP socket within ${o.timeoutMs ?? 10_000} ms: ${logTail(o.logFd, logStart)}`, { cause: err })
       }
-      await new Promise((resolve) => setTimeout(resolve, 20))
+      await new Promise((resolve) => setTimeout(resolve, 5))
     }
   }
 }
