@@ -36,7 +36,13 @@ interface Offer {
   cma?: { pid: number, iov: number[] }
 }
 
-interface Inbox { id: number, items: Array<{ m: Decoded, fds: number[] }>, wake?: () => void }
+interface Inbox {
+  id: number
+  items: Array<{ m: Decoded, fds: number[] }>
+  wake?: () => void
+  /** Takes Data chunks at once: they live in the transport's receive buffer only until it reads again. */
+  sink?: (data: Uint8Array) => void
+}
 
 const MAX_TOTAL = 2 ** 47
 const FALLBACK_ERRNOS = new Set(['EPERM', 'EACCES', 'ENOSYS', 'EINVAL'])
@@ -66,6 +72,11 @@ export class GiftReceiver {
     const id = uint(obj(m.json, 'message').id, 'id')
     if (this.#inbox?.id !== id) {
       closeFds(fds) // A late message for a gift that has already ended on this side.
+      return true
+    }
+    if (m.type === Type.Data) {
+      if (this.#inbox.sink === undefined) throw protocolError('data that was not asked for')
+      this.#inbox.sink(m.data)
       return true
     }
     this.#inbox.items.push({ m, fds })
@@ -174,25 +185,35 @@ export class GiftReceiver {
       if (r < 0) throw new SystemError(r, 'read', undefined, 'the writer stopped splicing mid-gift')
       return undefined
     }
-    const first = await this.#ask(offer.id, 'copy')
     const views = target()
+    const inbox = this.#inbox as Inbox
     let v = 0
     let at = 0
-    for (let received = 0, next = first; ; next = await this.#next(offer.id)) {
-      if (next.m.type === Type.Skip) return str(obj(next.m.json, 'skip').reason, 'reason')
-      if (next.m.type !== Type.Data) throw protocolError('expected data')
-      let data = next.m.data
-      if (received + data.byteLength > offer.total) throw protocolError('more data than the gift holds')
-      received += data.byteLength
-      while (data.byteLength > 0) {
-        const n = Math.min(data.byteLength, views[v].byteLength - at)
-        views[v].set(data.subarray(0, n), at)
-        data = data.subarray(n)
+    let received = 0
+    let finished: () => void = () => {}
+    const complete = new Promise<void>((resolve) => { finished = resolve })
+    inbox.sink = (chunk) => {
+      if (received + chunk.byteLength > offer.total) throw protocolError('more data than the gift holds')
+      received += chunk.byteLength
+      while (chunk.byteLength > 0) {
+        const n = Math.min(chunk.byteLength, views[v].byteLength - at)
+        views[v].set(chunk.subarray(0, n), at)
+        chunk = chunk.subarray(n)
         at += n
         if (at === views[v].byteLength) { v++; at = 0 }
       }
-      if (received === offer.total) return undefined
+      if (received === offer.total) finished()
     }
+    await this.#t.send(Type.Need, { id: offer.id, path: 'copy' })
+    // Either every byte arrives, or the writer answers with Skip or Fail, or the channel closes.
+    const stop = this.#next(offer.id)
+    const outcome = await Promise.race([complete.then(() => undefined), stop])
+    stop.catch(() => {})
+    inbox.sink = undefined
+    if (outcome === undefined) return undefined
+    if (outcome.m.type === Type.Skip) return str(obj(outcome.m.json, 'skip').reason, 'reason')
+    closeFds(outcome.fds)
+    throw protocolError('unexpected message during a copy')
   }
 
   async #ask (id: number, path: GiftPath): Promise<{ m: Decoded, fds: number[] }> {
