@@ -4,8 +4,7 @@
  */
 import { defaultAllocator } from './alloc.ts'
 import { parseOptions, USAGE } from './options.ts'
-import { KvServer } from './server.ts'
-import { Store } from './store.ts'
+import { startFresh } from './start.ts'
 
 export async function main (argv: string[]): Promise<number> {
   const o = parseOptions(argv)
@@ -18,9 +17,7 @@ export async function main (argv: string[]): Promise<number> {
     const { serveWithHandoff } = await import('./upgrade.ts')
     return await serveWithHandoff(o, allocator)
   }
-  const store = new Store({ allocator, maxmemory: o.maxmemory, segmentSize: o.segmentSize })
-  const server = new KvServer(store)
-  await server.listen(o.port, o.host)
+  const server = await startFresh(o, allocator)
   server.announce()
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve)

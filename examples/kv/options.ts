@@ -7,16 +7,19 @@ export interface KvOptions {
   handoff: string | null
   maxmemory: number
   segmentSize: number
+  /** SAVE writes here; a first generation loads it at start if it exists. */
+  snapshot: string | null
   /** Test hook: exit right after adopting, before READY (to test rollback). */
   dieBeforeReady: boolean
 }
 
 export const USAGE = `usage: pagegift-kv [--port 6380] [--host 127.0.0.1] [--handoff <socket>] [--maxmemory 4gb] [--segment-size 64mb]
+                   [--snapshot <file>]
   Starting it again with the same --handoff socket while one runs performs a live upgrade.`
 
 /** Parses argv; returns an error message for bad input. */
 export function parseOptions (argv: string[]): KvOptions | string {
-  const o: KvOptions = { port: 6380, host: '127.0.0.1', handoff: null, maxmemory: 0, segmentSize: 64 * 1024 * 1024, dieBeforeReady: false }
+  const o: KvOptions = { port: 6380, host: '127.0.0.1', handoff: null, maxmemory: 0, segmentSize: 64 * 1024 * 1024, snapshot: null, dieBeforeReady: false }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const v = argv[i + 1]
@@ -29,6 +32,7 @@ export function parseOptions (argv: string[]): KvOptions | string {
       if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) return `pagegift-kv: bad --port '${v}'`
     } else if (a === '--host') o.host = v
     else if (a === '--handoff') o.handoff = v
+    else if (a === '--snapshot') o.snapshot = v
     else if (a === '--maxmemory' || a === '--segment-size') {
       const n = parseBytes(v)
       if (n === null) return `pagegift-kv: bad ${a} '${v}'`

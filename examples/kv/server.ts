@@ -13,6 +13,7 @@ import { Reply } from './reply.ts'
 import { RespParser } from './resp.ts'
 import type { Store } from './store.ts'
 import { parseBytes } from './units.ts'
+import { saveSnapshot, type SnapshotReport } from './snapshot.ts'
 
 export interface ServerStats {
   generation: number
@@ -38,6 +39,8 @@ export class KvServer implements ConnHost, ServerView {
   private nextId = 1
   private timer: NodeJS.Timeout | null = null
   port = 0
+  snapshotPath: string | null = null
+  lastSave: SnapshotReport | null = null
 
   constructor (store: Store, stats: Partial<ServerStats> = {}) {
     this.store = store
@@ -64,6 +67,16 @@ export class KvServer implements ConnHost, ServerView {
 
   flush (): void {
     this.store.flush()
+  }
+
+  save (): string | null {
+    if (this.snapshotPath === null) return 'ERR no snapshot file: start pagegift-kv with --snapshot <file>'
+    try {
+      this.lastSave = saveSnapshot(this.store, this.snapshotPath)
+      return null
+    } catch (err) {
+      return `ERR ${(err as Error).message}`
+    }
   }
 
   beginBatch (): void {

@@ -9,6 +9,7 @@ import type { KvOptions } from './options.ts'
 import type { Allocator } from './segments.ts'
 import { KvServer } from './server.ts'
 import { Store, type StoreMeta } from './store.ts'
+import { startFresh } from './start.ts'
 
 /** What travels as JSON besides the regions. */
 interface KvMeta {
@@ -56,6 +57,7 @@ function adopt (gen: Generation, o: KvOptions, allocator: Allocator): KvServer {
   const meta = checkMeta(inh.meta)
   const store = Store.adopt({ regions: inh.regions, meta: meta.store }, { allocator, maxmemory: o.maxmemory > 0 ? o.maxmemory : meta.maxmemory })
   const server = new KvServer(store, { generation: gen.generation, upgrades: meta.upgrades + 1, inheritedCommands: meta.commands })
+  server.snapshotPath = o.snapshot
   for (const [name, h] of Object.entries(inh.handles)) {
     if (h.kind === 'server') server.adoptListener(adoptServer(h), meta.port)
     else if (h.kind === 'socket') {
@@ -76,8 +78,7 @@ export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Pro
     server.stats.lastDowntimeMs = gen.status().history.at(-1)?.downtimeMs ?? null
     server.thaw()
   } else {
-    server = new KvServer(new Store({ allocator, maxmemory: o.maxmemory, segmentSize: o.segmentSize }))
-    await server.listen(o.port, o.host)
+    server = await startFresh(o, allocator)
     await gen.ready()
   }
   gen.onHandoff(() => handOver(server))

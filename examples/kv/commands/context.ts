@@ -19,6 +19,8 @@ export interface ServerView {
   config: Record<string, string>
   configSet (name: string, value: string): string | null
   flush (): void
+  /** Writes a snapshot; returns an error message or null. */
+  save (): string | null
 }
 
 export const OOM = "OOM command not allowed when used memory > 'maxmemory'."

@@ -63,6 +63,12 @@ function quit (c: Ctx): void {
   c.out.ok()
 }
 
+function save (c: Ctx): void {
+  const err = c.server.save()
+  if (err === null) c.out.ok()
+  else c.out.error(err)
+}
+
 const fast = ['fast']
 export const serverCommands: Command[] = [
   { name: 'ping', arity: -1, flags: fast, keys: [0, 0, 0], run: ping },
@@ -70,5 +76,6 @@ export const serverCommands: Command[] = [
   { name: 'quit', arity: -1, flags: fast, keys: [0, 0, 0], run: quit },
   { name: 'client', arity: -2, flags: ['admin'], keys: [0, 0, 0], run: client },
   { name: 'config', arity: -2, flags: ['admin'], keys: [0, 0, 0], run: config },
-  { name: 'info', arity: -1, flags: [], keys: [0, 0, 0], run: info }
+  { name: 'info', arity: -1, flags: [], keys: [0, 0, 0], run: info },
+  { name: 'save', arity: 1, flags: ['admin', 'noscript'], keys: [0, 0, 0], run: save }
 ]
