@@ -75,7 +75,9 @@ export class Transport {
   #onPoll (status: number, events: number): void {
     if (this.closed) return
     if (status < 0) {
-      this.close(new SystemError(status, 'uv_poll'))
+      // libuv reports POLLERR as EBADF; on a Unix socket that means the peer is gone. Read what is left first.
+      this.#read()
+      this.close(peerGone(-32, 'uv_poll'))
       return
     }
     if ((events & PollEvents.Writable) !== 0) this.#flush()
