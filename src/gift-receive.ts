@@ -168,7 +168,7 @@ export class GiftReceiver {
     if (path === 'cma' && cma !== undefined) {
       const peer = this.#peerPid()
       if (peer > 0 && peer !== process.pid && cma.pid !== peer) throw protocolError(`cma pid ${cma.pid} is not the peer's pid ${peer}`)
-      const local = new Float64Array(target().flatMap((v) => [native.address(v), v.byteLength]))
+      const local = iovOf(target(), offer.total)
       const r = await native.async(AsyncOp.VmRead, cma.pid, 0, 0, 0, local, new Float64Array(cma.iov))
       if (r === offer.total) return undefined
       const err = r < 0 ? new SystemError(r, 'process_vm_readv') : protocolError('short process_vm_readv')
@@ -179,7 +179,7 @@ export class GiftReceiver {
       const reply = await this.#ask(offer.id, 'splice')
       if (reply.m.type === Type.Skip) return str(obj(reply.m.json, 'skip').reason, 'reason')
       if (reply.m.type !== Type.Splice || reply.fds.length !== 1) throw protocolError('expected a splice reply with one pipe fd')
-      const iov = new Float64Array(target().flatMap((v) => [native.address(v), v.byteLength]))
+      const iov = iovOf(target(), offer.total)
       const r = await native.async(AsyncOp.ReadAll, reply.fds[0], 0, 0, 0, iov, null)
       native.close(reply.fds[0])
       if (r < 0) throw new SystemError(r, 'read', undefined, 'the writer stopped splicing mid-gift')
@@ -283,6 +283,18 @@ function planMove (offer: Offer, into: Uint8Array[]): Move[] | string {
     if (left === 0) break
   }
   return out
+}
+
+/** [address, length] pairs covering the first `total` bytes of the views. */
+function iovOf (views: Uint8Array[], total: number): Float64Array {
+  const out: number[] = []
+  for (const v of views) {
+    if (total === 0) break
+    const n = Math.min(total, v.byteLength)
+    out.push(native.address(v), n)
+    total -= n
+  }
+  return new Float64Array(out)
 }
 
 function unsealed (offer: Offer): string | undefined {

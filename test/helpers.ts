@@ -33,8 +33,8 @@ export function memfdMappings (): number {
 /** Deterministic bytes for a seed, so both sides can check content without sending it twice. */
 export function fillPattern (view: Uint8Array, seed: number): Uint8Array {
   let x = (seed * 2654435761) >>> 0 || 1
-  const words = new Uint32Array(view.buffer, view.byteOffset, view.byteLength >>> 2)
   if (view.byteOffset % 4 === 0) {
+    const words = new Uint32Array(view.buffer, view.byteOffset, view.byteLength >>> 2)
     for (let i = 0; i < words.length; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; words[i] = x >>> 0 }
     for (let i = words.length * 4; i < view.byteLength; i++) view[i] = (seed + i) & 255
   } else {
