@@ -1,0 +1,162 @@
+/**
+ * `npm run bench -- kv [--quick] [--4g]`: pagegift-kv against Debian's redis-server and memcached,
+ * in the same run.
+ *  - throughput: redis-benchmark -t set,get -n 1M -r 1M -d 64 -c 50 -P 16, against us and Redis;
+ *  - memory: 1M keys x 1 KiB, our RSS against Redis's used_memory_rss;
+ *  - upgrade vs restart at 1 GiB (4 GiB with --4g): unavailability seen by a client, from the last
+ *    answer before to the first full answer after, for a live upgrade, a Redis SHUTDOWN SAVE and
+ *    restart, and a memcached warm restart (-e file on /dev/shm, SIGUSR1).
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { KvClient, type RespValue } from '../examples/kv/client.ts'
+import { keyName, fillValue } from '../examples/kv/tools/data.ts'
+import { loadKeys, verifyKeys } from '../examples/kv/tools/load.ts'
+import { McClient } from '../examples/kv/tools/memcached.ts'
+import { ensurePeers, redisBenchmark, startMemcached, startRedis, type BenchLine } from '../examples/kv/tools/peers.ts'
+import { Probe, respAsker, type Asker } from '../examples/kv/tools/probe.ts'
+import { freePort, rssOf, startKv, startProcess } from '../examples/kv/tools/procs.ts'
+import { formatBytes, formatMs, printTable, writeResults } from './lib.ts'
+
+const say = (s: string): void => { process.stdout.write(s + '\n') }
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+async function throughput (n: number): Promise<Record<string, BenchLine[]>> {
+  const args = ['-t', 'set,get', '-n', String(n), '-r', String(n), '-d', '64', '-c', '50', '-P', '16']
+  const out: Record<string, BenchLine[]> = {}
+  const dir = mkdtempSync(join(tmpdir(), 'kv-bench-'))
+  for (const target of ['pagegift-kv', 'redis-server']) {
+    const port = await freePort()
+    const server = target === 'pagegift-kv' ? await startKv(['--port', String(port)]) : await startRedis(port, dir)
+    await redisBenchmark(port, ['-t', 'set', '-n', String(n), '-r', String(n), '-d', '64', '-c', '50', '-P', '16'])
+    out[target] = await redisBenchmark(port, args)
+    say(`  ${target}: ${out[target].map((l) => `${l.test} ${Math.round(l.rps)}/s p99 ${l.p99Ms} ms`).join(', ')}`)
+    await server.stop()
+  }
+  rmSync(dir, { recursive: true, force: true })
+  return out
+}
+
+interface Restart { target: string, keys: number, rss: number, unavailableMs: number, detail: string, intact: boolean }
+
+const progress = (what: string) => (done: number, total: number): void => {
+  if (done % Math.max(1, Math.floor(total / 10)) < 256 || done === total) process.stdout.write(`\r  ${what}: ${Math.round(100 * done / total)}%   ${done === total ? '\n' : ''}`)
+}
+
+async function pagegiftUpgrade (keys: number, size: number): Promise<Restart> {
+  const dir = mkdtempSync(join(tmpdir(), 'kv-bench-'))
+  const port = await freePort()
+  const args = ['--port', String(port), '--handoff', join(dir, 'handoff.sock')]
+  const gen1 = await startKv(args)
+  const load = await loadKeys({ port, count: keys, valueSize: size, onProgress: progress('pagegift-kv load') })
+  const rss = rssOf(gen1.proc.pid as number)
+  const probe = new Probe(respAsker(port, ['GET', keyName('key:', 0)], Buffer.isBuffer))
+  probe.start()
+  await sleep(300)
+  const gen2 = await startKv(args)
+  await gen1.exited
+  const r = await probe.stop()
+  const c = await KvClient.connect(port)
+  const info = String(await c.call('INFO', 'pagegift'))
+  await c.close()
+  const v = await verifyKeys(port, keys, size)
+  await gen2.stop()
+  rmSync(dir, { recursive: true, force: true })
+  const intact = v.wrong === 0 && v.missing === 0 && v.checksum.sum === load.checksum.sum
+  const downtime = /last_downtime_ms:([\d.]+)/.exec(info)?.[1] ?? '?'
+  return { target: 'pagegift-kv live upgrade', keys, rss, unavailableMs: r.maxGapMs, intact, detail: `handoff downtime ${downtime} ms; verified ${keys - v.missing} keys by checksum` }
+}
+
+async function redisRestart (keys: number, size: number): Promise<Restart> {
+  const dir = mkdtempSync(join(tmpdir(), 'kv-bench-'))
+  const port = await freePort()
+  const redis = await startRedis(port, dir)
+  await loadKeys({ port, count: keys, valueSize: size, onProgress: progress('redis-server load') })
+  const c = await KvClient.connect(port)
+  const rss = Number(/used_memory_rss:(\d+)/.exec(String(await c.call('INFO', 'memory')))?.[1])
+  const probe = new Probe(respAsker(port, ['DBSIZE'], (x: RespValue) => x === keys))
+  probe.start()
+  await sleep(300)
+  const t0 = performance.now()
+  void c.pipeline([['SHUTDOWN', 'SAVE']])
+  await redis.exited
+  const saveMs = performance.now() - t0
+  const again = startProcess('redis-server', redis.proc.spawnargs.slice(1))
+  const r = await probe.stop(900_000)
+  await again.stop()
+  rmSync(dir, { recursive: true, force: true })
+  return { target: 'redis-server SHUTDOWN SAVE + restart', keys, rss, unavailableMs: r.maxGapMs, intact: true, detail: `save ${formatMs(saveMs)}, restart+load ${formatMs(r.maxGapMs - saveMs)}` }
+}
+
+function mcAsker (port: number, key: string): Asker {
+  let c: McClient | null = null
+  return {
+    connect: async () => { c = await McClient.connect(port) },
+    ask: async () => {
+      if (c === null) throw new Error('not connected')
+      const r = await c.request(`get ${key}\r\n`, 'END\r\n')
+      if (r === 'CLOSED') throw new Error('closed')
+      return r.startsWith('VALUE')
+    },
+    close: () => { c?.close(); c = null }
+  }
+}
+
+async function memcachedRestart (keys: number, size: number): Promise<Restart> {
+  const port = await freePort()
+  const file = `/dev/shm/pagegift-bench-${process.pid}.mc`
+  const mb = Math.ceil(keys * (size + 200) / 2 ** 20) + 64
+  const mc = await startMemcached(port, file, mb)
+  const c = await McClient.connect(port)
+  const value = Buffer.allocUnsafe(size)
+  for (let i = 0; i < keys; i += 500) {
+    const items: [string, Buffer][] = []
+    for (let j = i; j < Math.min(keys, i + 500); j++) items.push([keyName('key:', j), Buffer.from(fillValue(value, j))])
+    await c.setMany(items)
+    progress('memcached load')(Math.min(keys, i + 500), keys)
+  }
+  const rss = rssOf(mc.proc.pid as number)
+  c.close()
+  const probe = new Probe(mcAsker(port, keyName('key:', keys - 1)))
+  probe.start()
+  await sleep(300)
+  const t0 = performance.now()
+  mc.proc.kill('SIGUSR1')
+  await mc.exited
+  const stopMs = performance.now() - t0
+  // memcached comes back empty if restarted within the wall-clock second it stopped in.
+  const second = Math.floor(Date.now() / 1000)
+  while (Math.floor(Date.now() / 1000) === second) await sleep(1)
+  const again = await startMemcached(port, file, mb)
+  const r = await probe.stop(300_000)
+  const c2 = await McClient.connect(port)
+  const items = await c2.stat('curr_items')
+  c2.close()
+  await again.stop()
+  rmSync(file, { force: true })
+  return { target: 'memcached warm restart (-e, SIGUSR1)', keys, rss, unavailableMs: r.maxGapMs, intact: items === keys, detail: `stop ${formatMs(stopMs)}, ${items} items back (waits for the next wall-clock second)` }
+}
+
+export async function run (flags: string[]): Promise<void> {
+  const quick = flags.includes('--quick')
+  ensurePeers()
+  const n = quick ? 200_000 : 1_000_000
+  say(`throughput: redis-benchmark -t set,get -n ${n} -r ${n} -d 64 -c 50 -P 16`)
+  const tp = await throughput(n)
+  const rows: Record<string, string | number>[] = []
+  for (const l of tp['pagegift-kv']) {
+    const redis = tp['redis-server'].find((x) => x.test === l.test) as BenchLine
+    rows.push({ test: l.test, 'pagegift-kv ops/s': Math.round(l.rps), 'redis ops/s': Math.round(redis.rps), ratio: (l.rps / redis.rps).toFixed(2), 'pagegift-kv p99': `${l.p99Ms} ms`, 'redis p99': `${redis.p99Ms} ms`, 'p99 ratio': (l.p99Ms / redis.p99Ms).toFixed(2) })
+  }
+  printTable(rows)
+  const keys = flags.includes('--4g') ? 4 * 2 ** 20 : quick ? 2 ** 18 : 2 ** 20
+  say(`\nmemory and upgrade vs restart: ${keys} keys x 1 KiB (${formatBytes(keys * 1024)} of values)`)
+  const restarts = [await pagegiftUpgrade(keys, 1024), await redisRestart(keys, 1024), await memcachedRestart(keys, 1024)]
+  const ours = restarts[0]
+  printTable(restarts.map((r) => ({
+    what: r.target, rss: formatBytes(r.rss), 'rss vs redis': (r.rss / restarts[1].rss).toFixed(2), unavailable: formatMs(r.unavailableMs),
+    'vs pagegift-kv': r === ours ? '1x' : `${Math.round(r.unavailableMs / ours.unavailableMs)}x`, intact: r.intact ? 'yes' : 'NO', detail: r.detail
+  })))
+  writeResults('kv', { throughput: tp, restarts, keys, valueSize: 1024 })
+}
