@@ -16,3 +16,6 @@ export { closeFds }
 export function closeFd (fd: number): void {
   closeFds([fd])
 }
+
+/** Live handoff of a running service to its next version: see docs/handoff.md. */
+export * as handoff from './handoff/index.ts'
