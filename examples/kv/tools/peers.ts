@@ -20,7 +20,8 @@ export async function startRedis (port: number, dir: string): Promise<Proc> {
 }
 
 export async function startMemcached (port: number, memFile: string, megabytes: number): Promise<Proc> {
-  const p = startProcess('memcached', ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', String(megabytes), '-e', memFile, '-I', '2m'])
+  const asRoot = process.getuid?.() === 0 ? ['-u', 'root'] : []
+  const p = startProcess('memcached', [...asRoot, '-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', String(megabytes), '-e', memFile, '-I', '2m'])
   const deadline = Date.now() + 600_000
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
