@@ -1,0 +1,91 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { tmpdir } from 'node:os'
+import { startKv, type KvProc } from './fixtures/kv-proc.ts'
+import { loadKeys, verifyKeys } from '../examples/kv/tools/load.ts'
+import { KvClient } from '../examples/kv/client.ts'
+
+/** Starts redis-benchmark; `done` resolves with its exit code and output. */
+function benchmark (port: number, n: number): { done: Promise<{ code: number | null, out: string }>, running: () => boolean } {
+  const p = spawn('redis-benchmark', ['-p', String(port), '-t', 'set,get', '-n', String(n), '-r', '20000', '-d', '64', '-c', '50', '-P', '16', '--csv'])
+  let out = ''
+  let exited = false
+  p.stdout.on('data', (d) => { out += d.toString() })
+  p.stderr.on('data', (d) => { out += d.toString() })
+  const done = new Promise<{ code: number | null, out: string }>((resolve) => p.on('close', (code) => { exited = true; resolve({ code, out }) }))
+  return { done, running: () => !exited }
+}
+
+/** Starts a successor on the same handoff socket and waits until the predecessor has exited. */
+async function upgrade (prev: KvProc, args: string[]): Promise<KvProc> {
+  const next = await startKv(args)
+  await new Promise((resolve) => { if (prev.proc.exitCode !== null) resolve(null); else prev.proc.once('exit', resolve) })
+  return next
+}
+
+test('redis-benchmark spans 5 live upgrades with no error; keys written before verify by checksum; a client stays connected', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kv-up-'))
+  const args = ['--port', '0', '--handoff', join(dir, 'h.sock'), '--segment-size', '8mb']
+  let gen = await startKv(args)
+  try {
+    const loaded = await loadKeys({ port: gen.port, count: 20000, valueSize: 200, prefix: 'pre:' })
+    assert.equal(loaded.errors, 0)
+    const client = await KvClient.connect(gen.port)
+    await client.call('SET', 'session', 'before')
+    const bench = benchmark(gen.port, 2_500_000)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    for (let i = 0; i < 5; i++) {
+      gen = await upgrade(gen, args)
+      assert.equal(String(await client.call('GET', 'session')), i === 0 ? 'before' : `after-${i - 1}`)
+      await client.call('SET', 'session', `after-${i}`)
+    }
+    assert.ok(bench.running(), 'redis-benchmark ended before the 5th upgrade: make it longer')
+    const { code, out } = await bench.done
+    assert.equal(code, 0, out)
+    assert.match(out, /"SET","[\d.]+"/)
+    assert.match(out, /"GET","[\d.]+"/)
+    assert.doesNotMatch(out, /error/i)
+    assert.equal(String(await client.call('GET', 'session')), 'after-4')
+    assert.match(String(await client.call('INFO', 'pagegift')), /generation:6\r\nupgrades:5/)
+    await client.close()
+    const v = await verifyKeys(gen.port, 20000, 200, 'pre:')
+    assert.equal(v.missing, 0)
+    assert.equal(v.wrong, 0)
+    assert.equal(v.checksum.sum, loaded.checksum.sum)
+  } finally {
+    await gen.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('rollback: a successor killed before READY leaves the old generation serving, and redis-benchmark still finishes clean', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kv-rb-'))
+  const args = ['--port', '0', '--handoff', join(dir, 'h.sock')]
+  let gen = await startKv(args)
+  try {
+    const bench = benchmark(gen.port, 1_000_000)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const mark = gen.output().length
+    const doomed = spawn(process.execPath, [(await import('./fixtures/kv-proc.ts')).KV_BIN, ...args, '--die-before-ready'], { stdio: 'ignore' })
+    const sig = await new Promise((resolve) => doomed.on('exit', (_code, signal) => resolve(signal)))
+    assert.equal(sig, 'SIGKILL')
+    await gen.waitFor(/handoff failed, serving again/, 15000, mark)
+    const { code, out } = await bench.done
+    assert.equal(code, 0, out)
+    assert.doesNotMatch(out, /error/i)
+    const c = await KvClient.connect(gen.port)
+    assert.match(String(await c.call('INFO', 'pagegift')), /generation:1\r\n/)
+    await c.close()
+    gen = await upgrade(gen, args)
+    const c2 = await KvClient.connect(gen.port)
+    assert.match(String(await c2.call('INFO', 'pagegift')), /generation:2\r\n/)
+    assert.ok(Number(await c2.call('DBSIZE')) > 1000)
+    await c2.close()
+  } finally {
+    await gen.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
