@@ -103,6 +103,24 @@ describe('pagegift qemu: live update of a running guest', { skip, timeout: 180_0
     assert.equal((await status()).upgrades.length, 2)
   })
 
+  test('the keeper hands the VM to a new keeper process, and QEMU keeps running', async () => {
+    const before = await status()
+    const r = await cli('upgrade-keeper', 'vm1')
+    assert.equal(r.code, 0, r.stderr + r.stdout)
+    const after = await status()
+    assert.notEqual(after.keeperPid, before.keeperPid, 'a new keeper took over')
+    assert.equal(after.pid, before.pid, 'the same QEMU runs the guest')
+    assert.equal(after.generation, before.generation)
+    assert.equal(after.upgrades.length, before.upgrades.length, 'the upgrade history came along')
+    assert.ok(await waitGone(before.keeperPid), 'the old keeper exited')
+    // The new keeper holds the same RAM, so it can live-update QEMU again.
+    const u = await cli('upgrade', 'vm1', '--json')
+    assert.equal(u.code, 0, u.stderr)
+    seenPids.add((JSON.parse(u.stdout) as UpgradeRecord).newPid)
+    await waitForCount(consolePath(), lastCount(consolePath()) + 2)
+    assert.equal(readConsole(consolePath()).inits, 1)
+  })
+
   test('an upgrade whose new QEMU cannot start fails, and the guest keeps running', async () => {
     const before = await status()
     const r = await cli('upgrade', 'vm1', '--qemu', fakeQemu)

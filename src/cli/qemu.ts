@@ -17,6 +17,7 @@ import type { UpgradeRecord, VmStatus } from '../qemu/vm.ts'
 const USAGE = `usage:
   pagegift qemu start --name NAME --memory SIZE [--qemu BINARY] [--accel auto|kvm|tcg] [--machine TYPE] [--detach] [--dir DIR] -- [QEMU ARGS...]
   pagegift qemu upgrade NAME [--qemu BINARY] [--timeout MS] [--json] [--dir DIR]
+  pagegift qemu upgrade-keeper NAME [--dir DIR]   (a new keeper process takes the VM over; QEMU keeps running)
   pagegift qemu status NAME [--json] [--dir DIR]
   pagegift qemu stop NAME [--dir DIR]
 DIR defaults to $PAGEGIFT_QEMU_DIR, else $XDG_RUNTIME_DIR/pagegift/qemu, else /tmp/pagegift-UID/qemu.`
@@ -27,6 +28,7 @@ export async function run (argv: string[]): Promise<number> {
   const [sub, ...rest] = argv
   if (sub === 'start') return await start(rest)
   if (sub === 'upgrade') return await upgrade(rest)
+  if (sub === 'upgrade-keeper') return await upgradeKeeper(rest)
   if (sub === 'status') return await status(rest)
   if (sub === 'stop') return await stop(rest)
   process.stderr.write(`${USAGE}\n`)
@@ -41,17 +43,23 @@ async function start (argv: string[]): Promise<number> {
     args: own,
     options: {
       name: { type: 'string' }, memory: { type: 'string' }, qemu: { type: 'string' }, accel: { type: 'string', default: 'auto' },
-      machine: { type: 'string' }, dir: { type: 'string' }, detach: { type: 'boolean', default: false },
+      machine: { type: 'string' }, dir: { type: 'string' }, detach: { type: 'boolean', default: false }, adopt: { type: 'boolean', default: false },
     },
   })
-  if (values.name === undefined || values.memory === undefined) throw new TypeError(`--name and --memory are required\n${USAGE}`)
+  if (values.name === undefined) throw new TypeError(`--name is required\n${USAGE}`)
   const name = checkName(values.name)
+  const dir = values.dir ?? defaultDir()
+  if (values.adopt) {
+    const keeper = await startKeeper({ dir, name }, null, out)
+    out(`${name}: ready, keeper pid ${process.pid}`)
+    return await keeper.done
+  }
+  if (values.memory === undefined) throw new TypeError(`--memory is required\n${USAGE}`)
   const memoryBytes = parseMemorySize(values.memory)
   const accel = values.accel
   if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw new TypeError(`--accel must be auto, kvm or tcg, not '${accel}'`)
-  const dir = values.dir ?? defaultDir()
   if (values.detach) return await startDetached(argv.filter((a, i) => a !== '--detach' || (dash >= 0 && i > dash)), dir, name)
-  const keeper = await startKeeper({ name, memoryBytes, qemu: values.qemu, accel, machine: values.machine, dir, extraArgs }, out)
+  const keeper = await startKeeper({ dir, name }, { name, memoryBytes, qemu: values.qemu, accel, machine: values.machine, dir, extraArgs }, out)
   out(`${name}: ready, keeper pid ${process.pid}`)
   return await keeper.done
 }
@@ -89,6 +97,16 @@ function target (argv: string[], extra: Record<string, { type: 'string' | 'boole
   if (positionals.length !== 1) throw new TypeError(`expected exactly one VM name\n${USAGE}`)
   const name = checkName(positionals[0])
   return { control: vmPaths((values.dir as string | undefined) ?? defaultDir(), name).control, name, values }
+}
+
+/** Starts a new keeper process that takes the VM over from the current one through a handoff. */
+async function upgradeKeeper (argv: string[]): Promise<number> {
+  const { name, values } = target(argv, {})
+  const dir = (values.dir as string | undefined) ?? defaultDir()
+  const before = await request<VmStatus>(vmPaths(dir, name).control, { op: 'status' }, 5000)
+  const code = await startDetached(['--name', name, '--dir', dir, '--adopt'], dir, name)
+  if (code === 0) out(`${name}: keeper pid ${before.keeperPid} handed over; QEMU pid ${before.pid} kept running`)
+  return code
 }
 
 async function upgrade (argv: string[]): Promise<number> {

@@ -13,9 +13,11 @@ export type ControlReply = { ok: true, result: unknown } | { ok: false, error: {
 
 const MAX_REQUEST_BYTES = 64 * 1024
 
-/** Serves requests on `path`; `handle` runs one request at a time per connection. */
+/**
+ * Serves requests on `path`, replacing any socket file there (a successor keeper replaces its
+ * predecessor's); `handle` runs one request at a time per connection.
+ */
 export async function serveControl (path: string, handle: (req: ControlRequest) => Promise<unknown>): Promise<Server> {
-  rmSync(path, { force: true })
   const server = createServer((conn) => {
     let buffered = ''
     conn.setEncoding('utf8')
@@ -29,6 +31,7 @@ export async function serveControl (path: string, handle: (req: ControlRequest) 
       void answer(buffered.slice(0, nl), handle).then((reply) => conn.end(JSON.stringify(reply) + '\n'))
     })
   })
+  rmSync(path, { force: true })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(path, () => { server.off('error', reject); resolve() })
@@ -49,8 +52,27 @@ async function answer (line: string, handle: (req: ControlRequest) => Promise<un
   }
 }
 
-/** Sends one request to the keeper at `path` and returns its result; keeper errors are rethrown. */
+/** While a keeper hands over to a new one, the socket briefly answers 'moved' or is missing. */
+const RETRY_CODES = new Set(['ERR_QEMU_KEEPER_MOVED', 'ERR_QEMU_VM_NOT_FOUND'])
+const RETRY_FOR_MS = 1000
+
+/**
+ * Sends one request to the keeper at `path` and returns its result; keeper errors are rethrown.
+ * A request that meets a keeper handover is retried for up to a second.
+ */
 export async function request<T> (path: string, req: ControlRequest, timeoutMs: number): Promise<T> {
+  const retryUntil = Date.now() + RETRY_FOR_MS
+  while (true) {
+    try {
+      return await requestOnce<T>(path, req, timeoutMs)
+    } catch (err) {
+      if (!(err instanceof QemuError) || !RETRY_CODES.has(err.code) || Date.now() > retryUntil) throw err
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+}
+
+async function requestOnce<T> (path: string, req: ControlRequest, timeoutMs: number): Promise<T> {
   const line = await new Promise<string>((resolve, reject) => {
     const conn = netConnect({ path })
     let buffered = ''

@@ -13,6 +13,7 @@ export type QemuErrorCode =
   | 'ERR_QEMU_VM_NOT_FOUND'
   | 'ERR_QEMU_BUSY'
   | 'ERR_QEMU_CONTROL'
+  | 'ERR_QEMU_KEEPER_MOVED'
   | 'ERR_QMP_TIMEOUT'
   | 'ERR_QMP_CLOSED'
   | 'ERR_QMP_PROTOCOL'

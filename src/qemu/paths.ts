@@ -24,6 +24,8 @@ export function checkName (name: string): string {
 export interface VmPaths {
   dir: string
   control: string
+  /** The keeper's pagegift handoff socket, where a successor keeper takes over. */
+  handoff: string
   console: string
   qemuLog: string
   keeperLog: string
@@ -36,6 +38,7 @@ export function vmPaths (dir: string, name: string): VmPaths {
   return {
     dir,
     control: join(dir, `${name}.ctl`),
+    handoff: join(dir, `${name}.handoff`),
     console: join(dir, `${name}.console.log`),
     qemuLog: join(dir, `${name}.qemu.log`),
     keeperLog: join(dir, `${name}.keeper.log`),

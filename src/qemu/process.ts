@@ -4,7 +4,7 @@
  * map the very same pages and a migration with x-ignore-shared moves no RAM at all.
  */
 import { spawn } from 'node:child_process'
-import { openSync, readSync, fstatSync } from 'node:fs'
+import { openSync, readFileSync, readSync, fstatSync } from 'node:fs'
 import { QemuError } from './errors.ts'
 import { QmpClient } from './qmp.ts'
 
@@ -50,20 +50,28 @@ export function qemuArgs (o: LaunchOptions): string[] {
 
 export class QemuProcess {
   readonly pid: number
-  readonly qmp: QmpClient
   readonly qmpPath: string
   /** Settles when the process has exited; never rejects. */
   readonly exited: Promise<ExitStatus>
   #exit: ExitStatus | undefined
+  #qmp: QmpClient
 
   constructor (pid: number, qmp: QmpClient, qmpPath: string, exited: Promise<ExitStatus>) {
     this.pid = pid
-    this.qmp = qmp
+    this.#qmp = qmp
     this.qmpPath = qmpPath
     this.exited = exited.then((s) => { this.#exit = s; return s })
   }
 
   get exitStatus (): ExitStatus | undefined { return this.#exit }
+
+  get qmp (): QmpClient { return this.#qmp }
+
+  /** Opens a new QMP connection, for example after handing the old one to another process and back. */
+  async reconnect (timeoutMs = 5000): Promise<void> {
+    this.#qmp.close()
+    this.#qmp = await QmpClient.connect(this.qmpPath, { timeoutMs })
+  }
 
   kill (signal: NodeJS.Signals = 'SIGKILL'): void {
     if (this.#exit !== undefined) return
@@ -121,6 +129,32 @@ export async function launchQemu (o: LaunchOptions): Promise<QemuProcess> {
       }
       await new Promise((resolve) => setTimeout(resolve, 5))
     }
+  }
+}
+
+/**
+ * Takes charge of a QEMU that another process started (a keeper's predecessor). It is not our
+ * child, so its exit is noticed by polling its pid; QMP accepts us once the previous client left.
+ */
+export async function attachQemu (pid: number, qmpPath: string, timeoutMs = 5000): Promise<QemuProcess> {
+  if (!pidAlive(pid)) throw new QemuError('ERR_QEMU_EXITED', `QEMU pid ${pid} is not running`)
+  const qmp = await QmpClient.connect(qmpPath, { timeoutMs })
+  const exited = new Promise<ExitStatus>((resolve) => {
+    const timer = setInterval(() => {
+      if (!pidAlive(pid)) { clearInterval(timer); resolve({ code: null, signal: null }) }
+    }, 100)
+    timer.unref()
+  })
+  return new QemuProcess(pid, qmp, qmpPath, exited)
+}
+
+/** Whether `pid` runs (a zombie does not count: it has exited, and only awaits its parent). */
+export function pidAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  } catch {
+    return false
   }
 }
 

@@ -3,13 +3,13 @@
  * the guest RAM; it only holds the sealed memfd so that every QEMU generation can map the same
  * pages, and it runs one live update at a time.
  */
-import { closeSync, rmSync } from 'node:fs'
+import { closeSync, fstatSync, rmSync, statSync } from 'node:fs'
 import { alloc, fdOf, release } from '../pages.ts'
 import { QemuError } from './errors.ts'
 import { findQemu, kvmUsable, DEFAULT_QEMU, type QemuBinary } from './host.ts'
 import { liveUpdate, type UpgradePhase, type UpgradeReport } from './liveupdate.ts'
 import { vmPaths, ensureDir, type VmPaths } from './paths.ts'
-import { launchQemu, openLog, type QemuProcess } from './process.ts'
+import { attachQemu, launchQemu, openLog, type QemuProcess } from './process.ts'
 
 export interface VmConfig {
   name: string
@@ -43,6 +43,18 @@ export interface VmStatus {
   upgrades: UpgradeRecord[]
 }
 
+/** What a keeper hands to its successor besides the RAM region: enough to take charge of the VM. */
+export interface VmHandoffMeta {
+  config: VmConfig
+  pid: number
+  generation: number
+  binary: QemuBinary
+  accel: 'kvm' | 'tcg'
+  accelNote: string
+  startedAt: string
+  upgrades: UpgradeRecord[]
+}
+
 export interface UpgradeOptions { qemu?: string, timeoutMs?: number, onPhase?: (phase: UpgradePhase, dest: QemuProcess) => Promise<void> | void }
 
 export class Vm {
@@ -63,6 +75,8 @@ export class Vm {
   #busy = false
   #stopped = false
   #onExit: ((vm: Vm) => void) | undefined
+
+  #handingOff = false
 
   private constructor (config: VmConfig, ram: ArrayBuffer, ramFd: number, logFd: number, qemu: QemuProcess, binary: QemuBinary, accel: { accel: 'kvm' | 'tcg', note: string }) {
     this.name = config.name
@@ -101,9 +115,41 @@ export class Vm {
     }
   }
 
+  /**
+   * Takes charge of a VM that a previous keeper handed over: `ram` is the inherited region. It
+   * checks that the region is the very memfd QEMU maps, since a copy would give the next QEMU
+   * generation different RAM from the one the guest runs on.
+   */
+  static async adopt (ram: ArrayBuffer, meta: VmHandoffMeta): Promise<Vm> {
+    const paths = vmPaths(meta.config.dir, meta.config.name)
+    const ramFd = fdOf(ram)
+    let logFd: number | undefined
+    try {
+      const qemuRam = statSync(`/proc/${meta.pid}/fd/3`)
+      if (qemuRam.ino !== fstatSync(ramFd).ino || qemuRam.dev !== fstatSync(ramFd).dev) {
+        throw new QemuError('ERR_QEMU_CONTROL', `the inherited RAM region is not the memfd QEMU pid ${meta.pid} maps`)
+      }
+      logFd = openLog(paths.qemuLog)
+      const qemu = await attachQemu(meta.pid, paths.qmp(meta.generation))
+      const vm = new Vm(meta.config, ram, ramFd, logFd, qemu, meta.binary, { accel: meta.accel, note: meta.accelNote })
+      vm.#generation = meta.generation
+      vm.#startedAt = meta.startedAt
+      vm.#upgrades = [...meta.upgrades]
+      return vm
+    } catch (err) {
+      closeSync(ramFd)
+      if (logFd !== undefined) closeSync(logFd)
+      throw err
+    }
+  }
+
   get pid (): number { return this.#qemu.pid }
+  /** The guest RAM region; only handed to a successor keeper, never read or written here. */
+  get ram (): ArrayBuffer { return this.#ram }
   get generation (): number { return this.#generation }
   get stopped (): boolean { return this.#stopped }
+  /** True between beginHandoff() and its commit or abort. */
+  get handingOff (): boolean { return this.#handingOff }
 
   /** Called once if the current QEMU exits on its own (guest power-off or a crash). */
   onExit (fn: (vm: Vm) => void): void { this.#onExit = fn }
@@ -169,8 +215,44 @@ export class Vm {
     }
   }
 
+  /**
+   * Prepares to hand the VM to a successor keeper: no upgrade may run, and the QMP connection is
+   * closed because QEMU serves one QMP client at a time. Returns the metadata to hand over.
+   */
+  beginHandoff (): VmHandoffMeta {
+    if (this.#stopped) throw new QemuError('ERR_QEMU_EXITED', `VM ${this.name} is not running`)
+    if (this.#busy) throw new QemuError('ERR_QEMU_BUSY', `VM ${this.name} is being upgraded or stopped; hand over afterwards`)
+    this.#busy = true
+    this.#handingOff = true
+    this.#qemu.qmp.close()
+    return {
+      config: this.#config, pid: this.#qemu.pid, generation: this.#generation, binary: this.#binary, accel: this.accel,
+      accelNote: this.accelNote, startedAt: this.#startedAt, upgrades: [...this.#upgrades],
+    }
+  }
+
+  /** The handoff failed before its commit: take QMP back and carry on as the keeper. */
+  async abortHandoff (): Promise<void> {
+    try {
+      await this.#qemu.reconnect()
+    } finally {
+      this.#busy = false
+      this.#handingOff = false
+    }
+  }
+
+  /** The successor has committed: let go of everything without touching QEMU. */
+  finishHandoff (): void {
+    if (this.#stopped) return
+    this.#stopped = true
+    closeSync(this.#ramFd)
+    closeSync(this.#logFd)
+    release(this.#ram)
+  }
+
   /** Kills QEMU at once; for a keeper that is itself being killed. */
   kill (): void {
+    if (this.#stopped) return
     this.#qemu.kill('SIGKILL')
     this.#cleanup()
   }
@@ -178,7 +260,7 @@ export class Vm {
   #watch (qemu: QemuProcess): void {
     void qemu.exited.then(() => {
       // An exit of a QEMU that is no longer current (an upgraded-away source) is expected.
-      if (qemu !== this.#qemu || this.#stopped || this.#busy) return
+      if (qemu !== this.#qemu || this.#stopped || this.#busy || this.#handingOff) return
       this.#cleanup()
       this.#onExit?.(this)
     })
