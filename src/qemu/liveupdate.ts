@@ -52,6 +52,8 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
   let dest: QemuProcess | undefined
   let stats
   let resumedAt = Number.NaN
+  // A guest the user paused stays paused: on the destination, and on the source after a rollback.
+  const wasRunning = (await source.qmp.execute<{ running: boolean }>('query-status', undefined, { timeoutMs })).running
   try {
     dest = await o.launchDestination()
     const d = dest
@@ -59,13 +61,14 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
     const onStarted = async (): Promise<void> => await o.onPhase?.('migration-started', d)
     stats = await migrate(source, d, { copyRam: o.copyRam ?? false, socketBase: o.socketBase, timeoutMs, onStarted, relay: o.countBytes }, async () => {
       await o.onPhase?.('migration-completed', d)
+      if (!wasRunning) return
       const resumed = d.qmp.waitEvent('RESUME', { since: d.qmp.nextEventSeq, timeoutMs })
       resumed.catch(() => {})
       await orExit(d.qmp.execute('cont', undefined, { timeoutMs }), d, 'the destination QEMU')
       resumedAt = (await orExit(resumed, d, 'the destination QEMU')).timeMs
     })
   } catch (err) {
-    const rolledBack = await rollback(source, dest, timeoutMs)
+    const rolledBack = await rollback(source, dest, wasRunning, timeoutMs)
     throw new QemuError('ERR_QEMU_UPGRADE_FAILED',
       `live update failed (${(err as Error).message}); ${rolledBack ? `rolled back: the guest runs on the old QEMU (pid ${source.pid})` : 'the rollback failed too'}`,
       { cause: err, rolledBack })
@@ -89,11 +92,11 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
 }
 
 /**
- * Kills the destination and makes the source run the guest again. Returns whether the source was
- * confirmed running. It refuses to resume the source if the destination ever resumed the guest,
+ * Kills the destination and makes the source run the guest again (or leaves it stopped if the user
+ * had paused it). Returns whether the source was confirmed in that state. It refuses to resume the source if the destination ever resumed the guest,
  * since the guest RAM would then be newer than the source's CPU state.
  */
-async function rollback (source: QemuProcess, dest: QemuProcess | undefined, timeoutMs: number): Promise<boolean> {
+async function rollback (source: QemuProcess, dest: QemuProcess | undefined, wasRunning: boolean, timeoutMs: number): Promise<boolean> {
   if (dest !== undefined) {
     dest.kill('SIGKILL')
     await dest.waitExit(5000)
@@ -109,6 +112,8 @@ async function rollback (source: QemuProcess, dest: QemuProcess | undefined, tim
     while (Date.now() < deadline) {
       const s = await source.qmp.execute<{ running: boolean, status: string }>('query-status', undefined, { timeoutMs: 2000 })
       if (s.running) return true
+      // A guest the user had paused is left stopped; `cont` resumes it from either state later.
+      if (!wasRunning && (s.status === 'paused' || s.status === 'postmigrate')) return true
       // A completed migration leaves the source in postmigrate; a failed one restarts it by itself.
       if (s.status === 'postmigrate' || s.status === 'paused') await source.qmp.execute('cont', undefined, { timeoutMs: 2000 })
       else await new Promise((resolve) => setTimeout(resolve, 10))
