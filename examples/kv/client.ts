@@ -10,23 +10,31 @@ export type Arg = string | Buffer | number
 
 interface Batch { left: number, replies: RespValue[], resolve: (r: RespValue[]) => void }
 
-/** Encodes commands as RESP arrays of bulk strings. */
+/** Encodes commands as RESP arrays of bulk strings, into one buffer. */
 export function encode (cmds: Arg[][]): Buffer {
-  const parts: Buffer[] = []
-  for (const cmd of cmds) {
-    let head = `*${cmd.length}\r\n`
-    for (const a of cmd) {
-      if (Buffer.isBuffer(a)) {
-        parts.push(Buffer.from(head + `$${a.length}\r\n`, 'latin1'), a)
-        head = '\r\n'
-      } else {
-        const s = String(a)
-        head += `$${Buffer.byteLength(s)}\r\n${s}\r\n`
-      }
-    }
-    parts.push(Buffer.from(head, 'utf8'))
+  let size = 0
+  const args: (Buffer | string)[][] = cmds.map((cmd) => cmd.map((a) => Buffer.isBuffer(a) ? a : String(a)))
+  for (const cmd of args) {
+    size += 16
+    for (const a of cmd) size += 16 + (typeof a === 'string' ? Buffer.byteLength(a) : a.length)
   }
-  return Buffer.concat(parts)
+  const out = Buffer.allocUnsafe(size)
+  let p = 0
+  for (const cmd of args) {
+    p += out.write(`*${cmd.length}\r\n`, p, 'latin1')
+    for (const a of cmd) {
+      if (typeof a === 'string') {
+        p += out.write(`$${Buffer.byteLength(a)}\r\n`, p, 'latin1')
+        p += out.write(a, p)
+      } else {
+        p += out.write(`$${a.length}\r\n`, p, 'latin1')
+        p += a.copy(out, p)
+      }
+      out[p++] = 13
+      out[p++] = 10
+    }
+  }
+  return out.subarray(0, p)
 }
 
 const NEED_MORE = Symbol('need more')

@@ -7,13 +7,19 @@ export function keyName (prefix: string, i: number): string {
   return `${prefix}${String(i).padStart(10, '0')}`
 }
 
-/** Fills `out` with the value of key i (version `v`, so that overwrites are visible). */
+let scratch = new Int32Array(1024)
+
+/** Fills `out` with the value of key i (version `v`, so that overwrites are visible): xorshift words. */
 export function fillValue (out: Buffer, i: number, v = 0): Buffer {
-  let x = (Math.imul(i + 1, 0x9e3779b1) ^ Math.imul(v + 1, 0x85ebca6b)) >>> 0
-  for (let k = 0; k < out.length; k++) {
+  let x = (Math.imul(i + 1, 0x9e3779b1) ^ Math.imul(v + 1, 0x85ebca6b)) | 1
+  const words = out.length >>> 2
+  if (scratch.length < words) scratch = new Int32Array(words * 2)
+  for (let k = 0; k < words; k++) {
     x ^= x << 13; x ^= x >>> 17; x ^= x << 5
-    out[k] = 97 + ((x >>> 0) % 26)
+    scratch[k] = x
   }
+  out.set(new Uint8Array(scratch.buffer, 0, words << 2))
+  for (let k = words << 2; k < out.length; k++) out[k] = 97 + (k % 26)
   return out
 }
 
@@ -21,15 +27,29 @@ export function valueOf (i: number, size: number, v = 0): Buffer {
   return fillValue(Buffer.allocUnsafe(size), i, v)
 }
 
-/** FNV-1a over values, order-independent across keys (sum of per-key hashes). */
+/** Sums of two per-key 32-bit hashes over key and value: independent of the order keys are seen in. */
 export class Checksum {
-  sum = 0n
+  private low = 0
+  private high = 0
   count = 0
   add (key: string, value: Buffer): void {
-    let h = 0x811c9dc5
-    for (let k = 0; k < key.length; k++) h = Math.imul(h ^ key.charCodeAt(k), 0x01000193)
-    for (let k = 0; k < value.length; k++) h = Math.imul(h ^ value[k], 0x01000193)
-    this.sum = (this.sum + BigInt(h >>> 0)) & 0xffffffffffffffffn
+    let h1 = 0x811c9dc5
+    let h2 = 0x01000193 ^ value.length
+    for (let k = 0; k < key.length; k++) h1 = Math.imul(h1 ^ key.charCodeAt(k), 0x01000193)
+    const words = value.length & ~3
+    for (let k = 0; k < words; k += 4) {
+      const w = value[k] | (value[k + 1] << 8) | (value[k + 2] << 16) | (value[k + 3] << 24)
+      h1 = Math.imul(h1 ^ w, 0x01000193)
+      h2 = Math.imul(h2 ^ w, 0x5bd1e995) ^ (h2 >>> 15)
+    }
+    for (let k = words; k < value.length; k++) h1 = Math.imul(h1 ^ value[k], 0x01000193)
+    this.low = (this.low + (h1 >>> 0)) % 0x100000000
+    this.high = (this.high + (h2 >>> 0)) % 0x100000000
     this.count++
+  }
+
+  /** The sum as one 64-bit value. */
+  get sum (): bigint {
+    return (BigInt(this.high) << 32n) | BigInt(this.low)
   }
 }
