@@ -119,7 +119,7 @@ async function upgrade (argv: string[]): Promise<number> {
   out(`  downtime (QEMU)     ${r.downtimeMs} ms`)
   out(`  STOP -> RESUME      ${r.stopResumeGapMs.toFixed(2)} ms`)
   out(`  migration (QEMU)    ${r.migrationMs} ms`)
-  out(`  total time          ${r.totalMs.toFixed(1)} ms (start new QEMU .. old QEMU exited)`)
+  out(`  total time          ${r.totalMs.toFixed(1)} ms (new QEMU start ${r.destinationStartMs.toFixed(1)} ms, old QEMU exit ${r.sourceExitMs.toFixed(1)} ms)`)
   out(`  bytes transferred   ${r.bytesTransferred} (RAM blocks: ${r.ramBytesTransferred})`)
   return 0
 }

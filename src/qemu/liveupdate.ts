@@ -37,6 +37,10 @@ export interface UpgradeReport {
   stopResumeGapMs: number
   /** The migration's total time as QEMU reports it on the source. */
   migrationMs: number
+  /** Time to start the new QEMU and connect to it, while the guest still runs on the old one. */
+  destinationStartMs: number
+  /** Time for the old QEMU to quit after the commit (unmapping a large RAM takes a while). */
+  sourceExitMs: number
   /** From the start of the update (launching the new QEMU) until the old QEMU has exited. */
   totalMs: number
   /** Bytes that crossed the migration socket. */
@@ -52,10 +56,12 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
   let dest: QemuProcess | undefined
   let stats
   let resumedAt = Number.NaN
+  let destinationStartMs = Number.NaN
   // A guest the user paused stays paused: on the destination, and on the source after a rollback.
   const wasRunning = (await source.qmp.execute<{ running: boolean }>('query-status', undefined, { timeoutMs })).running
   try {
     dest = await o.launchDestination()
+    destinationStartMs = performance.now() - started
     const d = dest
     await o.onPhase?.('destination-started', d)
     const onStarted = async (): Promise<void> => await o.onPhase?.('migration-started', d)
@@ -74,8 +80,10 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
       { cause: err, rolledBack })
   }
   const stop = source.qmp.events.find((e) => e.event === 'STOP' && e.seq >= srcSince)
+  const quitting = performance.now()
   await source.quit(5000)
   source.qmp.close()
+  const sourceExitMs = performance.now() - quitting
   return {
     vm: dest,
     report: {
@@ -84,6 +92,8 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
       downtimeMs: stats.downtimeMs,
       migrationMs: stats.qemuTotalMs,
       stopResumeGapMs: stop === undefined ? Number.NaN : resumedAt - stop.timeMs,
+      destinationStartMs,
+      sourceExitMs,
       totalMs: performance.now() - started,
       bytesTransferred: stats.bytesTransferred,
       ramBytesTransferred: stats.ramBytesTransferred,

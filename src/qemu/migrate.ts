@@ -37,17 +37,24 @@ export interface MigrationStats {
   qemuTotalMs: number
 }
 
-/** x-ignore-shared skips RAM blocks that are mapped shared, which is exactly the memfd-backed RAM. */
+/**
+ * x-ignore-shared skips RAM blocks that are mapped shared, which is exactly the memfd-backed RAM.
+ * The three commands are sent at once (QMP answers them in order), to keep the update short.
+ */
 export async function setCapabilities (vm: QemuProcess, copyRam: boolean, timeoutMs: number): Promise<void> {
-  const known = await vm.qmp.execute<Array<{ capability: string }>>('query-migrate-capabilities', undefined, { timeoutMs })
-  if (!known.some((c) => c.capability === 'x-ignore-shared')) {
+  const [caps, ...sets] = await Promise.allSettled([
+    vm.qmp.execute<Array<{ capability: string }>>('query-migrate-capabilities', undefined, { timeoutMs }),
+    vm.qmp.execute('migrate-set-capabilities', {
+      capabilities: [{ capability: 'x-ignore-shared', state: !copyRam }, { capability: 'events', state: true }],
+    }, { timeoutMs }),
+    // QEMU 7.2 caps migration at 32 MiB/s by default; lift it so precopy is measured at full speed.
+    vm.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 }, { timeoutMs }),
+  ])
+  if (caps.status === 'rejected') throw caps.reason
+  if (!caps.value.some((c) => c.capability === 'x-ignore-shared')) {
     throw new QemuError('ERR_QEMU_TOO_OLD', `QEMU (pid ${vm.pid}) has no x-ignore-shared migration capability`)
   }
-  await vm.qmp.execute('migrate-set-capabilities', {
-    capabilities: [{ capability: 'x-ignore-shared', state: !copyRam }, { capability: 'events', state: true }],
-  }, { timeoutMs })
-  // QEMU 7.2 caps migration at 32 MiB/s by default; lift it so precopy is measured at full speed.
-  await vm.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 }, { timeoutMs })
+  for (const r of sets) if (r.status === 'rejected') throw r.reason
 }
 
 /**
@@ -59,8 +66,7 @@ export async function setCapabilities (vm: QemuProcess, copyRam: boolean, timeou
 export async function migrate (source: QemuProcess, dest: QemuProcess, o: MigrationOptions, resume: () => Promise<void>): Promise<MigrationStats> {
   const deadline = Date.now() + o.timeoutMs
   const left = (): number => Math.max(1, deadline - Date.now())
-  await setCapabilities(source, o.copyRam, left())
-  await setCapabilities(dest, o.copyRam, left())
+  await Promise.all([setCapabilities(source, o.copyRam, left()), setCapabilities(dest, o.copyRam, left())])
   const inPath = `${o.socketBase}.in`
   const relayPath = `${o.socketBase}.relay`
   await dest.qmp.execute('migrate-incoming', { uri: `unix:${inPath}` }, { timeoutMs: left() })
