@@ -5,11 +5,13 @@
  * without touching it, commits (`gen.ready()`), and only then runs the clients' held commands.
  */
 import { join, exportServer, exportSocket, adoptServer, adoptSocket, type Generation, type HandoffState, type Handle } from '../../src/handoff/index.ts'
+import { existsSync } from 'node:fs'
 import type { KvOptions } from './options.ts'
 import type { Allocator } from './segments.ts'
 import { KvServer } from './server.ts'
 import { Store, type StoreMeta } from './store.ts'
 import { startFresh } from './start.ts'
+import { warmUp } from './warmup.ts'
 
 /** What travels as JSON besides the regions. */
 interface KvMeta {
@@ -69,6 +71,8 @@ function adopt (gen: Generation, o: KvOptions, allocator: Allocator): KvServer {
 }
 
 export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Promise<number> {
+  // Only a successor has a pause to shorten; the socket exists while a generation serves.
+  if (existsSync(o.handoff as string)) await warmUp()
   const gen = await join(o.handoff as string, { version: 'pagegift-kv 0.1.0' })
   let server: KvServer
   if (gen.inherited !== null) {
