@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildGuest, type Guest } from './fixtures/guest/build.ts'
@@ -22,10 +22,13 @@ describe('live update rollback', { skip, timeout: 180_000 }, () => {
   let dir: string
   let vm: Vm
   const pids = new Set<number>()
+  let fdsBefore: string[]
+  const openFds = (): string[] => readdirSync('/proc/self/fd')
 
   before(async () => {
     guest = buildGuest()
     dir = mkdtempSync(join(tmpdir(), 'pagegift-qemu-rb-'))
+    fdsBefore = openFds()
     vm = await Vm.start({
       name: 'rb', memoryBytes: 128 * 1024 * 1024, accel: 'tcg', dir,
       extraArgs: ['-kernel', guest.kernel, '-initrd', guest.initrd, '-append', guest.append()],
@@ -93,5 +96,16 @@ describe('live update rollback', { skip, timeout: 180_000 }, () => {
     const { inits, counts } = readConsole(vm.paths.console)
     assert.equal(inits, 1)
     assert.ok(countsAreContiguous(counts))
+  })
+
+  test('stopping the VM quits QEMU and closes every fd the keeper side opened', async () => {
+    const pid = vm.pid
+    await vm.stop()
+    assert.ok(await waitGone(pid))
+    // Sockets close asynchronously; give them a moment before counting.
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    const leaked = openFds().filter((fd) => !fdsBefore.includes(fd))
+    assert.deepEqual(leaked, [], 'no fd left open by the VM, its QMP connections or the migration relays')
+    assert.ok(openFds().length <= fdsBefore.length)
   })
 })

@@ -108,6 +108,7 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
  */
 async function rollback (source: QemuProcess, dest: QemuProcess | undefined, wasRunning: boolean, timeoutMs: number): Promise<boolean> {
   if (dest !== undefined) {
+    if (dest.qmp.events.some((e) => e.event === 'RESUME')) return false
     dest.kill('SIGKILL')
     await dest.waitExit(5000)
     dest.qmp.close()
