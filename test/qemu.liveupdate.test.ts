@@ -121,6 +121,22 @@ describe('pagegift qemu: live update of a running guest', { skip, timeout: 180_0
     assert.equal(readConsole(consolePath()).inits, 1)
   })
 
+  test('a new keeper that dies mid-handoff leaves the old keeper in charge', async () => {
+    const before = await status()
+    const dying = join(import.meta.dirname, 'fixtures', 'guest', 'dying-keeper.ts')
+    const r = await execFileAsync(process.execPath, ['--import', 'tsx', dying, join(dir, 'vm1.handoff')], { timeout: 30_000 })
+      .then(() => ({ signal: null }), (err: { signal?: string | null }) => ({ signal: err.signal ?? null }))
+    assert.equal(r.signal, 'SIGKILL', 'the successor died at the injected fault')
+    const after = await status()
+    assert.equal(after.keeperPid, before.keeperPid)
+    assert.equal(after.pid, before.pid)
+    assert.equal(after.state, 'running')
+    // The old keeper took QMP back: it can still live-update QEMU.
+    const u = await cli('upgrade', 'vm1', '--json')
+    assert.equal(u.code, 0, u.stderr)
+    seenPids.add((JSON.parse(u.stdout) as UpgradeRecord).newPid)
+  })
+
   test('an upgrade whose new QEMU cannot start fails, and the guest keeps running', async () => {
     const before = await status()
     const r = await cli('upgrade', 'vm1', '--qemu', fakeQemu)
