@@ -4,6 +4,7 @@
  * pass `join(path, { env: { step } })` to kill a real process at an exact point of the protocol.
  */
 import { readFileSync } from 'node:fs'
+import { PerformanceObserver, performance } from 'node:perf_hooks'
 import * as core from './core.ts'
 
 /** The subset of the core Channel that the handoff uses. */
@@ -47,6 +48,30 @@ export interface Env {
   uid: number
   isAlive (pid: number): boolean
   step (name: Step): void | Promise<void>
+  /** Successor, before PREPARED: waits out the garbage collection that mapping large regions sets off. */
+  settle (): Promise<void>
+}
+
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+/**
+ * V8 counts a mapped region as external memory; a large one starts a collection ("external memory
+ * pressure") that would otherwise finish in the middle of the critical section. Idle until no GC has
+ * run for QUIET_MS (at most MAX_MS): this costs the successor time while the predecessor still serves.
+ */
+export async function settle (): Promise<void> {
+  const QUIET_MS = 15
+  const MAX_MS = 300
+  const start = performance.now()
+  let last = start
+  const obs = new PerformanceObserver(() => { last = performance.now() })
+  obs.observe({ entryTypes: ['gc'] })
+  try {
+    do await sleep(5)
+    while (performance.now() - last < QUIET_MS && performance.now() - start < MAX_MS)
+  } finally {
+    obs.disconnect()
+  }
 }
 
 /** True unless the process is gone or a zombie: a zombie can no longer serve. */
@@ -74,6 +99,7 @@ export const defaultEnv: Env = {
   uid: process.getuid?.() ?? 0,
   isAlive,
   step: () => {},
+  settle,
 }
 
 export function makeEnv (overrides?: Partial<Env>): Env {

@@ -8,6 +8,7 @@ import { makeEnv, type Env, type HandoffChannel, type HandoffServer } from './en
 import { onConnection, type Serving } from './predecessor.ts'
 import { LIMITS, msg } from './protocol.ts'
 import { commit, inherit, type Inheritance } from './successor.ts'
+import { warmUp } from './warmup.ts'
 import type { HandedOffInfo, HandoffRecord, HandoffState, Inherited, JoinOptions, StatusReport, SuccessorInfo, WatchEvent } from './types.ts'
 
 const DEFAULT_TIMEOUT_MS = 10_000
@@ -33,6 +34,7 @@ export class Generation extends EventEmitter {
   #inheritance: Inheritance | null
   #phase: Phase = 'joined'
   #handler: Serving['handler']
+  #offer: Serving['offer']
   #server: HandoffServer | null = null
   #watchers = new Set<HandoffChannel>()
   #history: HandoffRecord[]
@@ -60,6 +62,19 @@ export class Generation extends EventEmitter {
   }
 
   /**
+   * Registers the regions to offer a successor as soon as it says HELLO, while this generation still
+   * serves. The successor maps them then, so the pause does not grow with their size. Return the
+   * same ArrayBuffers (under the same names) from onHandoff to hand them over; offered regions that
+   * onHandoff leaves out are dropped by the successor. Writing to them after the offer is fine until
+   * onHandoff returns: the successor maps the very same pages and reads them only after COMMIT.
+   */
+  offerRegions (fn: () => Record<string, ArrayBuffer>): this {
+    if (typeof fn !== 'function') throw new TypeError('The "fn" argument must be a function')
+    this.#offer = fn
+    return this
+  }
+
+  /**
    * Successor: sends READY (the commit point), waits for COMMIT, then starts its adopted servers and
    * connections. Every generation then listens on the socket path for its own successor.
    */
@@ -70,6 +85,7 @@ export class Generation extends EventEmitter {
     if (inh !== null) await this.#commitInheritance(inh)
     this.#server = await this.#env.listen(this.path)
     this.#server.on('connection', (ch) => { void onConnection(this.#serving, ch) })
+    await warmUp()
   }
 
   async #commitInheritance (inh: Inheritance): Promise<void> {
@@ -124,7 +140,7 @@ export class Generation extends EventEmitter {
       startedAt: this.#startedAt.toISOString(),
       uptimeMs: Date.now() - this.#startedAt.getTime(),
       state: phase,
-      regions: Object.entries(inh?.regions ?? {}).map(([name, b]) => ({ name, bytes: b.byteLength })),
+      regions: Object.entries(this.#offer?.() ?? inh?.regions ?? {}).map(([name, b]) => ({ name, bytes: b.byteLength })),
       handles: Object.entries(inh?.handles ?? {}).map(([name, h]) => ({ name, kind: h.kind })),
       history: [...this.#history],
     }
@@ -147,6 +163,7 @@ export class Generation extends EventEmitter {
       timeoutMs: this.#opts.timeoutMs,
       helloTimeoutMs: this.#opts.helloTimeoutMs,
       get handler () { return self.#phase === 'serving' ? self.#handler : undefined },
+      get offer () { return self.#offer },
       busyWith: null,
       history: this.#history,
       status: () => this.status(),
@@ -208,6 +225,7 @@ const NOBODY = new Set(['ENOENT', 'ECONNREFUSED'])
 export async function join (socketPath: string, opts: JoinOptions = {}): Promise<Generation> {
   const o = checkOptions(socketPath, opts)
   const env = makeEnv(o.env)
+  await warmUp()
   let ch: HandoffChannel
   try {
     ch = await env.connect(socketPath)

@@ -151,7 +151,7 @@ export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc
   i.flush = async () => {
     while (socket.writableLength > 0 || (h.writeQueueSize ?? 0) > 0) {
       if (socket.destroyed) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_NOT_CONNECTED', 'The socket closed while its writes drained')
-      await new Promise((resolve) => setTimeout(resolve, 1))
+      await new Promise((resolve) => setImmediate(resolve))
     }
   }
   i.resume = () => {

@@ -6,9 +6,9 @@
 import { PagegiftError } from '../errors.ts'
 import type { Env, HandoffChannel } from './env.ts'
 import { collectExports, fdHandle, flushHandle, Handle, releaseHandle, resumeHandle, wireFd } from './handles.ts'
-import { LIMITS, msg, parseFirst, parseReady, parseServing, type HandleWire, type HelloMsg } from './protocol.ts'
+import { LIMITS, msg, PROTOCOL_VERSION, parseFirst, parsePrepared, parseReady, parseServing, type HandleWire, type HelloMsg } from './protocol.ts'
 import { sendBulk } from './bulk.ts'
-import { planRegions, sendGifts } from './regions.ts'
+import { offerable, planRegions, sendGifts } from './regions.ts'
 import type { HandoffRecord, HandoffState, RegionReport, StatusReport, SuccessorInfo, WatchEvent } from './types.ts'
 
 /** What the predecessor logic needs from its Generation. */
@@ -19,6 +19,8 @@ export interface Serving {
   timeoutMs: number
   helloTimeoutMs: number
   handler: ((s: SuccessorInfo) => HandoffState | Promise<HandoffState>) | undefined
+  /** Regions to offer before quiescing (see Generation.offerRegions). */
+  offer: (() => Record<string, ArrayBuffer>) | undefined
   busyWith: number | null
   history: HandoffRecord[]
   status (): StatusReport
@@ -106,9 +108,11 @@ async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg): Pro
   let returned: [string, Handle][] = []
   let handlerDone: Promise<unknown> = Promise.resolve()
   let unlistened = false
-  const stoppedAt = env.now()
+  let stoppedAt = env.now()
   try {
     await g.race(Promise.resolve(env.step('predecessor:hello-received')))
+    const offered = await offerRegions(s, ch, g.race)
+    stoppedAt = env.now()
     const info: SuccessorInfo = { pid: hello.pid, uid: ch.peer.uid, version: hello.version }
     const handler = s.handler as NonNullable<Serving['handler']>
     const handlerP = Promise.resolve().then(() => handler(info))
@@ -119,9 +123,9 @@ async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg): Pro
     await g.race(Promise.all(returned.map(async ([, h]) => await flushHandle(h))))
     await g.race(Promise.resolve(env.step('predecessor:quiesced')))
     const handleFds = returned.map(([, h]) => wireFd(h))
-    const plan = planRegions(env, state.regions ?? {}, handleFds.length)
+    const plan = planRegions(env, state.regions ?? {}, handleFds.length, offered)
     const handles: HandleWire[] = returned.map(([name, h], i) => ({ name, kind: h.kind, fd: i, pending: h.pending.toString('base64'), info: { ...h.info } }))
-    const stateMsg = { t: 'state', v: 1, generation: s.generation + 1, from: { pid: env.pid, version: s.version, generation: s.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null, history: s.history.slice(-(LIMITS.history - 1)) }
+    const stateMsg = { t: 'state', v: PROTOCOL_VERSION, generation: s.generation + 1, from: { pid: env.pid, version: s.version, generation: s.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null, history: s.history.slice(-(LIMITS.history - 1)) }
     await g.race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds]))
     await g.race(Promise.resolve(env.step('predecessor:state-sent')))
     const gifted = await g.race(sendGifts(ch, plan, (region, bytes, total) => s.broadcast({ event: 'progress', region, bytes, total })))
@@ -141,6 +145,20 @@ async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg): Pro
     await handlerDone
     await rollback(s, ch, err as Error, [...new Set([...stopCollecting(), ...returned.map(([, h]) => h)])], unlistened)
   }
+}
+
+/**
+ * OFFER, then wait for PREPARED, all while we still serve: the successor maps the offered regions
+ * and lets the garbage collection that this sets off finish, so neither lands in the downtime.
+ */
+async function offerRegions (s: Serving, ch: HandoffChannel, race: <T>(p: Promise<T>) => Promise<T>): Promise<Map<string, ArrayBuffer>> {
+  const offered = s.offer !== undefined ? offerable(s.env, s.offer()) : new Map<string, ArrayBuffer>()
+  const plan = planRegions(s.env, Object.fromEntries(offered), 0)
+  await race(sendBulk(ch, 'offer', { t: 'offer', v: PROTOCOL_VERSION, regions: plan.wire }, plan.fds))
+  const r = await race(ch.recv())
+  for (const fd of r.fds) s.env.closeFd(fd)
+  parsePrepared(r.msg)
+  return offered
 }
 
 async function finishCommit (s: Serving, ch: HandoffChannel, hello: HelloMsg, stoppedAt: bigint, pauseNs: bigint, regions: RegionReport[], handles: [string, Handle][]): Promise<void> {

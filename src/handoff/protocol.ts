@@ -14,13 +14,18 @@ export interface HelloMsg { t: 'hello', v: number, pid: number, version: string 
 export interface RequestMsg<T extends 'status' | 'watch'> { t: T, v: number }
 export type FirstMsg = HelloMsg | RequestMsg<'status'> | RequestMsg<'watch'>
 
-/** Where a region's bytes are: `share` = these fds (by index into the message's fds) map the pages. */
+/**
+ * Where a region's bytes are: `share` = these fds (by index into the message's fds) map the pages;
+ * `offered` = the region of that name in the OFFER sent before quiescing; `gift` = chunks follow STATE.
+ */
 export interface RegionWire {
   name: string
   byteLength: number
-  mode: 'share' | 'gift'
+  mode: 'share' | 'gift' | 'offered'
   extents: { fd: number, offset: number, length: number }[]
 }
+/** Sent right after HELLO, before the predecessor quiesces: regions the successor may map while we still serve. */
+export interface OfferMsg { t: 'offer', v: number, regions: RegionWire[] }
 export interface HandleWire { name: string, kind: 'server' | 'socket' | 'fd', fd: number, pending: string, info: Record<string, string | number> }
 export interface StateMsg {
   t: 'state'
@@ -37,6 +42,8 @@ export interface RefusedMsg { t: 'refused', v: number, code: string, reason: str
 export interface CommitMsg { t: 'commit', v: number }
 export interface AbortMsg { t: 'abort', v: number, code: string, reason: string }
 export interface ReadyMsg { t: 'ready', v: number }
+/** The successor mapped the OFFER and is ready for the short critical section. */
+export interface PreparedMsg { t: 'prepared', v: number }
 export interface ServingMsg { t: 'serving', v: number, servingAt: string }
 export interface StatusMsg { t: 'status', v: number, status: StatusReport }
 export interface EventMsg { t: 'event', v: number, event: WatchEvent }
@@ -90,7 +97,7 @@ export function parseFirst (x: unknown): FirstMsg {
 function parseRegion (x: unknown, nfds: number): RegionWire {
   const o = obj(x, 'region')
   const mode = o.mode
-  if (mode !== 'share' && mode !== 'gift') throw protocolError(`region mode ${JSON.stringify(mode)}`)
+  if (mode !== 'share' && mode !== 'gift' && mode !== 'offered') throw protocolError(`region mode ${JSON.stringify(mode)}`)
   const extents = o.extents
   if (!Array.isArray(extents) || extents.length > LIMITS.extents) throw protocolError('region extents')
   const byteLength = int(o, 'byteLength')
@@ -144,17 +151,33 @@ export function parseState (x: unknown, nfds: number): StateMsg {
   return state
 }
 
-/** The predecessor's answer to HELLO: STATE, or a refusal. */
-export function parseHelloReply (x: unknown): { t: 'refused', code: string, reason: string } | { t: 'state' } {
-  const o = envelope(x, ['state', 'refused'])
-  if (o.t === 'refused') return { t: 'refused', code: str(o, 'code', 64), reason: str(o, 'reason') }
-  return { t: 'state' }
+/** Validates an OFFER: shared regions only, every fd index in range, no name twice. */
+export function parseOffer (x: unknown, nfds: number): OfferMsg {
+  const o = envelope(x, ['offer'])
+  const regions = o.regions
+  if (!Array.isArray(regions) || regions.length > LIMITS.regions) throw protocolError('offered regions')
+  const parsed = regions.map((r) => parseRegion(r, nfds))
+  if (parsed.some((r) => r.mode !== 'share')) throw protocolError('an offered region must be shared')
+  if (new Set(parsed.map((r) => r.name)).size !== parsed.length) throw protocolError('duplicate offered region')
+  return { t: 'offer', v: PROTOCOL_VERSION, regions: parsed }
+}
+
+/** The predecessor's answers to HELLO: an OFFER (optional), then STATE; or a refusal. */
+export function parseHelloReply (x: unknown): { t: 'refused' | 'abort', code: string, reason: string } | { t: 'state' | 'offer' } {
+  const o = envelope(x, ['offer', 'state', 'refused', 'abort'])
+  if (o.t === 'refused' || o.t === 'abort') return { t: o.t, code: str(o, 'code', 64), reason: str(o, 'reason') }
+  return { t: o.t as 'state' | 'offer' }
 }
 
 export function parseCommitReply (x: unknown): CommitMsg | AbortMsg {
   const o = envelope(x, ['commit', 'abort'])
   if (o.t === 'commit') return { t: 'commit', v: PROTOCOL_VERSION }
   return { t: 'abort', v: PROTOCOL_VERSION, code: str(o, 'code', 64), reason: str(o, 'reason') }
+}
+
+export function parsePrepared (x: unknown): PreparedMsg {
+  envelope(x, ['prepared'])
+  return { t: 'prepared', v: PROTOCOL_VERSION }
 }
 
 export function parseReady (x: unknown): ReadyMsg {
@@ -187,6 +210,7 @@ export const msg = {
   commit: (): CommitMsg => ({ t: 'commit', v: PROTOCOL_VERSION }),
   abort: (code: string, reason: string): AbortMsg => ({ t: 'abort', v: PROTOCOL_VERSION, code, reason }),
   ready: (): ReadyMsg => ({ t: 'ready', v: PROTOCOL_VERSION }),
+  prepared: (): PreparedMsg => ({ t: 'prepared', v: PROTOCOL_VERSION }),
   serving: (servingAt: bigint): ServingMsg => ({ t: 'serving', v: PROTOCOL_VERSION, servingAt: servingAt.toString() }),
   status: (status: StatusReport): StatusMsg => ({ t: 'status', v: PROTOCOL_VERSION, status }),
   event: (event: WatchEvent): EventMsg => ({ t: 'event', v: PROTOCOL_VERSION, event }),

@@ -24,12 +24,19 @@ function asBytes (name: string, x: unknown): Uint8Array {
   throw new TypeError(`onHandoff: regions.${name} must be an ArrayBuffer or an ArrayBufferView`)
 }
 
-/** Splits regions into shared ones (fds appended to `fdsBase`) and gifted ones. */
-export function planRegions (env: Env, regions: Record<string, ArrayBuffer | ArrayBufferView>, fdBase: number): RegionPlan {
+/**
+ * Splits regions into shared ones (fds appended to `fdBase`) and gifted ones. A region whose buffer
+ * is the one offered under the same name before quiescing is only named: the successor has it mapped.
+ */
+export function planRegions (env: Env, regions: Record<string, ArrayBuffer | ArrayBufferView>, fdBase: number, offered: Map<string, ArrayBuffer> = new Map()): RegionPlan {
   const plan: RegionPlan = { wire: [], fds: [], gifts: [] }
   for (const [name, value] of Object.entries(regions)) {
     const bytes = asBytes(name, value)
     const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer
+    if (whole && offered.get(name) === bytes.buffer) {
+      plan.wire.push({ name, byteLength: bytes.byteLength, mode: 'offered', extents: [] })
+      continue
+    }
     const shared = whole ? env.share(bytes.buffer as ArrayBuffer) : null
     if (shared !== null) {
       const base = fdBase + plan.fds.length
@@ -57,6 +64,26 @@ export async function sendGifts (ch: HandoffChannel, plan: RegionPlan, progress:
     reports.set(name, report)
   }
   return reports
+}
+
+/** Giftable regions to offer before quiescing; the rest wait for STATE. */
+export function offerable (env: Env, regions: Record<string, ArrayBuffer>): Map<string, ArrayBuffer> {
+  const out = new Map<string, ArrayBuffer>()
+  for (const [name, buf] of Object.entries(regions)) if (buf instanceof ArrayBuffer && env.share(buf) !== null) out.set(name, buf)
+  return out
+}
+
+/** Takes the offered regions that STATE names; releases the offered ones it does not. */
+export function takeOffered (env: Env, wire: RegionWire[], offered: Map<string, ArrayBuffer>, out: Record<string, ArrayBuffer>): void {
+  for (const r of wire) {
+    if (r.mode !== 'offered') continue
+    const buf = offered.get(r.name)
+    if (buf === undefined || buf.byteLength !== r.byteLength) throw protocolError(`region '${r.name}' was not offered (or not with ${r.byteLength} bytes)`)
+    out[r.name] = buf
+    offered.delete(r.name)
+  }
+  releaseAll(env, Object.fromEntries(offered))
+  offered.clear()
 }
 
 /** Maps the shared regions of a STATE. env.map() closes the fds it is given, so each index goes in `consumed` first. */

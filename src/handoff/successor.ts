@@ -6,9 +6,9 @@
 import { PagegiftError } from '../errors.ts'
 import type { Env, HandoffChannel } from './env.ts'
 import { inheritedHandle, type Gate, type Handle } from './handles.ts'
-import { msg, parseCommitReply, parseHelloReply, parseState, protocolError, type StateMsg } from './protocol.ts'
+import { msg, parseCommitReply, parseHelloReply, parseOffer, parseState, protocolError, type StateMsg } from './protocol.ts'
 import { recvBulk } from './bulk.ts'
-import { mapShared, receiveGifts, releaseAll } from './regions.ts'
+import { mapShared, receiveGifts, releaseAll, takeOffered } from './regions.ts'
 import type { Inherited } from './types.ts'
 
 export class SuccessorGate implements Gate {
@@ -57,43 +57,53 @@ function checkFdOwners (state: StateMsg, nfds: number): void {
 /** Runs HELLO to STATE on a connected channel; on any failure everything received is closed. */
 export async function inherit (env: Env, ch: HandoffChannel, version: string, timeoutMs: number): Promise<Inheritance> {
   await env.step('successor:connected')
-  let reply: { msg: unknown, fds: number[] }
+  const offered = new Map<string, ArrayBuffer>()
   try {
     await ch.send(msg.hello(env.pid, version))
     await env.step('successor:hello-sent')
-    reply = await ch.recv({ timeoutMs })
+    let reply = await ch.recv({ timeoutMs })
+    let head = parseHelloReply(reply.msg)
+    if (head.t === 'state') throw protocolError('STATE before OFFER')
+    if (head.t === 'offer') {
+      await mapOffer(env, ch, reply, timeoutMs, offered)
+      await env.settle()
+      await ch.send(msg.prepared())
+      reply = await ch.recv({ timeoutMs })
+      head = parseHelloReply(reply.msg)
+      if (head.t === 'offer') throw protocolError('a second OFFER')
+    }
+    if (head.t === 'refused' || head.t === 'abort') {
+      closeFds(env, reply.fds)
+      throw new PagegiftError(head.code, `The predecessor ${head.t === 'refused' ? 'refused the handoff' : 'rolled back'}: ${head.reason}`)
+    }
+    const bulk = await recvBulk(env, ch, reply, timeoutMs)
+    return await adopt(env, ch, bulk.body, bulk.fds, offered)
   } catch (err) {
+    releaseAll(env, Object.fromEntries(offered))
     ch.close()
     if (isPeerGone(err)) {
       throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_PREDECESSOR_GONE', `The predecessor (pid ${ch.peer.pid}) went away before sending its state: nothing was handed over. Call join() again to start as generation 1.`, { cause: err })
     }
     throw err
   }
-  let head: ReturnType<typeof parseHelloReply>
+}
+
+/** Maps the regions offered before the predecessor quiesced: this costs us time, not downtime. */
+async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fds: number[] }, timeoutMs: number, out: Map<string, ArrayBuffer>): Promise<void> {
+  const bulk = await recvBulk(env, ch, first, timeoutMs)
+  const consumed = new Set<number>()
+  const mapped: Record<string, ArrayBuffer> = {}
   try {
-    head = parseHelloReply(reply.msg)
-  } catch (err) {
-    closeFds(env, reply.fds)
-    ch.close()
-    throw err
+    const offer = parseOffer(bulk.body, bulk.fds.length)
+    mapShared(env, offer.regions, bulk.fds, mapped, consumed)
+  } finally {
+    closeFds(env, bulk.fds.filter((_, i) => !consumed.has(i)))
+    for (const [name, buf] of Object.entries(mapped)) out.set(name, buf)
   }
-  if (head.t === 'refused') {
-    closeFds(env, reply.fds)
-    ch.close()
-    throw new PagegiftError(head.code, `The predecessor refused the handoff: ${head.reason}`)
-  }
-  let bulk: { body: unknown, fds: number[] }
-  try {
-    bulk = await recvBulk(env, ch, reply, timeoutMs)
-  } catch (err) {
-    ch.close()
-    throw err
-  }
-  return await adopt(env, ch, bulk.body, bulk.fds)
 }
 
 /** Validates STATE and takes ownership of its fds: handles and mappings, the rest closed. */
-async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[]): Promise<Inheritance> {
+async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>): Promise<Inheritance> {
   const gate = new SuccessorGate()
   const regions: Record<string, ArrayBuffer> = {}
   // fd indices whose ownership moved on (to a handle, or to a mapping); every other received fd is closed here.
@@ -101,6 +111,7 @@ async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[]
   try {
     const state = parseState(body, fds.length)
     checkFdOwners(state, fds.length)
+    takeOffered(env, state.regions, offered, regions)
     const handles: Record<string, Handle> = {}
     for (const h of state.handles) {
       taken.add(h.fd)
@@ -117,7 +128,6 @@ async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[]
     closeFds(env, fds.filter((_, i) => !taken.has(i)))
     gate.abort()
     releaseAll(env, regions)
-    ch.close()
     throw err
   }
 }
