@@ -139,6 +139,7 @@ export class Vm {
     } catch (err) {
       closeSync(ramFd)
       if (logFd !== undefined) closeSync(logFd)
+      release(ram)
       throw err
     }
   }
@@ -193,6 +194,9 @@ export class Vm {
       const record: UpgradeRecord = { ...report, at: new Date().toISOString(), qemu: binary.path, qemuVersion: binary.versionText }
       this.#upgrades.push(record)
       return record
+    } catch (err) {
+      rmSync(this.paths.qmp(this.#generation + 1), { force: true })
+      throw err
     } finally {
       this.#busy = false
       // The exit watcher ignores exits during an update; a source that died meanwhile is noticed here.
