@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import net from 'node:net'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
@@ -35,6 +36,12 @@ test('redis-benchmark spans 5 live upgrades with no error; keys written before v
     assert.equal(loaded.errors, 0)
     const client = await KvClient.connect(gen.port)
     await client.call('SET', 'session', 'before')
+    // A client in the middle of a command: its first half moves as unread bytes.
+    const half = net.connect(gen.port, '127.0.0.1')
+    await new Promise((resolve) => half.once('connect', resolve))
+    let halfReplies = ''
+    half.on('data', (d) => { halfReplies += d.toString() })
+    half.write('*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$6\r\nmov')
     const bench = benchmark(gen.port, 2_500_000)
     await new Promise((resolve) => setTimeout(resolve, 300))
     for (let i = 0; i < 5; i++) {
@@ -43,12 +50,15 @@ test('redis-benchmark spans 5 live upgrades with no error; keys written before v
       await client.call('SET', 'session', `after-${i}`)
     }
     assert.ok(bench.running(), 'redis-benchmark ended before the 5th upgrade: make it longer')
+    half.write('ed!\r\n*2\r\n$3\r\nGET\r\n$4\r\nhalf\r\n')
     const { code, out } = await bench.done
     assert.equal(code, 0, out)
     assert.match(out, /"SET","[\d.]+"/)
     assert.match(out, /"GET","[\d.]+"/)
     assert.doesNotMatch(out, /error/i)
     assert.equal(String(await client.call('GET', 'session')), 'after-4')
+    assert.equal(halfReplies, '+OK\r\n$6\r\nmoved!\r\n')
+    half.destroy()
     assert.match(String(await client.call('INFO', 'pagegift')), /generation:6\r\nupgrades:5/)
     await client.close()
     const v = await verifyKeys(gen.port, 20000, 200, 'pre:')
