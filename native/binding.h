@@ -23,6 +23,7 @@
 typedef struct {
   void* addr;
   size_t length;
+  size_t byte_length;
   int refs;
   int unmapped;
 } pagegift__mapping;
