@@ -9,7 +9,6 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { request } from '../qemu/control.ts'
 import { parseMemorySize } from '../qemu/host.ts'
-import { startKeeper } from '../qemu/keeper.ts'
 import { checkName, defaultDir, ensureDir, vmPaths } from '../qemu/paths.ts'
 import { openLog } from '../qemu/process.ts'
 import type { UpgradeRecord, VmStatus } from '../qemu/vm.ts'
@@ -49,6 +48,8 @@ async function start (argv: string[]): Promise<number> {
   if (values.name === undefined) throw new TypeError(`--name is required\n${USAGE}`)
   const name = checkName(values.name)
   const dir = values.dir ?? defaultDir()
+  // The keeper needs the native addon (for the RAM region); status, upgrade and stop do not load it.
+  const { startKeeper } = await import('../qemu/keeper.ts')
   if (values.adopt) {
     const keeper = await startKeeper({ dir, name }, null, out)
     out(`${name}: ready, keeper pid ${process.pid}`)
@@ -81,6 +82,7 @@ async function startDetached (argv: string[], dir: string, name: string): Promis
       if (s.keeperPid === child.pid) {
         child.unref()
         out(`${name}: running on QEMU pid ${s.pid} (qemu ${s.qemuVersion}, ${s.accel}), keeper pid ${s.keeperPid}`)
+        if (s.accel === 'tcg') out(`${name}: note: ${s.accelNote}`)
         out(`${name}: keeper log ${paths.keeperLog}, console log ${s.consoleLog}`)
         return 0
       }

@@ -36,6 +36,8 @@ export interface VmStatus {
   qemu: string
   qemuVersion: string
   accel: 'kvm' | 'tcg'
+  /** Why that accelerator, for example why KVM is not used. */
+  accelNote: string
   memoryBytes: number
   keeperPid: number
   startedAt: string
@@ -163,7 +165,7 @@ export class Vm {
     }
     return {
       name: this.name, state, pid: this.#qemu.pid, generation: this.#generation, qemu: this.#binary.path,
-      qemuVersion: this.#binary.versionText, accel: this.accel, memoryBytes: this.#config.memoryBytes, keeperPid: process.pid,
+      qemuVersion: this.#binary.versionText, accel: this.accel, accelNote: this.accelNote, memoryBytes: this.#config.memoryBytes, keeperPid: process.pid,
       startedAt: this.#startedAt, consoleLog: this.paths.console, upgrades: [...this.#upgrades],
     }
   }
