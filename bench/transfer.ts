@@ -8,6 +8,8 @@
  * (receive() resolved, 'message' emitted, the last byte read). The child reads the clock, which is
  * CLOCK_MONOTONIC in both processes. Sources and `into` targets are written before the clock starts:
  * this VM is slow the first time it touches fresh memory, so untouched memory would measure the VM.
+ * From 64 MiB on, the cases of a size run interleaved, round by round, so that background load falls
+ * on all alike.
  * Rows "→ new buffer" let receive() allocate, as a default receive does, and so include that cost;
  * "→ giftable into (untouched)" names never-written giftable memory, which moved pages replace.
  *
@@ -24,15 +26,19 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { alloc, channelPair, fdOf, release, type Channel, type GiftPath } from '../src/index.ts'
 import { Memfd, mapExtents, roundUp } from '../src/pages.ts'
-import { formatBytes, formatMs, nowMs, printTable, sample, stats, writeResults } from './lib.ts'
+import { formatBytes, formatMs, nowMs, printTable, stats, writeResults } from './lib.ts'
 
 const KiB = 1024
 const MiB = 1024 * KiB
 const GiB = 1024 * MiB
 const DEFAULT_SIZES = [4 * KiB, 64 * KiB, MiB, 64 * MiB, 256 * MiB, GiB]
 const COPY_CAP = 256 * MiB
-/** From this size on, a full GC runs before each timed run (in untimed time), as big ArrayBuffers set one off. */
+/**
+ * From this size on, untimed settling precedes each run: a full GC (mapping a big ArrayBuffer sets
+ * one off), and a pause for the last run's memory to be unmapped and freed on the threadpools.
+ */
 const SETTLE_BYTES = 64 * MiB
+const SETTLE_MS_PER_GIB = 200
 
 const METHOD = {
   memcpy: 'Buffer.copy, one process (memcpy bound)',
@@ -161,34 +167,10 @@ async function netOnce (peer: Peer, socket: Socket, src: Buffer): Promise<number
   return Number(BigInt(got.end as string) - t0) / 1e6
 }
 
-async function memcpyRow (size: number): Promise<Row> {
-  const src = Buffer.allocUnsafeSlow(size).fill(1)
-  const dst = Buffer.allocUnsafeSlow(size).fill(2)
-  const { runs, warmup } = planFor(size)
-  const samples = await sample(runs, warmup, async () => {
-    const t0 = nowMs()
-    src.copy(dst)
-    return nowMs() - t0
-  })
-  return { size, method: METHOD.memcpy, samples }
-}
-
-async function nodeRows (peer: Peer, server: Server, path: string, size: number): Promise<Row[]> {
-  const src = Buffer.allocUnsafeSlow(size).fill(1)
-  const accepted = once(server, 'connection')
-  await peer.ask({ op: 'net-connect', path })
-  const socket = (await accepted)[0] as Socket
-  const { runs, warmup } = planFor(size)
-  const net = await sample(runs, warmup, async () => await netOnce(peer, socket, src))
-  socket.destroy()
-  const rows: Row[] = [{ size, method: METHOD.net, samples: net }]
-  if (size > GiB) {
-    rows.push({ size, method: METHOD.ipc, samples: [], skipped: 'IPC is not run above 1 GiB (seconds per GiB, and each side holds a serialized copy)' })
-  } else {
-    const plan = ipcPlan(size)
-    rows.push({ size, method: METHOD.ipc, samples: await sample(plan.runs, plan.warmup, async () => await ipcOnce(peer, src)) })
-  }
-  return rows
+function memcpyOnce (src: Buffer, dst: Buffer): number {
+  const t0 = nowMs()
+  src.copy(dst)
+  return nowMs() - t0
 }
 
 /** Why a pagegift row is not run at this size by default, or undefined to run it. */
@@ -199,35 +181,61 @@ function giftSkip (size: number, path: GiftPath, into: Into, opts: Options): str
   return undefined
 }
 
-async function giftRows (peer: Peer, size: number, opts: Options): Promise<Row[]> {
+/** One way to move the bytes of a size: its timed run (absent when skipped) and how many runs it gets. */
+interface Case { method: string, plan: Plan, once?: () => Promise<number>, skipped?: string }
+
+/** Sets up every case of one size (sources, targets, the socket), measures them together, then frees it all. */
+async function measureSize (peer: Peer, server: Server, path: string, size: number, opts: Options): Promise<Row[]> {
+  const src = Buffer.allocUnsafeSlow(size).fill(1)
+  const dst = Buffer.allocUnsafeSlow(size).fill(2)
+  await peer.ask({ op: 'target', size, seed: nextSeed() })
+  const accepted = once(server, 'connection')
+  await peer.ask({ op: 'net-connect', path })
+  const socket = (await accepted)[0] as Socket
   const pages = new SourcePages(size)
-  const rows: Row[] = []
-  const { runs, warmup } = planFor(size)
   try {
-    for (const [path, into] of GIFT_ROWS) {
-      const method = giftMethod(path, into)
-      const skipped = giftSkip(size, path, into, opts)
-      if (skipped !== undefined) { rows.push({ size, method, samples: [], skipped }); continue }
-      rows.push({ size, method, samples: await sample(runs, warmup, async () => await giftOnce(peer, pages, size, path, into)) })
-    }
+    const plan = planFor(size)
+    const cases: Case[] = [
+      { method: METHOD.memcpy, plan, once: async () => memcpyOnce(src, dst) },
+      { method: METHOD.net, plan, once: async () => await netOnce(peer, socket, src) },
+      size > GiB
+        ? { method: METHOD.ipc, plan, skipped: 'IPC is not run above 1 GiB (seconds per GiB, and each side holds a serialized copy)' }
+        : { method: METHOD.ipc, plan: ipcPlan(size), once: async () => await ipcOnce(peer, src) },
+      ...GIFT_ROWS.map(([gift, into]): Case => {
+        const c = { method: giftMethod(gift, into), plan, skipped: giftSkip(size, gift, into, opts) }
+        return c.skipped !== undefined ? c : { ...c, once: async () => await giftOnce(peer, pages, size, gift, into) }
+      }),
+    ]
+    return await measureCases(size, cases)
   } finally {
+    socket.destroy()
     pages.close()
+    await peer.ask({ op: 'drop' })
+    gc()
   }
-  return rows
 }
 
-async function measureSize (peer: Peer, server: Server, path: string, size: number, opts: Options): Promise<Row[]> {
-  const rows = [await memcpyRow(size)]
-  gc()
-  await peer.ask({ op: 'target', size, seed: nextSeed() })
-  try {
-    rows.push(...await nodeRows(peer, server, path, size))
-    gc()
-    rows.push(...await giftRows(peer, size, opts))
-  } finally {
-    await peer.ask({ op: 'drop' })
+/**
+ * Runs every case `warmup + runs` times and keeps the runs after the warm-up. Big sizes go in rounds,
+ * one run of each case per round, each round starting one case further on: the machine's background
+ * load (other processes share these CPUs) then falls on all cases alike, which keeps the ratios
+ * meaningful. Small sizes run case by case, each case straight after its warm-up, as caches matter there.
+ */
+async function measureCases (size: number, cases: Case[]): Promise<Row[]> {
+  const samples = cases.map((): number[] => [])
+  const turns = (i: number): number => cases[i].once === undefined ? 0 : cases[i].plan.warmup + cases[i].plan.runs
+  const rounds = Math.max(...cases.map((_, i) => turns(i)))
+  const schedule: Array<[number, number]> = size >= SETTLE_BYTES
+    ? Array.from({ length: rounds }, (_, round) => cases.map((_, k): [number, number] => [(round + k) % cases.length, round])).flat()
+    : cases.flatMap((_, i) => Array.from({ length: rounds }, (_, round): [number, number] => [i, round]))
+  for (const [i, round] of schedule) {
+    const c = cases[i]
+    if (c.once === undefined || round >= turns(i)) continue
+    const ms = await c.once()
+    if (round >= c.plan.warmup) samples[i].push(ms)
+    if (size >= SETTLE_BYTES) await new Promise((resolve) => setTimeout(resolve, SETTLE_MS_PER_GIB * size / GiB))
   }
-  return rows
+  return cases.map((c, i) => ({ size, method: c.method, samples: samples[i], skipped: c.skipped }))
 }
 
 export async function run (flags: string[]): Promise<void> {
