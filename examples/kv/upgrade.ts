@@ -85,6 +85,8 @@ export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Pro
     server = await startFresh(o, allocator)
     await gen.ready()
   }
+  // Offered regions are mapped by the successor while we still serve, so their size stays out of the pause.
+  gen.offerRegions(() => server.store.exportState().regions)
   gen.onHandoff(() => handOver(server))
   gen.on('resumed', (err) => {
     process.stderr.write(`pagegift-kv: handoff failed, serving again: ${err.message}\n`)
