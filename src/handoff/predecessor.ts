@@ -34,6 +34,7 @@ export interface Serving {
   resumed (err: Error): void
 }
 
+const peerGone = (err: unknown): boolean => ['ERR_PAGEGIFT_PEER_CLOSED', 'EPIPE', 'ECONNRESET'].includes(code(err))
 const code = (err: unknown): string => (err as { code?: unknown }).code as string ?? 'ERR_PAGEGIFT_HANDOFF'
 
 /** Handles one connection to the handoff socket; never throws. */
@@ -143,7 +144,8 @@ async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg): Pro
     g.done()
     stopCollecting()
     await handlerDone
-    await rollback(s, ch, err as Error, [...new Set([...stopCollecting(), ...returned.map(([, h]) => h)])], unlistened)
+    const why = peerGone(err) ? new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', `the successor (pid ${hello.pid}) went away before commit`, { cause: err }) : err as Error
+    await rollback(s, ch, why, [...new Set([...stopCollecting(), ...returned.map(([, h]) => h)])], unlistened)
   }
 }
 
