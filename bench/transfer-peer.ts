@@ -56,18 +56,27 @@ process.on('message', (m: { t0: string, seed: number, data: Uint8Array }) => {
   ch.send(reply).then(() => { if (m.data.byteLength >= SETTLE_BYTES) setImmediate(gc) }, (err) => { throw err })
 })
 
+/** Node fails a read into a buffer of 4 GiB or more (ENOBUFS), so reads get at most this much room. */
+const MAX_READ = 1024 * 1024 * 1024
+
 /** Connects to the parent's socket; every read lands in `target` right after the bytes before it. */
 async function netConnect (path: string): Promise<void> {
   const view = theTarget()
+  const room = (): Uint8Array => {
+    const at = net !== undefined && net.got < net.want ? net.got : 0
+    const end = net !== undefined && net.got < net.want ? net.want : view.byteLength
+    return view.subarray(at, Math.min(end, at + MAX_READ))
+  }
   const socket = await new Promise<Socket>((resolve, reject) => {
-    const s = connect({
-      path,
-      onread: {
-        buffer: () => net !== undefined && net.got < net.want ? view.subarray(net.got, net.want) : view,
-        callback: (n: number) => { netRead(n); return true },
-      },
-    }, () => resolve(s))
-    s.once('error', reject)
+    const s = connect({ path, onread: { buffer: room, callback: (n: number) => { netRead(n); return true } } }, () => {
+      s.off('error', reject)
+      resolve(s)
+    })
+    s.on('error', reject)
+  })
+  socket.on('error', (err) => {
+    process.stderr.write(`transfer peer: net socket: ${err.message}\n`)
+    process.exit(1)
   })
   net = { socket, want: 0, got: 0, seed: 0 }
 }
