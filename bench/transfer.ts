@@ -15,7 +15,7 @@
  *
  * Flags: --4g adds 4 GiB; --full runs the copy path at every size and every path at 4 GiB (by
  * default the copy path stops at 256 MiB, and 4 GiB runs only move, and cma and splice into
- * pre-touched targets); --sizes=4K,64M,1G picks sizes.
+ * pre-touched targets; IPC never runs above 1 GiB); --sizes=4K,64M,1G picks sizes.
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
@@ -111,7 +111,11 @@ class Peer {
   }
 }
 
-/** Warm giftable memory to gift again and again: one memfd kept open here, mapped afresh and written before each gift. */
+/**
+ * Warm giftable memory to gift again and again: one memfd kept open here, mapped afresh and written
+ * before each gift. Its pages stay allocated from run to run, so no run pays this VM's first touch
+ * of fresh memory (1–3 s per GiB) before the clock starts, let alone after.
+ */
 class SourcePages {
   readonly #memfd: Memfd
   readonly #size: number
@@ -305,7 +309,7 @@ function report (rows: Row[], opts: Options, info: RunInfo): void {
     host: { cpus: cpus().length, kernel: kernel(), loadAverage: info.load },
     options: { ...opts, copyCap: opts.full ? null : COPY_CAP },
     elapsedMs: info.elapsedMs,
-    rows: rows.map((r) => ({ ...r, bytes: r.size, stats: r.samples.length > 0 ? stats(r.samples) : undefined })),
+    rows: rows.map((r) => ({ ...r, stats: r.samples.length > 0 ? stats(r.samples) : undefined })),
     ratios,
   })
 }
@@ -334,6 +338,10 @@ function targetRatios (rows: Row[]): Ratio[] {
     (v) => `move time grows ${v.toFixed(2)}x from 64 MiB to 1 GiB (${formatMs(move64m as number)} -> ${formatMs(move1g as number)}; target < 2x)`)
   add('cma 1 GiB vs Buffer.copy', cma1g !== undefined && memcpy1g !== undefined ? memcpy1g / cma1g : undefined, (v) => v >= 0.5,
     (v) => `cma at 1 GiB into a pre-touched target runs at ${v.toFixed(2)}x the Buffer.copy bandwidth (${gbps(GiB, cma1g as number)} vs ${gbps(GiB, memcpy1g as number)} GB/s; target >= 0.5x)`)
+  const moveInto1g = median(giftMethod('move', 'untouched'), GiB)
+  if (moveInto1g !== undefined) {
+    out.push({ name: 'move 1 GiB into a giftable target', value: moveInto1g, text: `for reference: move at 1 GiB into a giftable target takes ${formatMs(moveInto1g)} (the receiver makes no new ArrayBuffer)` })
+  }
   if (cmaNew1g !== undefined && memcpy1g !== undefined) {
     out.push({ name: 'cma 1 GiB new buffer vs Buffer.copy', value: memcpy1g / cmaNew1g, text: `for reference: cma at 1 GiB into a new buffer runs at ${(memcpy1g / cmaNew1g).toFixed(2)}x the Buffer.copy bandwidth (no target)` })
   }
