@@ -1,0 +1,110 @@
+/** `pagegift upgrade` and `pagegift status` against real service processes. */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { after, test } from 'node:test'
+import { LineClient, root, serviceFixture, startService, tempSocket, type Service } from './fixtures/handoff-harness.ts'
+
+const services: Service[] = []
+const extraPids: number[] = []
+after(() => {
+  for (const s of services) s.kill()
+  for (const pid of extraPids) { try { process.kill(pid, 'SIGKILL') } catch {} }
+})
+
+/** Runs the CLI; resolves at its exit (a committed successor inherits its stdio and outlives it). */
+async function cli (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, out: string, err: string }> {
+  const child = spawn(process.execPath, [join(root, 'bin', 'pagegift.js'), ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d) => { out += String(d) })
+  child.stderr.on('data', (d) => { err += String(d) })
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  return { code, out, err }
+}
+
+const successor = (extra: string[] = []): string[] => ['--', 'env', ...extra, process.execPath, '--import', 'tsx', serviceFixture]
+
+test('status prints the generation, and --json parses; a missing socket is a clear error', async () => {
+  const sock = tempSocket()
+  try {
+    const gen1 = startService({ HANDOFF_SOCK: sock.path, HANDOFF_VERSION: 'v1' })
+    services.push(gen1)
+    await gen1.wait('serving')
+    const text = await cli(['status', sock.path])
+    assert.equal(text.code, 0, text.err)
+    assert.match(text.out, new RegExp(`^generation 1  pid ${gen1.pid}  version v1  uptime .*serving`))
+    assert.match(text.out, /regions \(1, 1 MiB\):\n {2}counters {2}1 MiB/)
+    const json = await cli(['status', sock.path, '--json'])
+    const st = JSON.parse(json.out) as { generation: number, pid: number, regions: { name: string, bytes: number }[], history: unknown[] }
+    assert.equal(st.generation, 1)
+    assert.equal(st.pid, gen1.pid)
+    assert.deepEqual(st.regions, [{ name: 'counters', bytes: 1 << 20 }])
+    const missing = await cli(['status', sock.path + '.nope'])
+    assert.equal(missing.code, 1)
+    assert.match(missing.err, /no generation is serving/)
+  } finally {
+    sock.cleanup()
+  }
+})
+
+test('upgrade commits: downtime, bytes and path per region; the new generation serves', async () => {
+  const sock = tempSocket()
+  try {
+    const gen1 = startService({ HANDOFF_SOCK: sock.path })
+    services.push(gen1)
+    const { port } = await gen1.wait('listening') as unknown as { port: number }
+    await gen1.wait('serving')
+    const c = new LineClient(port)
+    assert.equal(await c.request('INC 1'), '1 1')
+    const r = await cli(['upgrade', sock.path, ...successor([`HANDOFF_SOCK=${sock.path}`, 'HANDOFF_VERSION=v2'])])
+    assert.equal(r.code, 0, r.err)
+    assert.match(r.out, /^committed: generation 2 \(pid \d+\) is serving/m)
+    assert.match(r.out, /^downtime: [\d.]+ (ms|µs) \(stopped serving -> successor serving, CLOCK_MONOTONIC\)/m)
+    assert.match(r.out, /^moved: 1 MiB in 1 region\(s\), 2 handle\(s\)/m)
+    assert.match(r.out, /^ {2}region counters {2}1 MiB {2}share$/m)
+    assert.match(r.err, /successor pid \d+ \(v2\) connected/)
+    assert.equal(await c.request('INC 1'), '2 2')
+    const st = await cli(['status', sock.path, '--json'])
+    const report = JSON.parse(st.out) as { generation: number, pid: number, version: string, history: { downtimeMs: number }[] }
+    extraPids.push(report.pid)
+    assert.equal(report.generation, 2)
+    assert.equal(report.version, 'v2')
+    assert.equal(report.history.length, 1)
+    assert.ok(report.history[0].downtimeMs > 0)
+    c.close()
+  } finally {
+    sock.cleanup()
+  }
+})
+
+test('upgrade rolls back: a stuck successor is killed, the old generation still serves, exit 1', async () => {
+  const sock = tempSocket()
+  try {
+    const gen1 = startService({ HANDOFF_SOCK: sock.path })
+    services.push(gen1)
+    const { port } = await gen1.wait('listening') as unknown as { port: number }
+    await gen1.wait('serving')
+    const c = new LineClient(port)
+    assert.equal(await c.request('INC 1'), '1 1')
+    const r = await cli(['upgrade', sock.path, '--timeout', '1500', ...successor([`HANDOFF_SOCK=${sock.path}`, 'HANDOFF_STALL_AT=successor:before-ready'])])
+    assert.equal(r.code, 1, r.out + r.err)
+    assert.match(r.err, /no commit within 1500 ms: killed the successor/)
+    assert.match(r.err, /rolled back: .*\[ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE\].*Generation 1 \(pid \d+\) is still serving/)
+    assert.equal(await c.request('INC 1'), '1 2')
+    const failing = await cli(['upgrade', sock.path, ...successor([`HANDOFF_SOCK=${sock.path}`, 'HANDOFF_KILL_AT=successor:hello-sent'])])
+    assert.equal(failing.code, 1)
+    assert.match(failing.err, /rolled back: .*successor killed by SIGKILL|rolled back: .*SUCCESSOR_GONE/)
+    assert.equal(await c.request('INC 1'), '1 3')
+    c.close()
+  } finally {
+    sock.cleanup()
+  }
+})
+
+test('upgrade usage errors', async () => {
+  assert.equal((await cli(['upgrade', '/tmp/x.sock'])).code, 2)
+  const none = await cli(['upgrade', '/tmp/pagegift-no-such.sock', '--', 'true'])
+  assert.equal(none.code, 1)
+  assert.match(none.err, /no generation is serving/)
+})
