@@ -59,13 +59,14 @@ async function pagegiftUpgrade (keys: number, size: number): Promise<Restart> {
   const r = await probe.stop()
   const c = await KvClient.connect(port)
   const info = String(await c.call('INFO', 'pagegift'))
+  const gap = probe.gapAround(Number(/last_served_at_monotonic_ns:(\d+)/.exec(info)?.[1]) / 1e6)
   await c.close()
   const v = await verifyKeys(port, keys, size)
   await gen2.stop()
   rmSync(dir, { recursive: true, force: true })
   const intact = v.wrong === 0 && v.missing === 0 && v.checksum.sum === load.checksum.sum
   const downtime = /last_downtime_ms:([\d.]+)/.exec(info)?.[1] ?? '?'
-  return { target: 'pagegift-kv live upgrade', keys, rss, unavailableMs: r.maxGapMs, intact, detail: `handoff downtime ${downtime} ms; verified ${keys - v.missing} keys by checksum` }
+  return { target: 'pagegift-kv live upgrade', keys, rss, unavailableMs: gap, intact, detail: `handoff ${downtime} ms; longest wait incl. successor start-up ${formatMs(r.maxGapMs)}; ${keys - v.missing} keys checksummed` }
 }
 
 async function redisRestart (keys: number, size: number): Promise<Restart> {

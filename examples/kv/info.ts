@@ -41,6 +41,7 @@ const sections: Record<string, Section> = {
   pagegift: (f) => ({
     generation: f.stats.generation, upgrades: f.stats.upgrades,
     last_downtime_ms: f.stats.lastDowntimeMs === null ? '' : f.stats.lastDowntimeMs.toFixed(3),
+    last_served_at_monotonic_ns: f.stats.lastServedAtNs === null ? '' : String(f.stats.lastServedAtNs),
     regions: f.store.segments.filter((s) => s !== undefined).length + 1, region_bytes: f.store.allocatedBytes
   })
 }

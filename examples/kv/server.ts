@@ -22,6 +22,8 @@ export interface ServerStats {
   upgrades: number
   /** Commands served by earlier generations. */
   inheritedCommands: number
+  /** CLOCK_MONOTONIC (ns) when this generation started serving after its handoff, for clients to line up their own timings. */
+  lastServedAtNs: bigint | null
 }
 
 export class KvServer implements ConnHost, ServerView {
@@ -45,7 +47,7 @@ export class KvServer implements ConnHost, ServerView {
   constructor (store: Store, stats: Partial<ServerStats> = {}) {
     this.store = store
     this.ctx = new Ctx(store, new Reply(), this)
-    this.stats = { generation: 1, lastDowntimeMs: null, upgrades: 0, inheritedCommands: 0, ...stats }
+    this.stats = { generation: 1, lastDowntimeMs: null, upgrades: 0, inheritedCommands: 0, lastServedAtNs: null, ...stats }
     this.compactor = new Compactor(store)
     this.sweeper = new ExpirySweeper(store)
   }

@@ -80,6 +80,7 @@ export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Pro
     if (o.dieBeforeReady) process.kill(process.pid, 'SIGKILL')
     await gen.ready()
     server.stats.lastDowntimeMs = gen.status().history.at(-1)?.downtimeMs ?? null
+    server.stats.lastServedAtNs = process.hrtime.bigint()
     server.thaw()
   } else {
     server = await startFresh(o, allocator)

@@ -49,7 +49,14 @@ export class MixedLoad {
         }
       }
       const t0 = performance.now()
-      const replies = await c.pipeline(cmds)
+      let replies
+      try {
+        replies = await c.pipeline(cmds)
+      } catch (err) {
+        this.stats.errors += cmds.length
+        if (this.stats.firstError === '') this.stats.firstError = `client ${w}: ${(err as Error).message}`
+        return
+      }
       this.stats.maxBatchMs = Math.max(this.stats.maxBatchMs, performance.now() - t0)
       this.stats.requests += replies.length
       replies.forEach((r, i) => {

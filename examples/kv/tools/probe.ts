@@ -14,17 +14,21 @@ export interface Asker {
 
 export interface ProbeResult { answers: number, maxGapMs: number, failures: number, reconnects: number }
 
+const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6
+
 export class Probe {
   private running = false
   private loop: Promise<void> = Promise.resolve()
   private last = 0
+  /** CLOCK_MONOTONIC (ms) of every good answer, comparable with other processes' clocks. */
+  readonly times: number[] = []
   readonly result: ProbeResult = { answers: 0, maxGapMs: 0, failures: 0, reconnects: 0 }
 
   constructor (private readonly asker: Asker) {}
 
   start (): void {
     this.running = true
-    this.last = performance.now()
+    this.last = monotonicMs()
     this.loop = this.run()
   }
 
@@ -60,8 +64,15 @@ export class Probe {
     this.asker.close()
   }
 
+  /** The gap between the last answer before and the first answer at or after `atMs` (CLOCK_MONOTONIC). */
+  gapAround (atMs: number): number {
+    const j = this.times.findIndex((t) => t >= atMs)
+    return j <= 0 ? Number.NaN : this.times[j] - this.times[j - 1]
+  }
+
   private answered (): void {
-    const now = performance.now()
+    const now = monotonicMs()
+    this.times.push(now)
     this.result.maxGapMs = Math.max(this.result.maxGapMs, now - this.last)
     this.last = now
     this.result.answers++
