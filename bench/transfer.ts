@@ -303,7 +303,8 @@ function report (rows: Row[], opts: Options, info: RunInfo): void {
   if (skipped.length > 0) process.stdout.write(`* ${skipped.join('; ')}\n`)
   const ratios = targetRatios(rows)
   process.stdout.write('\ntargets (ratios of medians in this run):\n')
-  for (const r of ratios) process.stdout.write(`  ${r.pass === undefined ? 'n/a ' : r.pass ? 'PASS' : 'FAIL'}  ${r.text}\n`)
+  const verdict = (r: Ratio): string => r.pass !== undefined ? (r.pass ? 'PASS' : 'FAIL') : r.value !== undefined ? 'info' : 'n/a '
+  for (const r of ratios) process.stdout.write(`  ${verdict(r)}  ${r.text}\n`)
   process.stdout.write(`\n(whole run: ${formatMs(info.elapsedMs)})\n`)
   writeResults('transfer', {
     host: { cpus: cpus().length, kernel: kernel(), loadAverage: info.load },
