@@ -65,6 +65,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent], close: [] }> {
     })
     socket.on('error', (err) => this.#fail(new QemuError('ERR_QMP_CLOSED', `QMP socket error: ${err.message}`, { cause: err })))
     socket.on('close', () => this.#fail(new QemuError('ERR_QMP_CLOSED', 'QMP connection closed')))
+    socket.resume()
   }
 
   /** Connects, reads the greeting and negotiates capabilities. */
@@ -74,7 +75,12 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent], close: [] }> {
     socket.setEncoding('utf8')
     const { greeting, rest } = await readGreeting(socket, path, timeoutMs)
     const client = new QmpClient(socket, greeting, rest)
-    await client.execute('qmp_capabilities', undefined, { timeoutMs })
+    try {
+      await client.execute('qmp_capabilities', undefined, { timeoutMs })
+    } catch (err) {
+      client.close()
+      throw err
+    }
     return client
   }
 
@@ -177,6 +183,8 @@ async function readGreeting (socket: Socket, path: string, timeoutMs: number): P
       socket.off('data', onData)
       socket.off('error', onError)
       socket.off('close', onClose)
+      // Hold further bytes in the stream until the client's own listener is attached.
+      socket.pause()
       if (err !== undefined) { socket.destroy(); reject(err) } else resolve(value as { greeting: QmpVersion, rest: string })
     }
     const onData = (chunk: string): void => {
