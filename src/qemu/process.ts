@@ -4,7 +4,7 @@
  * map the very same pages and a migration with x-ignore-shared moves no RAM at all.
  */
 import { spawn } from 'node:child_process'
-import { openSync, readFileSync, readSync, fstatSync } from 'node:fs'
+import { fstatSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
 import { QemuError } from './errors.ts'
 import { QmpClient } from './qmp.ts'
 
@@ -103,6 +103,8 @@ export async function launchQemu (o: LaunchOptions): Promise<QemuProcess> {
     throw new QemuError('ERR_QEMU_MEMORY_SIZE', `RAM fd holds ${fstatSync(o.ram.fd).size} bytes, not the ${o.ram.bytes} the VM needs`)
   }
   const logStart = fstatSync(o.logFd).size
+  // A socket file left at this path (by a QEMU whose keeper crashed) must not be mistaken for ours.
+  rmSync(o.qmpPath, { force: true })
   const stdio: Array<'ignore' | number> = ['ignore', o.logFd, o.logFd]
   if (o.ram.fd !== undefined) stdio.push(o.ram.fd)
   const child = spawn(o.binary, qemuArgs(o), { stdio, detached: true })
