@@ -4,7 +4,7 @@
  * background with --detach); the other subcommands talk to the keeper over its control socket.
  */
 import { spawn } from 'node:child_process'
-import { closeSync } from 'node:fs'
+import { closeSync, fstatSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { request } from '../qemu/control.ts'
@@ -70,6 +70,7 @@ async function startDetached (argv: string[], dir: string, name: string): Promis
   const paths = vmPaths(dir, name)
   ensureDir(dir)
   const logFd = openLog(paths.keeperLog)
+  const logStart = fstatSync(logFd).size
   const bin = fileURLToPath(new URL('../../bin/pagegift.js', import.meta.url))
   const child = spawn(process.execPath, [bin, 'qemu', 'start', ...argv], { detached: true, stdio: ['ignore', logFd, logFd] })
   closeSync(logFd)
@@ -90,7 +91,8 @@ async function startDetached (argv: string[], dir: string, name: string): Promis
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   if (!exited) child.kill('SIGTERM')
-  process.stderr.write(`pagegift qemu start: the keeper did not come up; see ${paths.keeperLog}\n`)
+  const said = readFileSync(paths.keeperLog).subarray(logStart).toString('utf8').trim().split('\n').slice(-5).join('\n')
+  process.stderr.write(`pagegift qemu start: the keeper did not come up (see ${paths.keeperLog}):\n${said}\n`)
   return 1
 }
 
