@@ -70,6 +70,7 @@ function inner (h: unknown): Internals {
 
 function take (h: Handle): number {
   const i = inner(h)
+  if (i.release !== undefined) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_HANDLE', 'This handle was exported here: it travels to a successor, which adopts the handle it receives')
   if (i.fd === null) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_HANDLE', 'This handle was already adopted')
   const fd = i.fd
   i.fd = null
