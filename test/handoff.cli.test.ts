@@ -102,6 +102,28 @@ test('upgrade rolls back: a stuck successor is killed, the old generation still 
   }
 })
 
+test('upgrade of a region that is not giftable: it is copied down the ladder, with progress', async () => {
+  const sock = tempSocket()
+  try {
+    const gen1 = startService({ HANDOFF_SOCK: sock.path, HANDOFF_PLAIN_REGION: '1', HANDOFF_REGION_BYTES: String(40 << 20) })
+    services.push(gen1)
+    const { port } = await gen1.wait('listening') as unknown as { port: number }
+    await gen1.wait('serving')
+    const c = new LineClient(port)
+    assert.equal(await c.request('INC 9'), '1 1')
+    const r = await cli(['upgrade', sock.path, ...successor([`HANDOFF_SOCK=${sock.path}`])])
+    assert.equal(r.code, 0, r.err)
+    assert.match(r.err, /copying region counters: 40 MiB \/ 40 MiB \(100%\)/)
+    assert.match(r.out, /^ {2}region counters {2}40 MiB {2}(cma|splice|copy) \(source not giftable/m)
+    assert.equal(await c.request('INC 9'), '2 2', 'the copied region kept its contents')
+    const st = JSON.parse((await cli(['status', sock.path, '--json'])).out) as { pid: number }
+    extraPids.push(st.pid)
+    c.close()
+  } finally {
+    sock.cleanup()
+  }
+})
+
 test('upgrade usage errors', async () => {
   assert.equal((await cli(['upgrade', '/tmp/x.sock'])).code, 2)
   const none = await cli(['upgrade', '/tmp/pagegift-no-such.sock', '--', 'true'])

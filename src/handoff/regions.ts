@@ -56,10 +56,11 @@ export async function sendGifts (ch: HandoffChannel, plan: RegionPlan, progress:
   for (const { name, bytes } of plan.gifts) {
     let report: RegionReport = { name, bytes: bytes.byteLength, path: 'copy' }
     for (let off = 0; off < bytes.byteLength; off += CHUNK_BYTES) {
-      const chunk = bytes.slice(off, Math.min(off + CHUNK_BYTES, bytes.byteLength))
-      const receipt = await ch.gift(chunk.buffer, { meta: { region: name, offset: off } })
+      const end = Math.min(off + CHUNK_BYTES, bytes.byteLength)
+      // The gift detaches the copy at once, never our original.
+      const receipt = await ch.gift(bytes.slice(off, end).buffer, { meta: { region: name, offset: off } })
       if (off === 0) report = { name, bytes: bytes.byteLength, path: receipt.path as RegionReport['path'], ...(receipt.reason !== undefined ? { reason: receipt.reason } : {}) }
-      progress(name, off + chunk.byteLength, bytes.byteLength)
+      progress(name, end, bytes.byteLength)
     }
     reports.set(name, report)
   }
