@@ -6,9 +6,12 @@
         "native/binding.c",
         "native/sys_mem.c",
         "native/sys_sock.c",
-        "native/binding_async.c"
+        "native/binding_async.c",
+        "native/arraybuffer.cc"
       ],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
+      "cflags_c": ["-std=gnu11"],
+      "cflags_cc": ["-std=gnu++17"],
+      "cflags": [ "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"]
     }
   ]

@@ -75,9 +75,6 @@ void pagegift__mapping_unref(pagegift__mapping* m) {
 
 static void pagegift__finalize_buffer(napi_env env, void* data, void* hint) {
   pagegift__mapping* m = hint;
-  int64_t ignored;
-  /* Gives back what map() took off V8's external-memory count; see there. */
-  napi_adjust_external_memory(env, (int64_t) m->byte_length, &ignored);
   /* Reached only when the ArrayBuffer was collected without an explicit release. */
   if (!m->unmapped) {
     m->unmapped = 1;
@@ -147,19 +144,12 @@ static napi_value pagegift__map(napi_env env, napi_callback_info info) {
   m->addr = addr;
   m->length = length;
   m->refs = 2;
-  m->byte_length = byte_length;
-  napi_value ab, handle, out;
-  int64_t ignored;
-  /*
-   * V8 counts an external ArrayBuffer's length as external memory and starts a full GC when that
-   * grows past its limit, which made mapping a 1 GiB gift cost milliseconds. These pages are not V8's
-   * to free (release() or the receiver's exit does), so take them off the count beforehand.
-   */
-  napi_adjust_external_memory(env, -(int64_t) byte_length, &ignored);
-  if (napi_create_external_arraybuffer(env, addr, byte_length, pagegift__finalize_buffer, m, &ab) != napi_ok) {
+  napi_value ab = pagegift__uncounted_arraybuffer(env, addr, byte_length);
+  napi_value handle, out;
+  if (ab == NULL || napi_add_finalizer(env, ab, m, pagegift__finalize_buffer, m, NULL) != napi_ok) {
     pagegift_unmap(addr, length);
     free(m);
-    napi_throw_error(env, "ERR_PAGEGIFT_NAPI", "napi_create_external_arraybuffer failed");
+    napi_throw_error(env, "ERR_PAGEGIFT_NAPI", "could not create the ArrayBuffer of a mapping");
     return NULL;
   }
   PAGEGIFT__CHECK(env, napi_create_external(env, m, pagegift__finalize_handle, NULL, &handle));

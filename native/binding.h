@@ -23,7 +23,6 @@
 typedef struct {
   void* addr;
   size_t length;
-  size_t byte_length;
   int refs;
   int unmapped;
 } pagegift__mapping;
@@ -34,6 +33,7 @@ void* pagegift__view_data(napi_env env, napi_value v, size_t* length);
 int pagegift__iovs(napi_env env, napi_value arr, struct iovec** out);
 void pagegift__mapping_unref(pagegift__mapping* m);
 
+napi_value pagegift__uncounted_arraybuffer(napi_env env, void* data, size_t length);
 napi_value pagegift__async(napi_env env, napi_callback_info info);
 napi_value pagegift__unmap_async(napi_env env, napi_callback_info info);
 napi_value pagegift__poll_start(napi_env env, napi_callback_info info);

@@ -4,7 +4,7 @@
  */
 import { PagegiftError } from './errors.ts'
 import { native } from './native.ts'
-import { dropRegion, extentsOf, isAligned, mapExtents, pageSize, regionOf, roundUp, alloc, type Extent } from './pages.ts'
+import { dropRegion, extentsOf, isAligned, mapExtents, pageSize, regionOf, roundUp, alloc, type Extent, type Region } from './pages.ts'
 
 export type GiftPath = 'move' | 'cma' | 'splice' | 'copy'
 export const PATHS: readonly GiftPath[] = ['move', 'cma', 'splice', 'copy']
@@ -36,7 +36,11 @@ export class Sources {
   readonly notMovable?: string
   readonly notes: string[]
 
-  private constructor (items: Item[], notes: string[]) {
+  /** The user's detached giftable buffers, still mapped until release() or recover(). */
+  #detached: Region[]
+
+  private constructor (items: Item[], notes: string[], detached: Region[]) {
+    this.#detached = detached
     this.items = items
     this.lengths = items.map((i) => i.length)
     this.total = this.lengths.reduce((a, b) => a + b, 0)
@@ -88,8 +92,11 @@ export class Sources {
       }
       return { length: v.byteLength, skew: 0, heap: new Uint8Array(ab, v.byteOffset, v.byteLength), why: NOT_GIFTABLE }
     })
-    for (const { region } of planned) if (region !== undefined) dropRegion(region)
-    return new Sources(items, notes)
+    // Detach now, but unmap only once the gift is settled: a large munmap competes for the CPU
+    // with the reader while it maps the pages, and the pages stay alive through the memfds anyway.
+    const regions = new Set(planned.flatMap(({ region }) => region !== undefined ? [region] : []))
+    for (const region of regions) native.detach(region.ab)
+    return new Sources(items, notes, [...regions])
   }
 
   /** The move descriptor: per buffer, [fdIndex, offset, length] extents; and the fds to send. */
@@ -124,6 +131,7 @@ export class Sources {
 
   /** The gift is delivered: let go of the memory. */
   release (): void {
+    for (const region of this.#detached.splice(0)) dropRegion(region)
     for (const item of this.items) {
       if (item.mapped !== undefined) dropRegion(regionOf(item.mapped) ?? fail())
       for (const e of item.extents ?? []) e.memfd.unref()
