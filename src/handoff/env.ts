@@ -27,8 +27,8 @@ export interface HandoffServer {
 
 /** Protocol points where tests inject failures (typically `process.kill(process.pid, 'SIGKILL')`). */
 export type Step =
-  | 'successor:connected' | 'successor:hello-sent' | 'successor:state-received' | 'successor:before-ready' | 'successor:ready-sent'
-  | 'predecessor:hello-received' | 'predecessor:quiesced' | 'predecessor:state-sent' | 'predecessor:ready-received'
+  | 'successor:connected' | 'successor:hello-sent' | 'successor:state-received' | 'successor:before-ready' | 'successor:ready-sent' | 'successor:serving'
+  | 'predecessor:hello-received' | 'predecessor:stopped' | 'predecessor:quiesced' | 'predecessor:state-sent' | 'predecessor:ready-received' | 'predecessor:committed'
 
 export interface Env {
   connect (path: string): Promise<HandoffChannel>

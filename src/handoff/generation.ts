@@ -83,9 +83,22 @@ export class Generation extends EventEmitter {
     this.#phase = 'serving'
     const inh = this.#inheritance
     if (inh !== null) await this.#commitInheritance(inh)
-    this.#server = await this.#env.listen(this.path)
+    this.#server = await this.#listen(inh !== null ? 3000 : 0)
     this.#server.on('connection', (ch) => { void onConnection(this.#serving, ch) })
     await warmUp()
+  }
+
+  /** Takes the socket path; a successor waits (up to `retryMs`) for its predecessor to let go of it after COMMIT. */
+  async #listen (retryMs: number): Promise<HandoffServer> {
+    const until = Date.now() + retryMs
+    for (;;) {
+      try {
+        return await this.#env.listen(this.path)
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'EADDRINUSE' || Date.now() >= until) throw err
+        await new Promise((resolve) => setTimeout(resolve, 2))
+      }
+    }
   }
 
   async #commitInheritance (inh: Inheritance): Promise<void> {
@@ -101,6 +114,7 @@ export class Generation extends EventEmitter {
     }
     inh.gate.open()
     const servingAt = this.#env.now()
+    await this.#env.step('successor:serving')
     if (how === 'commit') await inh.ch.send(msg.serving(servingAt)).catch(() => {})
     inh.ch.close()
     const st = inh.state
@@ -176,11 +190,6 @@ export class Generation extends EventEmitter {
         const server = this.#server
         this.#server = null
         await server?.close()
-      },
-      relisten: async () => {
-        if (this.#phase !== 'serving' || this.#server !== null) return
-        this.#server = await this.#env.listen(this.path)
-        this.#server.on('connection', (ch) => { void onConnection(this.#serving, ch) })
       },
       committed: (record) => { void this.#handedOff(record) },
       resumed: (err) => {

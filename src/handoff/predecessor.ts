@@ -26,10 +26,8 @@ export interface Serving {
   status (): StatusReport
   broadcast (e: WatchEvent): void
   addWatcher (ch: HandoffChannel): void
-  /** Stops accepting successors on the handoff socket (just before COMMIT). */
+  /** Stops accepting successors on the handoff socket (just after COMMIT). */
   unlisten (): Promise<void>
-  /** Accepts successors again (after a rollback that came after unlisten). */
-  relisten (): Promise<void>
   committed (record: HandoffRecord): void
   resumed (err: Error): void
 }
@@ -108,12 +106,12 @@ async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg): Pro
   const stopCollecting = collectExports()
   let returned: [string, Handle][] = []
   let handlerDone: Promise<unknown> = Promise.resolve()
-  let unlistened = false
   let stoppedAt = env.now()
   try {
     await g.race(Promise.resolve(env.step('predecessor:hello-received')))
     const offered = await offerRegions(s, ch, g.race)
     stoppedAt = env.now()
+    await g.race(Promise.resolve(env.step('predecessor:stopped')))
     const info: SuccessorInfo = { pid: hello.pid, uid: ch.peer.uid, version: hello.version }
     const handler = s.handler as NonNullable<Serving['handler']>
     const handlerP = Promise.resolve().then(() => handler(info))
@@ -132,12 +130,13 @@ async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg): Pro
     const gifted = await g.race(sendGifts(ch, plan, (region, bytes, total) => s.broadcast({ event: 'progress', region, bytes, total })))
     parseReady((await g.race(ch.recv())).msg)
     await g.race(Promise.resolve(env.step('predecessor:ready-received')))
-    unlistened = true
-    await g.race(s.unlisten())
     if (ch.closed) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', 'the successor went away before commit')
     await g.race(ch.send(msg.commit()))
     const pauseNs = env.now() - stoppedAt
     g.done()
+    await env.step('predecessor:committed')
+    // Committed. The successor waits for the socket path (EADDRINUSE) until we let go of it here.
+    await s.unlisten().catch(() => {})
     const regions: RegionReport[] = plan.wire.map((r) => gifted.get(r.name) ?? { name: r.name, bytes: r.byteLength, path: 'share' })
     await finishCommit(s, ch, hello, stoppedAt, pauseNs, regions, returned)
   } catch (err) {
@@ -145,7 +144,7 @@ async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg): Pro
     stopCollecting()
     await handlerDone
     const why = peerGone(err) ? new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', `the successor (pid ${hello.pid}) went away before commit`, { cause: err }) : err as Error
-    await rollback(s, ch, why, [...new Set([...stopCollecting(), ...returned.map(([, h]) => h)])], unlistened)
+    await rollback(s, ch, why, [...new Set([...stopCollecting(), ...returned.map(([, h]) => h)])])
   }
 }
 
@@ -188,12 +187,11 @@ async function finishCommit (s: Serving, ch: HandoffChannel, hello: HelloMsg, st
   })
 }
 
-async function rollback (s: Serving, ch: HandoffChannel, err: Error, handles: Handle[], unlistened: boolean): Promise<void> {
+async function rollback (s: Serving, ch: HandoffChannel, err: Error, handles: Handle[]): Promise<void> {
   // ABORT goes out before we serve again, so a live successor can never believe it committed.
   if (!ch.closed) await ch.send(msg.abort(code(err), err.message)).catch(() => {})
   ch.close()
   for (const h of handles) resumeHandle(h)
-  if (unlistened) await s.relisten().catch(() => {})
   s.busyWith = null
   s.resumed(err)
 }

@@ -45,7 +45,6 @@ async function dryRun (): Promise<void> {
     broadcast: () => {},
     addWatcher: () => {},
     unlisten: async () => {},
-    relisten: async () => {},
     committed: () => {},
     resumed: () => {},
   }
