@@ -12,6 +12,9 @@ export async function main (argv: string[]): Promise<number> {
     process.stderr.write(o + '\n')
     return o === USAGE ? 0 : 2
   }
+  // A server outlives whoever started it (`pagegift upgrade` exits after the commit): a closed
+  // stdout or stderr must not take it down.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
   const allocator = await defaultAllocator()
   if (o.handoff !== null) {
     const { serveWithHandoff } = await import('./upgrade.ts')
