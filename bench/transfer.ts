@@ -112,35 +112,41 @@ class Peer {
 }
 
 /**
- * Warm giftable memory to gift again and again: one memfd kept open here, mapped afresh and written
- * before each gift. Its pages stay allocated from run to run, so no run pays this VM's first touch
- * of fresh memory (1–3 s per GiB) before the clock starts, let alone after.
+ * The source of every run, of every case: one memfd, kept mapped and written here as `view` (what
+ * the peers that do not take memory away send), and mapped afresh and written before each gift (a
+ * gift takes its mapping away). Its pages stay allocated from run to run, so no run pays this VM's
+ * first touch of fresh memory (1–3 s per GiB), and every case reads the same warm pages.
  */
 class SourcePages {
+  readonly view: Buffer
+  readonly #kept: ArrayBuffer
   readonly #memfd: Memfd
   readonly #size: number
 
   constructor (size: number) {
-    const first = alloc(size)
-    this.#memfd = new Memfd(fdOf(first))
-    release(first)
+    this.#kept = alloc(size)
+    this.view = Buffer.from(this.#kept).fill(1)
+    this.#memfd = new Memfd(fdOf(this.#kept))
     this.#size = size
   }
 
-  next (seed: number): ArrayBuffer {
+  /** Pages for one gift, written with `seed`; a big mapping can set off V8's external-memory GC, so that settles first. */
+  gift (seed: number): ArrayBuffer {
     const ab = mapExtents([{ memfd: this.#memfd, offset: 0, length: roundUp(this.#size) }], this.#size)
     new Uint8Array(ab).fill(seed)
+    if (this.#size >= SETTLE_BYTES) gc()
     return ab
   }
 
-  close (): void { this.#memfd.unref() }
+  close (): void {
+    release(this.#kept)
+    this.#memfd.unref()
+  }
 }
 
 async function giftOnce (peer: Peer, pages: SourcePages, size: number, path: GiftPath, into: Into): Promise<number> {
   const seed = nextSeed()
-  const ab = pages.next(seed)
-  // Mapping a big ArrayBuffer sets off V8's external-memory GC; let it finish before the clock starts.
-  if (size >= SETTLE_BYTES) gc()
+  const ab = pages.gift(seed)
   await peer.ask({ op: 'gift', size, seed, into })
   const t0 = process.hrtime.bigint()
   const receipt = peer.ch.gift(ab, { path, meta: { t0: String(t0) } })
@@ -187,9 +193,9 @@ function giftSkip (size: number, path: GiftPath, into: Into, opts: Options): str
 /** One way to move the bytes of a size: its timed run (absent when skipped) and how many runs it gets. */
 interface Case { method: string, plan: Plan, once?: () => Promise<number>, skipped?: string }
 
-/** Sets up every case of one size (sources, targets, the socket), measures them together, then frees it all. */
+/** Sets up every case of one size (source pages, targets, the socket), measures them together, then frees it all. */
 async function measureSize (peer: Peer, server: Server, path: string, size: number, opts: Options): Promise<Row[]> {
-  const src = Buffer.allocUnsafeSlow(size).fill(1)
+  // Memory in use: the source pages and `dst` here, the target in the child (at 4 GiB, 12 GiB in all).
   const dst = Buffer.allocUnsafeSlow(size).fill(2)
   await peer.ask({ op: 'target', size, seed: nextSeed() })
   const accepted = once(server, 'connection')
@@ -200,11 +206,11 @@ async function measureSize (peer: Peer, server: Server, path: string, size: numb
   try {
     const plan = planFor(size)
     const cases: Case[] = [
-      { method: METHOD.memcpy, plan, once: async () => memcpyOnce(src, dst) },
-      { method: METHOD.net, plan, once: async () => await netOnce(peer, socket, src) },
+      { method: METHOD.memcpy, plan, once: async () => memcpyOnce(pages.view, dst) },
+      { method: METHOD.net, plan, once: async () => await netOnce(peer, socket, pages.view) },
       size > GiB
         ? { method: METHOD.ipc, plan, skipped: 'IPC is not run above 1 GiB (seconds per GiB, and each side holds a serialized copy)' }
-        : { method: METHOD.ipc, plan: ipcPlan(size), once: async () => await ipcOnce(peer, src) },
+        : { method: METHOD.ipc, plan: ipcPlan(size), once: async () => await ipcOnce(peer, pages.view) },
       ...GIFT_ROWS.map(([gift, into]): Case => {
         const c = { method: giftMethod(gift, into), plan, skipped: giftSkip(size, gift, into, opts) }
         return c.skipped !== undefined ? c : { ...c, once: async () => await giftOnce(peer, pages, size, gift, into) }
