@@ -5,7 +5,8 @@ import net from 'node:net'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { startKv, type KvProc } from './fixtures/kv-proc.ts'
+import { fileURLToPath } from 'node:url'
+import { startKv, KV_BIN, type KvProc } from './fixtures/kv-proc.ts'
 import { loadKeys, verifyKeys } from '../examples/kv/tools/load.ts'
 import { KvClient } from '../examples/kv/client.ts'
 
@@ -79,7 +80,7 @@ test('rollback: a successor killed before READY leaves the old generation servin
     const bench = benchmark(gen.port, 1_000_000)
     await new Promise((resolve) => setTimeout(resolve, 300))
     const mark = gen.output().length
-    const doomed = spawn(process.execPath, [(await import('./fixtures/kv-proc.ts')).KV_BIN, ...args, '--die-before-ready'], { stdio: 'ignore' })
+    const doomed = spawn(process.execPath, [KV_BIN, ...args, '--die-before-ready'], { stdio: 'ignore' })
     const sig = await new Promise((resolve) => doomed.on('exit', (_code, signal) => resolve(signal)))
     assert.equal(sig, 'SIGKILL')
     await gen.waitFor(/handoff failed, serving again/, 15000, mark)
@@ -96,6 +97,35 @@ test('rollback: a successor killed before READY leaves the old generation servin
     await c2.close()
   } finally {
     await gen.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('`pagegift upgrade <socket> -- pagegift-kv ...` upgrades it and reports the downtime', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kv-cli-'))
+  const sock = join(dir, 'h.sock')
+  const gen = await startKv(['--port', '0', '--handoff', sock])
+  const cli = fileURLToPath(new URL('../bin/pagegift.js', import.meta.url))
+  let successor = 0
+  try {
+    const c = await KvClient.connect(gen.port)
+    await c.call('SET', 'kept', 'yes')
+    const p = spawn(process.execPath, [cli, 'upgrade', sock, '--', process.execPath, KV_BIN, '--port', '0', '--handoff', sock], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    p.stdout.on('data', (d) => { out += d.toString() })
+    p.stderr.on('data', (d) => { out += d.toString() })
+    // Wait for the CLI's exit, not for its pipes to close: the new generation inherits them and keeps serving.
+    const code = await new Promise((resolve) => p.on('exit', resolve))
+    successor = Number(/process_id:(\d+)/.exec(String(await c.call('INFO', 'server')))?.[1])
+    assert.equal(code, 0, out)
+    assert.match(out, /downtime: [\d.]+ ms/)
+    assert.notEqual(successor, gen.pid)
+    assert.equal(String(await c.call('GET', 'kept')), 'yes')
+    assert.match(String(await c.call('INFO', 'pagegift')), /generation:2\r\n/)
+    await c.close()
+  } finally {
+    await gen.stop()
+    if (successor > 0) process.kill(successor, 'SIGTERM')
     rmSync(dir, { recursive: true, force: true })
   }
 })
