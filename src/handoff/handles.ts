@@ -25,8 +25,8 @@ interface Internals {
   resume?: () => void
   /** Predecessor side: let go after COMMIT. */
   release?: () => void
-  /** Predecessor side: resolves when nothing we wrote is still queued. */
-  flush?: () => Promise<void>
+  /** Predecessor side: resolves when nothing we wrote is still queued; false if the connection closed instead. */
+  flush?: () => Promise<boolean>
   /** Successor side: set while the handoff that delivered this handle is not committed. */
   gate?: Gate
 }
@@ -138,8 +138,10 @@ export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc
   if (!(socket instanceof net.Socket)) throw new TypeError('The "socket" argument must be a net.Socket')
   if (!Buffer.isBuffer(pending)) throw new TypeError('The "pending" argument must be a Buffer')
   const h = (socket as unknown as SocketInternals)._handle
-  if (h === null || socket.destroyed || socket.connecting || typeof h.fd !== 'number' || h.fd < 0) {
-    throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_NOT_CONNECTED', 'The socket is not connected')
+  if (socket.connecting) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_NOT_CONNECTED', 'The socket is still connecting')
+  if (h === null || socket.destroyed || typeof h.fd !== 'number' || h.fd < 0) {
+    // A connection that closed (its 'close' event may still be on its way) is simply left out.
+    return new Handle('socket', Buffer.alloc(0), { closed: 1 }, { fd: null, flush: async () => false })
   }
   const flowing = socket.readableFlowing
   h.readStop()
@@ -150,10 +152,10 @@ export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc
   const info = { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 }
   const i: Internals = { fd: h.fd }
   i.flush = async () => {
-    while (socket.writableLength > 0 || (h.writeQueueSize ?? 0) > 0) {
-      if (socket.destroyed) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_NOT_CONNECTED', 'The socket closed while its writes drained')
+    while (!socket.destroyed && (socket.writableLength > 0 || (h.writeQueueSize ?? 0) > 0)) {
       await new Promise((resolve) => setImmediate(resolve))
     }
+    return !socket.destroyed
   }
   i.resume = () => {
     if (socket.destroyed) return
@@ -227,6 +229,7 @@ export function wireFd (h: Handle): number {
   return fd
 }
 
-export async function flushHandle (h: Handle): Promise<void> { await inner(h).flush?.() }
+/** Waits for a handle's queued writes; false when it closed meanwhile (it is then left out). */
+export async function flushHandle (h: Handle): Promise<boolean> { return await inner(h).flush?.() ?? true }
 export function resumeHandle (h: Handle): void { inner(h).resume?.() }
 export function releaseHandle (h: Handle): void { inner(h).release?.() }
