@@ -1,6 +1,7 @@
 /** The README "Live upgrades" example (test/fixtures/handoff-readme.ts) survives `pagegift upgrade`. */
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
+import net from 'node:net'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { LineClient, root, sleep, tempSocket } from './fixtures/handoff-harness.ts'
@@ -10,16 +11,27 @@ const example = join(root, 'test', 'fixtures', 'handoff-readme.ts')
 const pids: number[] = []
 after(() => { for (const pid of pids) { try { process.kill(pid, 'SIGKILL') } catch {} } })
 
+async function freePort (): Promise<number> {
+  const s = net.createServer()
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
+  const { port } = s.address() as net.AddressInfo
+  await new Promise((resolve) => s.close(resolve))
+  return port
+}
+
 async function exited (c: ChildProcess): Promise<number | null> { return await new Promise((resolve) => c.once('exit', resolve)) }
 
 test('the README example keeps its count and its clients across two upgrades', async () => {
   const sock = tempSocket()
-  const port = 20000 + Math.floor(Math.random() * 20000)
+  const port = await freePort()
   const env = { ...process.env, SOCK: sock.path, PORT: String(port) }
   try {
-    const gen1 = spawn(process.execPath, ['--import', 'tsx', example], { cwd: root, env: { ...env, VERSION: 'v1' }, stdio: 'ignore' })
+    const gen1 = spawn(process.execPath, ['--import', 'tsx', example], { cwd: root, env: { ...env, VERSION: 'v1' }, stdio: ['ignore', 'ignore', 'pipe'] })
     pids.push(gen1.pid as number)
-    for (let i = 0; i < 100; i++) { try { await status(sock.path); break } catch { await sleep(50) } }
+    let err = ''
+    gen1.stderr.on('data', (d) => { err += String(d) })
+    for (let i = 0; i < 200 && !err.includes('serving on'); i++) await sleep(50)
+    assert.match(err, /generation 1 serving on/)
     const c = new LineClient(port)
     assert.equal(await c.request('a'), '1 1')
     for (const version of ['v2', 'v3']) {
