@@ -83,7 +83,15 @@ export class Generation extends EventEmitter {
     this.#phase = 'serving'
     const inh = this.#inheritance
     if (inh !== null) await this.#commitInheritance(inh)
-    this.#server = await this.#listen(inh !== null ? 3000 : 0)
+    try {
+      this.#server = await this.#listen(inh !== null ? this.#opts.timeoutMs : 0)
+    } catch (err) {
+      if (inh === null) throw err
+      // We committed and serve; only our own successors cannot reach us. Say so, but do not fail.
+      if (this.listenerCount('error') > 0) this.emit('error', err)
+      else process.emitWarning(`pagegift handoff: serving, but cannot listen on ${this.path} for successors: ${(err as Error).message}`)
+      return
+    }
     this.#server.on('connection', (ch) => { void onConnection(this.#serving, ch) })
     await warmUp()
   }
