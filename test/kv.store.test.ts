@@ -36,6 +36,7 @@ test('matches a Map model under random sets, overwrites and deletes (index growt
   for (let i = 0; i < 30000; i++) {
     const k = `k${rnd(3000)}`
     const op = rnd(10)
+    if (i % 97 === 0) st.prepareGrowth(rnd(4))
     if (op < 6) {
       const v = 'v'.repeat(rnd(40)) + i
       assert.ok(put(st, k, v))

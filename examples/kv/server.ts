@@ -173,6 +173,7 @@ export class KvServer implements ConnHost, ServerView {
   private housekeeping (): void {
     this.store.now = Date.now()
     this.sweeper.sweep(4096)
+    this.store.prepareGrowth(256)
     this.compactor.step(2)
   }
 }

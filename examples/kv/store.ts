@@ -47,6 +47,9 @@ export class Store {
   private hash = 0
   private probe = 0
   private readonly initialSlots: number
+  /** The next index, allocated and faulted in ahead of need (prepareGrowth); not part of the state. */
+  private nextIndex: ArrayBuffer | null = null
+  private touched = 0
 
   constructor (opts: StoreOptions = {}, adopted?: { index: KeyIndex, segments: Segment[], meta: StoreMeta }) {
     this.allocator = opts.allocator ?? heapAllocator
@@ -221,6 +224,8 @@ export class Store {
     this.liveBytes = 0
     this.expires = 0
     this.allocator.release(oldIndex)
+    if (this.nextIndex !== null) this.allocator.release(this.nextIndex)
+    this.nextIndex = null
     for (const s of old) if (s !== undefined) this.allocator.release(s.region)
   }
 
@@ -246,9 +251,32 @@ export class Store {
     return seg
   }
 
+  /**
+   * Background work before the index fills up: allocate its successor and fault its pages in, a
+   * slice per call, so that the growth itself only moves entries (first touch of fresh memory is
+   * the slow part). Returns true while there is more to do.
+   */
+  prepareGrowth (maxPages: number): boolean {
+    if (this.index.count < this.index.capacity * 0.55) return false
+    const bytes = KeyIndex.bytesFor(this.index.capacity * 2)
+    if (this.nextIndex === null || this.nextIndex.byteLength !== bytes) {
+      if (this.nextIndex !== null) this.allocator.release(this.nextIndex)
+      this.nextIndex = this.allocator.alloc(bytes, 'index')
+      this.touched = 0
+    }
+    const words = new Uint32Array(this.nextIndex)
+    const end = Math.min(bytes, this.touched + maxPages * 4096)
+    for (let off = this.touched; off < end; off += 4096) words[off >>> 2] = 0
+    this.touched = end
+    return end < bytes
+  }
+
   private grow (): void {
     const old = this.index
-    const next = new KeyIndex(this.allocator.alloc(KeyIndex.bytesFor(old.capacity * 2), 'index'), 0)
+    const bytes = KeyIndex.bytesFor(old.capacity * 2)
+    const region = this.nextIndex?.byteLength === bytes ? this.nextIndex : this.allocator.alloc(bytes, 'index')
+    this.nextIndex = null
+    const next = new KeyIndex(region, 0)
     old.rehashInto(next)
     this.index = next
     this.allocator.release(old.region)
