@@ -22,20 +22,35 @@ import { formatBytes, formatMs, printTable, writeResults } from './lib.ts'
 const say = (s: string): void => { process.stdout.write(s + '\n') }
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
-async function throughput (n: number): Promise<Record<string, BenchLine[]>> {
+/** The run with the median ops/s, per test, of `runs`. */
+function medianRuns (runs: BenchLine[][]): BenchLine[] {
+  return runs[0].map((first) => {
+    const all = runs.map((r) => r.find((l) => l.test === first.test) as BenchLine).sort((x, y) => x.rps - y.rps)
+    return all[all.length >> 1]
+  })
+}
+
+/** Both servers run side by side (idle when not measured); measured runs alternate, `rounds` each. */
+async function throughput (n: number, rounds: number): Promise<Record<string, BenchLine[]>> {
   const args = ['-t', 'set,get', '-n', String(n), '-r', String(n), '-d', '64', '-c', '50', '-P', '16']
-  const out: Record<string, BenchLine[]> = {}
   const dir = mkdtempSync(join(tmpdir(), 'kv-bench-'))
-  for (const target of ['pagegift-kv', 'redis-server']) {
-    const port = await freePort()
-    const server = target === 'pagegift-kv' ? await startKv(['--port', String(port)]) : await startRedis(port, dir)
-    await redisBenchmark(port, ['-t', 'set', '-n', String(n), '-r', String(n), '-d', '64', '-c', '50', '-P', '16'])
-    out[target] = await redisBenchmark(port, args)
-    say(`  ${target}: ${out[target].map((l) => `${l.test} ${Math.round(l.rps)}/s p99 ${l.p99Ms} ms`).join(', ')}`)
-    await server.stop()
+  const ports = { 'pagegift-kv': await freePort(), 'redis-server': await freePort() }
+  const servers = [await startKv(['--port', String(ports['pagegift-kv'])]), await startRedis(ports['redis-server'], dir)]
+  const runs: Record<string, BenchLine[][]> = { 'pagegift-kv': [], 'redis-server': [] }
+  try {
+    for (const port of Object.values(ports)) await redisBenchmark(port, ['-t', 'set', '-n', String(n), '-r', String(n), '-d', '64', '-c', '50', '-P', '16'])
+    for (let r = 0; r < rounds; r++) {
+      for (const [target, port] of Object.entries(ports)) {
+        const lines = await redisBenchmark(port, args)
+        runs[target].push(lines)
+        say(`  ${target} run ${r + 1}: ${lines.map((l) => `${l.test} ${Math.round(l.rps)}/s p99 ${l.p99Ms} ms`).join(', ')}`)
+      }
+    }
+  } finally {
+    for (const s of servers) await s.stop()
+    rmSync(dir, { recursive: true, force: true })
   }
-  rmSync(dir, { recursive: true, force: true })
-  return out
+  return { 'pagegift-kv': medianRuns(runs['pagegift-kv']), 'redis-server': medianRuns(runs['redis-server']) }
 }
 
 interface Restart { target: string, keys: number, rss: number, unavailableMs: number, detail: string, intact: boolean }
@@ -143,8 +158,8 @@ export async function run (flags: string[]): Promise<void> {
   const quick = flags.includes('--quick')
   ensurePeers()
   const n = quick ? 200_000 : 1_000_000
-  say(`throughput: redis-benchmark -t set,get -n ${n} -r ${n} -d 64 -c 50 -P 16`)
-  const tp = await throughput(n)
+  say(`throughput: redis-benchmark -t set,get -n ${n} -r ${n} -d 64 -c 50 -P 16 (median of ${quick ? 1 : 3} alternating runs)`)
+  const tp = await throughput(n, quick ? 1 : 3)
   const rows: Record<string, string | number>[] = []
   for (const l of tp['pagegift-kv']) {
     const redis = tp['redis-server'].find((x) => x.test === l.test) as BenchLine
