@@ -17,7 +17,6 @@ const state = (over: Record<string, unknown> = {}): Record<string, unknown> => (
   regions: [{ name: 'r', byteLength: 4096, mode: 'share', extents: [{ fd: 0, offset: 0, length: 4096 }] }],
   handles: [{ name: 'l', kind: 'server', fd: 1, pending: '', info: { port: 1 } }],
   meta: { any: ['thing'] },
-  history: [],
   ...over,
 })
 

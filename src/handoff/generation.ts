@@ -50,7 +50,7 @@ export class Generation extends EventEmitter {
     this.#inheritance = inheritance
     this.generation = inheritance?.state.generation ?? 1
     this.inherited = inheritance?.inherited ?? null
-    this.#history = inheritance?.state.history ?? []
+    this.#history = inheritance?.history ?? []
     this.#serving = this.#makeServing()
   }
 

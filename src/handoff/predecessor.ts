@@ -125,7 +125,7 @@ async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg): Pro
     const handleFds = returned.map(([, h]) => wireFd(h))
     const plan = planRegions(env, state.regions ?? {}, handleFds.length, offered)
     const handles: HandleWire[] = returned.map(([name, h], i) => ({ name, kind: h.kind, fd: i, pending: h.pending.toString('base64'), info: { ...h.info } }))
-    const stateMsg = { t: 'state', v: PROTOCOL_VERSION, generation: s.generation + 1, from: { pid: env.pid, version: s.version, generation: s.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null, history: s.history.slice(-(LIMITS.history - 1)) }
+    const stateMsg = { t: 'state', v: PROTOCOL_VERSION, generation: s.generation + 1, from: { pid: env.pid, version: s.version, generation: s.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null }
     await g.race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds]))
     await g.race(Promise.resolve(env.step('predecessor:state-sent')))
     const gifted = await g.race(sendGifts(ch, plan, (region, bytes, total) => s.broadcast({ event: 'progress', region, bytes, total })))
@@ -156,7 +156,9 @@ async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg): Pro
 async function offerRegions (s: Serving, ch: HandoffChannel, race: <T>(p: Promise<T>) => Promise<T>): Promise<Map<string, ArrayBuffer>> {
   const offered = s.offer !== undefined ? offerable(s.env, s.offer()) : new Map<string, ArrayBuffer>()
   const plan = planRegions(s.env, Object.fromEntries(offered), 0)
-  await race(sendBulk(ch, 'offer', { t: 'offer', v: PROTOCOL_VERSION, regions: plan.wire }, plan.fds))
+  // The history travels here too: it does not change during the handoff, so it need not cost downtime.
+  const history = s.history.slice(-(LIMITS.history - 1))
+  await race(sendBulk(ch, 'offer', { t: 'offer', v: PROTOCOL_VERSION, regions: plan.wire, history }, plan.fds))
   const r = await race(ch.recv())
   for (const fd of r.fds) s.env.closeFd(fd)
   parsePrepared(r.msg)

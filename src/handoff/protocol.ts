@@ -25,7 +25,7 @@ export interface RegionWire {
   extents: { fd: number, offset: number, length: number }[]
 }
 /** Sent right after HELLO, before the predecessor quiesces: regions the successor may map while we still serve. */
-export interface OfferMsg { t: 'offer', v: number, regions: RegionWire[] }
+export interface OfferMsg { t: 'offer', v: number, regions: RegionWire[], history: HandoffRecord[] }
 export interface HandleWire { name: string, kind: 'server' | 'socket' | 'fd', fd: number, pending: string, info: Record<string, string | number> }
 export interface StateMsg {
   t: 'state'
@@ -36,7 +36,6 @@ export interface StateMsg {
   regions: RegionWire[]
   handles: HandleWire[]
   meta: unknown
-  history: HandoffRecord[]
 }
 export interface RefusedMsg { t: 'refused', v: number, code: string, reason: string }
 export interface CommitMsg { t: 'commit', v: number }
@@ -128,10 +127,8 @@ export function parseState (x: unknown, nfds: number): StateMsg {
   const from = obj(o.from, 'from')
   const regions = o.regions
   const handles = o.handles
-  const history = o.history
   if (!Array.isArray(regions) || regions.length > LIMITS.regions) throw protocolError('regions')
   if (!Array.isArray(handles) || handles.length > LIMITS.handles) throw protocolError('handles')
-  if (!Array.isArray(history) || history.length > LIMITS.history) throw protocolError('history')
   const state: StateMsg = {
     t: 'state',
     v: PROTOCOL_VERSION,
@@ -141,7 +138,6 @@ export function parseState (x: unknown, nfds: number): StateMsg {
     regions: regions.map((r) => parseRegion(r, nfds)),
     handles: handles.map((h) => parseHandle(h, nfds)),
     meta: o.meta,
-    history: history as HandoffRecord[],
   }
   const names = new Set<string>()
   for (const n of [...state.regions.map((r) => 'r:' + r.name), ...state.handles.map((h) => 'h:' + h.name)]) {
@@ -159,7 +155,9 @@ export function parseOffer (x: unknown, nfds: number): OfferMsg {
   const parsed = regions.map((r) => parseRegion(r, nfds))
   if (parsed.some((r) => r.mode !== 'share')) throw protocolError('an offered region must be shared')
   if (new Set(parsed.map((r) => r.name)).size !== parsed.length) throw protocolError('duplicate offered region')
-  return { t: 'offer', v: PROTOCOL_VERSION, regions: parsed }
+  const history = o.history ?? []
+  if (!Array.isArray(history) || history.length > LIMITS.history || !history.every((h) => typeof h === 'object' && h !== null)) throw protocolError('history')
+  return { t: 'offer', v: PROTOCOL_VERSION, regions: parsed, history: history as HandoffRecord[] }
 }
 
 /** The predecessor's answers to HELLO: an OFFER (optional), then STATE; or a refusal. */

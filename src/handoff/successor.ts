@@ -9,7 +9,7 @@ import { inheritedHandle, type Gate, type Handle } from './handles.ts'
 import { msg, parseCommitReply, parseHelloReply, parseOffer, parseState, protocolError, type StateMsg } from './protocol.ts'
 import { recvBulk } from './bulk.ts'
 import { mapShared, receiveGifts, releaseAll, takeOffered } from './regions.ts'
-import type { Inherited } from './types.ts'
+import type { HandoffRecord, Inherited } from './types.ts'
 
 export class SuccessorGate implements Gate {
   committed = false
@@ -32,6 +32,7 @@ export class SuccessorGate implements Gate {
 export interface Inheritance {
   ch: HandoffChannel
   state: StateMsg
+  history: HandoffRecord[]
   inherited: Inherited
   gate: SuccessorGate
 }
@@ -58,6 +59,7 @@ function checkFdOwners (state: StateMsg, nfds: number): void {
 export async function inherit (env: Env, ch: HandoffChannel, version: string, timeoutMs: number): Promise<Inheritance> {
   await env.step('successor:connected')
   const offered = new Map<string, ArrayBuffer>()
+  const history: HandoffRecord[] = []
   try {
     await ch.send(msg.hello(env.pid, version))
     await env.step('successor:hello-sent')
@@ -65,7 +67,7 @@ export async function inherit (env: Env, ch: HandoffChannel, version: string, ti
     let head = parseHelloReply(reply.msg)
     if (head.t === 'state') throw protocolError('STATE before OFFER')
     if (head.t === 'offer') {
-      await mapOffer(env, ch, reply, timeoutMs, offered)
+      history.push(...await mapOffer(env, ch, reply, timeoutMs, offered))
       await env.settle()
       await ch.send(msg.prepared())
       reply = await ch.recv({ timeoutMs })
@@ -77,7 +79,7 @@ export async function inherit (env: Env, ch: HandoffChannel, version: string, ti
       throw new PagegiftError(head.code, `The predecessor ${head.t === 'refused' ? 'refused the handoff' : 'rolled back'}: ${head.reason}`)
     }
     const bulk = await recvBulk(env, ch, reply, timeoutMs)
-    return await adopt(env, ch, bulk.body, bulk.fds, offered)
+    return { ...await adopt(env, ch, bulk.body, bulk.fds, offered), history }
   } catch (err) {
     releaseAll(env, Object.fromEntries(offered))
     ch.close()
@@ -89,13 +91,14 @@ export async function inherit (env: Env, ch: HandoffChannel, version: string, ti
 }
 
 /** Maps the regions offered before the predecessor quiesced: this costs us time, not downtime. */
-async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fds: number[] }, timeoutMs: number, out: Map<string, ArrayBuffer>): Promise<void> {
+async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fds: number[] }, timeoutMs: number, out: Map<string, ArrayBuffer>): Promise<HandoffRecord[]> {
   const bulk = await recvBulk(env, ch, first, timeoutMs)
   const consumed = new Set<number>()
   const mapped: Record<string, ArrayBuffer> = {}
   try {
     const offer = parseOffer(bulk.body, bulk.fds.length)
     mapShared(env, offer.regions, bulk.fds, mapped, consumed)
+    return offer.history
   } finally {
     closeFds(env, bulk.fds.filter((_, i) => !consumed.has(i)))
     for (const [name, buf] of Object.entries(mapped)) out.set(name, buf)
@@ -103,7 +106,7 @@ async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fd
 }
 
 /** Validates STATE and takes ownership of its fds: handles and mappings, the rest closed. */
-async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>): Promise<Inheritance> {
+async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>): Promise<Omit<Inheritance, 'history'>> {
   const gate = new SuccessorGate()
   const regions: Record<string, ArrayBuffer> = {}
   // fd indices whose ownership moved on (to a handle, or to a mapping); every other received fd is closed here.
