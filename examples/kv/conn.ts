@@ -33,6 +33,11 @@ export class Conn implements ClientInfo {
   /** While frozen for a handoff, reads are held here instead of run. */
   private frozen = false
   private held: Buffer[] = []
+  /**
+   * An adopted client's socket reads nothing before the commit point (the handoff gates it), so its
+   * first read means we own everything: it may run at once, without waiting for `thaw`.
+   */
+  private adopted = false
 
   /** An adopted client starts frozen, with its predecessor's unread bytes held until `thaw`. */
   constructor (id: number, socket: Socket, host: ConnHost, adopted?: { pending: Buffer, name: string }) {
@@ -46,13 +51,18 @@ export class Conn implements ClientInfo {
     socket.on('close', () => host.closed(this))
     if (adopted !== undefined) {
       this.frozen = true
+      this.adopted = true
       this.name = adopted.name
       if (adopted.pending.length > 0) this.held.push(adopted.pending)
     }
   }
 
   onData (chunk: Buffer): void {
-    if (this.frozen) { this.held.push(chunk); return }
+    if (this.frozen) {
+      this.held.push(chunk)
+      if (this.adopted) this.thaw()
+      return
+    }
     let buf = chunk
     if (this.partialLen > 0) {
       this.partial.push(chunk)
@@ -123,6 +133,7 @@ export class Conn implements ClientInfo {
   /** Serves again (after a failed handoff, or once an adopted client may run), starting with what was held. */
   thaw (): void {
     this.frozen = false
+    this.adopted = false
     const held = this.held
     this.held = []
     for (const c of held) this.onData(c)

@@ -2,6 +2,7 @@
 import { memoryUsage } from 'node:process'
 import type { Compactor } from './compactor.ts'
 import type { ServerStats } from './server.ts'
+import type { SnapshotReport } from './snapshot.ts'
 import type { Store } from './store.ts'
 
 export interface InfoFacts {
@@ -14,6 +15,7 @@ export interface InfoFacts {
   connections: number
   compactor: Compactor
   expired: number
+  lastSave: SnapshotReport | null
 }
 
 type Section = (f: InfoFacts) => Record<string, string | number>
@@ -33,6 +35,11 @@ const sections: Record<string, Section> = {
       js_heap_used: m.heapUsed, maxmemory: f.store.maxmemory, maxmemory_human: human(f.store.maxmemory), maxmemory_policy: 'noeviction'
     }
   },
+  persistence: (f) => ({
+    loading: 0,
+    pagegift_last_save_keys: f.lastSave?.keys ?? 0, pagegift_last_save_bytes: f.lastSave?.bytes ?? 0,
+    pagegift_last_save_ms: f.lastSave === null ? '' : f.lastSave.ms.toFixed(1)
+  }),
   stats: (f) => ({
     total_connections_received: f.connections, total_commands_processed: f.commands, expired_keys: f.expired,
     evicted_keys: 0, compacted_bytes: f.compactor.movedBytes, compacted_segments: f.compactor.freedSegments

@@ -141,7 +141,8 @@ export class KvServer implements ConnHost, ServerView {
     const facts: InfoFacts = {
       store: this.store, stats: this.stats, port: this.port, started: this.started,
       clients: this.conns.size, commands: this.commands + this.stats.inheritedCommands,
-      connections: this.connectionsReceived, compactor: this.compactor, expired: this.sweeper.expired
+      connections: this.connectionsReceived, compactor: this.compactor, expired: this.sweeper.expired,
+      lastSave: this.lastSave
     }
     return formatInfo(section, facts)
   }

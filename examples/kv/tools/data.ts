@@ -23,10 +23,6 @@ export function fillValue (out: Buffer, i: number, v = 0): Buffer {
   return out
 }
 
-export function valueOf (i: number, size: number, v = 0): Buffer {
-  return fillValue(Buffer.allocUnsafe(size), i, v)
-}
-
 /** Sums of two per-key 32-bit hashes over key and value: independent of the order keys are seen in. */
 export class Checksum {
   private low = 0
