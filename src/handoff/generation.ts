@@ -14,6 +14,9 @@ import type { HandedOffInfo, HandoffRecord, HandoffState, Inherited, JoinOptions
 const DEFAULT_TIMEOUT_MS = 10_000
 const DEFAULT_HELLO_TIMEOUT_MS = 2_000
 
+/** Serves one connection to the handoff socket as if accepted there (the warm-up's dry run uses it). */
+export const kAccept = Symbol('accept')
+
 type Phase = 'joined' | 'serving' | 'handing-off' | 'handed-off' | 'closed'
 
 export interface Generation {
@@ -139,6 +142,10 @@ export class Generation extends EventEmitter {
       handles: st.handles.length,
     })
     this.#trimHistory()
+  }
+
+  async [kAccept] (ch: HandoffChannel): Promise<void> {
+    await onConnection(this.#serving, ch)
   }
 
   /** Stops accepting successors and closes watchers; the process keeps serving its own clients. */

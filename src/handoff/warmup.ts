@@ -6,11 +6,10 @@
 import net from 'node:net'
 import { channelPair } from '../channel.ts'
 import { alloc, pageSize, release } from '../pages.ts'
-import { defaultEnv, type Env } from './env.ts'
+import { defaultEnv, type Env, type HandoffServer } from './env.ts'
+import { Generation, kAccept } from './generation.ts'
 import { adoptServer, adoptSocket, exportServer, exportSocket } from './handles.ts'
-import { onConnection, type Serving } from './predecessor.ts'
-import { msg } from './protocol.ts'
-import { commit, inherit } from './successor.ts'
+import { inherit } from './successor.ts'
 
 let warmed: Promise<void> | null = null
 
@@ -25,42 +24,33 @@ async function loopback (): Promise<{ server: net.Server, client: net.Socket, ac
   return { server, client, accepted }
 }
 
+const idleServer: HandoffServer = { on: () => idleServer, close: async () => {} }
+
+/** Both sides, as two Generations joined by a channel pair; the socket path is never touched. */
 async function dryRun (): Promise<void> {
-  const env: Env = { ...defaultEnv, step: () => {}, settle: async () => {} }
+  const env: Env = { ...defaultEnv, step: () => {}, settle: async () => {}, listen: async () => idleServer }
   const region = alloc(pageSize)
   const { server, client, accepted } = await loopback()
   const [a, b] = channelPair()
   const adopted: (net.Server | net.Socket)[] = []
-  const serving: Serving = {
-    env,
-    generation: 1,
-    version: 'warm-up',
-    timeoutMs: 5000,
-    helloTimeoutMs: 5000,
-    handler: () => ({ regions: { offered: region, plain: new Uint8Array(16) }, handles: { server: exportServer(server), socket: exportSocket(accepted) }, meta: { warm: true } }),
-    offer: () => ({ offered: region }),
-    busyWith: null,
-    history: [],
-    status: () => { throw new Error('no status during warm-up') },
-    broadcast: () => {},
-    addWatcher: () => {},
-    unlisten: async () => {},
-    committed: () => {},
-    resumed: () => {},
-  }
+  let inherited: Record<string, ArrayBuffer> = {}
   try {
-    const predecessor = onConnection(serving, a)
+    const predecessor = new Generation('warm-up', env, { version: 'warm-up', exitOnHandoff: false }, null)
+    predecessor.offerRegions(() => ({ offered: region }))
+    predecessor.onHandoff(() => ({ regions: { offered: region, plain: new Uint8Array(16) }, handles: { server: exportServer(server), socket: exportSocket(accepted) }, meta: { warm: true } }))
+    await predecessor.ready()
+    const handedOff = predecessor[kAccept](a)
     const inh = await inherit(env, b, 'warm-up', 5000)
+    inherited = inh.inherited.regions
+    const successor = new Generation('warm-up', env, { version: 'warm-up', exitOnHandoff: false }, inh)
     adopted.push(adoptServer(inh.inherited.handles.server), adoptSocket(inh.inherited.handles.socket).socket)
-    await commit(env, inh, 5000)
-    inh.gate.open()
-    await b.send(msg.serving(env.now()))
-    await predecessor
-    for (const buf of Object.values(inh.inherited.regions)) release(buf)
+    await successor.ready()
+    await handedOff
+    successor.status()
   } finally {
     a.close()
     b.close()
-    release(region)
+    for (const buf of [region, ...Object.values(inherited)]) { try { release(buf) } catch {} }
     for (const x of adopted) x instanceof net.Server ? x.close() : x.destroy()
     client.destroy()
     accepted.destroy()
@@ -68,8 +58,15 @@ async function dryRun (): Promise<void> {
   }
 }
 
+let running = false
+
 /** Runs the dry run once per process; failures are ignored (the real handoff reports its own). */
 export async function warmUp (): Promise<void> {
-  warmed ??= dryRun().catch(() => {})
+  // The dry run's own Generations call warmUp() from ready(): they must not wait for themselves.
+  if (running) return
+  warmed ??= (async () => {
+    running = true
+    try { await dryRun() } catch {} finally { running = false }
+  })()
   await warmed
 }
