@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { Store, KEEP_TTL } from '../examples/kv/store.ts'
 import { Compactor } from '../examples/kv/compactor.ts'
 import { ExpirySweeper } from '../examples/kv/expiry.ts'
+import type { IndexMigration } from '../examples/kv/migration.ts'
 
 const B = (s: string): Buffer => Buffer.from(s)
 
@@ -20,6 +21,23 @@ function get (st: Store, k: string): string | null {
   return st.seg.bytes.toString('latin1', vs, vs + st.seg.valLen(st.off))
 }
 
+/** While the index grows, the new index must hold exactly the old one's entries below the cursor. */
+function checkMigration (st: Store): void {
+  const m = (st as unknown as { migration: IndexMigration | null }).migration
+  if (m === null) return
+  const behind: string[] = []
+  for (let i = 0; i < m.cursor; i++) {
+    const w = i << 2
+    if (m.from.t[w] !== 0) behind.push(`${m.from.t[w]}/${m.from.t[w + 1]}/${m.from.t[w + 2]}`)
+  }
+  const copied: string[] = []
+  for (let w = 0; w < m.to.t.length; w += 4) if (m.to.t[w] !== 0) copied.push(`${m.to.t[w]}/${m.to.t[w + 1]}/${m.to.t[w + 2]}`)
+  assert.deepEqual(copied.sort(), behind.sort())
+  assert.equal(m.to.count, copied.length)
+  migrationsChecked++
+}
+let migrationsChecked = 0
+
 function del (st: Store, k: string): boolean {
   const kb = B(k)
   const slot = st.find(kb, 0, kb.length)
@@ -28,15 +46,19 @@ function del (st: Store, k: string): boolean {
   return true
 }
 
-test('matches a Map model under random sets, overwrites and deletes (index growth, backward-shift delete)', () => {
-  const st = new Store({ segmentSize: 64 * 1024, initialSlots: 8 })
+test('matches a Map model under random sets, overwrites and deletes (incremental index growth, backward-shift delete, compaction)', () => {
+  const st = new Store({ segmentSize: 16 * 1024, initialSlots: 8 })
+  const compactor = new Compactor(st)
   const model = new Map<string, string>()
   let seed = 7
   const rnd = (n: number): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n }
-  for (let i = 0; i < 30000; i++) {
-    const k = `k${rnd(3000)}`
+  for (let i = 0; i < 60000; i++) {
+    const k = `k${rnd(i < 30000 ? 3000 : 6000)}`
     const op = rnd(10)
     if (i % 97 === 0) st.prepareGrowth(rnd(4))
+    if (i % 13 === 0) st.growthStep(rnd(6))
+    if (i % 501 === 0) compactor.step(0.05)
+    if (i % 31 === 0) checkMigration(st)
     if (op < 6) {
       const v = 'v'.repeat(rnd(40)) + i
       assert.ok(put(st, k, v))
@@ -47,6 +69,10 @@ test('matches a Map model under random sets, overwrites and deletes (index growt
       assert.equal(get(st, k), model.get(k) ?? null)
     }
   }
+  assert.equal(st.size, model.size)
+  for (const [k, v] of model) assert.equal(get(st, k), v)
+  assert.ok(migrationsChecked > 3, `${migrationsChecked} migrations checked`)
+  while (st.growthStep(1 << 20));
   assert.equal(st.size, model.size)
   for (const [k, v] of model) assert.equal(get(st, k), v)
   let live = 0

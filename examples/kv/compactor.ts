@@ -72,8 +72,7 @@ export class Compactor {
       dst.used += size
       dst.live += size
       seg.live -= size
-      t[w + 1] = dst.id
-      t[w + 2] = noff
+      store.relocate(i, dst.id, noff)
       this.movedBytes += size
       return size
     }

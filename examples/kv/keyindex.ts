@@ -5,7 +5,9 @@
  */
 
 export const SLOT_BYTES = 16
-const MAX_LOAD = 0.75
+/** Past this load the index starts growing (incrementally); past MAX_LOAD growth must finish first. */
+const GROW_LOAD = 0.7
+const MAX_LOAD = 0.9
 
 /** FNV-1a with a murmur finalizer; never 0, because 0 marks an empty slot. */
 export function hashKey (b: Buffer, start: number, end: number): number {
@@ -39,6 +41,11 @@ export class KeyIndex {
     return capacity * SLOT_BYTES
   }
 
+  /** True when it is time to start growing. */
+  crowded (): boolean {
+    return this.count + 1 > this.capacity * GROW_LOAD
+  }
+
   /** True when one more key would pass the load limit. */
   full (): boolean {
     return this.count + 1 > this.capacity * MAX_LOAD
@@ -53,8 +60,8 @@ export class KeyIndex {
     this.count++
   }
 
-  /** Empties slot `i` and shifts back the entries after it that probed past it. */
-  removeAt (i: number): void {
+  /** Empties slot `i` and shifts back the entries after it that probed past it, reporting each move. */
+  removeAt (i: number, shifted?: (from: number, to: number) => void): void {
     const t = this.t
     const mask = this.mask
     let hole = i
@@ -68,6 +75,7 @@ export class KeyIndex {
         t[to] = t[from]
         t[to + 1] = t[from + 1]
         t[to + 2] = t[from + 2]
+        shifted?.(j, hole)
         hole = j
       }
       j = (j + 1) & mask

@@ -175,6 +175,7 @@ export class KvServer implements ConnHost, ServerView {
     this.store.now = Date.now()
     this.sweeper.sweep(4096)
     this.store.prepareGrowth(256)
+    this.store.growthStep(65536)
     this.compactor.step(2)
   }
 }

@@ -3,6 +3,7 @@
  * regions with `Store.adopt` in O(1): no per-key work, no JS object per key.
  */
 import { KeyIndex, hashKey } from './keyindex.ts'
+import { IndexMigration, SpareIndex } from './migration.ts'
 import { Segment, recordSize, heapAllocator, type Allocator, type SegmentMeta } from './segments.ts'
 
 export interface StoreOptions {
@@ -47,15 +48,17 @@ export class Store {
   private hash = 0
   private probe = 0
   private readonly initialSlots: number
-  /** The next index, allocated and faulted in ahead of need (prepareGrowth); not part of the state. */
-  private nextIndex: ArrayBuffer | null = null
-  private touched = 0
+  /** The next index's region, prepared ahead of need; not part of the state. */
+  private readonly spare: SpareIndex
+  /** Set while the index grows (see migration.ts); lookups use `index` until it completes. */
+  private migration: IndexMigration | null = null
 
   constructor (opts: StoreOptions = {}, adopted?: { index: KeyIndex, segments: Segment[], meta: StoreMeta }) {
     this.allocator = opts.allocator ?? heapAllocator
     this.segmentSize = adopted?.meta.segmentSize ?? opts.segmentSize ?? 64 * 1024 * 1024
     this.maxmemory = opts.maxmemory ?? 0
     this.initialSlots = opts.initialSlots ?? 4096
+    this.spare = new SpareIndex(this.allocator)
     if (adopted !== undefined) {
       this.index = adopted.index
       for (const s of adopted.segments) this.segments[s.id] = s
@@ -168,22 +171,24 @@ export class Store {
       const noff = dst.append(kb, ks, ke, vb, vs, ve, at)
       seg.live -= old
       this.liveBytes += need - old
-      const w = slot << 2
-      this.index.t[w + 1] = dst.id
-      this.index.t[w + 2] = noff
+      this.relocate(slot, dst.id, noff)
       return true
     }
-    if (!this.fits(this.index.full() ? need + this.index.region.byteLength : need)) return false
+    const growing = this.migration === null && this.index.crowded()
+    if (!this.fits(growing ? need + 2 * this.index.region.byteLength : need)) return false
     const at = expireAt === KEEP_TTL ? 0 : expireAt
+    if (growing) this.startGrowth()
     if (this.index.full()) {
-      this.grow()
+      this.finishGrowth()
       this.find(kb, ks, ke)
     }
     const dst = this.room(need)
     const off = dst.append(kb, ks, ke, vb, vs, ve, at)
     this.index.put(this.probe, this.hash, dst.id, off)
+    this.migration?.inserted(this.probe, this.hash, dst.id, off)
     this.liveBytes += need
     if (at !== 0) this.expires++
+    if (this.migration !== null) this.growthStep(16)
     return true
   }
 
@@ -196,7 +201,22 @@ export class Store {
     if (seg.expireAt(off) !== 0) this.expires--
     seg.live -= size
     this.liveBytes -= size
-    this.index.removeAt(slot)
+    const m = this.migration
+    if (m === null) {
+      this.index.removeAt(slot)
+    } else {
+      m.removing(slot)
+      this.index.removeAt(slot, (from, to) => m.shifted(from, to))
+    }
+  }
+
+  /** Points the entry in `slot` at another record (a rewrite that moved, or compaction). */
+  relocate (slot: number, seg: number, off: number): void {
+    const w = slot << 2
+    const t = this.index.t
+    this.migration?.relocated(slot, t[w], t[w + 1], t[w + 2], seg, off)
+    t[w + 1] = seg
+    t[w + 2] = off
   }
 
   /** Sets or clears (0) the expiry of the key found last. */
@@ -224,8 +244,9 @@ export class Store {
     this.liveBytes = 0
     this.expires = 0
     this.allocator.release(oldIndex)
-    if (this.nextIndex !== null) this.allocator.release(this.nextIndex)
-    this.nextIndex = null
+    this.spare.release()
+    if (this.migration !== null) this.allocator.release(this.migration.to.region)
+    this.migration = null
     for (const s of old) if (s !== undefined) this.allocator.release(s.region)
   }
 
@@ -251,34 +272,32 @@ export class Store {
     return seg
   }
 
-  /**
-   * Background work before the index fills up: allocate its successor and fault its pages in, a
-   * slice per call, so that the growth itself only moves entries (first touch of fresh memory is
-   * the slow part). Returns true while there is more to do.
-   */
+  /** Background work before the index fills up: prepare the next index's region, a slice per call. */
   prepareGrowth (maxPages: number): boolean {
-    if (this.index.count < this.index.capacity * 0.55) return false
-    const bytes = KeyIndex.bytesFor(this.index.capacity * 2)
-    if (this.nextIndex === null || this.nextIndex.byteLength !== bytes) {
-      if (this.nextIndex !== null) this.allocator.release(this.nextIndex)
-      this.nextIndex = this.allocator.alloc(bytes, 'index')
-      this.touched = 0
-    }
-    const words = new Uint32Array(this.nextIndex)
-    const end = Math.min(bytes, this.touched + maxPages * 4096)
-    for (let off = this.touched; off < end; off += 4096) words[off >>> 2] = 0
-    this.touched = end
-    return end < bytes
+    if (this.migration !== null || this.index.count < this.index.capacity * 0.5) return false
+    return this.spare.prepare(KeyIndex.bytesFor(this.index.capacity * 2), maxPages)
   }
 
-  private grow (): void {
+  /** Copies up to `slots` index slots into the growing index; switches over when all are copied. */
+  growthStep (slots: number): boolean {
+    const m = this.migration
+    if (m === null || !m.step(slots)) return m !== null
+    this.migration = null
     const old = this.index
-    const bytes = KeyIndex.bytesFor(old.capacity * 2)
-    const region = this.nextIndex?.byteLength === bytes ? this.nextIndex : this.allocator.alloc(bytes, 'index')
-    this.nextIndex = null
-    const next = new KeyIndex(region, 0)
-    old.rehashInto(next)
-    this.index = next
+    this.index = m.to
     this.allocator.release(old.region)
+    return false
   }
+
+  private startGrowth (): void {
+    const region = this.spare.take(KeyIndex.bytesFor(this.index.capacity * 2))
+    this.migration = new IndexMigration(this.index, new KeyIndex(region, 0))
+  }
+
+  /** When inserts outran the background copy: finish it now. */
+  private finishGrowth (): void {
+    if (this.migration === null) this.startGrowth()
+    this.growthStep(Number.MAX_SAFE_INTEGER)
+  }
+
 }
