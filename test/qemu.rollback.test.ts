@@ -14,6 +14,7 @@ import { Vm } from '../src/qemu/vm.ts'
 import { isQemuError } from '../src/qemu/errors.ts'
 import type { UpgradePhase } from '../src/qemu/liveupdate.ts'
 import type { QemuProcess } from '../src/qemu/process.ts'
+import { QmpClient } from '../src/qemu/qmp.ts'
 
 const skip = qemuSkipReason()
 
@@ -31,7 +32,8 @@ describe('live update rollback', { skip, timeout: 180_000 }, () => {
     fdsBefore = openFds()
     vm = await Vm.start({
       name: 'rb', memoryBytes: 128 * 1024 * 1024, accel: 'tcg', dir,
-      extraArgs: ['-kernel', guest.kernel, '-initrd', guest.initrd, '-append', guest.append()],
+      // A second QMP monitor lets the test pause the guest as a user would; each generation has its own.
+      extraArgs: ['-kernel', guest.kernel, '-initrd', guest.initrd, '-append', guest.append(), '-qmp', `unix:${join(dir, 'user.{generation}.qmp')},server=on,wait=off`],
     })
     pids.add(vm.pid)
     await waitForCount(vm.paths.console, 2)
@@ -46,7 +48,7 @@ describe('live update rollback', { skip, timeout: 180_000 }, () => {
   })
 
   /** Runs an upgrade whose `fault` fires at `phase`, and checks the guest stayed on the source. */
-  async function failedUpgrade (phase: UpgradePhase, fault: (dest: QemuProcess) => void, reason: RegExp, timeoutMs = 20_000): Promise<void> {
+  async function failedUpgrade (phase: UpgradePhase, fault: (dest: QemuProcess) => void, reason: RegExp, timeoutMs = 20_000, running = true): Promise<void> {
     const sourcePid = vm.pid
     let destPid: number | undefined
     const err = await vm.upgrade({
@@ -63,6 +65,7 @@ describe('live update rollback', { skip, timeout: 180_000 }, () => {
     assert.ok(await waitGone(destPid), 'the destination QEMU is gone')
     assert.equal(vm.pid, sourcePid)
     assert.ok(isAlive(sourcePid))
+    if (!running) return
     assert.equal((await vm.status()).state, 'running')
     await waitForCount(vm.paths.console, lastCount(vm.paths.console) + 2, 20_000)
   }
@@ -83,6 +86,29 @@ describe('live update rollback', { skip, timeout: 180_000 }, () => {
 
   test('a destination that hangs mid-migration times out and rolls back', async () => {
     await failedUpgrade('migration-started', (dest) => dest.kill('SIGSTOP'), /within \d+ ms/, 3000)
+  })
+
+  test('a guest the user paused stays paused through an upgrade and a rollback', async () => {
+    const userQmp = (): string => join(dir, `user.${vm.generation}.qmp`)
+    const user = await QmpClient.connect(userQmp())
+    await user.execute('stop')
+    user.close()
+    pids.add((await vm.upgrade()).newPid)
+    assert.equal((await vm.status()).state, 'paused')
+    const frozen = lastCount(vm.paths.console)
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    assert.equal(lastCount(vm.paths.console), frozen, 'the guest did not run while paused')
+
+    await failedUpgrade('migration-completed', (dest) => dest.kill('SIGKILL'), gone, 20_000, false)
+    assert.equal((await vm.status()).state, 'postmigrate')
+    // QEMU cannot migrate from postmigrate: the next update says so, and touches nothing.
+    await assert.rejects(vm.upgrade(), (err: unknown) => isQemuError(err, 'ERR_QEMU_UPGRADE_FAILED') && /resume it/.test(err.message))
+    assert.equal(lastCount(vm.paths.console), frozen)
+
+    const again = await QmpClient.connect(userQmp())
+    await again.execute('cont')
+    again.close()
+    await waitForCount(vm.paths.console, frozen + 2, 20_000)
   })
 
   test('after the failures, the next upgrade succeeds and the guest never restarted', async () => {

@@ -58,7 +58,12 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
   let resumedAt = Number.NaN
   let destinationStartMs = Number.NaN
   // A guest the user paused stays paused: on the destination, and on the source after a rollback.
-  const wasRunning = (await source.qmp.execute<{ running: boolean }>('query-status', undefined, { timeoutMs })).running
+  const before = await source.qmp.execute<{ running: boolean, status: string }>('query-status', undefined, { timeoutMs })
+  if (before.status === 'postmigrate') {
+    // QEMU refuses to migrate from postmigrate, the state a rollback leaves a paused guest in.
+    throw new QemuError('ERR_QEMU_UPGRADE_FAILED', `the guest on QEMU pid ${source.pid} is stopped in the postmigrate state left by a rolled-back update of a paused guest; resume it (QMP 'cont') before the next update`, { rolledBack: true })
+  }
+  const wasRunning = before.running
   try {
     dest = await o.launchDestination()
     destinationStartMs = performance.now() - started
@@ -67,7 +72,12 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
     const onStarted = async (): Promise<void> => await o.onPhase?.('migration-started', d)
     stats = await migrate(source, d, { copyRam: o.copyRam ?? false, socketBase: o.socketBase, timeoutMs, onStarted, relay: o.countBytes }, async () => {
       await o.onPhase?.('migration-completed', d)
-      if (!wasRunning) return
+      if (!wasRunning) {
+        // A paused guest is not resumed, so the commit point is the destination confirming it holds the state.
+        const s = await orExit(d.qmp.execute<{ status: string }>('query-status', undefined, { timeoutMs }), d, 'the destination QEMU')
+        if (s.status !== 'paused') throw new QemuError('ERR_QEMU_UPGRADE_FAILED', `the destination is '${s.status}' after the migration, not paused`)
+        return
+      }
       const resumed = d.qmp.waitEvent('RESUME', { since: d.qmp.nextEventSeq, timeoutMs })
       resumed.catch(() => {})
       await orExit(d.qmp.execute('cont', undefined, { timeoutMs }), d, 'the destination QEMU')

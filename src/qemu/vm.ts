@@ -21,7 +21,11 @@ export interface VmConfig {
   machine?: string
   /** Directory for the VM's sockets and logs. */
   dir: string
-  /** Further QEMU arguments (kernel, disks, ...), used for every generation. */
+  /**
+   * Further QEMU arguments (kernel, disks, ...), used for every generation. `{generation}` in them
+   * becomes the generation number: a QEMU unlinks its listening sockets when it exits, so a socket
+   * path shared by two generations would vanish when the old one quits.
+   */
   extraArgs?: string[]
 }
 
@@ -106,7 +110,7 @@ export class Vm {
     try {
       const qemu = await launchQemu({
         binary: binary.path, ram: { bytes: config.memoryBytes, fd: ramFd }, qmpPath: paths.qmp(1), consolePath: paths.console,
-        logFd, accel: accel.accel, machine: config.machine, extraArgs: config.extraArgs,
+        logFd, accel: accel.accel, machine: config.machine, extraArgs: argsFor(config, 1),
       })
       return new Vm(config, ram, ramFd, logFd, qemu, binary, accel)
     } catch (err) {
@@ -185,7 +189,7 @@ export class Vm {
         launchDestination: async () => await launchQemu({
           binary: binary.path, ram: { bytes: this.#config.memoryBytes, fd: this.#ramFd }, qmpPath: this.paths.qmp(next),
           consolePath: this.paths.console, logFd: this.#logFd, accel: this.accel, machine: this.#config.machine,
-          extraArgs: this.#config.extraArgs, incoming: true,
+          extraArgs: argsFor(this.#config, next), incoming: true,
         }),
       })
       rmSync(this.paths.qmp(this.#generation), { force: true })
@@ -281,6 +285,10 @@ export class Vm {
     closeSync(this.#logFd)
     release(this.#ram)
   }
+}
+
+function argsFor (config: VmConfig, generation: number): string[] {
+  return (config.extraArgs ?? []).map((a) => a.replaceAll('{generation}', String(generation)))
 }
 
 function chooseAccel (wanted: 'auto' | 'kvm' | 'tcg'): { accel: 'kvm' | 'tcg', note: string } {
