@@ -32,7 +32,8 @@ export interface Serving {
   resumed (err: Error): void
 }
 
-const peerGone = (err: unknown): boolean => ['ERR_PAGEGIFT_PEER_CLOSED', 'EPIPE', 'ECONNRESET'].includes(code(err))
+// ERR_PAGEGIFT_CLOSED too: a send on a channel the peer's death already closed.
+const peerGone = (err: unknown): boolean => ['ERR_PAGEGIFT_PEER_CLOSED', 'ERR_PAGEGIFT_CLOSED', 'EPIPE', 'ECONNRESET'].includes(code(err))
 const code = (err: unknown): string => (err as { code?: unknown }).code as string ?? 'ERR_PAGEGIFT_HANDOFF'
 
 /** Handles one connection to the handoff socket; never throws. */
