@@ -156,3 +156,16 @@ test('a snapshot saved to a file loads back into an empty store with every live 
     rmSync(dir, { recursive: true })
   }
 })
+
+test('FLUSHALL in the middle of a compaction leaves the new data alone', () => {
+  const st = new Store({ segmentSize: 16 * 1024 })
+  for (let i = 0; i < 3000; i++) put(st, `k${i}`, 'x'.repeat(60))
+  for (let i = 0; i < 3000; i++) if (i % 5 !== 0) del(st, `k${i}`)
+  const c = new Compactor(st)
+  c.step(0)
+  st.flush()
+  for (let i = 0; i < 2000; i++) put(st, `n${i}`, 'y'.repeat(60))
+  while (c.step(5));
+  assert.equal(st.size, 2000)
+  for (let i = 0; i < 2000; i += 7) assert.equal(get(st, `n${i}`), 'y'.repeat(60))
+})

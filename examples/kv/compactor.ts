@@ -12,6 +12,7 @@ export const GARBAGE_RATIO = 0.5
 
 export class Compactor {
   private victim: Segment | null = null
+  private readonly stuck = new Set<Segment>()
   private cursor = 0
   /** Bytes copied and regions freed so far, for INFO. */
   movedBytes = 0
@@ -25,12 +26,19 @@ export class Compactor {
     for (;;) {
       if (this.victim === null && !this.pick()) return false
       const seg = this.victim as Segment
+      if (this.store.segments[seg.id] !== seg) { this.victim = null; continue } // FLUSHALL freed it
       let n = 0
       while (this.cursor < seg.used && seg.live > 0) {
         this.cursor += this.moveIfLive(seg, this.cursor)
         if ((++n & 255) === 0 && performance.now() > deadline) return true
       }
       this.victim = null
+      if (seg.live !== 0) {
+        // Live bytes the index does not point at: an accounting bug. Keep the segment, never retry it.
+        this.stuck.add(seg)
+        process.emitWarning(`pagegift-kv: segment ${seg.id} keeps ${seg.live} live bytes after compaction; leaving it`)
+        continue
+      }
       this.store.dropSegment(seg)
       this.freedSegments++
       if (performance.now() > deadline) return true
@@ -41,7 +49,7 @@ export class Compactor {
     const store = this.store
     let best: Segment | null = null
     for (const s of store.segments) {
-      if (s === undefined || s === store.active || s.used === 0) continue
+      if (s === undefined || s === store.active || s.used === 0 || this.stuck.has(s)) continue
       const ratio = s.live / s.used
       if (ratio < GARBAGE_RATIO && (best === null || ratio < best.live / best.used)) best = s
     }

@@ -137,6 +137,8 @@ export class Conn implements ClientInfo {
     const held = this.held
     this.held = []
     for (const c of held) this.onData(c)
+    // A 'drain' that came while frozen did not resume reading.
+    if (!this.closing && this.socket.isPaused() && this.socket.writableLength === 0) this.socket.resume()
   }
 
   /** Bytes received but not yet run: an unfinished command plus anything held while frozen. */
