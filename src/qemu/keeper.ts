@@ -51,6 +51,8 @@ export async function startKeeper (target: { dir: string, name: string }, config
       server = await serveControl(paths.control, handle)
       await gen.ready()
     } else {
+      // Refusing before READY makes the running keeper resume, so a plain `start` never takes a VM over.
+      if (config !== null) throw new QemuError('ERR_QEMU_VM_EXISTS', `VM ${target.name} is already running (keeper pid ${gen.inherited.from.pid})`)
       const meta = gen.inherited.meta as VmHandoffMeta
       const ram = gen.inherited.regions.ram
       if (ram === undefined || meta?.config?.name !== target.name) throw new QemuError('ERR_QEMU_CONTROL', `the keeper at ${paths.handoff} handed over something other than VM ${target.name}`)
