@@ -89,7 +89,8 @@ async function handoffs (bytes: number, runs: number, warmup: number, sock: stri
   try {
     for (let i = 0; i < warmup + runs; i++) {
       const next = startService(env)
-      await next.wait('serving')
+      const serving = await next.wait('serving')
+      if (serving.generation !== i + 2) throw new Error(`expected generation ${i + 2} to serve, got ${String(serving.generation)}`)
       const info = (await current.wait('handedOff')).info as { downtimeMs: number | null, pauseMs: number, regions: { path: string }[] }
       const old = current.child
       if (old.exitCode === null && old.signalCode === null) await new Promise((resolve) => old.once('exit', resolve))

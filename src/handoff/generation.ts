@@ -3,6 +3,7 @@
  * predecessor (if one is serving at the socket path), then serves, then hands over to its successor.
  */
 import { EventEmitter } from 'node:events'
+import { renameSync, unlinkSync } from 'node:fs'
 import { PagegiftError } from '../errors.ts'
 import { makeEnv, type Env, type HandoffChannel, type HandoffServer } from './env.ts'
 import { onConnection, type Serving } from './predecessor.ts'
@@ -175,6 +176,23 @@ export class Generation extends EventEmitter {
     }
   }
 
+  /**
+   * Lets go of the socket path after COMMIT, while the successor may already be trying to listen
+   * there. Closing alone would race: between our check that the file is ours and our unlink, the
+   * successor may replace it. So the file is first renamed out of the way (atomic); the successor
+   * then binds a fresh one, and ours is removed under its new name.
+   */
+  async #retire (): Promise<void> {
+    const server = this.#server
+    this.#server = null
+    if (server === null) return
+    const retired = `${this.path}.${this.#env.pid}.retired`
+    let moved = true
+    try { renameSync(this.path, retired) } catch { moved = false }
+    await server.close()
+    if (moved) { try { unlinkSync(retired) } catch {} }
+  }
+
   #trimHistory (): void {
     if (this.#history.length > LIMITS.history) this.#history.splice(0, this.#history.length - LIMITS.history)
   }
@@ -201,11 +219,7 @@ export class Generation extends EventEmitter {
         this.#watchers.add(ch)
         ch.on('close', () => this.#watchers.delete(ch))
       },
-      unlisten: async () => {
-        const server = this.#server
-        this.#server = null
-        await server?.close()
-      },
+      unlisten: async () => { await this.#retire() },
       committed: (record) => { void this.#handedOff(record) },
       resumed: (err) => {
         this.#broadcast({ event: 'resumed', reason: err.message, code: (err as { code?: string }).code ?? 'ERR_PAGEGIFT_HANDOFF' })

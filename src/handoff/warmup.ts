@@ -24,6 +24,8 @@ async function loopback (): Promise<{ server: net.Server, client: net.Socket, ac
   return { server, client, accepted }
 }
 
+/** A path that cannot exist, so that nothing on disk is ever touched by the dry run. */
+const WARM_PATH = '/proc/self/pagegift-warm-up.sock'
 const idleServer: HandoffServer = { on: () => idleServer, close: async () => {} }
 
 /** Both sides, as two Generations joined by a channel pair; the socket path is never touched. */
@@ -35,14 +37,14 @@ async function dryRun (): Promise<void> {
   const adopted: (net.Server | net.Socket)[] = []
   let inherited: Record<string, ArrayBuffer> = {}
   try {
-    const predecessor = new Generation('warm-up', env, { version: 'warm-up', exitOnHandoff: false }, null)
+    const predecessor = new Generation(WARM_PATH, env, { version: 'warm-up', exitOnHandoff: false }, null)
     predecessor.offerRegions(() => ({ offered: region }))
     predecessor.onHandoff(() => ({ regions: { offered: region, plain: new Uint8Array(16) }, handles: { server: exportServer(server), socket: exportSocket(accepted) }, meta: { warm: true } }))
     await predecessor.ready()
     const handedOff = predecessor[kAccept](a)
     const inh = await inherit(env, b, 'warm-up', 5000)
     inherited = inh.inherited.regions
-    const successor = new Generation('warm-up', env, { version: 'warm-up', exitOnHandoff: false }, inh)
+    const successor = new Generation(WARM_PATH, env, { version: 'warm-up', exitOnHandoff: false }, inh)
     adopted.push(adoptServer(inh.inherited.handles.server), adoptSocket(inh.inherited.handles.socket).socket)
     await successor.ready()
     await handedOff
