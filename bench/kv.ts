@@ -17,7 +17,7 @@ import { McClient } from '../examples/kv/tools/memcached.ts'
 import { ensurePeers, redisBenchmark, startMemcached, startRedis, type BenchLine } from '../examples/kv/tools/peers.ts'
 import { Probe, respAsker, type Asker } from '../examples/kv/tools/probe.ts'
 import { freePort, rssOf, startKv, startProcess } from '../examples/kv/tools/procs.ts'
-import { formatBytes, formatMs, printTable, writeResults } from './lib.ts'
+import { formatBytes, formatMs, printTable, stats, writeResults } from './lib.ts'
 
 const say = (s: string): void => { process.stdout.write(s + '\n') }
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
@@ -59,29 +59,42 @@ const progress = (what: string) => (done: number, total: number): void => {
   if (done % Math.max(1, Math.floor(total / 10)) < 256 || done === total) process.stdout.write(`\r  ${what}: ${Math.round(100 * done / total)}%   ${done === total ? '\n' : ''}`)
 }
 
-async function pagegiftUpgrade (keys: number, size: number): Promise<Restart> {
+/** Loads the data, then upgrades `times` times in a row; reports the median client gap across a handoff. */
+async function pagegiftUpgrade (keys: number, size: number, times: number): Promise<Restart> {
   const dir = mkdtempSync(join(tmpdir(), 'kv-bench-'))
   const port = await freePort()
   const args = ['--port', String(port), '--handoff', join(dir, 'handoff.sock')]
-  const gen1 = await startKv(args)
+  let gen = await startKv(args)
   const load = await loadKeys({ port, count: keys, valueSize: size, onProgress: progress('pagegift-kv load') })
-  const rss = rssOf(gen1.proc.pid as number)
-  const probe = new Probe(respAsker(port, ['GET', keyName('key:', 0)], Buffer.isBuffer))
-  probe.start()
-  await sleep(300)
-  const gen2 = await startKv(args)
-  await gen1.exited
-  const r = await probe.stop()
-  const c = await KvClient.connect(port)
-  const info = String(await c.call('INFO', 'pagegift'))
-  const gap = probe.gapAround(Number(/last_served_at_monotonic_ns:(\d+)/.exec(info)?.[1]) / 1e6)
-  await c.close()
+  const rss = rssOf(gen.proc.pid as number)
+  const gaps: number[] = []
+  const handoffs: number[] = []
+  let worst = 0
+  for (let i = 0; i < times; i++) {
+    const probe = new Probe(respAsker(port, ['GET', keyName('key:', i)], Buffer.isBuffer))
+    probe.start()
+    await sleep(300)
+    const next = await startKv(args)
+    await gen.exited
+    gen = next
+    worst = Math.max(worst, (await probe.stop()).maxGapMs)
+    const c = await KvClient.connect(port)
+    const info = String(await c.call('INFO', 'pagegift'))
+    await c.close()
+    gaps.push(probe.gapAround(Number(/last_served_at_monotonic_ns:(\d+)/.exec(info)?.[1]) / 1e6))
+    handoffs.push(Number(/last_downtime_ms:([\d.]+)/.exec(info)?.[1]))
+  }
   const v = await verifyKeys(port, keys, size)
-  await gen2.stop()
+  await gen.stop()
   rmSync(dir, { recursive: true, force: true })
   const intact = v.wrong === 0 && v.missing === 0 && v.checksum.sum === load.checksum.sum
-  const downtime = /last_downtime_ms:([\d.]+)/.exec(info)?.[1] ?? '?'
-  return { target: 'pagegift-kv live upgrade', keys, rss, unavailableMs: gap, intact, detail: `handoff ${downtime} ms; longest wait incl. successor start-up ${formatMs(r.maxGapMs)}; ${keys - v.missing} keys checksummed` }
+  const gap = stats(gaps)
+  const handoff = stats(handoffs)
+  say(`  pagegift-kv: client gaps ${gaps.map((g) => g.toFixed(2)).join(' ')} ms; handoff ${handoffs.map((h) => h.toFixed(2)).join(' ')} ms`)
+  return {
+    target: `pagegift-kv live upgrade (median of ${times})`, keys, rss, unavailableMs: gap.median, intact,
+    detail: `max ${formatMs(gap.max)}; handoff median ${formatMs(handoff.median)}; longest wait incl. successor start-up ${formatMs(worst)}; ${keys - v.missing} keys checksummed after ${times} upgrades`
+  }
 }
 
 async function redisRestart (keys: number, size: number): Promise<Restart> {
@@ -168,7 +181,7 @@ export async function run (flags: string[]): Promise<void> {
   printTable(rows)
   const keys = flags.includes('--4g') ? 4 * 2 ** 20 : quick ? 2 ** 18 : 2 ** 20
   say(`\nmemory and upgrade vs restart: ${keys} keys x 1 KiB (${formatBytes(keys * 1024)} of values)`)
-  const restarts = [await pagegiftUpgrade(keys, 1024), await redisRestart(keys, 1024), await memcachedRestart(keys, 1024)]
+  const restarts = [await pagegiftUpgrade(keys, 1024, quick ? 2 : 5), await redisRestart(keys, 1024), await memcachedRestart(keys, 1024)]
   const ours = restarts[0]
   printTable(restarts.map((r) => ({
     what: r.target, rss: formatBytes(r.rss), 'rss vs redis': (r.rss / restarts[1].rss).toFixed(2), unavailable: formatMs(r.unavailableMs),
