@@ -107,7 +107,8 @@ export class Generation extends EventEmitter {
       try {
         return await this.#env.listen(this.path)
       } catch (err) {
-        if ((err as { code?: string }).code !== 'EADDRINUSE' || Date.now() >= until) throw err
+        // EADDRINUSE: it still listens. ENOENT, EAGAIN: our probe met it in the middle of retiring.
+        if (!RETRY_LISTEN.has((err as { code?: string }).code ?? '') || Date.now() >= until) throw err
         await new Promise((resolve) => setTimeout(resolve, 2))
       }
     }
@@ -252,6 +253,8 @@ function checkOptions (path: unknown, opts: unknown): JoinOptions {
   }
   return o
 }
+
+const RETRY_LISTEN = new Set(['EADDRINUSE', 'ENOENT', 'EAGAIN'])
 
 /** Codes of a connect() that finds no live predecessor: we are the first generation. */
 const NOBODY = new Set(['ENOENT', 'ECONNREFUSED'])
