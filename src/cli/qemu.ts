@@ -1,7 +1,8 @@
 /**
- * `pagegift qemu start|upgrade|status|stop`: run a VM whose RAM pagegift holds, and live-update
- * its QEMU process without copying the RAM. `start` runs the keeper (in the foreground, or in the
- * background with --detach); the other subcommands talk to the keeper over its control socket.
+ * `pagegift qemu start|prepare|upgrade|status|stop`: run a VM whose RAM pagegift holds, and
+ * live-update its QEMU process without copying the RAM. `start` runs the keeper (in the foreground,
+ * or in the background with --detach); the other subcommands talk to the keeper over its control
+ * socket.
  */
 import { spawn } from 'node:child_process'
 import { closeSync, fstatSync, readFileSync } from 'node:fs'
@@ -11,10 +12,13 @@ import { request } from '../qemu/control.ts'
 import { parseMemorySize } from '../qemu/host.ts'
 import { checkName, defaultDir, ensureDir, vmPaths } from '../qemu/paths.ts'
 import { openLog } from '../qemu/process.ts'
-import type { UpgradeRecord, VmStatus } from '../qemu/vm.ts'
+import type { PrepareReply } from '../qemu/keeper.ts'
+import type { PreparedStatus, UpgradeRecord, VmStatus } from '../qemu/vm.ts'
 
 const USAGE = `usage:
   pagegift qemu start --name NAME --memory SIZE [--qemu BINARY] [--accel auto|kvm|tcg] [--machine TYPE] [--detach] [--dir DIR] -- [QEMU ARGS...]
+  pagegift qemu prepare NAME [--qemu BINARY] [--timeout MS] [--json] [--dir DIR]   (start the next QEMU ahead; the upgrade is then only the switch)
+  pagegift qemu prepare NAME --cancel [--dir DIR]   (drop the prepared QEMU)
   pagegift qemu upgrade NAME [--qemu BINARY] [--timeout MS] [--json] [--dir DIR]
   pagegift qemu upgrade-keeper NAME [--dir DIR]   (a new keeper process takes the VM over; QEMU keeps running)
   pagegift qemu status NAME [--json] [--dir DIR]
@@ -26,6 +30,7 @@ const out = (s: string): void => { process.stdout.write(s + '\n') }
 export async function run (argv: string[]): Promise<number> {
   const [sub, ...rest] = argv
   if (sub === 'start') return await start(rest)
+  if (sub === 'prepare') return await prepare(rest)
   if (sub === 'upgrade') return await upgrade(rest)
   if (sub === 'upgrade-keeper') return await upgradeKeeper(rest)
   if (sub === 'status') return await status(rest)
@@ -119,13 +124,37 @@ async function upgrade (argv: string[]): Promise<number> {
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new RangeError('--timeout must be a positive number of ms')
   const r = await request<UpgradeRecord>(control, { op: 'upgrade', qemu: values.qemu as string | undefined, timeoutMs }, timeoutMs + 15_000)
   if (values.json === true) { out(JSON.stringify(r)); return 0 }
-  out(`${name}: live update done, QEMU pid ${r.oldPid} -> ${r.newPid} (qemu ${r.qemuVersion})`)
-  out(`  downtime (QEMU)     ${r.downtimeMs} ms`)
-  out(`  STOP -> RESUME      ${r.stopResumeGapMs.toFixed(2)} ms`)
-  out(`  migration (QEMU)    ${r.migrationMs} ms`)
-  out(`  total time          ${r.totalMs.toFixed(1)} ms (new QEMU start ${r.destinationStartMs.toFixed(1)} ms, old QEMU exit ${r.sourceExitMs.toFixed(1)} ms)`)
-  out(`  bytes transferred   ${r.bytesTransferred} (RAM blocks: ${r.ramBytesTransferred})`)
+  if (r.preparedFallback !== undefined) out(`${name}: note: ${r.preparedFallback}`)
+  out(`${name}: live update done, QEMU pid ${r.oldPid} -> ${r.newPid} (qemu ${r.qemuVersion}, ${r.destination === 'prepared' ? 'prepared destination' : 'fresh destination'})`)
+  out(`  downtime (QEMU)            ${r.downtimeMs} ms`)
+  out(`  STOP -> RESUME             ${r.stopResumeGapMs.toFixed(2)} ms`)
+  out(`  migration (QEMU)           ${r.migrationMs} ms`)
+  const start = r.destination === 'prepared' ? `prepared beforehand, checked in ${r.destinationStartMs.toFixed(1)} ms` : `new QEMU start ${r.destinationStartMs.toFixed(1)} ms`
+  out(`  total (to guest running)   ${r.totalMs.toFixed(1)} ms (${start})`)
+  out(`  old QEMU exited            ${r.sourceExitMs.toFixed(1)} ms after that`)
+  out(`  bytes transferred          ${r.bytesTransferred} (RAM blocks: ${r.ramBytesTransferred})`)
   return 0
+}
+
+async function prepare (argv: string[]): Promise<number> {
+  const { control, name, values } = target(argv, { qemu: { type: 'string' }, timeout: { type: 'string' }, cancel: { type: 'boolean' } })
+  if (values.cancel === true && values.qemu !== undefined) throw new TypeError('--cancel takes no --qemu')
+  const timeoutMs = values.timeout === undefined ? 30_000 : Number(values.timeout)
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new RangeError('--timeout must be a positive number of ms')
+  const r = await request<PrepareReply>(control, { op: 'prepare', qemu: values.qemu as string | undefined, timeoutMs, cancel: values.cancel === true }, timeoutMs + 15_000)
+  if (values.json === true) { out(JSON.stringify(r)); return 0 }
+  if ('cancelled' in r) {
+    out(r.cancelled === null ? `${name}: no prepared destination to cancel` : `${name}: prepared destination QEMU pid ${r.cancelled.pid} killed`)
+    return 0
+  }
+  const p = r.prepared
+  out(`${name}: ${p.reused ? 'already prepared' : 'prepared'}: destination QEMU pid ${p.pid} (qemu ${p.qemuVersion}, ${p.qemu}) waits; 'pagegift qemu upgrade ${name}' switches to it`)
+  return 0
+}
+
+function describePrepared (p: PreparedStatus): string {
+  const what = `prepared destination: QEMU pid ${p.pid} (qemu ${p.qemuVersion}, ${p.qemu}), generation ${p.generation}`
+  return p.state === 'waiting' ? `${what}, waiting since ${p.preparedAt}` : `${what}, ${p.state}: the next upgrade starts a fresh QEMU`
 }
 
 async function status (argv: string[]): Promise<number> {
@@ -134,8 +163,10 @@ async function status (argv: string[]): Promise<number> {
   if (values.json === true) { out(JSON.stringify(s)); return 0 }
   out(`${s.name}: ${s.state}, QEMU pid ${s.pid}, generation ${s.generation}, qemu ${s.qemuVersion} (${s.qemu}), ${s.accel}`)
   out(`  memory ${s.memoryBytes / 1024 ** 2} MiB, keeper pid ${s.keeperPid}, started ${s.startedAt}, console ${s.consoleLog}`)
+  if (s.prepared !== undefined) out(`  ${describePrepared(s.prepared)}`)
   for (const u of s.upgrades) {
-    out(`  upgrade ${u.at}: pid ${u.oldPid} -> ${u.newPid}, downtime ${u.downtimeMs} ms, gap ${u.stopResumeGapMs.toFixed(2)} ms, total ${u.totalMs.toFixed(1)} ms, ${u.bytesTransferred} bytes`)
+    out(`  upgrade ${u.at}: pid ${u.oldPid} -> ${u.newPid} (${u.destination}), downtime ${u.downtimeMs} ms, gap ${u.stopResumeGapMs.toFixed(2)} ms, ` +
+      `to guest running ${u.totalMs.toFixed(1)} ms, ${u.bytesTransferred} bytes`)
   }
   return 0
 }

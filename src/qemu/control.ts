@@ -7,8 +7,9 @@ import { chmodSync, rmSync } from 'node:fs'
 import { createServer, connect as netConnect, type Server } from 'node:net'
 import { QemuError, type QemuErrorCode } from './errors.ts'
 
-export type ControlOp = 'status' | 'upgrade' | 'stop'
-export interface ControlRequest { op: ControlOp, qemu?: string, timeoutMs?: number }
+export type ControlOp = 'status' | 'prepare' | 'upgrade' | 'stop'
+/** `cancel` (with 'prepare') drops the prepared destination instead of starting one. */
+export interface ControlRequest { op: ControlOp, qemu?: string, timeoutMs?: number, cancel?: boolean }
 export type ControlReply = { ok: true, result: unknown } | { ok: false, error: { code: string, message: string, rolledBack?: boolean } }
 
 const MAX_REQUEST_BYTES = 64 * 1024
@@ -43,7 +44,7 @@ export async function serveControl (path: string, handle: (req: ControlRequest) 
 async function answer (line: string, handle: (req: ControlRequest) => Promise<unknown>): Promise<ControlReply> {
   try {
     const req = JSON.parse(line) as ControlRequest
-    if (!['status', 'upgrade', 'stop'].includes(req.op)) throw new QemuError('ERR_QEMU_CONTROL', `unknown control operation '${String(req.op)}'`)
+    if (!['status', 'prepare', 'upgrade', 'stop'].includes(req.op)) throw new QemuError('ERR_QEMU_CONTROL', `unknown control operation '${String(req.op)}'`)
     return { ok: true, result: await handle(req) }
   } catch (err) {
     const e = err as Error & { code?: string, rolledBack?: boolean }

@@ -18,9 +18,12 @@ import { join, type Generation } from '../handoff/index.ts'
 import { request, serveControl, type ControlRequest } from './control.ts'
 import { QemuError, isQemuError } from './errors.ts'
 import { ensureDir, vmPaths } from './paths.ts'
-import { Vm, type VmConfig, type VmHandoffMeta, type VmStatus } from './vm.ts'
+import { Vm, type PreparedStatus, type VmConfig, type VmHandoffMeta, type VmStatus } from './vm.ts'
 
 export const KEEPER_VERSION = 'pagegift-qemu-keeper/1'
+
+/** The reply to a 'prepare' request: the prepared destination, or what `cancel` dropped (null: nothing). */
+export type PrepareReply = { prepared: PreparedStatus & { reused: boolean } } | { cancelled: PreparedStatus | null }
 
 export interface Keeper {
   vm: Vm
@@ -110,10 +113,13 @@ function controlHandler (vmReady: Promise<Vm>, handedOver: { done: boolean }, lo
     while (vm.handingOff && !handedOver.done) await new Promise((resolve) => setTimeout(resolve, 20))
     if (handedOver.done) throw new QemuError('ERR_QEMU_KEEPER_MOVED', `VM ${vm.name} has a new keeper; ask again`)
     if (req.op === 'status') return await vm.status()
+    if (req.op === 'prepare') return await prepare(vm, req, log)
     if (req.op === 'upgrade') {
       const record = await vm.upgrade({ qemu: req.qemu, timeoutMs: req.timeoutMs })
         .catch((err: Error) => { log(`${vm.name}: upgrade failed: ${err.message}`); throw err })
-      log(`${vm.name}: upgraded, QEMU pid ${record.oldPid} -> ${record.newPid}, downtime ${record.downtimeMs} ms, ${record.bytesTransferred} bytes`)
+      if (record.preparedFallback !== undefined) log(`${vm.name}: ${record.preparedFallback}`)
+      log(`${vm.name}: upgraded to a ${record.destination} QEMU, pid ${record.oldPid} -> ${record.newPid}, downtime ${record.downtimeMs} ms, ` +
+        `${record.totalMs.toFixed(1)} ms to guest running, ${record.bytesTransferred} bytes`)
       return record
     }
     await vm.stop()
@@ -123,11 +129,26 @@ function controlHandler (vmReady: Promise<Vm>, handedOver: { done: boolean }, lo
   }
 }
 
+/** Starts (or with `cancel`, drops) the prepared destination. */
+async function prepare (vm: Vm, req: ControlRequest, log: (line: string) => void): Promise<PrepareReply> {
+  if (req.cancel === true) {
+    const cancelled = await vm.cancelPrepared()
+    if (cancelled !== undefined) log(`${vm.name}: prepared destination QEMU pid ${cancelled.pid} cancelled`)
+    return { cancelled: cancelled ?? null }
+  }
+  const prepared = await vm.prepare({ qemu: req.qemu, timeoutMs: req.timeoutMs })
+    .catch((err: Error) => { log(`${vm.name}: prepare failed: ${err.message}`); throw err })
+  if (!prepared.reused) log(`${vm.name}: prepared destination QEMU pid ${prepared.pid} (${prepared.qemu}) waits for the next upgrade`)
+  return { prepared }
+}
+
 /** What this keeper hands to a successor keeper, and how it carries on if that fails. */
 function wireHandoff (gen: Generation, vmReady: Promise<Vm>, log: (line: string) => void): void {
   gen.onHandoff(async (successor) => {
     const vm = await vmReady
+    const prepared = vm.preparedPid
     const meta = vm.beginHandoff()
+    if (prepared !== undefined) log(`${vm.name}: killed the prepared destination QEMU pid ${prepared}: it is not handed over; prepare again with the new keeper`)
     log(`${vm.name}: handing over to keeper pid ${successor.pid}`)
     return { regions: { ram: vm.ram }, meta }
   })

@@ -5,10 +5,11 @@
  * start, the migration fails or times out, the destination dies) rolls back: the destination is
  * killed and the source resumes the guest. That is safe because the destination was started with
  * -S, so it has never run a guest instruction and has not touched the shared RAM. After the commit
- * the source is told to quit.
+ * the source is told to quit; its exit is timed apart, as it no longer holds up the guest.
  */
 import { QemuError } from './errors.ts'
 import { migrate, orExit } from './migrate.ts'
+import { checkPrepared, discardPrepared, type PreparedDestination } from './prepare.ts'
 import type { QemuProcess } from './process.ts'
 
 export type UpgradePhase = 'destination-started' | 'migration-started' | 'migration-completed'
@@ -16,6 +17,13 @@ export type UpgradePhase = 'destination-started' | 'migration-started' | 'migrat
 export interface LiveUpdateOptions {
   /** Starts the destination QEMU with `-incoming defer -S` on the same RAM as the source. */
   launchDestination: () => Promise<QemuProcess>
+  /**
+   * A destination started ahead by prepareDestination(). Once the update has begun it takes
+   * charge of it: it is used if it still waits (and killed on a rollback), otherwise killed and
+   * replaced by a fresh one from launchDestination, and the report says why. An update refused
+   * before it begins (a guest in postmigrate) leaves it as it was. Its socketBase replaces `socketBase`.
+   */
+  prepared?: PreparedDestination
   /** Path prefix for the migration sockets. */
   socketBase: string
   /** Copy the RAM as a normal precopy migration does (for comparison); default false. */
@@ -37,12 +45,19 @@ export interface UpgradeReport {
   stopResumeGapMs: number
   /** The migration's total time as QEMU reports it on the source. */
   migrationMs: number
-  /** Time to start the new QEMU and connect to it, while the guest still runs on the old one. */
+  /** 'prepared': a destination started ahead was used; 'fresh': one was started by the update. */
+  destination: 'prepared' | 'fresh'
+  /** Why a prepared destination could not be used, so a fresh one was started. */
+  preparedFallback?: string
+  /**
+   * Time to get the new QEMU ready within the update, while the guest still runs on the old one:
+   * starting and connecting to a fresh one, or checking that the prepared one still waits.
+   */
   destinationStartMs: number
-  /** Time for the old QEMU to quit after the commit (unmapping a large RAM takes a while). */
-  sourceExitMs: number
-  /** From the start of the update (launching the new QEMU) until the old QEMU has exited. */
+  /** From the start of the update until the guest runs on the new QEMU (the commit point). */
   totalMs: number
+  /** From the commit until the old QEMU has exited (unmapping a large RAM takes a while); the guest already runs meanwhile. */
+  sourceExitMs: number
   /** Bytes that crossed the migration socket. */
   bytesTransferred: number
   /** RAM bytes QEMU says it sent (ROMs and other unshared blocks). */
@@ -56,6 +71,7 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
   let dest: QemuProcess | undefined
   let stats
   let resumedAt = Number.NaN
+  let committedAt = Number.NaN
   let destinationStartMs = Number.NaN
   // A guest the user paused stays paused: on the destination, and on the source after a rollback.
   const before = await source.qmp.execute<{ running: boolean, status: string }>('query-status', undefined, { timeoutMs })
@@ -64,24 +80,40 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
     throw new QemuError('ERR_QEMU_UPGRADE_FAILED', `the guest on QEMU pid ${source.pid} is stopped in the postmigrate state left by a rolled-back update of a paused guest; resume it (QMP 'cont') before the next update`, { rolledBack: true })
   }
   const wasRunning = before.running
+  let preparedFallback: string | undefined
+  let socketBase = o.socketBase
   try {
-    dest = await o.launchDestination()
+    if (o.prepared !== undefined) {
+      const check = await checkPrepared(o.prepared)
+      if (check.usable) {
+        dest = o.prepared.vm
+        socketBase = o.prepared.socketBase
+      } else {
+        preparedFallback = `the prepared destination (QEMU pid ${o.prepared.vm.pid}) could not be used: ${check.reason}; started a fresh QEMU instead`
+        await discardPrepared(o.prepared)
+      }
+    }
+    const prepared = dest !== undefined
+    dest ??= await o.launchDestination()
     destinationStartMs = performance.now() - started
     const d = dest
     await o.onPhase?.('destination-started', d)
     const onStarted = async (): Promise<void> => await o.onPhase?.('migration-started', d)
-    stats = await migrate(source, d, { copyRam: o.copyRam ?? false, socketBase: o.socketBase, timeoutMs, onStarted, relay: o.countBytes }, async () => {
+    const mo = { copyRam: o.copyRam ?? false, socketBase, timeoutMs, onStarted, relay: o.countBytes, destinationListening: prepared }
+    stats = await migrate(source, d, mo, async () => {
       await o.onPhase?.('migration-completed', d)
       if (!wasRunning) {
         // A paused guest is not resumed, so the commit point is the destination confirming it holds the state.
         const s = await orExit(d.qmp.execute<{ status: string }>('query-status', undefined, { timeoutMs }), d, 'the destination QEMU')
         if (s.status !== 'paused') throw new QemuError('ERR_QEMU_UPGRADE_FAILED', `the destination is '${s.status}' after the migration, not paused`)
+        committedAt = performance.now()
         return
       }
       const resumed = d.qmp.waitEvent('RESUME', { since: d.qmp.nextEventSeq, timeoutMs })
       resumed.catch(() => {})
       await orExit(d.qmp.execute('cont', undefined, { timeoutMs }), d, 'the destination QEMU')
       resumedAt = (await orExit(resumed, d, 'the destination QEMU')).timeMs
+      committedAt = performance.now()
     })
   } catch (err) {
     const rolledBack = await rollback(source, dest, wasRunning, timeoutMs)
@@ -90,21 +122,21 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
       { cause: err, rolledBack })
   }
   const stop = source.qmp.events.find((e) => e.event === 'STOP' && e.seq >= srcSince)
-  const quitting = performance.now()
   await source.quit(5000)
   source.qmp.close()
-  const sourceExitMs = performance.now() - quitting
   return {
     vm: dest,
     report: {
       oldPid: source.pid,
       newPid: dest.pid,
+      destination: dest === o.prepared?.vm ? 'prepared' : 'fresh',
+      ...(preparedFallback !== undefined ? { preparedFallback } : {}),
       downtimeMs: stats.downtimeMs,
       migrationMs: stats.qemuTotalMs,
       stopResumeGapMs: stop === undefined ? Number.NaN : resumedAt - stop.timeMs,
       destinationStartMs,
-      sourceExitMs,
-      totalMs: performance.now() - started,
+      totalMs: committedAt - started,
+      sourceExitMs: performance.now() - committedAt,
       bytesTransferred: stats.bytesTransferred,
       ramBytesTransferred: stats.ramBytesTransferred,
     },

@@ -22,6 +22,11 @@ export interface MigrationOptions {
    * use that, so the relay's copying does not slow the method it is compared with.
    */
   relay?: boolean
+  /**
+   * The destination was prepared ahead (see prepare.ts): its capabilities are set and it already
+   * listens on `${socketBase}.in`, so the migration starts at once.
+   */
+  destinationListening?: boolean
   /** Called once the source has been told to migrate (a hook for fault injection). */
   onStarted?: () => Promise<void> | void
 }
@@ -66,10 +71,12 @@ export async function setCapabilities (vm: QemuProcess, copyRam: boolean, timeou
 export async function migrate (source: QemuProcess, dest: QemuProcess, o: MigrationOptions, resume: () => Promise<void>): Promise<MigrationStats> {
   const deadline = Date.now() + o.timeoutMs
   const left = (): number => Math.max(1, deadline - Date.now())
-  await Promise.all([setCapabilities(source, o.copyRam, left()), setCapabilities(dest, o.copyRam, left())])
   const inPath = `${o.socketBase}.in`
   const relayPath = `${o.socketBase}.relay`
-  await dest.qmp.execute('migrate-incoming', { uri: `unix:${inPath}` }, { timeoutMs: left() })
+  await Promise.all([
+    setCapabilities(source, o.copyRam, left()),
+    o.destinationListening === true ? undefined : listenIncoming(dest, o.copyRam, inPath, left()),
+  ])
   const relay = o.relay === false ? undefined : await startRelay(relayPath, inPath)
   try {
     const srcSince = source.qmp.nextEventSeq
@@ -104,6 +111,15 @@ export async function migrate (source: QemuProcess, dest: QemuProcess, o: Migrat
     relay?.close()
     rmSync(inPath, { force: true })
   }
+}
+
+/** Makes a destination started with `-incoming defer` ready to receive a migration at `inPath`. */
+export async function listenIncoming (dest: QemuProcess, copyRam: boolean, inPath: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  await setCapabilities(dest, copyRam, timeoutMs)
+  // QEMU binds the path itself; a file left there by an earlier destination that died would make it fail.
+  rmSync(inPath, { force: true })
+  await dest.qmp.execute('migrate-incoming', { uri: `unix:${inPath}` }, { timeoutMs: Math.max(1, deadline - Date.now()) })
 }
 
 /** Rejects as soon as `vm` exits, so that a dead peer fails the wait at once instead of at the timeout. */

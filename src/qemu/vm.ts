@@ -3,12 +3,13 @@
  * the guest RAM; it only holds the sealed memfd so that every QEMU generation can map the same
  * pages, and it runs one live update at a time.
  */
-import { closeSync, fstatSync, rmSync, statSync } from 'node:fs'
+import { closeSync, fstatSync, realpathSync, rmSync, statSync } from 'node:fs'
 import { alloc, fdOf, release } from '../pages.ts'
 import { QemuError } from './errors.ts'
-import { findQemu, kvmUsable, DEFAULT_QEMU, type QemuBinary } from './host.ts'
+import { findQemu, kvmUsable, resolveBinary, DEFAULT_QEMU, type QemuBinary } from './host.ts'
 import { liveUpdate, type UpgradePhase, type UpgradeReport } from './liveupdate.ts'
 import { vmPaths, ensureDir, type VmPaths } from './paths.ts'
+import { describeExit, discardPrepared, killPrepared, prepareDestination, type PreparedDestination } from './prepare.ts'
 import { attachQemu, launchQemu, openLog, type QemuProcess } from './process.ts'
 
 export interface VmConfig {
@@ -31,6 +32,18 @@ export interface VmConfig {
 
 export interface UpgradeRecord extends UpgradeReport { at: string, qemu: string, qemuVersion: string }
 
+/** A destination QEMU started ahead by `prepare()`, waiting for the next upgrade. */
+export interface PreparedStatus {
+  pid: number
+  qemu: string
+  qemuVersion: string
+  /** The generation it will become. */
+  generation: number
+  preparedAt: string
+  /** 'waiting' for the upgrade, or how it exited (the next upgrade then starts a fresh QEMU). */
+  state: string
+}
+
 export interface VmStatus {
   name: string
   /** QEMU's run state, such as 'running' or 'paused', or 'exited'. */
@@ -47,6 +60,8 @@ export interface VmStatus {
   startedAt: string
   consoleLog: string
   upgrades: UpgradeRecord[]
+  /** The prepared destination, if there is one. */
+  prepared?: PreparedStatus
 }
 
 /** What a keeper hands to its successor besides the RAM region: enough to take charge of the VM. */
@@ -63,6 +78,8 @@ export interface VmHandoffMeta {
 
 export interface UpgradeOptions { qemu?: string, timeoutMs?: number, onPhase?: (phase: UpgradePhase, dest: QemuProcess) => Promise<void> | void }
 
+export interface PrepareOptions { qemu?: string, timeoutMs?: number }
+
 export class Vm {
   readonly name: string
   readonly paths: VmPaths
@@ -78,6 +95,7 @@ export class Vm {
   #generation = 1
   #startedAt = new Date().toISOString()
   #upgrades: UpgradeRecord[] = []
+  #prepared: { dest: PreparedDestination, binary: QemuBinary } | undefined
   #busy = false
   #stopped = false
   #onExit: ((vm: Vm) => void) | undefined
@@ -155,6 +173,8 @@ export class Vm {
   get ram (): ArrayBuffer { return this.#ram }
   get generation (): number { return this.#generation }
   get stopped (): boolean { return this.#stopped }
+  /** The pid of the prepared destination QEMU, if there is one. */
+  get preparedPid (): number | undefined { return this.#prepared?.dest.vm.pid }
   /** True between beginHandoff() and its commit or abort. */
   get handingOff (): boolean { return this.#handingOff }
 
@@ -171,26 +191,68 @@ export class Vm {
       name: this.name, state, pid: this.#qemu.pid, generation: this.#generation, qemu: this.#binary.path,
       qemuVersion: this.#binary.versionText, accel: this.accel, accelNote: this.accelNote, memoryBytes: this.#config.memoryBytes, keeperPid: process.pid,
       startedAt: this.#startedAt, consoleLog: this.paths.console, upgrades: [...this.#upgrades],
+      ...(this.#prepared !== undefined ? { prepared: this.#preparedStatus() } : {}),
+    }
+  }
+
+  /**
+   * Starts the next QEMU (optionally another binary) on the same RAM and leaves it waiting for the
+   * migration, so that the next upgrade is only the switch. Preparing again with the same binary
+   * returns the waiting one; a different binary is refused until it is cancelled. One that died
+   * is replaced.
+   */
+  async prepare (o: PrepareOptions = {}): Promise<PreparedStatus & { reused: boolean }> {
+    this.#begin('prepared')
+    try {
+      const binary = await findQemu(o.qemu ?? this.#binary.path)
+      const existing = this.#prepared
+      if (existing !== undefined && existing.dest.vm.exitStatus === undefined) {
+        if (sameFile(existing.binary.path, binary.path)) return { ...this.#preparedStatus(), reused: true }
+        throw this.#mismatch(binary.path)
+      }
+      if (existing !== undefined) await this.#dropPrepared()
+      const next = this.#generation + 1
+      const dest = await prepareDestination(async () => await this.#launch(binary.path, next), { socketBase: this.paths.migration(next), timeoutMs: o.timeoutMs })
+      this.#prepared = { dest, binary }
+      return { ...this.#preparedStatus(), reused: false }
+    } finally {
+      this.#busy = false
+    }
+  }
+
+  /** Kills the prepared destination; returns what it was, or undefined if there was none. */
+  async cancelPrepared (): Promise<PreparedStatus | undefined> {
+    this.#begin('cancelled')
+    try {
+      if (this.#prepared === undefined) return undefined
+      const was = this.#preparedStatus()
+      await this.#dropPrepared()
+      return was
+    } finally {
+      this.#busy = false
     }
   }
 
   /** Moves the guest to a new QEMU process (optionally another binary) on the same RAM. */
+  /**
+   * Moves the guest to a new QEMU process (optionally another binary) on the same RAM. A prepared
+   * destination is used if there is one; a `qemu` other than the prepared one's is refused.
+   */
   async upgrade (o: UpgradeOptions = {}): Promise<UpgradeRecord> {
-    if (this.#stopped) throw new QemuError('ERR_QEMU_EXITED', `VM ${this.name} is not running`)
-    if (this.#busy) throw new QemuError('ERR_QEMU_BUSY', `VM ${this.name} is already being upgraded or stopped`)
-    this.#busy = true
+    this.#begin('upgraded')
+    const prepared = this.#prepared
     try {
-      const binary = await findQemu(o.qemu ?? this.#binary.path)
+      if (prepared !== undefined && o.qemu !== undefined && !sameFile(o.qemu, prepared.binary.path)) throw this.#mismatch(o.qemu)
+      const binary = prepared?.binary ?? await findQemu(o.qemu ?? this.#binary.path)
       const next = this.#generation + 1
+      // From here the update owns the prepared destination: it becomes the VM's QEMU or is killed.
+      this.#prepared = undefined
       const { vm, report } = await liveUpdate(this.#qemu, {
         socketBase: this.paths.migration(next),
         timeoutMs: o.timeoutMs,
         onPhase: o.onPhase,
-        launchDestination: async () => await launchQemu({
-          binary: binary.path, ram: { bytes: this.#config.memoryBytes, fd: this.#ramFd }, qmpPath: this.paths.qmp(next),
-          consolePath: this.paths.console, logFd: this.#logFd, accel: this.accel, machine: this.#config.machine,
-          extraArgs: argsFor(this.#config, next), incoming: true,
-        }),
+        prepared: prepared?.dest,
+        launchDestination: async () => await this.#launch(binary.path, next),
       })
       rmSync(this.paths.qmp(this.#generation), { force: true })
       this.#qemu = vm
@@ -201,7 +263,9 @@ export class Vm {
       this.#upgrades.push(record)
       return record
     } catch (err) {
-      rmSync(this.paths.qmp(this.#generation + 1), { force: true })
+      // An update refused before it began leaves a prepared destination waiting, and it stays prepared.
+      if (prepared !== undefined && prepared.dest.vm.exitStatus === undefined && !prepared.dest.vm.qmp.closed) this.#prepared = prepared
+      else rmSync(this.paths.qmp(this.#generation + 1), { force: true })
       throw err
     } finally {
       this.#busy = false
@@ -218,6 +282,7 @@ export class Vm {
     if (this.#busy) throw new QemuError('ERR_QEMU_BUSY', `VM ${this.name} is being upgraded; stop it afterwards`)
     this.#busy = true
     try {
+      await this.#dropPrepared()
       await this.#qemu.quit(timeoutMs)
       this.#cleanup()
     } finally {
@@ -227,13 +292,16 @@ export class Vm {
 
   /**
    * Prepares to hand the VM to a successor keeper: no upgrade may run, and the QMP connection is
-   * closed because QEMU serves one QMP client at a time. Returns the metadata to hand over.
+   * closed because QEMU serves one QMP client at a time. A prepared destination is killed, not
+   * handed over: it is this keeper's child, and a successor can prepare a new one in a few tens of
+   * ms. Returns the metadata to hand over.
    */
   beginHandoff (): VmHandoffMeta {
     if (this.#stopped) throw new QemuError('ERR_QEMU_EXITED', `VM ${this.name} is not running`)
     if (this.#busy) throw new QemuError('ERR_QEMU_BUSY', `VM ${this.name} is being upgraded or stopped; hand over afterwards`)
     this.#busy = true
     this.#handingOff = true
+    this.#killPrepared()
     this.#qemu.qmp.close()
     return {
       config: this.#config, pid: this.#qemu.pid, generation: this.#generation, binary: this.#binary, accel: this.accel,
@@ -262,6 +330,7 @@ export class Vm {
 
   /** Kills QEMU at once; for a keeper that is itself being killed. */
   kill (): void {
+    this.#killPrepared()
     if (this.#stopped) return
     this.#qemu.kill('SIGKILL')
     this.#cleanup()
@@ -276,7 +345,49 @@ export class Vm {
     })
   }
 
+  #begin (verb: string): void {
+    if (this.#stopped) throw new QemuError('ERR_QEMU_EXITED', `VM ${this.name} is not running`)
+    if (this.#busy) throw new QemuError('ERR_QEMU_BUSY', `VM ${this.name} cannot be ${verb} now: an upgrade, prepare, stop or keeper handoff is running`)
+    this.#busy = true
+  }
+
+  #launch (binary: string, generation: number): Promise<QemuProcess> {
+    return launchQemu({
+      binary, ram: { bytes: this.#config.memoryBytes, fd: this.#ramFd }, qmpPath: this.paths.qmp(generation),
+      consolePath: this.paths.console, logFd: this.#logFd, accel: this.accel, machine: this.#config.machine,
+      extraArgs: argsFor(this.#config, generation), incoming: true,
+    })
+  }
+
+  #preparedStatus (): PreparedStatus {
+    const p = this.#prepared as { dest: PreparedDestination, binary: QemuBinary }
+    const exit = p.dest.vm.exitStatus
+    return {
+      pid: p.dest.vm.pid, qemu: p.binary.path, qemuVersion: p.binary.versionText, generation: this.#generation + 1,
+      preparedAt: p.dest.preparedAt, state: exit === undefined ? 'waiting' : `exited (${describeExit(exit)})`,
+    }
+  }
+
+  #mismatch (wanted: string): QemuError {
+    const p = this.#prepared as { dest: PreparedDestination, binary: QemuBinary }
+    return new QemuError('ERR_QEMU_PREPARED_MISMATCH', `VM ${this.name} has a prepared destination of ${p.binary.path} (QEMU pid ${p.dest.vm.pid}), not of ${wanted}; ` +
+      `upgrade without --qemu to use it, or drop it first with 'pagegift qemu prepare ${this.name} --cancel'`)
+  }
+
+  async #dropPrepared (): Promise<void> {
+    const p = this.#prepared
+    this.#prepared = undefined
+    if (p !== undefined) await discardPrepared(p.dest)
+  }
+
+  #killPrepared (): void {
+    const p = this.#prepared
+    this.#prepared = undefined
+    if (p !== undefined) killPrepared(p.dest)
+  }
+
   #cleanup (): void {
+    this.#killPrepared()
     if (this.#stopped) return
     this.#stopped = true
     this.#qemu.qmp.close()
@@ -285,6 +396,15 @@ export class Vm {
     closeSync(this.#logFd)
     release(this.#ram)
   }
+}
+
+/** Whether two binary names lead to the same file (a name is looked up on PATH). */
+function sameFile (a: string, b: string): boolean {
+  const real = (name: string): string => {
+    const path = resolveBinary(name) ?? name
+    try { return realpathSync(path) } catch { return path }
+  }
+  return real(a) === real(b)
 }
 
 function argsFor (config: VmConfig, generation: number): string[] {
