@@ -76,10 +76,10 @@ export class GiftSender {
       const d = sources.moveDescriptor()
       offer.move = d.extents
       fds = d.fds
-    } else if (sources.notMovable === undefined) {
-      offer.why = forced !== undefined ? `path forced to '${forced}'` : 'move disabled by PAGEGIFT_DISABLE'
-    } else if (!disabled.has('cma') && (forced === undefined || forced === 'cma')) {
-      offer.cma = this.#cmaDescriptor(sources)
+    } else {
+      if (sources.notMovable === undefined) offer.why = forced !== undefined ? `path forced to '${forced}'` : 'move disabled by PAGEGIFT_DISABLE'
+      // Offering the addresses up front saves the reader a round trip when it can read them.
+      if (!disabled.has('cma') && (forced === undefined || forced === 'cma')) offer.cma = this.#cmaDescriptor(sources)
     }
     const receipt = new Promise<GiftReceipt>((resolve, reject) => this.#pending.set(id, { sources, forced, resolve, reject }))
     this.#t.send(Type.Offer, offer, undefined, fds).catch((err) => this.#fail(id, err as Error))
@@ -150,9 +150,8 @@ export class GiftSender {
     } finally {
       native.close(readFd)
     }
-    // vmsplice blocks while the pipe is full, so it runs on the threadpool; the views stay referenced until it ends.
-    const views = sources.views()
-    const iov = new Float64Array(views.flatMap((v) => [native.address(v), v.byteLength]))
+    // vmsplice blocks while the pipe is full, so it runs on the threadpool; `sources` keeps the memory mapped until the gift settles.
+    const iov = new Float64Array(sources.iov())
     const r = await native.async(AsyncOp.Vmsplice, writeFd, SPLICE_F_GIFT, 0, 0, iov, null)
     native.close(writeFd)
     if (r < 0) throw new SystemError(r, 'vmsplice')

@@ -19,6 +19,9 @@ interface Item {
   skew: number
   heap?: Uint8Array
   mapped?: ArrayBuffer
+  /** The user's (detached, still mapped) giftable buffer and the data's offset in it. */
+  region?: Region
+  offset: number
   /** Why these bytes cannot move as pages, or undefined when they can. */
   why?: string
 }
@@ -77,11 +80,11 @@ export class Sources {
         const start = Math.floor(v.byteOffset / pageSize) * pageSize
         const extents = extentsOf(region, start, roundUp(v.byteOffset + v.byteLength) - start)
         for (const e of extents) e.memfd.ref()
-        return { length: v.byteLength, extents, skew: v.byteOffset - start, why: whyNotAligned(v.byteOffset, v.byteLength, region.byteLength) }
+        return { length: v.byteLength, extents, skew: v.byteOffset - start, region, offset: v.byteOffset, why: whyNotAligned(v.byteOffset, v.byteLength, region.byteLength) }
       }
       if (pooled) {
         notes.push('a pooled Buffer cannot be detached without breaking other Buffers, so its bytes were copied first')
-        return { length: v.byteLength, skew: 0, heap: new Uint8Array(live), why: NOT_GIFTABLE }
+        return { length: v.byteLength, skew: 0, offset: 0, heap: new Uint8Array(live), why: NOT_GIFTABLE }
       }
       let ab = kept.get(v.buffer)
       if (ab === undefined) {
@@ -90,7 +93,7 @@ export class Sources {
         if (v.buffer.byteLength !== 0) native.detach(v.buffer as ArrayBuffer)
         kept.set(v.buffer, ab)
       }
-      return { length: v.byteLength, skew: 0, heap: new Uint8Array(ab, v.byteOffset, v.byteLength), why: NOT_GIFTABLE }
+      return { length: v.byteLength, skew: 0, offset: 0, heap: new Uint8Array(ab, v.byteOffset, v.byteLength), why: NOT_GIFTABLE }
     })
     // Detach now, but unmap only once the gift is settled: a large munmap competes for the CPU
     // with the reader while it maps the pages, and the pages stay alive through the memfds anyway.
@@ -124,9 +127,14 @@ export class Sources {
     })
   }
 
-  /** [address, length] pairs of the views, for process_vm_readv and vmsplice. */
+  /**
+   * [address, length] pairs of the gifted bytes, for process_vm_readv and vmsplice. Giftable bytes
+   * are read where the user's mapping still has them: a new mapping would fault every page in again.
+   */
   iov (): number[] {
-    return this.views().flatMap((v) => [native.address(v), v.byteLength])
+    return this.items.flatMap((item) => item.region !== undefined
+      ? [native.mappingAddress(item.region.handle) + item.offset, item.length]
+      : [native.address(item.heap as Uint8Array), item.length])
   }
 
   /** The gift is delivered: let go of the memory. */
@@ -137,6 +145,7 @@ export class Sources {
       for (const e of item.extents ?? []) e.memfd.unref()
       item.extents = undefined
       item.heap = undefined
+      item.region = undefined
     }
   }
 
