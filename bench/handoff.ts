@@ -164,6 +164,8 @@ export async function run (flags: string[]): Promise<void> {
     const h = await handoffs(bytes, runs, 2, sock)
     process.stdout.write(`baseline (/dev/shm file): ${formatBytes(bytes)} x ${baselineRuns} ...\n`)
     const b = baselineRuns > 0 ? await baseline(bytes, baselineRuns) : null
+    // Free the baseline's buffer now, not in the middle of the next size's handoffs (the load client runs here).
+    (globalThis as { gc?: () => void }).gc?.()
     results.push({ ...h, baseline: b })
   }
   printTable(results.map((r) => ({
