@@ -165,7 +165,8 @@ export async function run (flags: string[]): Promise<void> {
     process.stdout.write(`baseline (/dev/shm file): ${formatBytes(bytes)} x ${baselineRuns} ...\n`)
     const b = baselineRuns > 0 ? await baseline(bytes, baselineRuns) : null
     // Free the baseline's buffer now, not in the middle of the next size's handoffs (the load client runs here).
-    (globalThis as { gc?: () => void }).gc?.()
+    const collect = (globalThis as { gc?: () => void }).gc
+    if (collect !== undefined) collect()
     results.push({ ...h, baseline: b })
   }
   printTable(results.map((r) => ({
