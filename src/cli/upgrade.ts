@@ -104,7 +104,11 @@ export async function upgrade (argv: string[], deps: UpgradeDeps = defaultDeps):
   const child = deps.spawn(a.command[0], a.command.slice(1), { stdio: 'inherit', detached: true })
   child.on('error', () => {})
   const follow = new Follower(w, child, a.timeoutMs)
-  const kill = (): void => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') }
+  // The successor runs in its own process group: a wrapper (npx, sh -c) dies with the real process.
+  const kill = (): void => {
+    if (child.pid === undefined) return
+    try { process.kill(-child.pid, 'SIGKILL') } catch { child.kill('SIGKILL') }
+  }
   const onSignal = (): void => { kill() }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)

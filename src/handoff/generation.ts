@@ -140,7 +140,7 @@ export class Generation extends EventEmitter {
       downtimeMs: Number(servingAt - BigInt(st.stoppedAt)) / 1e6,
       pauseMs: Number(servingAt - BigInt(st.stoppedAt)) / 1e6,
       bytes: st.regions.reduce((n, r) => n + r.byteLength, 0),
-      regions: st.regions.map((r) => ({ name: r.name, bytes: r.byteLength, path: r.mode === 'share' ? 'share' : 'copy' })),
+      regions: st.regions.map((r) => ({ name: r.name, bytes: r.byteLength, path: inh.paths.get(r.name) ?? 'share' })),
       handles: st.handles.length,
     })
     this.#trimHistory()

@@ -98,8 +98,9 @@ export function mapShared (env: Env, wire: RegionWire[], fds: number[], out: Rec
   }
 }
 
-/** Receives the gifted regions, in wire order, into fresh giftable buffers. */
-export async function receiveGifts (env: Env, ch: HandoffChannel, wire: RegionWire[], out: Record<string, ArrayBuffer>): Promise<void> {
+/** Receives the gifted regions, in wire order, into fresh giftable buffers; returns the path each took. */
+export async function receiveGifts (env: Env, ch: HandoffChannel, wire: RegionWire[], out: Record<string, ArrayBuffer>): Promise<Map<string, RegionReport['path']>> {
+  const paths = new Map<string, RegionReport['path']>()
   for (const r of wire) {
     if (r.mode !== 'gift') continue
     const target = env.alloc(Math.max(1, r.byteLength))
@@ -111,8 +112,10 @@ export async function receiveGifts (env: Env, ch: HandoffChannel, wire: RegionWi
       if (meta?.region !== r.name || meta.offset !== off || gift.bytes !== length) {
         throw protocolError(`region '${r.name}': expected a ${length}-byte chunk at ${off}, got ${gift.bytes} bytes for ${JSON.stringify(meta)}`)
       }
+      if (off === 0) paths.set(r.name, gift.path as RegionReport['path'])
     }
   }
+  return paths
 }
 
 export function releaseAll (env: Env, regions: Record<string, ArrayBuffer>): void {

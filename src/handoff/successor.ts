@@ -9,7 +9,7 @@ import { inheritedHandle, type Gate, type Handle } from './handles.ts'
 import { msg, parseCommitReply, parseHelloReply, parseOffer, parseState, protocolError, type StateMsg } from './protocol.ts'
 import { recvBulk } from './bulk.ts'
 import { mapShared, receiveGifts, releaseAll, takeOffered } from './regions.ts'
-import type { HandoffRecord, Inherited } from './types.ts'
+import type { HandoffRecord, Inherited, RegionReport } from './types.ts'
 
 export class SuccessorGate implements Gate {
   committed = false
@@ -33,6 +33,8 @@ export interface Inheritance {
   ch: HandoffChannel
   state: StateMsg
   history: HandoffRecord[]
+  /** The path each gifted (copied) region took; shared and offered ones took none. */
+  paths: Map<string, RegionReport['path']>
   inherited: Inherited
   gate: SuccessorGate
 }
@@ -123,10 +125,10 @@ async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[]
     mapShared(env, state.regions, fds, regions, taken)
     closeFds(env, fds.filter((_, i) => !taken.has(i)))
     fds.forEach((_, i) => taken.add(i))
-    await receiveGifts(env, ch, state.regions, regions)
+    const paths = await receiveGifts(env, ch, state.regions, regions)
     const inherited: Inherited = { regions, handles, meta: state.meta, from: state.from }
     await env.step('successor:state-received')
-    return { ch, state, inherited, gate }
+    return { ch, state, inherited, gate, paths }
   } catch (err) {
     closeFds(env, fds.filter((_, i) => !taken.has(i)))
     gate.abort()
