@@ -3,6 +3,11 @@
  * precopy migration of the same guest with anonymous RAM, at 256 MiB and 1 GiB. The guest first
  * fills 5/8 of its RAM with non-zero data, so precopy has real pages to send.
  *
+ * Each method runs two ways. With a prepared destination, the next QEMU is started and made to
+ * listen before the timed window for both methods alike, so the window holds only the switch. End
+ * to end, the window also holds starting the new QEMU. The old QEMU's exit is timed apart in both:
+ * the guest already runs on the new QEMU by then.
+ *
  * Flags: --runs=N migrations of each kind per size (default 5), --sizes=256M,1G.
  */
 import { closeSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -11,6 +16,7 @@ import { join } from 'node:path'
 import { formatBytes, formatMs, printTable, stats, writeResults } from './lib.ts'
 import { findQemu, parseMemorySize } from '../src/qemu/host.ts'
 import { liveUpdate, type UpgradeReport } from '../src/qemu/liveupdate.ts'
+import { prepareDestination, type PreparedDestination } from '../src/qemu/prepare.ts'
 import { launchQemu, openLog, type LaunchOptions, type QemuProcess } from '../src/qemu/process.ts'
 import { Vm } from '../src/qemu/vm.ts'
 import { buildGuest, FILLED_LINE, type Guest } from '../test/fixtures/guest/build.ts'
@@ -18,7 +24,12 @@ import { qemuSkipReason, waitForCount } from '../test/fixtures/guest/qemu.ts'
 
 const BOOT_TIMEOUT_MS = 600_000
 
-interface Row { size: string, method: string, reports: UpgradeReport[] }
+type Method = 'pagegift' | 'precopy'
+type Destination = 'prepared' | 'fresh'
+interface Row { size: string, method: Method, destination: Destination, reports: UpgradeReport[] }
+
+const METHOD_LABEL: Record<Method, string> = { pagegift: 'pagegift live update', precopy: 'precopy, anonymous RAM' }
+const DEST_LABEL: Record<Destination, string> = { prepared: 'prepared ahead', fresh: 'started in window' }
 
 export async function run (flags: string[]): Promise<void> {
   const skip = qemuSkipReason()
@@ -34,8 +45,22 @@ export async function run (flags: string[]): Promise<void> {
       process.stdout.write(`${size.label}: booting both guests and filling ${fillMiB} MiB of their RAM (TCG, this takes a while)\n`)
       const [vm, anon] = await Promise.all([bootShared(guest, dir, size.bytes, fillMiB), bootAnonymous(guest, dir, size.bytes, fillMiB)])
       try {
-        rows.push({ size: size.label, method: 'pagegift live update', reports: await repeat(runs, 1, async () => await vm.upgrade({ timeoutMs: 60_000 })) })
-        rows.push({ size: size.label, method: 'precopy (anonymous RAM)', reports: await repeat(Math.max(3, runs), 0, async () => await anon.migrate()) })
+        const precopyRuns = Math.max(3, runs)
+        const add = (method: Method, destination: Destination, reports: UpgradeReport[]): void => { rows.push({ size: size.label, method, destination, reports }) }
+        add('pagegift', 'prepared', await repeat(runs, 1, async () => {
+          await vm.prepare()
+          await settle()
+          const r = await vm.upgrade({ timeoutMs: 60_000 })
+          if (r.destination !== 'prepared') throw new Error(`the prepared destination was not used: ${r.preparedFallback ?? ''}`)
+          return r
+        }))
+        add('precopy', 'prepared', await repeat(precopyRuns, 0, async () => {
+          const prepared = await anon.prepare()
+          await settle()
+          return await anon.migrate(prepared)
+        }))
+        add('pagegift', 'fresh', await repeat(runs, 1, async () => await vm.upgrade({ timeoutMs: 60_000 })))
+        add('precopy', 'fresh', await repeat(precopyRuns, 0, async () => await anon.migrate()))
       } finally {
         await vm.stop().catch(() => vm.kill())
         await anon.stop()
@@ -46,6 +71,14 @@ export async function run (flags: string[]): Promise<void> {
     rmSync(guest.dir, { recursive: true, force: true })
   }
   report(rows)
+}
+
+/**
+ * A prepared QEMU is given a moment to finish starting up, as it has when an upgrade comes some time
+ * after the prepare; both methods get the same.
+ */
+async function settle (): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, 200))
 }
 
 function flagValue (flags: string[], name: string): string | undefined {
@@ -75,23 +108,33 @@ async function bootShared (guest: Guest, dir: string, bytes: number, fillMiB: nu
   return vm
 }
 
+interface AnonymousVm {
+  /** Starts the next QEMU and makes it listen, as `Vm.prepare` does for the pagegift guest. */
+  prepare: () => Promise<PreparedDestination>
+  migrate: (prepared?: PreparedDestination) => Promise<UpgradeReport>
+  stop: () => Promise<void>
+}
+
 /** The same guest on anonymous QEMU RAM, migrated the ordinary way: every dirty page is copied. */
-async function bootAnonymous (guest: Guest, dir: string, bytes: number, fillMiB: number): Promise<{ migrate: () => Promise<UpgradeReport>, stop: () => Promise<void> }> {
+async function bootAnonymous (guest: Guest, dir: string, bytes: number, fillMiB: number): Promise<AnonymousVm> {
   const binary = (await findQemu()).path
   const name = `anon${bytes}`
   const logFd = openLog(join(dir, `${name}.qemu.log`))
   const consolePath = join(dir, `${name}.console.log`)
   let generation = 1
-  const base = (): LaunchOptions => ({ binary, ram: { bytes }, qmpPath: join(dir, `${name}.${generation}.qmp`), consolePath, logFd, accel: 'tcg', extraArgs: guestArgs(guest, fillMiB) })
-  let current: QemuProcess = await launchQemu(base())
+  const base = (gen: number): LaunchOptions => ({ binary, ram: { bytes }, qmpPath: join(dir, `${name}.${gen}.qmp`), consolePath, logFd, accel: 'tcg', extraArgs: guestArgs(guest, fillMiB) })
+  const socketBase = (gen: number): string => join(dir, `${name}.${gen}.mig`)
+  let current: QemuProcess = await launchQemu(base(1))
   await waitFilled(consolePath)
   return {
-    migrate: async () => {
+    prepare: async () => await prepareDestination(async () => await launchQemu({ ...base(generation + 1), incoming: true }), { socketBase: socketBase(generation + 1), copyRam: true, source: current }),
+    migrate: async (prepared) => {
       generation++
       const { vm, report } = await liveUpdate(current, {
-        copyRam: true, countBytes: false, socketBase: join(dir, `${name}.${generation}.mig`), timeoutMs: 300_000,
-        launchDestination: async () => await launchQemu({ ...base(), incoming: true }),
+        copyRam: true, countBytes: false, socketBase: socketBase(generation), timeoutMs: 300_000, prepared,
+        launchDestination: async () => await launchQemu({ ...base(generation), incoming: true }),
       })
+      if (prepared !== undefined && report.destination !== 'prepared') throw new Error(`the prepared destination was not used: ${report.preparedFallback ?? ''}`)
       current = vm
       return report
     },
@@ -107,26 +150,37 @@ function guestArgs (guest: Guest, fillMiB: number): string[] {
   return ['-kernel', guest.kernel, '-initrd', guest.initrd, '-append', guest.append(fillMiB)]
 }
 
+const med = (r: Row, f: (x: UpgradeReport) => number): number => stats(r.reports.map(f)).median
+
 function report (rows: Row[]): void {
-  const med = (r: Row, f: (x: UpgradeReport) => number): number => stats(r.reports.map(f)).median
   printTable(rows.map((r) => ({
     'guest RAM': r.size,
-    method: r.method,
+    method: METHOD_LABEL[r.method],
+    'new QEMU': DEST_LABEL[r.destination],
     runs: r.reports.length,
     'downtime (QEMU)': formatMs(med(r, (x) => x.downtimeMs)),
     'STOP->RESUME': formatMs(med(r, (x) => x.stopResumeGapMs)),
     'migration (QEMU)': formatMs(med(r, (x) => x.migrationMs)),
-    'end to end': formatMs(med(r, (x) => x.totalMs)),
-    'of which QEMU start+exit': formatMs(med(r, (x) => x.destinationStartMs + x.sourceExitMs)),
+    'total (to guest running)': formatMs(med(r, (x) => x.totalMs)),
+    'of which QEMU start': formatMs(med(r, (x) => x.destinationStartMs)),
+    'old QEMU exited (after)': formatMs(med(r, (x) => x.sourceExitMs)),
     'bytes moved': formatBytes(med(r, (x) => x.bytesTransferred)),
   })))
   for (const size of new Set(rows.map((r) => r.size))) {
-    const ours = rows.find((r) => r.size === size && r.method.startsWith('pagegift'))
-    const theirs = rows.find((r) => r.size === size && r.method.startsWith('precopy'))
-    if (ours === undefined || theirs === undefined) continue
-    const ratio = (f: (x: UpgradeReport) => number): string => (med(theirs, f) / med(ours, f)).toFixed(0)
-    process.stdout.write(`${size}: precopy/pagegift = ${ratio((x) => x.migrationMs)}x migration time, ${ratio((x) => x.totalMs)}x end to end, ${ratio((x) => x.bytesTransferred)}x bytes\n`)
+    const find = (method: Method, destination: Destination): Row | undefined => rows.find((r) => r.size === size && r.method === method && r.destination === destination)
+    const ratio = (destination: Destination, f: (x: UpgradeReport) => number): string => {
+      const ours = find('pagegift', destination)
+      const theirs = find('precopy', destination)
+      return ours === undefined || theirs === undefined ? 'n/a' : `${(med(theirs, f) / med(ours, f)).toFixed(0)}x`
+    }
+    const total = (x: UpgradeReport): number => x.totalMs
+    process.stdout.write(`${size}: precopy/pagegift total time to guest running:\n` +
+      `  both destinations prepared ahead (the switch itself):   ${ratio('prepared', total)}\n` +
+      `  end to end (new QEMU started within the window):       ${ratio('fresh', total)}\n` +
+      `  end to end including the old QEMU's exit:               ${ratio('fresh', (x) => x.totalMs + x.sourceExitMs)}\n` +
+      `  migration time (QEMU), prepared / fresh:                ${ratio('prepared', (x) => x.migrationMs)} / ${ratio('fresh', (x) => x.migrationMs)}\n` +
+      `  bytes moved:                                            ${ratio('fresh', (x) => x.bytesTransferred)}\n`)
   }
   process.stdout.write('pagegift bytes are counted on the migration socket; precopy bytes are QEMU\'s ram.transferred (its stream is not relayed, so it runs at full speed).\n')
-  writeResults('qemu', rows.map((r) => ({ size: r.size, method: r.method, runs: r.reports })))
+  writeResults('qemu', rows.map((r) => ({ size: r.size, method: r.method, destination: r.destination, runs: r.reports })))
 }

@@ -74,7 +74,10 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
   let committedAt = Number.NaN
   let destinationStartMs = Number.NaN
   // A guest the user paused stays paused: on the destination, and on the source after a rollback.
-  const before = await source.qmp.execute<{ running: boolean, status: string }>('query-status', undefined, { timeoutMs })
+  const [before, check] = await Promise.all([
+    source.qmp.execute<{ running: boolean, status: string }>('query-status', undefined, { timeoutMs }),
+    o.prepared === undefined ? undefined : checkPrepared(o.prepared),
+  ])
   if (before.status === 'postmigrate') {
     // QEMU refuses to migrate from postmigrate, the state a rollback leaves a paused guest in.
     throw new QemuError('ERR_QEMU_UPGRADE_FAILED', `the guest on QEMU pid ${source.pid} is stopped in the postmigrate state left by a rolled-back update of a paused guest; resume it (QMP 'cont') before the next update`, { rolledBack: true })
@@ -83,8 +86,7 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
   let preparedFallback: string | undefined
   let socketBase = o.socketBase
   try {
-    if (o.prepared !== undefined) {
-      const check = await checkPrepared(o.prepared)
+    if (o.prepared !== undefined && check !== undefined) {
       if (check.usable) {
         dest = o.prepared.vm
         socketBase = o.prepared.socketBase
@@ -99,7 +101,8 @@ export async function liveUpdate (source: QemuProcess, o: LiveUpdateOptions): Pr
     const d = dest
     await o.onPhase?.('destination-started', d)
     const onStarted = async (): Promise<void> => await o.onPhase?.('migration-started', d)
-    const mo = { copyRam: o.copyRam ?? false, socketBase, timeoutMs, onStarted, relay: o.countBytes, destinationListening: prepared }
+    const sourceReady = prepared && o.prepared?.source === source
+    const mo = { copyRam: o.copyRam ?? false, socketBase, timeoutMs, onStarted, relay: o.countBytes, destinationListening: prepared, sourceReady }
     stats = await migrate(source, d, mo, async () => {
       await o.onPhase?.('migration-completed', d)
       if (!wasRunning) {

@@ -27,6 +27,8 @@ export interface MigrationOptions {
    * listens on `${socketBase}.in`, so the migration starts at once.
    */
   destinationListening?: boolean
+  /** The source's capabilities were set when the destination was prepared. */
+  sourceReady?: boolean
   /** Called once the source has been told to migrate (a hook for fault injection). */
   onStarted?: () => Promise<void> | void
 }
@@ -74,7 +76,7 @@ export async function migrate (source: QemuProcess, dest: QemuProcess, o: Migrat
   const inPath = `${o.socketBase}.in`
   const relayPath = `${o.socketBase}.relay`
   await Promise.all([
-    setCapabilities(source, o.copyRam, left()),
+    o.sourceReady === true ? undefined : setCapabilities(source, o.copyRam, left()),
     o.destinationListening === true ? undefined : listenIncoming(dest, o.copyRam, inPath, left()),
   ])
   const relay = o.relay === false ? undefined : await startRelay(relayPath, inPath)

@@ -9,7 +9,7 @@
  * touching the shared RAM.
  */
 import { rmSync } from 'node:fs'
-import { listenIncoming, orExit } from './migrate.ts'
+import { listenIncoming, orExit, setCapabilities } from './migrate.ts'
 import type { QemuProcess } from './process.ts'
 
 export interface PreparedDestination {
@@ -18,22 +18,34 @@ export interface PreparedDestination {
   socketBase: string
   /** Whether it was set up to receive the RAM as well (plain precopy, for comparison). */
   copyRam: boolean
+  /** The source QEMU whose migration capabilities were set along with the destination's. */
+  source?: QemuProcess
   preparedAt: string
 }
 
-export interface PrepareDestinationOptions { socketBase: string, copyRam?: boolean, timeoutMs?: number }
+export interface PrepareDestinationOptions {
+  socketBase: string
+  copyRam?: boolean
+  timeoutMs?: number
+  /** The QEMU to migrate from: its capabilities are set now too, so the update need not. */
+  source?: QemuProcess
+}
 
 /** Starts a destination with `launch` and makes it ready to receive; kills it if that fails. */
 export async function prepareDestination (launch: () => Promise<QemuProcess>, o: PrepareDestinationOptions): Promise<PreparedDestination> {
   const vm = await launch()
   const copyRam = o.copyRam ?? false
+  const timeoutMs = o.timeoutMs ?? 10_000
   try {
-    await orExit(listenIncoming(vm, copyRam, `${o.socketBase}.in`, o.timeoutMs ?? 10_000), vm, 'the prepared QEMU')
+    await Promise.all([
+      orExit(listenIncoming(vm, copyRam, `${o.socketBase}.in`, timeoutMs), vm, 'the prepared QEMU'),
+      o.source === undefined ? undefined : setCapabilities(o.source, copyRam, timeoutMs),
+    ])
   } catch (err) {
     await discardPrepared({ vm, socketBase: o.socketBase, copyRam, preparedAt: '' })
     throw err
   }
-  return { vm, socketBase: o.socketBase, copyRam, preparedAt: new Date().toISOString() }
+  return { vm, socketBase: o.socketBase, copyRam, ...(o.source !== undefined ? { source: o.source } : {}), preparedAt: new Date().toISOString() }
 }
 
 /**
@@ -50,7 +62,8 @@ export async function checkPrepared (p: PreparedDestination, timeoutMs = 1000): 
     if (s.status !== 'inmigrate') return { usable: false, reason: `it is '${s.status}', not waiting for a migration` }
     return { usable: true }
   } catch (err) {
-    const s = p.vm.exitStatus
+    // A QEMU killed a moment ago closes its QMP socket before its exit has been reaped.
+    const s = await Promise.race([p.vm.exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 200))])
     return { usable: false, reason: s !== undefined ? `it exited (${describeExit(s)})` : (err as Error).message }
   }
 }

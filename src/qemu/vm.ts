@@ -212,7 +212,7 @@ export class Vm {
       }
       if (existing !== undefined) await this.#dropPrepared()
       const next = this.#generation + 1
-      const dest = await prepareDestination(async () => await this.#launch(binary.path, next), { socketBase: this.paths.migration(next), timeoutMs: o.timeoutMs })
+      const dest = await prepareDestination(async () => await this.#launch(binary.path, next), { socketBase: this.paths.migration(next), timeoutMs: o.timeoutMs, source: this.#qemu })
       this.#prepared = { dest, binary }
       return { ...this.#preparedStatus(), reused: false }
     } finally {
