@@ -99,55 +99,65 @@ function checkState (state: unknown): HandoffState {
   return st
 }
 
+/** What the critical section produced, for the commit that follows it. */
+interface Sent { stoppedAt: bigint, pauseNs: bigint, regions: RegionReport[], handles: [string, Handle][] }
+
 async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg): Promise<void> {
-  const { env } = s
   s.busyWith = hello.pid
   s.broadcast({ event: 'start', pid: hello.pid, version: hello.version })
   const g = guard(ch, s.timeoutMs)
   const stopCollecting = collectExports()
-  let returned: [string, Handle][] = []
-  let handlerDone: Promise<unknown> = Promise.resolve()
-  let stoppedAt = env.now()
+  const progress = { returned: [] as [string, Handle][], handlerDone: Promise.resolve() as Promise<unknown> }
+  let sent: Sent
   try {
-    await g.race(Promise.resolve(env.step('predecessor:hello-received')))
-    const offered = await offerRegions(s, ch, g.race)
-    stoppedAt = env.now()
-    await g.race(Promise.resolve(env.step('predecessor:stopped')))
-    const info: SuccessorInfo = { pid: hello.pid, uid: ch.peer.uid, version: hello.version }
-    const handler = s.handler as NonNullable<Serving['handler']>
-    const handlerP = Promise.resolve().then(() => handler(info))
-    handlerDone = handlerP.catch(() => {})
-    const state = checkState(await g.race(handlerP))
-    stopCollecting()
-    returned = toHandles(state.handles)
-    const open = await g.race(Promise.all(returned.map(async ([, h]) => await flushHandle(h))))
-    returned = returned.filter((_, i) => open[i])
-    await g.race(Promise.resolve(env.step('predecessor:quiesced')))
-    const handleFds = returned.map(([, h]) => wireFd(h))
-    const plan = planRegions(env, state.regions ?? {}, handleFds.length, offered)
-    const handles: HandleWire[] = returned.map(([name, h], i) => ({ name, kind: h.kind, fd: i, pending: h.pending.toString('base64'), info: { ...h.info } }))
-    const stateMsg = { t: 'state', v: PROTOCOL_VERSION, generation: s.generation + 1, from: { pid: env.pid, version: s.version, generation: s.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null }
-    await g.race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds]))
-    await g.race(Promise.resolve(env.step('predecessor:state-sent')))
-    const gifted = await g.race(sendGifts(ch, plan, (region, bytes, total) => s.broadcast({ event: 'progress', region, bytes, total })))
-    parseReady((await g.race(ch.recv())).msg)
-    await g.race(Promise.resolve(env.step('predecessor:ready-received')))
-    if (ch.closed) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', 'the successor went away before commit')
-    await g.race(ch.send(msg.commit()))
-    const pauseNs = env.now() - stoppedAt
-    g.done()
-    await env.step('predecessor:committed')
-    // Committed. The successor waits for the socket path (EADDRINUSE) until we let go of it here.
-    await s.unlisten().catch(() => {})
-    const regions: RegionReport[] = plan.wire.map((r) => gifted.get(r.name) ?? { name: r.name, bytes: r.byteLength, path: 'share' })
-    await finishCommit(s, ch, hello, stoppedAt, pauseNs, regions, returned)
+    sent = await handOver(s, ch, hello, g.race, stopCollecting, progress)
   } catch (err) {
     g.done()
     stopCollecting()
-    await handlerDone
+    await progress.handlerDone
     const why = peerGone(err) ? new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', `the successor (pid ${hello.pid}) went away before commit`, { cause: err }) : err as Error
-    await rollback(s, ch, why, [...new Set([...stopCollecting(), ...returned.map(([, h]) => h)])])
+    await rollback(s, ch, why, [...new Set([...stopCollecting(), ...progress.returned.map(([, h]) => h)])])
+    return
   }
+  // Committed: from here on nothing may roll back, whatever fails.
+  g.done()
+  await Promise.resolve(s.env.step('predecessor:committed')).catch(() => {})
+  // The successor waits for the socket path (EADDRINUSE) until we let go of it here.
+  await s.unlisten().catch(() => {})
+  await finishCommit(s, ch, hello, sent)
+}
+
+/** Quiesce, STATE, READY, COMMIT: everything from "stopped serving" to the commit point. */
+async function handOver (s: Serving, ch: HandoffChannel, hello: HelloMsg, race: <T>(p: Promise<T>) => Promise<T>, stopCollecting: () => Handle[], progress: { returned: [string, Handle][], handlerDone: Promise<unknown> }): Promise<Sent> {
+  const { env } = s
+  await race(Promise.resolve(env.step('predecessor:hello-received')))
+  const offered = await offerRegions(s, ch, race)
+  const stoppedAt = env.now()
+  await race(Promise.resolve(env.step('predecessor:stopped')))
+  const handler = s.handler as NonNullable<Serving['handler']>
+  const handlerP = Promise.resolve().then(() => handler({ pid: hello.pid, uid: ch.peer.uid, version: hello.version }))
+  progress.handlerDone = handlerP.catch(() => {})
+  const state = checkState(await race(handlerP))
+  stopCollecting()
+  progress.returned = toHandles(state.handles)
+  const open = await race(Promise.all(progress.returned.map(async ([, h]) => await flushHandle(h))))
+  const returned = progress.returned = progress.returned.filter((_, i) => open[i])
+  await race(Promise.resolve(env.step('predecessor:quiesced')))
+  const handleFds = returned.map(([, h]) => wireFd(h))
+  const plan = planRegions(env, state.regions ?? {}, handleFds.length, offered)
+  const handles: HandleWire[] = returned.map(([name, h], i) => ({ name, kind: h.kind, fd: i, pending: h.pending.toString('base64'), info: { ...h.info } }))
+  const stateMsg = { t: 'state', v: PROTOCOL_VERSION, generation: s.generation + 1, from: { pid: env.pid, version: s.version, generation: s.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null }
+  await race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds]))
+  await race(Promise.resolve(env.step('predecessor:state-sent')))
+  const gifted = await race(sendGifts(ch, plan, (region, bytes, total) => s.broadcast({ event: 'progress', region, bytes, total })))
+  const ready = await race(ch.recv())
+  for (const fd of ready.fds) env.closeFd(fd)
+  parseReady(ready.msg)
+  await race(Promise.resolve(env.step('predecessor:ready-received')))
+  if (ch.closed) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', 'the successor went away before commit')
+  await race(ch.send(msg.commit()))
+  const regions = plan.wire.map((r) => gifted.get(r.name) ?? { name: r.name, bytes: r.byteLength, path: 'share' as const })
+  return { stoppedAt, pauseNs: env.now() - stoppedAt, regions, handles: returned }
 }
 
 /**
@@ -166,7 +176,7 @@ async function offerRegions (s: Serving, ch: HandoffChannel, race: <T>(p: Promis
   return offered
 }
 
-async function finishCommit (s: Serving, ch: HandoffChannel, hello: HelloMsg, stoppedAt: bigint, pauseNs: bigint, regions: RegionReport[], handles: [string, Handle][]): Promise<void> {
+async function finishCommit (s: Serving, ch: HandoffChannel, hello: HelloMsg, { stoppedAt, pauseNs, regions, handles }: Sent): Promise<void> {
   let downtimeMs: number | null = null
   try {
     const r = await ch.recv({ timeoutMs: 2000 })
