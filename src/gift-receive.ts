@@ -169,7 +169,7 @@ export class GiftReceiver {
       const peer = this.#peerPid()
       if (peer > 0 && peer !== process.pid && cma.pid !== peer) throw protocolError(`cma pid ${cma.pid} is not the peer's pid ${peer}`)
       const local = iovOf(target(), offer.total)
-      const r = await native.async(AsyncOp.VmRead, cma.pid, 0, 0, 0, local, new Float64Array(cma.iov))
+      const r = await pull(cma.pid, local, new Float64Array(cma.iov), offer.total)
       if (r === offer.total) return undefined
       const err = r < 0 ? new SystemError(r, 'process_vm_readv') : protocolError('short process_vm_readv')
       if (!forced && FALLBACK_ERRNOS.has(err.code)) return `cma: process_vm_readv ${err.code}`
@@ -283,6 +283,37 @@ function planMove (offer: Offer, into: Uint8Array[]): Move[] | string {
     if (left === 0) break
   }
   return out
+}
+
+const PARALLEL_PULL_BYTES = 32 << 20
+
+/**
+ * process_vm_readv of `total` bytes. A large pull is split in two halves read by two threadpool
+ * threads at once: the syscall pins and copies page by page, and one thread leaves bandwidth unused.
+ */
+async function pull (pid: number, local: Float64Array, remote: Float64Array, total: number): Promise<number> {
+  if (total < PARALLEL_PULL_BYTES) return await native.async(AsyncOp.VmRead, pid, 0, 0, 0, local, remote)
+  const half = Math.floor(total / 2)
+  const [l1, l2] = splitIov(local, half)
+  const [r1, r2] = splitIov(remote, half)
+  const [a, b] = await Promise.all([native.async(AsyncOp.VmRead, pid, 0, 0, 0, l1, r1), native.async(AsyncOp.VmRead, pid, 0, 0, 0, l2, r2)])
+  if (a < 0) return a
+  if (b < 0) return b
+  return a + b
+}
+
+/** Splits [address, length] pairs at byte `at` into the pairs before and after it. */
+function splitIov (iov: Float64Array, at: number): [Float64Array, Float64Array] {
+  const head: number[] = []
+  const tail: number[] = []
+  for (let i = 0; i < iov.length; i += 2) {
+    const [addr, len] = [iov[i], iov[i + 1]]
+    const n = Math.max(0, Math.min(len, at))
+    if (n > 0) head.push(addr, n)
+    if (len > n) tail.push(addr + n, len - n)
+    at -= n
+  }
+  return [new Float64Array(head), new Float64Array(tail)]
 }
 
 /** [address, length] pairs covering the first `total` bytes of the views. */

@@ -41,6 +41,11 @@ describe('forced paths', () => {
       assert.equal(receipt.bytes, 170_002)
     })
   }
+  test('cma of a large multi-buffer gift (read by two threads at once) arrives intact', async () => {
+    const { receipt } = await giftToChild([heap(20 << 20, 21), giftable((30 << 20) + 5, 22), heap(3, 23)], { path: 'cma' })
+    assert.equal(receipt.path, 'cma')
+    assert.equal(receipt.bytes, (50 << 20) + 8)
+  })
   test('move of heap memory fails before anything is detached', async () => {
     const buf = heap(pageSize, 5)
     await assert.rejects(ch.gift(buf, { path: 'move' }), { code: 'ERR_PAGEGIFT_PATH_UNAVAILABLE', message: /not giftable/ })
