@@ -8,7 +8,7 @@
  * to end, the window also holds starting the new QEMU. The old QEMU's exit is timed apart in both:
  * the guest already runs on the new QEMU by then.
  *
- * Flags: --runs=N migrations of each kind per size (default 5), --sizes=256M,1G.
+ * Flags: --runs=N migrations of each kind per size (default 5, taking turns), --sizes=256M,1G.
  */
 import { closeSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -45,22 +45,13 @@ export async function run (flags: string[]): Promise<void> {
       process.stdout.write(`${size.label}: booting both guests and filling ${fillMiB} MiB of their RAM (TCG, this takes a while)\n`)
       const [vm, anon] = await Promise.all([bootShared(guest, dir, size.bytes, fillMiB), bootAnonymous(guest, dir, size.bytes, fillMiB)])
       try {
-        const precopyRuns = Math.max(3, runs)
-        const add = (method: Method, destination: Destination, reports: UpgradeReport[]): void => { rows.push({ size: size.label, method, destination, reports }) }
-        add('pagegift', 'prepared', await repeat(runs, 1, async () => {
-          await vm.prepare()
-          await settle()
-          const r = await vm.upgrade({ timeoutMs: 60_000 })
-          if (r.destination !== 'prepared') throw new Error(`the prepared destination was not used: ${r.preparedFallback ?? ''}`)
-          return r
-        }))
-        add('precopy', 'prepared', await repeat(precopyRuns, 0, async () => {
-          const prepared = await anon.prepare()
-          await settle()
-          return await anon.migrate(prepared)
-        }))
-        add('pagegift', 'fresh', await repeat(runs, 1, async () => await vm.upgrade({ timeoutMs: 60_000 })))
-        add('precopy', 'fresh', await repeat(precopyRuns, 0, async () => await anon.migrate()))
+        const kinds: Kind[] = [
+          { method: 'pagegift', destination: 'prepared', run: async () => await upgradePrepared(vm) },
+          { method: 'precopy', destination: 'prepared', run: async () => await precopyPrepared(anon) },
+          { method: 'pagegift', destination: 'fresh', run: async () => await vm.upgrade({ timeoutMs: 60_000 }) },
+          { method: 'precopy', destination: 'fresh', run: async () => await anon.migrate() },
+        ]
+        for (const [k, reports] of await interleave(kinds, runs)) rows.push({ size: size.label, method: k.method, destination: k.destination, reports })
       } finally {
         await vm.stop().catch(() => vm.kill())
         await anon.stop()
@@ -74,8 +65,8 @@ export async function run (flags: string[]): Promise<void> {
 }
 
 /**
- * A prepared QEMU is given a moment to finish starting up, as it has when an upgrade comes some time
- * after the prepare; both methods get the same.
+ * A pause before each run, and between a prepare and its upgrade: a prepared QEMU then has finished
+ * starting up, as it has when an upgrade comes some time after the prepare. Every kind gets the same.
  */
 async function settle (): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 200))
@@ -86,11 +77,37 @@ function flagValue (flags: string[], name: string): string | undefined {
   return f?.slice(name.length + 3)
 }
 
-async function repeat (runs: number, warmup: number, fn: () => Promise<UpgradeReport>): Promise<UpgradeReport[]> {
-  for (let i = 0; i < warmup; i++) await fn()
-  const out: UpgradeReport[] = []
-  for (let i = 0; i < runs; i++) out.push(await fn())
+interface Kind { method: Method, destination: Destination, run: () => Promise<UpgradeReport> }
+
+/**
+ * Runs each kind `runs` times, taking turns, so that the load of a machine shared with other work
+ * falls on all of them alike rather than on whichever ran during a busy spell. Each pagegift kind
+ * gets one unmeasured warm-up first, and every run starts after a short pause.
+ */
+async function interleave (kinds: Kind[], runs: number): Promise<Map<Kind, UpgradeReport[]>> {
+  for (const k of kinds) if (k.method === 'pagegift') await k.run()
+  const out = new Map<Kind, UpgradeReport[]>(kinds.map((k) => [k, []]))
+  for (let i = 0; i < runs; i++) {
+    for (const k of kinds) {
+      await settle()
+      out.get(k)?.push(await k.run())
+    }
+  }
   return out
+}
+
+async function precopyPrepared (anon: AnonymousVm): Promise<UpgradeReport> {
+  const prepared = await anon.prepare()
+  await settle()
+  return await anon.migrate(prepared)
+}
+
+async function upgradePrepared (vm: Vm): Promise<UpgradeReport> {
+  await vm.prepare()
+  await settle()
+  const r = await vm.upgrade({ timeoutMs: 60_000 })
+  if (r.destination !== 'prepared') throw new Error(`the prepared destination was not used: ${r.preparedFallback ?? ''}`)
+  return r
 }
 
 async function waitFilled (consolePath: string): Promise<void> {

@@ -1,12 +1,13 @@
 /**
  * Prepared destinations, through the CLI: `pagegift qemu prepare` starts the next QEMU ahead and
  * `upgrade` switches to it; a prepared QEMU that died is replaced by a fresh one during the upgrade;
- * `prepare --cancel`, a mismatching `--qemu` and `stop` each get rid of it or say why not.
+ * `prepare --cancel`, a mismatching `--qemu`, a keeper handoff and `stop` each get rid of it or say
+ * why not.
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -146,7 +147,9 @@ describe('pagegift qemu prepare: a destination started ahead of the upgrade', { 
     const after = await status()
     assert.equal(after.pid, before.pid)
     assert.equal(after.prepared?.pid, p.pid, 'the prepared QEMU still waits')
+    assert.equal(after.prepared?.state, 'waiting')
     assert.ok(isAlive(p.pid))
+    assert.ok(existsSync(join(dir, `vm1.${p.generation}.qmp`)), 'its QMP socket is still in place')
   })
 
   test('prepare --cancel kills the prepared QEMU', async () => {
@@ -160,6 +163,19 @@ describe('pagegift qemu prepare: a destination started ahead of the upgrade', { 
     const none = await cli('prepare', 'vm1', '--cancel')
     assert.equal(none.code, 0, none.stderr)
     assert.match(none.stdout, /no prepared destination/)
+  })
+
+  test('a keeper handoff kills the prepared QEMU instead of handing it over, and logs that', async () => {
+    const before = await status()
+    const p = await prepare()
+    const r = await cli('upgrade-keeper', 'vm1')
+    assert.equal(r.code, 0, r.stderr + r.stdout)
+    assert.ok(await waitGone(p.pid), 'the prepared QEMU was killed')
+    const after = await status()
+    assert.notEqual(after.keeperPid, before.keeperPid)
+    assert.equal(after.pid, before.pid, 'the guest kept running on the same QEMU')
+    assert.equal(after.prepared, undefined)
+    assert.match(readFileSync(join(dir, 'vm1.keeper.log'), 'utf8'), new RegExp(`killed the prepared destination QEMU pid ${p.pid}`))
   })
 
   test('stop kills a prepared QEMU along with the VM', async () => {

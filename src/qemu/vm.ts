@@ -3,13 +3,14 @@
  * the guest RAM; it only holds the sealed memfd so that every QEMU generation can map the same
  * pages, and it runs one live update at a time.
  */
-import { closeSync, fstatSync, realpathSync, rmSync, statSync } from 'node:fs'
+import { closeSync, fstatSync, rmSync, statSync } from 'node:fs'
 import { alloc, fdOf, release } from '../pages.ts'
 import { QemuError } from './errors.ts'
-import { findQemu, kvmUsable, resolveBinary, DEFAULT_QEMU, type QemuBinary } from './host.ts'
+import { findQemu, kvmUsable, DEFAULT_QEMU, type QemuBinary } from './host.ts'
 import { liveUpdate, type UpgradePhase, type UpgradeReport } from './liveupdate.ts'
 import { vmPaths, ensureDir, type VmPaths } from './paths.ts'
-import { describeExit, discardPrepared, killPrepared, prepareDestination, type PreparedDestination } from './prepare.ts'
+import { prepareDestination } from './prepare.ts'
+import { PreparedSlot, type Prepared, type PreparedStatus } from './prepared-slot.ts'
 import { attachQemu, launchQemu, openLog, type QemuProcess } from './process.ts'
 
 export interface VmConfig {
@@ -32,17 +33,7 @@ export interface VmConfig {
 
 export interface UpgradeRecord extends UpgradeReport { at: string, qemu: string, qemuVersion: string }
 
-/** A destination QEMU started ahead by `prepare()`, waiting for the next upgrade. */
-export interface PreparedStatus {
-  pid: number
-  qemu: string
-  qemuVersion: string
-  /** The generation it will become. */
-  generation: number
-  preparedAt: string
-  /** 'waiting' for the upgrade, or how it exited (the next upgrade then starts a fresh QEMU). */
-  state: string
-}
+export type { PreparedStatus }
 
 export interface VmStatus {
   name: string
@@ -95,7 +86,7 @@ export class Vm {
   #generation = 1
   #startedAt = new Date().toISOString()
   #upgrades: UpgradeRecord[] = []
-  #prepared: { dest: PreparedDestination, binary: QemuBinary } | undefined
+  readonly #prepared: PreparedSlot
   #busy = false
   #stopped = false
   #onExit: ((vm: Vm) => void) | undefined
@@ -113,6 +104,7 @@ export class Vm {
     this.#binary = binary
     this.accel = accel.accel
     this.accelNote = accel.note
+    this.#prepared = new PreparedSlot(config.name)
     this.#watch(qemu)
   }
 
@@ -174,7 +166,7 @@ export class Vm {
   get generation (): number { return this.#generation }
   get stopped (): boolean { return this.#stopped }
   /** The pid of the prepared destination QEMU, if there is one. */
-  get preparedPid (): number | undefined { return this.#prepared?.dest.vm.pid }
+  get preparedPid (): number | undefined { return this.#prepared.held?.dest.vm.pid }
   /** True between beginHandoff() and its commit or abort. */
   get handingOff (): boolean { return this.#handingOff }
 
@@ -191,7 +183,7 @@ export class Vm {
       name: this.name, state, pid: this.#qemu.pid, generation: this.#generation, qemu: this.#binary.path,
       qemuVersion: this.#binary.versionText, accel: this.accel, accelNote: this.accelNote, memoryBytes: this.#config.memoryBytes, keeperPid: process.pid,
       startedAt: this.#startedAt, consoleLog: this.paths.console, upgrades: [...this.#upgrades],
-      ...(this.#prepared !== undefined ? { prepared: this.#preparedStatus() } : {}),
+      ...(this.#prepared.held !== undefined ? { prepared: this.#prepared.status() } : {}),
     }
   }
 
@@ -205,16 +197,15 @@ export class Vm {
     this.#begin('prepared')
     try {
       const binary = await findQemu(o.qemu ?? this.#binary.path)
-      const existing = this.#prepared
-      if (existing !== undefined && existing.dest.vm.exitStatus === undefined) {
-        if (sameFile(existing.binary.path, binary.path)) return { ...this.#preparedStatus(), reused: true }
-        throw this.#mismatch(binary.path)
+      if (this.#prepared.waiting) {
+        this.#prepared.checkBinary(binary.path)
+        return { ...this.#prepared.status() as PreparedStatus, reused: true }
       }
-      if (existing !== undefined) await this.#dropPrepared()
+      await this.#prepared.drop()
       const next = this.#generation + 1
       const dest = await prepareDestination(async () => await this.#launch(binary.path, next), { socketBase: this.paths.migration(next), timeoutMs: o.timeoutMs, source: this.#qemu })
-      this.#prepared = { dest, binary }
-      return { ...this.#preparedStatus(), reused: false }
+      this.#prepared.hold({ dest, binary, generation: next })
+      return { ...this.#prepared.status() as PreparedStatus, reused: false }
     } finally {
       this.#busy = false
     }
@@ -224,29 +215,25 @@ export class Vm {
   async cancelPrepared (): Promise<PreparedStatus | undefined> {
     this.#begin('cancelled')
     try {
-      if (this.#prepared === undefined) return undefined
-      const was = this.#preparedStatus()
-      await this.#dropPrepared()
-      return was
+      return await this.#prepared.drop()
     } finally {
       this.#busy = false
     }
   }
 
-  /** Moves the guest to a new QEMU process (optionally another binary) on the same RAM. */
   /**
    * Moves the guest to a new QEMU process (optionally another binary) on the same RAM. A prepared
    * destination is used if there is one; a `qemu` other than the prepared one's is refused.
    */
   async upgrade (o: UpgradeOptions = {}): Promise<UpgradeRecord> {
     this.#begin('upgraded')
-    const prepared = this.#prepared
+    let prepared: Prepared | undefined
     try {
-      if (prepared !== undefined && o.qemu !== undefined && !sameFile(o.qemu, prepared.binary.path)) throw this.#mismatch(o.qemu)
+      if (o.qemu !== undefined) this.#prepared.checkBinary(o.qemu)
+      // From here the update owns the prepared destination: it becomes the VM's QEMU or is killed.
+      prepared = this.#prepared.take()
       const binary = prepared?.binary ?? await findQemu(o.qemu ?? this.#binary.path)
       const next = this.#generation + 1
-      // From here the update owns the prepared destination: it becomes the VM's QEMU or is killed.
-      this.#prepared = undefined
       const { vm, report } = await liveUpdate(this.#qemu, {
         socketBase: this.paths.migration(next),
         timeoutMs: o.timeoutMs,
@@ -264,8 +251,8 @@ export class Vm {
       return record
     } catch (err) {
       // An update refused before it began leaves a prepared destination waiting, and it stays prepared.
-      if (prepared !== undefined && prepared.dest.vm.exitStatus === undefined && !prepared.dest.vm.qmp.closed) this.#prepared = prepared
-      else rmSync(this.paths.qmp(this.#generation + 1), { force: true })
+      if (prepared !== undefined) this.#prepared.giveBack(prepared)
+      if (this.#prepared.held === undefined) rmSync(this.paths.qmp(this.#generation + 1), { force: true })
       throw err
     } finally {
       this.#busy = false
@@ -282,7 +269,7 @@ export class Vm {
     if (this.#busy) throw new QemuError('ERR_QEMU_BUSY', `VM ${this.name} is being upgraded; stop it afterwards`)
     this.#busy = true
     try {
-      await this.#dropPrepared()
+      await this.#prepared.drop()
       await this.#qemu.quit(timeoutMs)
       this.#cleanup()
     } finally {
@@ -301,7 +288,7 @@ export class Vm {
     if (this.#busy) throw new QemuError('ERR_QEMU_BUSY', `VM ${this.name} is being upgraded or stopped; hand over afterwards`)
     this.#busy = true
     this.#handingOff = true
-    this.#killPrepared()
+    this.#prepared.kill()
     this.#qemu.qmp.close()
     return {
       config: this.#config, pid: this.#qemu.pid, generation: this.#generation, binary: this.#binary, accel: this.accel,
@@ -330,7 +317,7 @@ export class Vm {
 
   /** Kills QEMU at once; for a keeper that is itself being killed. */
   kill (): void {
-    this.#killPrepared()
+    this.#prepared.kill()
     if (this.#stopped) return
     this.#qemu.kill('SIGKILL')
     this.#cleanup()
@@ -359,35 +346,8 @@ export class Vm {
     })
   }
 
-  #preparedStatus (): PreparedStatus {
-    const p = this.#prepared as { dest: PreparedDestination, binary: QemuBinary }
-    const exit = p.dest.vm.exitStatus
-    return {
-      pid: p.dest.vm.pid, qemu: p.binary.path, qemuVersion: p.binary.versionText, generation: this.#generation + 1,
-      preparedAt: p.dest.preparedAt, state: exit === undefined ? 'waiting' : `exited (${describeExit(exit)})`,
-    }
-  }
-
-  #mismatch (wanted: string): QemuError {
-    const p = this.#prepared as { dest: PreparedDestination, binary: QemuBinary }
-    return new QemuError('ERR_QEMU_PREPARED_MISMATCH', `VM ${this.name} has a prepared destination of ${p.binary.path} (QEMU pid ${p.dest.vm.pid}), not of ${wanted}; ` +
-      `upgrade without --qemu to use it, or drop it first with 'pagegift qemu prepare ${this.name} --cancel'`)
-  }
-
-  async #dropPrepared (): Promise<void> {
-    const p = this.#prepared
-    this.#prepared = undefined
-    if (p !== undefined) await discardPrepared(p.dest)
-  }
-
-  #killPrepared (): void {
-    const p = this.#prepared
-    this.#prepared = undefined
-    if (p !== undefined) killPrepared(p.dest)
-  }
-
   #cleanup (): void {
-    this.#killPrepared()
+    this.#prepared.kill()
     if (this.#stopped) return
     this.#stopped = true
     this.#qemu.qmp.close()
@@ -396,15 +356,6 @@ export class Vm {
     closeSync(this.#logFd)
     release(this.#ram)
   }
-}
-
-/** Whether two binary names lead to the same file (a name is looked up on PATH). */
-function sameFile (a: string, b: string): boolean {
-  const real = (name: string): string => {
-    const path = resolveBinary(name) ?? name
-    try { return realpathSync(path) } catch { return path }
-  }
-  return real(a) === real(b)
 }
 
 function argsFor (config: VmConfig, generation: number): string[] {
