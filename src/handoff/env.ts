@@ -46,7 +46,6 @@ export interface Env {
   /** CLOCK_MONOTONIC in ns; comparable across processes on one host. */
   now (): bigint
   pid: number
-  uid: number
   isAlive (pid: number): boolean
   step (name: Step): void | Promise<void>
   /** Successor, before PREPARED: waits out the garbage collection that mapping large regions sets off. */
@@ -118,7 +117,6 @@ export const defaultEnv: Env = {
   release: core.release,
   now: () => process.hrtime.bigint(),
   pid: process.pid,
-  uid: process.getuid?.() ?? 0,
   isAlive,
   step: () => {},
   settle,
