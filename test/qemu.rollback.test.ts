@@ -84,6 +84,16 @@ describe('live update rollback', { skip, timeout: 180_000 }, () => {
     await failedUpgrade('migration-completed', (dest) => dest.kill('SIGKILL'), gone)
   })
 
+  test('a prepared destination killed mid-migration rolls back, and is not kept as prepared', async () => {
+    const prepared = await vm.prepare()
+    pids.add(prepared.pid)
+    await failedUpgrade('migration-started', (dest) => {
+      assert.equal(dest.pid, prepared.pid, 'the update used the prepared QEMU')
+      dest.kill('SIGKILL')
+    }, gone)
+    assert.equal((await vm.status()).prepared, undefined)
+  })
+
   test('a destination that hangs mid-migration times out and rolls back', async () => {
     await failedUpgrade('migration-started', (dest) => dest.kill('SIGSTOP'), /within \d+ ms/, 3000)
   })
