@@ -21,10 +21,11 @@ async function freePort (): Promise<number> {
 
 async function exited (c: ChildProcess): Promise<number | null> { return await new Promise((resolve) => c.once('exit', resolve)) }
 
-test('the README example keeps its count and its clients across two upgrades', async () => {
+for (const transport of ['tcp', 'unix'] as const) test(`the README example keeps its count and its clients across two upgrades (${transport})`, async () => {
   const sock = tempSocket()
-  const port = await freePort()
-  const env = { ...process.env, SOCK: sock.path, PORT: String(port) }
+  // On a Unix socket the path must survive too: libuv unlinks it when the old server's handle closes.
+  const port: number | string = transport === 'tcp' ? await freePort() : `${sock.path}.service`
+  const env = { ...process.env, SOCK: sock.path, ...(typeof port === 'number' ? { PORT: String(port) } : { LISTEN_PATH: port }) }
   try {
     const gen1 = spawn(process.execPath, ['--import', 'tsx', example], { cwd: root, env: { ...env, VERSION: 'v1' }, stdio: ['ignore', 'ignore', 'pipe'] })
     pids.push(gen1.pid as number)

@@ -5,6 +5,7 @@
  * go of it (commit). A successor's handle owns a received fd until adopted; an adoption made before
  * the commit point is held (no accept, no read, writes corked) until COMMIT arrives.
  */
+import { linkSync, renameSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import tls from 'node:tls'
 import { PagegiftError } from '../errors.ts'
@@ -101,12 +102,33 @@ export function exportServer (server: net.Server): Handle {
   const info = describe(server.address())
   const dup = defaultEnv.dup(fd)
   // Closing only the libuv handle (not server.close()) stops accepting without emitting 'close'.
-  s._handle.close()
+  closeKeepingPath(s._handle, typeof info.path === 'string' ? info.path : undefined)
   s._handle = null
   const i: Internals = { fd: dup }
   i.resume = () => { i.fd = null; server.listen({ fd: dup }) }
   i.release = () => { if (i.fd !== null) defaultEnv.closeFd(dup); i.fd = null }
   return collected(new Handle('server', Buffer.alloc(0), info, i))
+}
+
+/**
+ * libuv unlinks a Unix socket's path when it closes the server handle that bound it, which would
+ * leave the kept socket unreachable by name. A second link keeps the name: it is renamed back over
+ * the path at once, so a client can miss it only for the microseconds in between.
+ */
+function closeKeepingPath (handle: { close(): void }, path: string | undefined): void {
+  if (path === undefined || path.startsWith('\0')) {
+    handle.close()
+    return
+  }
+  const keep = `${path}.${process.pid}.keep`
+  let linked = false
+  try {
+    rmSync(keep, { force: true })
+    linkSync(path, keep)
+    linked = true
+  } catch {}
+  handle.close()
+  if (linked) renameSync(keep, path)
 }
 
 function collected (h: Handle): Handle {
