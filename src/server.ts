@@ -12,6 +12,15 @@ export interface ListenOptions {
 }
 
 const EAGAIN = -11
+const ENOENT = -2
+const ECONNREFUSED = -111
+const EADDRINUSE = -98
+
+function unlinkIfSame (path: string, ino: number): void {
+  try {
+    if (lstatSync(path).ino === ino) unlinkSync(path)
+  } catch {}
+}
 
 function pathArg (path: unknown): string {
   if (typeof path !== 'string' || path.length === 0) throw new TypeError('The "path" argument must be a non-empty string')
@@ -105,16 +114,22 @@ export async function listen (path: string, opts: ListenOptions = {}): Promise<G
   const allowed = new Set([process.getuid?.() ?? 0, 0, ...(opts.allowUids ?? [])])
   const backlog = opts.backlog ?? 128
   let fd = native.listen(path, backlog)
-  if (fd === -98) { // EADDRINUSE: stale or live?
-    const st = lstatSync(path)
+  // EADDRINUSE: a live listener (never stolen), or a stale file (replaced). A listener that is
+  // shutting down can make the file vanish or refuse between our probes, so look again a few times.
+  for (let attempt = 0; fd === EADDRINUSE && attempt < 5; attempt++) {
+    let st
+    try {
+      st = lstatSync(path)
+    } catch {
+      fd = native.listen(path, backlog) // The file went away meanwhile: bind again.
+      continue
+    }
     if (!st.isSocket()) throw new SystemError(fd, 'bind', path, 'the path exists and is not a socket')
     const probe = native.connect(path)
-    if (probe >= 0) {
-      native.close(probe)
-      throw new SystemError(fd, 'bind', path, 'another process is listening there')
-    }
-    if (probe !== -111) throw new SystemError(probe, 'connect', path)
-    unlinkSync(path) // ECONNREFUSED: nobody listens, the file is stale.
+    if (probe >= 0) native.close(probe)
+    if (probe >= 0 || probe === EAGAIN) throw new SystemError(fd, 'bind', path, 'another process is listening there')
+    if (probe === ECONNREFUSED) unlinkIfSame(path, st.ino) // Nobody listens: the file is stale.
+    else if (probe !== ENOENT) throw new SystemError(probe, 'connect', path)
     fd = native.listen(path, backlog)
   }
   check(fd, 'bind', path)
