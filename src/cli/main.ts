@@ -6,7 +6,7 @@ const commands: Record<string, { summary: string, load: () => Promise<{ run(argv
   doctor: { summary: 'what this host supports, and which path a same-user gift takes', load: () => import('./doctor.ts') },
   upgrade: { summary: 'upgrade <socket> -- <command ...>: start the next version and hand over', load: () => import('./upgrade.ts') },
   status: { summary: 'status <socket> [--json]: generation, pid, regions, handles, history', load: () => import('./status.ts') },
-  qemu: { summary: 'qemu start|upgrade|status|stop: live-update a QEMU VM without copying its RAM', load: () => import('./qemu.ts') },
+  qemu: { summary: 'qemu start|prepare|upgrade|status|stop: live-update a QEMU VM without copying its RAM', load: () => import('./qemu.ts') },
 }
 
 function usage (): string {
