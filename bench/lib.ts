@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { formatBytes } from '../src/format.ts'
 
 export interface Stats { median: number, min: number, max: number, p99: number, runs: number }
 
@@ -24,12 +25,7 @@ export async function sample (runs: number, warmup: number, fn: () => Promise<nu
 
 export const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6
 
-export function formatBytes (n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let u = 0
-  while (n >= 1024 && u < units.length - 1) { n /= 1024; u++ }
-  return `${Number.isInteger(n) ? n : n.toFixed(1)} ${units[u]}`
-}
+export { formatBytes }
 
 export function formatMs (ms: number): string {
   if (ms < 0.01) return `${(ms * 1000).toFixed(2)} µs`

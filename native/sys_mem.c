@@ -121,32 +121,28 @@ int64_t pagegift_vm_read(pid_t pid, const struct iovec* local, int nlocal, const
   return total;
 }
 
-int64_t pagegift_vmsplice_all(int fd, const struct iovec* iov, int n, unsigned int flags) {
-  struct iovec v[1024];
-  if (n > 1024) return -E2BIG;
-  for (int i = 0; i < n; i++) v[i] = iov[i];
-  int i = 0;
-  int64_t total = 0;
-  while (i < n) {
-    ssize_t w = vmsplice(fd, v + i, (unsigned long) (n - i), flags);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    total += w;
-    i = pagegift__iov_advance(v, n, i, (size_t) w);
-  }
-  return total;
+typedef ssize_t (*pagegift__iov_op)(int fd, const struct iovec* iov, int n, unsigned int flags);
+
+static ssize_t pagegift__vmsplice(int fd, const struct iovec* iov, int n, unsigned int flags) {
+  return vmsplice(fd, iov, (unsigned long) n, flags);
 }
 
-int64_t pagegift_read_all(int fd, const struct iovec* iov, int n) {
+static ssize_t pagegift__readv(int fd, const struct iovec* iov, int n, unsigned int flags) {
+  return readv(fd, iov, n);
+}
+
+/*
+ * Runs `op` until every byte of the iovec array has moved. Pipes move at most their capacity per
+ * call, so short transfers are the rule here, not an error. A zero-byte transfer means end of file.
+ */
+static int64_t pagegift__iov_all(int fd, const struct iovec* iov, int n, unsigned int flags, pagegift__iov_op op) {
   struct iovec v[1024];
   if (n > 1024) return -E2BIG;
   for (int i = 0; i < n; i++) v[i] = iov[i];
   int i = 0;
   int64_t total = 0;
   while (i < n) {
-    ssize_t r = readv(fd, v + i, n - i);
+    ssize_t r = op(fd, v + i, n - i, flags);
     if (r < 0) {
       if (errno == EINTR) continue;
       return -errno;
@@ -157,6 +153,14 @@ int64_t pagegift_read_all(int fd, const struct iovec* iov, int n) {
     i = pagegift__iov_advance(v, n, i, (size_t) r);
   }
   return total;
+}
+
+int64_t pagegift_vmsplice_all(int fd, const struct iovec* iov, int n, unsigned int flags) {
+  return pagegift__iov_all(fd, iov, n, flags, pagegift__vmsplice);
+}
+
+int64_t pagegift_read_all(int fd, const struct iovec* iov, int n) {
+  return pagegift__iov_all(fd, iov, n, 0, pagegift__readv);
 }
 
 int64_t pagegift_pread_all(int fd, void* buf, size_t length, off_t offset) {

@@ -1,15 +1,11 @@
 /** `pagegift status <socket> [--json]`: what the generation serving at a handoff socket reports. */
 import { status } from '../handoff/client.ts'
 import type { HandoffRecord, StatusReport } from '../handoff/types.ts'
+import { formatBytes } from '../format.ts'
 
 const USAGE = 'usage: pagegift status <socket> [--json]'
 
-export function formatBytes (n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let u = 0
-  while (n >= 1024 && u < units.length - 1) { n /= 1024; u++ }
-  return `${Number.isInteger(n) ? n : n.toFixed(1)} ${units[u]}`
-}
+export { formatBytes }
 
 export function formatDuration (ms: number): string {
   const s = Math.floor(ms / 1000)
