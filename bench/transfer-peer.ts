@@ -7,8 +7,9 @@
  */
 import { connect, type Socket } from 'node:net'
 import { Channel, alloc, release } from '../src/index.ts'
+import { serveCommands, type Command } from '../test/fixtures/command-loop.ts'
 
-type Cmd = Record<string, unknown> & { op: string }
+type Cmd = Command
 
 const ch = Channel.fromFd(3)
 const gc = (globalThis as { gc?: () => void }).gc ?? ((): void => {})
@@ -131,17 +132,4 @@ async function run (cmd: Cmd): Promise<Record<string, unknown> | undefined> {
   }
 }
 
-for (;;) {
-  let cmd: Cmd
-  try {
-    cmd = (await ch.recv()).msg as Cmd
-  } catch {
-    process.exit(0)
-  }
-  try {
-    const reply = await run(cmd)
-    if (reply !== undefined) await ch.send(reply)
-  } catch (err) {
-    await ch.send({ error: (err as Error).message, code: (err as { code?: string }).code }).catch(() => {})
-  }
-}
+await serveCommands(ch, run)
