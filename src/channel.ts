@@ -93,7 +93,14 @@ export class Channel extends EventEmitter {
 
   #dispatch (m: Decoded, fds: number[]): void {
     if (m.type === Type.Message) {
-      const message = { msg: obj(m.json, 'message').msg, fds }
+      let msg: unknown
+      try {
+        msg = obj(m.json, 'message').msg
+      } catch (err) {
+        closeFds(fds)
+        throw err
+      }
+      const message = { msg, fds }
       const waiter = this.#waiting.shift()
       if (waiter !== undefined) return waiter.resolve(message)
       if (this.#messages.length >= MAX_QUEUED_MESSAGES) {

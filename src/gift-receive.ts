@@ -69,7 +69,13 @@ export class GiftReceiver {
       return true
     }
     if (m.type !== Type.Data && m.type !== Type.Splice && m.type !== Type.Cma && m.type !== Type.Skip && m.type !== Type.Fail) return false
-    const id = uint(obj(m.json, 'message').id, 'id')
+    let id: number
+    try {
+      id = uint(obj(m.json, 'message').id, 'id')
+    } catch (err) {
+      closeFds(fds)
+      throw err
+    }
     if (this.#inbox?.id !== id) {
       closeFds(fds) // A late message for a gift that has already ended on this side.
       return true

@@ -62,6 +62,22 @@ describe('malformed messages close the channel with a clear error', () => {
     for (const fd of extra) native.close(fd)
     assert.equal(fdCount(), before)
   })
+  test('fds sent with a control message whose JSON is not an object are closed', async () => {
+    const before = fdCount()
+    const extra = [native.dup(0), native.dup(0)]
+    const err = await hostile(header(7, '[1,2]', 0, 2), extra)
+    assert.equal((err as NodeJS.ErrnoException).code, 'ERR_PAGEGIFT_PROTOCOL')
+    for (const fd of extra) native.close(fd)
+    assert.equal(fdCount(), before)
+  })
+  test('fds sent with a reply whose id is malformed are closed', async () => {
+    const before = fdCount()
+    const extra = [native.dup(0)]
+    const err = await hostile(header(4, '{"id":"x"}', 0, 1), extra)
+    assert.equal((err as NodeJS.ErrnoException).code, 'ERR_PAGEGIFT_PROTOCOL')
+    for (const fd of extra) native.close(fd)
+    assert.equal(fdCount(), before)
+  })
   test('more fds than the limit: the message is refused, every fd is closed', async () => {
     const before = fdCount()
     const many = Array.from({ length: 100 }, () => native.dup(0))
