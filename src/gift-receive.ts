@@ -4,10 +4,11 @@
  */
 import { PagegiftError, SystemError } from './errors.ts'
 import { AsyncOp, native } from './native.ts'
-import { Memfd, alloc, release, isAligned, mapExtents, mappable, moveInto, regionOf, roundUp, type Extent } from './pages.ts'
+import { alloc, release, mapExtents, moveInto } from './pages.ts'
+import { parseCma, parseOffer, planMove, unsealed, type Move, type Offer } from './offer.ts'
 import { MAX_BUFFERS, PATHS, type GiftPath } from './sources.ts'
 import { closeFds, type Transport } from './transport.ts'
-import { Type, obj, protocolError, str, uint, uints, type Decoded } from './wire.ts'
+import { Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
 
 export interface Gift {
   /** The received buffers: new giftable ArrayBuffers, or the ArrayBuffers of `into`. */
@@ -24,18 +25,6 @@ export interface ReceiveOptions {
   into?: ArrayBufferView | ArrayBufferView[]
 }
 
-interface Offer {
-  id: number
-  lengths: number[]
-  total: number
-  meta: unknown
-  forced?: GiftPath
-  why?: string
-  move?: Array<Array<{ memfd: Memfd, offset: number, length: number }>>
-  memfds: Memfd[]
-  cma?: { pid: number, iov: number[] }
-}
-
 interface Inbox {
   id: number
   items: Array<{ m: Decoded, fds: number[] }>
@@ -44,7 +33,6 @@ interface Inbox {
   sink?: (data: Uint8Array) => void
 }
 
-const MAX_TOTAL = 2 ** 47
 const FALLBACK_ERRNOS = new Set(['EPERM', 'EACCES', 'ENOSYS', 'EINVAL'])
 
 export class GiftReceiver {
@@ -256,41 +244,6 @@ export class GiftReceiver {
   }
 }
 
-interface Move { region: NonNullable<ReturnType<typeof regionOf>>, at: number, extent: Extent }
-
-/** Plans a move into the reader's views, or says why the pages cannot land there. */
-function planMove (offer: Offer, into: Uint8Array[]): Move[] | string {
-  const src = (offer.move ?? []).flatMap((extents, i) => {
-    let left = offer.lengths[i]
-    return extents.map((e) => { const length = Math.min(e.length, left); left -= length; return { ...e, length } })
-  }).filter((s) => s.length > 0)
-  const out: Move[] = []
-  let s = 0
-  let sUsed = 0
-  let left = offer.total
-  for (const view of into) {
-    const region = regionOf(view.buffer)
-    if (region === undefined) return 'into target not giftable (use alloc())'
-    let at = view.byteOffset
-    let room = Math.min(view.byteLength, left)
-    while (room > 0) {
-      const piece = src[s]
-      const n = Math.min(room, piece.length - sUsed)
-      const offset = piece.offset + sUsed
-      if (!isAligned(at) || !isAligned(offset)) return 'into target not page aligned'
-      if (!isAligned(n) && at + n !== region.byteLength) return 'into target not a whole number of pages'
-      out.push({ region, at, extent: { memfd: piece.memfd, offset, length: roundUp(n) } })
-      at += n
-      room -= n
-      left -= n
-      sUsed += n
-      if (sUsed === piece.length) { s++; sUsed = 0 }
-    }
-    if (left === 0) break
-  }
-  return out
-}
-
 const PARALLEL_PULL_BYTES = 32 << 20
 
 /**
@@ -334,16 +287,6 @@ function iovOf (views: Uint8Array[], total: number): Float64Array {
   return new Float64Array(out)
 }
 
-function unsealed (offer: Offer): string | undefined {
-  for (const extents of offer.move ?? []) {
-    for (const e of extents) {
-      const why = mappable(e.memfd.fd, e.offset, e.length)
-      if (why !== undefined) return why
-    }
-  }
-  return undefined
-}
-
 function intoArg (opts: ReceiveOptions): Uint8Array[] | undefined {
   if (opts === null || typeof opts !== 'object') throw new TypeError('The "opts" argument must be an object')
   if (opts.into === undefined) return undefined
@@ -354,48 +297,4 @@ function intoArg (opts: ReceiveOptions): Uint8Array[] | undefined {
     if (v.byteLength === 0) throw new RangeError(`The "opts.into${Array.isArray(opts.into) ? `[${i}]` : ''}" argument is empty or detached`)
     return new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
   })
-}
-
-function parseCma (x: unknown): { pid: number, iov: number[] } {
-  const c = obj(x, 'cma')
-  const iov = uints(c.iov, 'cma.iov', 2 * MAX_BUFFERS)
-  if (iov.length % 2 !== 0) throw protocolError('cma.iov is not address/length pairs')
-  return { pid: uint(c.pid, 'cma.pid', 2 ** 22), iov }
-}
-
-/** Validates an offer; closes the fds it arrived with when it is malformed. */
-function parseOffer (x: unknown, fds: number[]): Offer {
-  const memfds = fds.map((fd) => new Memfd(fd))
-  try {
-    const o = obj(x, 'offer')
-    const lengths = uints(o.lengths, 'lengths', MAX_BUFFERS)
-    const total = lengths.reduce((a, b) => a + b, 0)
-    if (lengths.length === 0 || lengths.includes(0) || total > MAX_TOTAL) throw protocolError('lengths out of range')
-    const forced = o.forced === undefined ? undefined : str(o.forced, 'forced') as GiftPath
-    if (forced !== undefined && !PATHS.includes(forced)) throw protocolError('unknown forced path')
-    const offer: Offer = { id: uint(o.id, 'id'), lengths, total, meta: o.meta, forced, memfds, why: o.why === undefined ? undefined : str(o.why, 'why') }
-    if (o.move !== undefined) {
-      if (!Array.isArray(o.move) || o.move.length !== lengths.length) throw protocolError('move has the wrong number of buffers')
-      const used = new Set<number>()
-      offer.move = o.move.map((list: unknown, i: number) => {
-        if (!Array.isArray(list) || list.length === 0 || list.length > 4096) throw protocolError(`move[${i}] is not a list of extents`)
-        const extents = list.map((e: unknown) => {
-          const [index, offset, length] = uints(e, 'extent', 3)
-          if (index >= memfds.length || !isAligned(offset) || !isAligned(length) || length === 0) throw protocolError('extent out of range')
-          used.add(index)
-          return { memfd: memfds[index], offset, length }
-        })
-        if (extents.reduce((a, e) => a + e.length, 0) !== roundUp(lengths[i])) throw protocolError(`move[${i}] does not cover the buffer`)
-        return extents
-      })
-      if (used.size !== memfds.length) throw protocolError('fds that no extent uses')
-    } else if (memfds.length > 0) {
-      throw protocolError('fds without a move')
-    }
-    if (o.cma !== undefined) offer.cma = parseCma(o.cma)
-    return offer
-  } catch (err) {
-    for (const m of memfds) m.unref()
-    throw err
-  }
 }
