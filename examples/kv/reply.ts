@@ -42,7 +42,15 @@ export class Reply {
   }
 
   ok (): void {
-    this.raw('+OK\r\n')
+    this.ensure(5)
+    const b = this.buf
+    const p = this.pos
+    b[p] = 43 // +OK\r\n
+    b[p + 1] = 79
+    b[p + 2] = 75
+    b[p + 3] = 13
+    b[p + 4] = 10
+    this.pos = p + 5
   }
 
   simple (s: string): void {
@@ -55,7 +63,15 @@ export class Reply {
   }
 
   nil (): void {
-    this.raw('$-1\r\n')
+    this.ensure(5)
+    const b = this.buf
+    const p = this.pos
+    b[p] = 36 // $-1\r\n
+    b[p + 1] = 45
+    b[p + 2] = 49
+    b[p + 3] = 13
+    b[p + 4] = 10
+    this.pos = p + 5
   }
 
   nilArray (): void {
@@ -86,8 +102,8 @@ export class Reply {
       src.copy(b, this.pos, start, end)
     }
     this.pos += len
-    this.buf.writeUInt16LE(CRLF, this.pos)
-    this.pos += 2
+    b[this.pos++] = 13
+    b[this.pos++] = 10
   }
 
   bulkString (s: string): void {
