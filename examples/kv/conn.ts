@@ -20,6 +20,20 @@ export interface ConnHost {
   closed (conn: Conn): void
 }
 
+/**
+ * Replies wait here until every read of this event-loop turn has run, then leave together (as
+ * Redis writes in beforeSleep): the clients' wakeups come in one burst instead of between reads.
+ */
+let unsent: Conn[] = []
+let flushScheduled = false
+
+function flushUnsent (): void {
+  flushScheduled = false
+  const list = unsent
+  unsent = []
+  for (const c of list) c.flush()
+}
+
 export class Conn implements ClientInfo {
   readonly id: number
   name = ''
@@ -38,6 +52,9 @@ export class Conn implements ClientInfo {
    * first read means we own everything: it may run at once, without waiting for `thaw`.
    */
   private adopted = false
+  /** Replies of this turn's reads, not yet written (see `unsent`). */
+  private queued: Buffer | null = null
+  private inUnsent = false
 
   /** An adopted client starts frozen, with its predecessor's unread bytes held until `thaw`. */
   constructor (id: number, socket: Socket, host: ConnHost, adopted?: { pending: Buffer, name: string }) {
@@ -100,7 +117,24 @@ export class Conn implements ClientInfo {
     }
     host.commands += n
     if (pos < buf.length && !this.closing) this.keep(buf, pos, p.need)
-    this.flush()
+    this.queue()
+  }
+
+  /** Takes this read's replies out of the shared reply buffer; they are written at the end of the turn. */
+  private queue (): void {
+    const out = this.host.ctx.out
+    if (out.pos === 0 && !this.closing) return
+    if (out.pos > 0) {
+      const bytes = out.take()
+      this.queued = this.queued === null ? bytes : Buffer.concat([this.queued, bytes])
+    }
+    if (this.inUnsent) return
+    this.inUnsent = true
+    unsent.push(this)
+    if (!flushScheduled) {
+      flushScheduled = true
+      setImmediate(flushUnsent)
+    }
   }
 
   private keep (buf: Buffer, pos: number, need: number): void {
@@ -112,10 +146,14 @@ export class Conn implements ClientInfo {
     this.need = need
   }
 
-  private flush (): void {
-    const out = this.host.ctx.out
-    if (out.pos > 0) {
-      const ok = this.socket.write(out.take())
+  /** Writes the queued replies (and ends the connection after QUIT or a protocol error). */
+  flush (): void {
+    this.inUnsent = false
+    const bytes = this.queued
+    this.queued = null
+    if (this.socket.destroyed) return
+    if (bytes !== null) {
+      const ok = this.socket.write(bytes)
       if (!ok && !this.closing) this.socket.pause()
     }
     if (this.closing) this.socket.end()
@@ -127,6 +165,7 @@ export class Conn implements ClientInfo {
    */
   freeze (): Buffer {
     this.frozen = true
+    if (this.inUnsent) this.flush()
     return this.pending()
   }
 
