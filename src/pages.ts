@@ -81,21 +81,19 @@ export function alloc (byteLength: number, opts: { name?: string } = {}): ArrayB
   if (opts === null || typeof opts !== 'object') throw new TypeError('The "opts" argument must be an object')
   const name = opts.name ?? 'pagegift'
   if (typeof name !== 'string' || name.length > 200) throw new TypeError('The "opts.name" argument must be a string of at most 200 characters')
-  const size = roundUp(byteLength)
-  const fd = check(native.memfdCreate(name, size, true), 'memfd_create')
-  const memfd = new Memfd(fd)
-  try {
-    return mapExtents([{ memfd, offset: 0, length: size }], byteLength)
-  } finally {
-    memfd.unref()
-  }
+  return mapNewMemfd(name, byteLength, true)
 }
 
 /** Makes an unsealed memfd buffer; only tests use it, to show that receivers refuse such pages. */
 export function allocUnsealedForTest (byteLength: number): ArrayBuffer {
-  const memfd = new Memfd(check(native.memfdCreate('pagegift-unsealed', roundUp(byteLength), false), 'memfd_create'))
+  return mapNewMemfd('pagegift-unsealed', byteLength, false)
+}
+
+function mapNewMemfd (name: string, byteLength: number, seal: boolean): ArrayBuffer {
+  const size = roundUp(byteLength)
+  const memfd = new Memfd(check(native.memfdCreate(name, size, seal), 'memfd_create'))
   try {
-    return mapExtents([{ memfd, offset: 0, length: roundUp(byteLength) }], byteLength)
+    return mapExtents([{ memfd, offset: 0, length: size }], byteLength)
   } finally {
     memfd.unref()
   }
