@@ -59,7 +59,8 @@ export class GiftSender {
     } catch (err) {
       throw new TypeError(`The "opts.meta" argument must be JSON-serialisable: ${(err as Error).message}`)
     }
-    if (forced !== undefined && disabledPaths().has(forced)) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path '${forced}': disabled by PAGEGIFT_DISABLE`)
+    const disabled = disabledPaths()
+    if (forced !== undefined && disabled.has(forced)) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path '${forced}': disabled by PAGEGIFT_DISABLE`)
     if (this.#t.closed) throw new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed')
     const sources = Sources.take(data, forced)
     const id = this.#next++
@@ -71,7 +72,6 @@ export class GiftSender {
       why: [...sources.notes, sources.notMovable].filter((w) => w !== undefined).join('; ') || undefined,
     }
     let fds: number[] = []
-    const disabled = disabledPaths()
     if (sources.notMovable === undefined && !disabled.has('move') && (forced === undefined || forced === 'move')) {
       const d = sources.moveDescriptor()
       offer.move = d.extents
