@@ -54,38 +54,22 @@ describe('malformed messages close the channel with a clear error', () => {
       assert.equal(fdCount(), before)
     })
   }
-  test('fds sent with a message that may not carry them are closed', async () => {
-    const before = fdCount()
-    const extra = [native.dup(0), native.dup(0), native.dup(0)]
-    const err = await hostile(header(7, '{"msg":1}', 0, 1), extra)
-    assert.equal((err as NodeJS.ErrnoException).code, 'ERR_PAGEGIFT_PROTOCOL')
-    for (const fd of extra) native.close(fd)
-    assert.equal(fdCount(), before)
-  })
-  test('fds sent with a control message whose JSON is not an object are closed', async () => {
-    const before = fdCount()
-    const extra = [native.dup(0), native.dup(0)]
-    const err = await hostile(header(7, '[1,2]', 0, 2), extra)
-    assert.equal((err as NodeJS.ErrnoException).code, 'ERR_PAGEGIFT_PROTOCOL')
-    for (const fd of extra) native.close(fd)
-    assert.equal(fdCount(), before)
-  })
-  test('fds sent with a reply whose id is malformed are closed', async () => {
-    const before = fdCount()
-    const extra = [native.dup(0)]
-    const err = await hostile(header(4, '{"id":"x"}', 0, 1), extra)
-    assert.equal((err as NodeJS.ErrnoException).code, 'ERR_PAGEGIFT_PROTOCOL')
-    for (const fd of extra) native.close(fd)
-    assert.equal(fdCount(), before)
-  })
-  test('more fds than the limit: the message is refused, every fd is closed', async () => {
-    const before = fdCount()
-    const many = Array.from({ length: 100 }, () => native.dup(0))
-    const err = await hostile(header(1, `{"id":1,"lengths":[${pageSize}]}`, 0, 100), many)
-    assert.equal((err as NodeJS.ErrnoException).code, 'ERR_PAGEGIFT_PROTOCOL')
-    for (const fd of many) native.close(fd)
-    assert.equal(fdCount(), before)
-  })
+  const fdCases: Array<[string, Uint8Array, number]> = [
+    ['fds sent with a message that may not carry them are closed', header(7, '{"msg":1}', 0, 1), 3],
+    ['fds sent with a control message whose JSON is not an object are closed', header(7, '[1,2]', 0, 2), 2],
+    ['fds sent with a reply whose id is malformed are closed', header(4, '{"id":"x"}', 0, 1), 1],
+    ['more fds than the limit: the message is refused, every fd is closed', header(1, `{"id":1,"lengths":[${pageSize}]}`, 0, 100), 100],
+  ]
+  for (const [name, packet, count] of fdCases) {
+    test(name, async () => {
+      const before = fdCount()
+      const extra = Array.from({ length: count }, () => native.dup(0))
+      const err = await hostile(packet, extra)
+      assert.equal((err as NodeJS.ErrnoException).code, 'ERR_PAGEGIFT_PROTOCOL')
+      for (const fd of extra) native.close(fd)
+      assert.equal(fdCount(), before)
+    })
+  }
   test('an offer of unsealed pages with a forced move is refused, and the pages never mapped', async () => {
     const before = memfdMappings()
     const fd = native.memfdCreate('evil', pageSize, false)
