@@ -25,6 +25,15 @@ async function cli (args: string[], env: Record<string, string> = {}): Promise<{
 
 const successor = (extra: string[] = []): string[] => ['--', 'env', ...extra, process.execPath, '--import', 'tsx', serviceFixture]
 
+/** Starts generation 1 of the test service and connects a client once it serves. */
+async function firstGeneration (env: Record<string, string>): Promise<LineClient> {
+  const gen1 = startService(env)
+  services.push(gen1)
+  const { port } = await gen1.wait('listening') as unknown as { port: number }
+  await gen1.wait('serving')
+  return new LineClient(port)
+}
+
 test('status prints the generation, and --json parses; a missing socket is a clear error', async () => {
   const sock = tempSocket()
   try {
@@ -51,11 +60,7 @@ test('status prints the generation, and --json parses; a missing socket is a cle
 test('upgrade commits: downtime, bytes and path per region; the new generation serves', async () => {
   const sock = tempSocket()
   try {
-    const gen1 = startService({ HANDOFF_SOCK: sock.path })
-    services.push(gen1)
-    const { port } = await gen1.wait('listening') as unknown as { port: number }
-    await gen1.wait('serving')
-    const c = new LineClient(port)
+    const c = await firstGeneration({ HANDOFF_SOCK: sock.path })
     assert.equal(await c.request('INC 1'), '1 1')
     const r = await cli(['upgrade', sock.path, ...successor([`HANDOFF_SOCK=${sock.path}`, 'HANDOFF_VERSION=v2'])])
     assert.equal(r.code, 0, r.err)
@@ -81,11 +86,7 @@ test('upgrade commits: downtime, bytes and path per region; the new generation s
 test('upgrade rolls back: a stuck successor is killed, the old generation still serves, exit 1', async () => {
   const sock = tempSocket()
   try {
-    const gen1 = startService({ HANDOFF_SOCK: sock.path })
-    services.push(gen1)
-    const { port } = await gen1.wait('listening') as unknown as { port: number }
-    await gen1.wait('serving')
-    const c = new LineClient(port)
+    const c = await firstGeneration({ HANDOFF_SOCK: sock.path })
     assert.equal(await c.request('INC 1'), '1 1')
     const r = await cli(['upgrade', sock.path, '--timeout', '1500', ...successor([`HANDOFF_SOCK=${sock.path}`, 'HANDOFF_STALL_AT=successor:before-ready'])])
     assert.equal(r.code, 1, r.out + r.err)
@@ -105,11 +106,7 @@ test('upgrade rolls back: a stuck successor is killed, the old generation still 
 test('upgrade of a region that is not giftable: it is copied down the ladder, with progress', async () => {
   const sock = tempSocket()
   try {
-    const gen1 = startService({ HANDOFF_SOCK: sock.path, HANDOFF_PLAIN_REGION: '1', HANDOFF_REGION_BYTES: String(40 << 20) })
-    services.push(gen1)
-    const { port } = await gen1.wait('listening') as unknown as { port: number }
-    await gen1.wait('serving')
-    const c = new LineClient(port)
+    const c = await firstGeneration({ HANDOFF_SOCK: sock.path, HANDOFF_PLAIN_REGION: '1', HANDOFF_REGION_BYTES: String(40 << 20) })
     assert.equal(await c.request('INC 9'), '1 1')
     const r = await cli(['upgrade', sock.path, ...successor([`HANDOFF_SOCK=${sock.path}`])])
     assert.equal(r.code, 0, r.err)
