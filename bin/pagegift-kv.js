@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// pagegift-kv: the Redis-protocol store from examples/kv, loaded through tsx like the main CLI.
+// pagegift-kv: the Redis-protocol store from src/kv, loaded through tsx like the main CLI.
 import { register } from 'tsx/esm/api'
 register()
-const { main } = await import('../examples/kv/main.ts')
+const { main } = await import('../src/kv/main.ts')
 process.exitCode = await main(process.argv.slice(2))

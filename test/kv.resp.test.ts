@@ -1,8 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { RespParser, INCOMPLETE, PROTOCOL_ERROR } from '../examples/kv/resp.ts'
-import { Reply } from '../examples/kv/reply.ts'
-import { encode, parseReply } from '../examples/kv/client.ts'
+import { RespParser, INCOMPLETE, PROTOCOL_ERROR } from '../src/kv/resp.ts'
+import { Reply } from '../src/kv/reply.ts'
+import { encode, parseReply } from '../src/kv/client.ts'
 
 function args (p: RespParser): string[] {
   const out: string[] = []

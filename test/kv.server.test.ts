@@ -1,9 +1,9 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
-import { Store } from '../examples/kv/store.ts'
-import { KvServer } from '../examples/kv/server.ts'
-import { KvClient, RespError, type RespValue } from '../examples/kv/client.ts'
+import { Store } from '../src/kv/store.ts'
+import { KvServer } from '../src/kv/server.ts'
+import { KvClient, RespError, type RespValue } from '../src/kv/client.ts'
 
 let server: KvServer
 let port: number

@@ -1,9 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Store, KEEP_TTL } from '../examples/kv/store.ts'
-import { Compactor } from '../examples/kv/compactor.ts'
-import { ExpirySweeper } from '../examples/kv/expiry.ts'
-import type { IndexMigration } from '../examples/kv/migration.ts'
+import { Store, KEEP_TTL } from '../src/kv/store.ts'
+import { Compactor } from '../src/kv/compactor.ts'
+import { ExpirySweeper } from '../src/kv/expiry.ts'
+import type { IndexMigration } from '../src/kv/migration.ts'
 
 const B = (s: string): Buffer => Buffer.from(s)
 
@@ -136,7 +136,7 @@ test('compaction frees garbage segments and keeps every live value', () => {
 })
 
 test('a snapshot saved to a file loads back into an empty store with every live key', async () => {
-  const { saveSnapshot, loadSnapshot } = await import('../examples/kv/snapshot.ts')
+  const { saveSnapshot, loadSnapshot } = await import('../src/kv/snapshot.ts')
   const { mkdtempSync, rmSync } = await import('node:fs')
   const dir = mkdtempSync('/tmp/kv-snap-')
   try {

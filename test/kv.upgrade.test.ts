@@ -7,8 +7,8 @@ import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { startKv, KV_BIN, type KvProc } from './fixtures/kv-proc.ts'
-import { loadKeys, verifyKeys } from '../examples/kv/tools/load.ts'
-import { KvClient } from '../examples/kv/client.ts'
+import { loadKeys, verifyKeys } from '../tools/kv/load.ts'
+import { KvClient } from '../src/kv/client.ts'
 
 /** Starts redis-benchmark; `done` resolves with its exit code and output. */
 function benchmark (port: number, n: number): { done: Promise<{ code: number | null, out: string }>, running: () => boolean } {
@@ -80,7 +80,7 @@ test('rollback: a successor killed before READY leaves the old generation servin
     const bench = benchmark(gen.port, 1_000_000)
     await new Promise((resolve) => setTimeout(resolve, 300))
     const mark = gen.output().length
-    const doomed = spawn(process.execPath, [KV_BIN, ...args, '--die-before-ready'], { stdio: 'ignore' })
+    const doomed = spawn(process.execPath, [KV_BIN, ...args], { stdio: 'ignore', env: { ...process.env, PAGEGIFT_TEST_HOOKS: 'kv:before-ready=kill' } })
     const sig = await new Promise((resolve) => doomed.on('exit', (_code, signal) => resolve(signal)))
     assert.equal(sig, 'SIGKILL')
     await gen.waitFor(/handoff failed, serving again/, 15000, mark)

@@ -4,9 +4,9 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { startKv, type KvProc } from '../fixtures/kv-proc.ts'
-import { loadKeys, verifyKeys } from '../../examples/kv/tools/load.ts'
-import { MixedLoad } from '../../examples/kv/tools/mixed.ts'
-import { rssOf } from '../../examples/kv/tools/procs.ts'
+import { loadKeys, verifyKeys } from '../../tools/kv/load.ts'
+import { MixedLoad } from '../../tools/kv/mixed.ts'
+import { rssOf } from '../../tools/kv/procs.ts'
 
 const UPGRADES = Number(process.env.KV_SOAK_UPGRADES ?? 30)
 

@@ -9,8 +9,6 @@ export interface KvOptions {
   segmentSize: number
   /** SAVE writes here; a first generation loads it at start if it exists. */
   snapshot: string | null
-  /** Test hook: exit right after adopting, before READY (to test rollback). */
-  dieBeforeReady: boolean
 }
 
 export const USAGE = `usage: pagegift-kv [--port 6380] [--host 127.0.0.1] [--handoff <socket>] [--maxmemory 4gb] [--segment-size 64mb]
@@ -19,11 +17,10 @@ export const USAGE = `usage: pagegift-kv [--port 6380] [--host 127.0.0.1] [--han
 
 /** Parses argv; returns an error message for bad input. */
 export function parseOptions (argv: string[]): KvOptions | string {
-  const o: KvOptions = { port: 6380, host: '127.0.0.1', handoff: null, maxmemory: 0, segmentSize: 64 * 1024 * 1024, snapshot: null, dieBeforeReady: false }
+  const o: KvOptions = { port: 6380, host: '127.0.0.1', handoff: null, maxmemory: 0, segmentSize: 64 * 1024 * 1024, snapshot: null }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const v = argv[i + 1]
-    if (a === '--die-before-ready') { o.dieBeforeReady = true; continue }
     if (a === '-h' || a === '--help') return USAGE
     if (v === undefined) return `pagegift-kv: ${a} needs a value\n${USAGE}`
     i++

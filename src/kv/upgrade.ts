@@ -4,7 +4,8 @@
  * store), its listeners and its clients with their unread bytes. A successor adopts all of that
  * without touching it, commits (`gen.ready()`), and only then runs the clients' held commands.
  */
-import { join, exportServer, exportSocket, adoptServer, adoptSocket, type Generation, type HandoffState, type Handle } from '../../src/handoff/index.ts'
+import { handoff } from '../index.ts'
+import { testPoint } from '../testhook.ts'
 import { existsSync } from 'node:fs'
 import type { KvOptions } from './options.ts'
 import type { Allocator } from './segments.ts'
@@ -12,6 +13,11 @@ import { KvServer } from './server.ts'
 import { Store, type StoreMeta } from './store.ts'
 import { startFresh } from './start.ts'
 import { warmUp } from './warmup.ts'
+
+type Generation = handoff.Generation
+type HandoffState = handoff.HandoffState
+type Handle = handoff.Handle
+const { join, exportServer, exportSocket, adoptServer, adoptSocket } = handoff
 
 /** What travels as JSON besides the regions. */
 interface KvMeta {
@@ -77,7 +83,7 @@ export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Pro
   let server: KvServer
   if (gen.inherited !== null) {
     server = adopt(gen, o, allocator)
-    if (o.dieBeforeReady) process.kill(process.pid, 'SIGKILL')
+    await testPoint('kv:before-ready')
     await gen.ready()
     server.stats.lastDowntimeMs = gen.status().history.at(-1)?.downtimeMs ?? null
     server.stats.lastServedAtNs = process.hrtime.bigint()

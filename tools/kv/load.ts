@@ -1,5 +1,5 @@
 /** Bulk loading with our pipelined client: SETs in batches, several batches in flight. */
-import { KvClient, RespError, type Arg } from '../client.ts'
+import { KvClient, RespError, type Arg } from '../../src/kv/client.ts'
 import { Checksum, fillValue, keyName } from './data.ts'
 
 export interface LoadOptions {

@@ -7,12 +7,12 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { KvClient } from './client.ts'
-import { loadKeys, verifyKeys } from './tools/load.ts'
-import { MixedLoad } from './tools/mixed.ts'
-import { Probe, respAsker } from './tools/probe.ts'
-import { freePort, startKv, type Proc } from './tools/procs.ts'
-import { ProgressBar } from './tools/progress.ts'
+import { KvClient } from '../src/kv/client.ts'
+import { loadKeys, verifyKeys } from '../tools/kv/load.ts'
+import { MixedLoad } from '../tools/kv/mixed.ts'
+import { Probe, respAsker } from '../tools/kv/probe.ts'
+import { freePort, startKv, type Proc } from '../tools/kv/procs.ts'
+import { ProgressBar } from '../tools/kv/progress.ts'
 
 const MiB = 1024 * 1024
 const VALUE = 1024

@@ -2,7 +2,7 @@
  * A mixed read/write load: each worker sends pipelined batches of GETs of the loaded keys (each
  * reply checked against the value the key must have) and SETs of its own keys, until stopped.
  */
-import { KvClient, RespError, type Arg } from '../client.ts'
+import { KvClient, RespError, type Arg } from '../../src/kv/client.ts'
 import { fillValue, keyName } from './data.ts'
 
 export interface MixedOptions { port: number, workers: number, keys: number, valueSize: number, readRatio?: number, batch?: number }

@@ -15,7 +15,7 @@ export async function main (argv: string[]): Promise<number> {
   // A server outlives whoever started it (`pagegift upgrade` exits after the commit): a closed
   // stdout or stderr must not take it down.
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
-  const allocator = await defaultAllocator()
+  const allocator = defaultAllocator()
   if (o.handoff !== null) {
     const { serveWithHandoff } = await import('./upgrade.ts')
     return await serveWithHandoff(o, allocator)

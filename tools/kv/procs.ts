@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-export const KV_BIN = fileURLToPath(new URL('../../../bin/pagegift-kv.js', import.meta.url))
+export const KV_BIN = fileURLToPath(new URL('../../bin/pagegift-kv.js', import.meta.url))
 
 export interface Proc {
   proc: ChildProcess

@@ -3,7 +3,7 @@
  * whenever the connection drops, and the time of every good answer. The largest gap between two
  * good answers is the downtime (plus one round trip).
  */
-import { KvClient, type Arg, type RespValue } from '../client.ts'
+import { KvClient, type Arg, type RespValue } from '../../src/kv/client.ts'
 
 /** One way to ask a server something; false or a throw means "not serving (yet)". */
 export interface Asker {
