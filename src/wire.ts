@@ -3,6 +3,7 @@
  * a 24-byte header, a JSON part, then optional raw bytes; fds ride along as SCM_RIGHTS.
  */
 import { PagegiftError } from './errors.ts'
+import { Validator } from './validate.ts'
 
 export const MAGIC = 0x54464750 // "PGFT"
 export const VERSION = 1
@@ -75,24 +76,10 @@ export function decode (buf: Uint8Array, n: number, nfds: number): Decoded {
   return { type: type as Type, json, data: buf.subarray(HEADER_BYTES + jsonLength, n) }
 }
 
-/* Validators for the JSON parts: each returns the value typed, or throws a protocol error. */
+/** The gift wire's validator: a bad field is an ERR_PAGEGIFT_PROTOCOL error that names it. */
+export const wireCheck = new Validator(protocolError)
 
-export function obj (x: unknown, what: string): Record<string, unknown> {
-  if (x === null || typeof x !== 'object' || Array.isArray(x)) throw protocolError(`${what} is not an object`)
-  return x as Record<string, unknown>
-}
-
-export function uint (x: unknown, what: string, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > max) throw protocolError(`${what} is not an integer in [0, ${max}]`)
-  return x
-}
-
-export function str (x: unknown, what: string, max = 4096): string {
-  if (typeof x !== 'string' || x.length > max) throw protocolError(`${what} is not a string`)
-  return x
-}
-
-export function uints (x: unknown, what: string, maxItems: number): number[] {
-  if (!Array.isArray(x) || x.length > maxItems) throw protocolError(`${what} is not an array of at most ${maxItems}`)
-  return x.map((v, i) => uint(v, `${what}[${i}]`))
-}
+export const obj = wireCheck.obj.bind(wireCheck)
+export const uint = wireCheck.uint.bind(wireCheck)
+export const str = wireCheck.str.bind(wireCheck)
+export const uints = wireCheck.uints.bind(wireCheck)
