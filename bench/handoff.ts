@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- handoff [--sizes=64m,1g,4g] [--runs=20] [--baseline-runs=5] [--quick]`
  *
- * A TCP service (test/fixtures/handoff-service.ts) whose state is one giftable region of each size
+ * A TCP service (tools/handoff-service.ts) whose state is one giftable region of each size
  * hands over to a fresh copy of itself, again and again, while a client keeps sending requests.
  * Downtime runs from "stopped serving" in the old generation to "serving" in the new one, both
  * CLOCK_MONOTONIC. The baseline is what a user would otherwise do: stop, write the state to a file
@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url'
 import { formatBytes, formatMs, printTable, stats, writeResults, type Stats } from './lib.ts'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const fixture = join(root, 'test', 'fixtures', 'handoff-service.ts')
+const fixture = join(root, 'tools', 'handoff-service.ts')
 
 interface Service { child: ChildProcess, events: Record<string, unknown>[], wait: (event: string, ms?: number) => Promise<Record<string, unknown>> }
 

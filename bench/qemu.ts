@@ -19,8 +19,8 @@ import { liveUpdate, type UpgradeReport } from '../src/qemu/liveupdate.ts'
 import { prepareDestination, type PreparedDestination } from '../src/qemu/prepare.ts'
 import { launchQemu, openLog, type LaunchOptions, type QemuProcess } from '../src/qemu/process.ts'
 import { Vm } from '../src/qemu/vm.ts'
-import { buildGuest, FILLED_LINE, type Guest } from '../test/fixtures/guest/build.ts'
-import { qemuSkipReason, waitForCount } from '../test/fixtures/guest/qemu.ts'
+import { buildGuest, FILLED_LINE, type Guest } from '../tools/guest/build.ts'
+import { qemuSkipReason, waitForCount } from '../tools/guest/qemu.ts'
 
 const BOOT_TIMEOUT_MS = 600_000
 

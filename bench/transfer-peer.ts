@@ -7,7 +7,7 @@
  */
 import { connect, type Socket } from 'node:net'
 import { Channel, alloc, release } from '../src/index.ts'
-import { serveCommands, type Command } from '../test/fixtures/command-loop.ts'
+import { serveCommands, type Command } from '../tools/command-loop.ts'
 
 type Cmd = Command
 

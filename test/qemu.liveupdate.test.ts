@@ -10,8 +10,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { buildGuest, type Guest } from './fixtures/guest/build.ts'
-import { countsAreContiguous, isAlive, killQuietly, lastCount, qemuSkipReason, readConsole, waitForCount, waitGone } from './fixtures/guest/qemu.ts'
+import { buildGuest, type Guest } from '../tools/guest/build.ts'
+import { countsAreContiguous, isAlive, killQuietly, lastCount, qemuSkipReason, readConsole, waitForCount, waitGone } from '../tools/guest/qemu.ts'
 import type { UpgradeRecord, VmStatus } from '../src/qemu/vm.ts'
 
 const execFileAsync = promisify(execFile)

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { QmpClient } from '../src/qemu/qmp.ts'
 import { findQemu, parseMemorySize, kvmUsable } from '../src/qemu/host.ts'
 import { isQemuError } from '../src/qemu/errors.ts'
-import { qemuSkipReason, sleep, waitGone } from './fixtures/guest/qemu.ts'
+import { qemuSkipReason, sleep, waitGone } from '../tools/guest/qemu.ts'
 
 const skip = qemuSkipReason()
 const fixtures = join(import.meta.dirname, 'fixtures', 'guest')
