@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// pagegift-kv: the Redis-protocol store from src/kv, loaded through tsx like the main CLI.
-import { register } from 'tsx/esm/api'
-register()
-const { main } = await import('../src/kv/main.ts')
+// pagegift-kv: the Redis-protocol store, compiled from src/kv to dist/kv.
+import { loadDist } from './load-dist.js'
+
+const { main } = await loadDist('kv/main.js')
 process.exitCode = await main(process.argv.slice(2))

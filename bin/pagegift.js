@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The CLI is written in TypeScript; tsx (a runtime dependency) loads it without a build step.
-import { register } from 'tsx/esm/api'
-register()
-const { main } = await import('../src/cli/main.ts')
+// The `pagegift` command: the compiled CLI in dist/ (built by `npm run build`, run by prepack/prepare).
+import { loadDist } from './load-dist.js'
+
+const { main } = await loadDist('cli/main.js')
 process.exitCode = await main(process.argv.slice(2))

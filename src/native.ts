@@ -1,4 +1,5 @@
 /** Loads the C addon and types its exports. Every call returns >= 0 or -errno unless noted. */
+import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -47,19 +48,46 @@ export interface Native {
   pollClose(handle: PollHandle): void
 }
 
+/** The C library this process runs on: prebuilds are tagged by it, as node-gyp-build does. */
+function libc (): 'glibc' | 'musl' {
+  // detect-libc's fast check: musl's ldd is a script naming musl; process.report costs ~20 ms.
+  try {
+    return readFileSync('/usr/bin/ldd', 'latin1').includes('musl') ? 'musl' : 'glibc'
+  } catch {
+    return 'glibc'
+  }
+}
+
+/** The prebuild's path under the package root, named as node-gyp-build names them. */
+function prebuildPath (): string {
+  return `prebuilds/${process.platform}-${process.arch}/node.abi${process.versions.modules}.${libc()}.node`
+}
+
+/**
+ * A local build (build/Release, from `npm install` compiling with node-gyp) wins; else the prebuild
+ * that matches this platform, arch, C library and Node ABI (the addon uses V8's C++ API, so it is
+ * tied to one ABI, not N-API). The package root is one level up from both src/ and dist/.
+ */
 function load (): Native {
   const root = join(dirname(fileURLToPath(import.meta.url)), '..')
   const require = createRequire(import.meta.url)
   const tried: string[] = []
-  for (const rel of ['build/Release/pagegift.node', 'build/Debug/pagegift.node']) {
-    const file = join(root, rel)
+  const attempt = (file: string): Native | undefined => {
+    if (!existsSync(file)) {
+      tried.push(`${file}: not found`)
+      return undefined
+    }
     try {
       return require(file) as Native
     } catch (err) {
       tried.push(`${file}: ${(err as Error).message.split('\n')[0]}`)
+      return undefined
     }
   }
-  const err = new Error(`pagegift: the native addon is not built. Run \`npm install\` (or \`npx node-gyp rebuild\`) in ${root}.\nTried:\n  ${tried.join('\n  ')}`)
+  const found = attempt(join(root, 'build/Release/pagegift.node')) ?? attempt(join(root, 'build/Debug/pagegift.node')) ?? attempt(join(root, prebuildPath()))
+  if (found !== undefined) return found
+  const err = new Error(`pagegift: no native addon for ${process.platform}-${process.arch}, Node ${process.version} (ABI ${process.versions.modules}). ` +
+    `Build one with \`npm rebuild pagegift\` (needs a C compiler, make, python3 and Node's headers).\nTried:\n  ${tried.join('\n  ')}`)
   Object.assign(err, { code: 'ERR_PAGEGIFT_NATIVE_MISSING' })
   throw err
 }
