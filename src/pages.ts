@@ -4,6 +4,7 @@
  */
 import { PagegiftError, SystemError, check } from './errors.ts'
 import { F_SEAL_SHRINK, native, type MappingHandle } from './native.ts'
+import { testFlag } from './testhook.ts'
 
 /** The system page size in bytes. */
 export const pageSize: number = native.pageSize()
@@ -81,16 +82,13 @@ export function alloc (byteLength: number, opts: { name?: string } = {}): ArrayB
   if (opts === null || typeof opts !== 'object') throw new TypeError('The "opts" argument must be an object')
   const name = opts.name ?? 'pagegift'
   if (typeof name !== 'string' || name.length > 200) throw new TypeError('The "opts.name" argument must be a string of at most 200 characters')
-  return mapNewMemfd(name, byteLength, true)
+  return mapNewMemfd(name, byteLength)
 }
 
-/** Makes an unsealed memfd buffer; only tests use it, to show that receivers refuse such pages. */
-export function allocUnsealedForTest (byteLength: number): ArrayBuffer {
-  return mapNewMemfd('pagegift-unsealed', byteLength, false)
-}
-
-function mapNewMemfd (name: string, byteLength: number, seal: boolean): ArrayBuffer {
+function mapNewMemfd (name: string, byteLength: number): ArrayBuffer {
   const size = roundUp(byteLength)
+  // Test-only (PAGEGIFT_TEST_HOOKS=alloc:unsealed=on): unsealed pages, to show that receivers refuse them.
+  const seal = testFlag('alloc:unsealed') === undefined
   const memfd = new Memfd(check(native.memfdCreate(name, size, seal), 'memfd_create'))
   try {
     return mapExtents([{ memfd, offset: 0, length: size }], byteLength)

@@ -2,8 +2,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { alloc, pageSize, type Channel } from '../src/index.ts'
-import { allocUnsealedForTest } from '../src/pages.ts'
-import { ask, digest, fillPattern, spawnPeer, type Peer } from './helpers.ts'
+import { ask, digest, fillPattern, spawnPeer, spawnPeerAs, withTimeout, type Peer } from './helpers.ts'
 
 let peer: Peer
 let ch: Channel
@@ -104,9 +103,19 @@ describe('automatic choice', () => {
     assert.equal(receipt.path, 'move')
   })
   test('pages without F_SEAL_SHRINK are never mapped by the reader', async () => {
-    const { receipt } = await giftToChild([allocUnsealedForTest(2 * pageSize)].map((b) => { fillPattern(new Uint8Array(b), 16); return b }))
-    assert.notEqual(receipt.path, 'move')
-    assert.match(receipt.reason ?? '', /F_SEAL_SHRINK/)
+    // The writer is a child whose alloc() makes unsealed memfds (a test hook); we are the reader.
+    const p = spawnPeer('gift-peer.ts', { PAGEGIFT_TEST_HOOKS: 'alloc:unsealed=on' })
+    try {
+      const reply = ask(p.ch, { op: 'gift', kind: 'alloc', sizes: [2 * pageSize], seed: 16 })
+      const g = await withTimeout(p.ch.receive(), 60_000, 'the unsealed gift')
+      const r = await reply
+      assert.equal(digest(g.buffers), r.digest)
+      assert.equal(r.path, g.path, 'both sides agree on the path')
+      assert.notEqual(g.path, 'move')
+      assert.match(g.reason ?? '', /F_SEAL_SHRINK/)
+    } finally {
+      await p.ch.send({ op: 'exit' }); await withTimeout(p.exited, 30_000, 'the writer to exit'); p.ch.close()
+    }
   })
   test('into too small: a clear error, and the gift can still be received', async () => {
     const buf = giftable(3 * pageSize, 17)
@@ -151,17 +160,17 @@ describe('fallbacks below cma', () => {
     }
   })
   test('a reader that may not read our memory (another uid): process_vm_readv EPERM, then splice', { skip: process.getuid?.() !== 0 ? 'needs root to start a child as another uid' : false }, async () => {
-    const p = spawnPeer('gift-peer.ts', {}, { uid: 65534, gid: 65534 })
+    const p = await spawnPeerAs('gift-peer.ts', { uid: 65534, gid: 65534 })
     try {
       const views = [heap(300_000, 20)]
       const want = digest(views)
       const report = ask(p.ch, { op: 'receive' })
-      const receipt = await p.ch.gift(views)
+      const receipt = await withTimeout(p.ch.gift(views), 60_000, 'the gift to a child of uid 65534')
       assert.equal((await report).digest, want)
       assert.equal(receipt.path, 'splice')
       assert.match(receipt.reason ?? '', /process_vm_readv EPERM/)
     } finally {
-      await p.ch.send({ op: 'exit' }); await p.exited; p.ch.close()
+      await p.ch.send({ op: 'exit' }).catch(() => {}); await withTimeout(p.exited, 30_000, 'the child of uid 65534 to exit'); p.ch.close()
     }
   })
 })

@@ -1,7 +1,8 @@
 /** Shared test helpers: child peers on a channel, byte patterns, and fd/mapping leak counters. */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { readdirSync, readFileSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setFlagsFromString } from 'node:v8'
@@ -9,6 +10,7 @@ import { runInNewContext } from 'node:vm'
 import { channelPair, type Channel } from '../src/index.ts'
 
 export const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures')
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 
 setFlagsFromString('--expose-gc')
 const gcFn = runInNewContext('gc') as () => void
@@ -49,16 +51,77 @@ export function digest (views: ArrayBufferView[] | ArrayBuffer[]): string {
   return h.digest('hex')
 }
 
+/** Rejects with a clear error when `p` does not settle within `ms`: no test waits without a deadline. */
+export async function withTimeout<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)
+  })
+  try {
+    return await Promise.race([p, deadline])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
+ * A temporary directory any uid can read, holding a copy of the built package as
+ * node_modules/pagegift (package.json, dist/ and the addon): a child run as another uid cannot read
+ * the checkout when it sits in a 0700 directory, nor this checkout's node_modules (tsx).
+ */
+export function readablePackage (): string {
+  const addon = ['build/Release/pagegift.node', 'build/Debug/pagegift.node'].find((f) => existsSync(join(root, f)))
+  if (!existsSync(join(root, 'dist', 'index.js')) || addon === undefined) {
+    throw new Error('A child of another uid runs the built package: run `npm run build` and `npm run install` first')
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'pagegift-uid-'))
+  const pkg = join(dir, 'node_modules', 'pagegift')
+  for (const f of ['package.json', 'dist', addon]) cpSync(join(root, f), join(pkg, f), { recursive: true })
+  for (const entry of [dir, ...readdirSync(dir, { recursive: true }).map((f) => join(dir, String(f)))]) {
+    chmodSync(entry, entry.endsWith('.js') || entry.endsWith('.json') || entry.endsWith('.map') || entry.endsWith('.ts') ? 0o644 : 0o755)
+  }
+  return dir
+}
+
+/** Bundles a TS fixture to one ESM file in `dir` that imports the built package as `pagegift`. */
+async function bundleFixture (name: string, dir: string): Promise<string> {
+  const { build } = await import('esbuild')
+  const out = join(dir, name.replace(/\.ts$/, '.mjs'))
+  await build({
+    entryPoints: [join(fixtures, name)], outfile: out, bundle: true, format: 'esm', platform: 'node', logLevel: 'error',
+    plugins: [{
+      name: 'built-package',
+      setup (b) {
+        b.onResolve({ filter: /\/src\/index\.ts$/ }, () => ({ path: 'pagegift', external: true }))
+        b.onResolve({ filter: /\/src\// }, (a) => ({ errors: [{ text: `${a.path}: a child of another uid may import only the public package` }] }))
+      },
+    }],
+  })
+  chmodSync(out, 0o644)
+  return out
+}
+
 export interface Peer { ch: Channel, child: ChildProcess, exited: Promise<number | null> }
 
-/** Spawns test/fixtures/<name> with one end of a channel as its fd 3. */
-export function spawnPeer (name: string, env: Record<string, string> = {}, opts: { uid?: number, gid?: number } = {}): Peer {
+/** Spawns test/fixtures/<name> through tsx with one end of a channel as its fd 3. */
+export function spawnPeer (name: string, env: Record<string, string> = {}): Peer {
+  return startPeer([process.execPath, '--import', 'tsx', join(fixtures, name)], env, {})
+}
+
+/**
+ * Spawns test/fixtures/<name> as another user: the fixture is bundled against a readable copy of
+ * the built package (removed when the child exits), and the child is killed after `timeoutMs`.
+ */
+export async function spawnPeerAs (name: string, ids: { uid: number, gid: number }, timeoutMs = 120_000): Promise<Peer> {
+  const dir = readablePackage()
+  const peer = startPeer([process.execPath, await bundleFixture(name, dir)], {}, { ...ids, cwd: dir, timeout: timeoutMs, killSignal: 'SIGKILL' })
+  peer.exited.finally(() => rmSync(dir, { recursive: true, force: true })).catch(() => {})
+  return peer
+}
+
+function startPeer (argv: string[], env: Record<string, string>, opts: SpawnOptions): Peer {
   const [mine, theirs] = channelPair()
-  const child = spawn(process.execPath, ['--import', 'tsx', join(fixtures, name)], {
-    stdio: ['ignore', 'inherit', 'inherit', theirs.fd],
-    env: { ...process.env, ...env },
-    ...opts,
-  })
+  const child = spawn(argv[0], argv.slice(1), { ...opts, stdio: ['ignore', 'inherit', 'inherit', theirs.fd], env: { ...process.env, ...env } })
   theirs.close()
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
   return { ch: mine, child, exited }

@@ -5,9 +5,9 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
-import { alloc, connect, listen, type Channel } from '../src/index.ts'
+import { alloc, connect, listen, type Channel, type GiftServer } from '../src/index.ts'
 import { native } from '../src/native.ts'
-import { digest, fillPattern } from './helpers.ts'
+import { digest, fillPattern, readablePackage, withTimeout } from './helpers.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'pagegift-server-'))
 chmodSync(dir, 0o755)
@@ -61,16 +61,28 @@ test('a peer of another uid is refused by SO_PEERCRED, even when the file mode w
   const path = join(dir, 'c.sock')
   const server = await listen(path)
   chmodSync(path, 0o666)
-  const rejected = new Promise<Error>((resolve) => server.once('rejected', resolve))
-  const script = `import { connect } from ${JSON.stringify(new URL('../src/index.ts', import.meta.url).pathname)}
-const ch = await connect(${JSON.stringify(path)}); ch.on('close', (e) => { console.log(e ? e.code : 'closed'); process.exit(0) })`
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'] })
-  let out = ''
-  child.stdout.on('data', (d) => { out += d })
-  const err = await rejected
-  assert.equal((err as NodeJS.ErrnoException).code, 'ERR_PAGEGIFT_PEER_REFUSED')
-  assert.match(err.message, /uid 65534/)
-  await new Promise((resolve) => child.on('exit', resolve))
-  assert.match(out, /ERR_PAGEGIFT_PEER_CLOSED/)
+  // The child runs the built package from a copy uid 65534 can read: the checkout may be 0700.
+  const pkg = readablePackage()
+  try {
+    await refusedAsAnotherUid(server, path, pkg)
+  } finally {
+    rmSync(pkg, { recursive: true, force: true })
+  }
   await server.close()
 })
+
+async function refusedAsAnotherUid (server: GiftServer, path: string, pkg: string): Promise<void> {
+  const rejected = new Promise<Error>((resolve) => server.once('rejected', resolve))
+  const script = join(pkg, 'peer.mjs')
+  writeFileSync(script, `import { connect } from 'pagegift'
+const ch = await connect(${JSON.stringify(path)}); ch.on('close', (e) => { console.log(e ? e.code : 'closed'); process.exit(0) })`, { mode: 0o644 })
+  const child = spawn(process.execPath, [script], { cwd: pkg, uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'], timeout: 60_000, killSignal: 'SIGKILL' })
+  let out = ''
+  child.stdout.on('data', (d) => { out += d })
+  const exited = new Promise((resolve) => child.on('exit', resolve))
+  const err = await withTimeout(rejected, 60_000, 'the server to refuse the peer of uid 65534')
+  assert.equal((err as NodeJS.ErrnoException).code, 'ERR_PAGEGIFT_PEER_REFUSED')
+  assert.match(err.message, /uid 65534/)
+  await withTimeout(exited, 60_000, 'the peer of uid 65534 to exit')
+  assert.match(out, /ERR_PAGEGIFT_PEER_CLOSED/)
+}
