@@ -61,7 +61,7 @@ export function missingForBuild () {
 /** Runs `node-gyp <command>` in the package root against local headers only; returns its exit status. */
 export function runNodeGyp (command) {
   const args = [...nodeGyp(), command, `--nodedir=${localHeaders()}`]
-  const r = spawnSync(args[0], args.slice(1), { cwd: root, stdio: 'inherit', timeout: 600_000 })
+  const r = spawnSync(args[0], args.slice(1), { cwd: root, stdio: ['inherit', 2, 2], timeout: 600_000 })
   if (r.error) throw r.error
   return r.status ?? 1
 }

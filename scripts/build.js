@@ -4,7 +4,7 @@
 // declarations, which a consumer without allowImportingTsExtensions cannot resolve; so the
 // declarations' relative specifiers are rewritten here (same length, so nothing else moves).
 import { spawnSync } from 'node:child_process'
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -13,6 +13,20 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const dist = join(root, 'dist')
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
 
+const stamp = join(dist, '.built')
+
+/** The newest mtime of what the output depends on; directories count, so a deleted file shows. */
+function newestInput () {
+  const inputs = ['src', ...readdirSync(join(root, 'src'), { recursive: true }).map((f) => join('src', String(f))),
+    'tsconfig.json', 'tsconfig.build.json', 'scripts/build.js', 'package.json']
+  return Math.max(...inputs.map((f) => statSync(join(root, f)).mtimeMs))
+}
+
+// npm pack runs prepack and then prepare, both of which build: the second finds dist/ up to date.
+if (!process.argv.includes('--force') && existsSync(stamp) && statSync(stamp).mtimeMs > newestInput()) {
+  console.error('build: dist/ is up to date')
+  process.exit(0)
+}
 rmSync(dist, { recursive: true, force: true })
 const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit', timeout: 300_000 })
 if (r.status !== 0) process.exit(r.status ?? 1)
@@ -45,4 +59,5 @@ try {
 }
 `)
 }
-console.log(`build: dist/ written (${rewritten} declaration files had their .ts specifiers rewritten to .js)`)
+writeFileSync(stamp, '')
+console.error(`build: dist/ written (${rewritten} declaration files had their .ts specifiers rewritten to .js)`)

@@ -24,4 +24,4 @@ copyFileSync(built, out)
 spawnSync('strip', ['--strip-unneeded', out], { stdio: 'inherit', timeout: 60_000 })
 // A prebuild that does not load in this very Node must not ship.
 createRequire(import.meta.url)(out).pageSize()
-console.log(`prebuild: ${prebuildPath()} (${statSync(out).size} bytes)`)
+console.error(`prebuild: ${prebuildPath()} (${statSync(out).size} bytes)`)
