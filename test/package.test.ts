@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { after, before, test } from 'node:test'
@@ -69,6 +69,21 @@ test('the tarball holds the built package and the prebuild, and no tests, benchm
   assert.deepEqual(unwanted, [])
 })
 
+test('the shipped JS and declarations import ./x.js, never ./x.ts (tsc keeps .ts in declarations)', () => {
+  const dist = join(app, 'node_modules', 'pagegift', 'dist')
+  const files = readdirSync(dist, { recursive: true }).map(String).filter((f) => /\.(js|cjs|d\.ts)$/.test(f))
+  assert.ok(files.length > 40)
+  const relative = /(?:from|import)\s*\(?\s*['"](\.{1,2}\/[^'"]*)['"]/g
+  let checked = 0
+  for (const f of files) {
+    for (const m of readFileSync(join(dist, f), 'utf8').matchAll(relative)) {
+      assert.match(m[1], /\.c?js$/, `${f} imports ${m[1]}`)
+      checked++
+    }
+  }
+  assert.ok(checked > 100)
+})
+
 test('install used the prebuild: node-gyp never ran, and there is no compiler it could have used', () => {
   for (const tool of ['cc', 'gcc', 'g++', 'make', 'python3']) assert.ok(!existsSync(join(toolPath, tool)), `${tool} is not on the install PATH`)
   assert.match(installOutput, /pagegift: using the prebuilt addon prebuilds\/linux-x64\/node\.abi\d+\.glibc\.node/)
@@ -128,6 +143,22 @@ console.log(JSON.stringify({ giftable: pg.isGiftable(ab), kv: typeof kv.main, cl
   assert.equal(r.code, 0, r.stderr)
   assert.deepEqual(JSON.parse(r.stdout), { giftable: true, kv: 'function', client: 'function', qemu: true, same: true })
   assert.equal(r.stderr, '', 'no warning either')
+  // A Node without require(esm) (older than 20.19) gets an error that says what it needs.
+  const old = await run(join(bin, 'node'), ['--no-experimental-require-module', '-e', "try { require('pagegift') } catch (e) { console.log(e.code, e.message) }"])
+  assert.match(old.stdout, /^ERR_PAGEGIFT_REQUIRE_ESM .*needs Node >= 20\.19/)
+})
+
+test('no prebuild and no compiler: install names what is missing, and the loader lists what it tried', async () => {
+  const pkg = join(app, 'node_modules', 'pagegift')
+  const install = await run(join(bin, 'node'), [join(pkg, 'scripts', 'install.js')], { env: { ...userEnv(), npm_config_build_from_source: 'true' } })
+  assert.equal(install.code, 1)
+  for (const what of [/a C compiler/, /a C\+\+ compiler/, /make/, /python3/]) assert.match(install.stderr, what)
+  const bare = join(dir, 'bare', 'node_modules', 'pagegift')
+  cpSync(pkg, bare, { recursive: true, filter: (src) => !src.includes('prebuilds') })
+  const r = await run(join(bin, 'node'), ['--input-type=module', '-e', "import('pagegift').catch((e) => console.log(e.code, e.message))"], { cwd: join(dir, 'bare') })
+  assert.match(r.stdout, /^ERR_PAGEGIFT_NATIVE_MISSING/)
+  assert.match(r.stdout, /build\/Release\/pagegift\.node: not found/)
+  assert.match(r.stdout, /prebuilds\/linux-x64\/node\.abi\d+\.glibc\.node: not found/)
 })
 
 test('TypeScript: a consumer type-checks with moduleResolution nodenext and bundler, without allowImportingTsExtensions', async () => {
