@@ -28,6 +28,11 @@ const EAGAIN = -constants.errno.EAGAIN
 const ENOENT = -constants.errno.ENOENT
 const ECONNREFUSED = -constants.errno.ECONNREFUSED
 const EADDRINUSE = -constants.errno.EADDRINUSE
+/** accept4 errors that concern one queued peer only. */
+const PEER_GONE = new Set([constants.errno.ECONNABORTED, constants.errno.EPROTO, constants.errno.EPERM].map((e) => -e))
+/** While accept4 fails for want of fds or memory, it is retried this often, backing off to the cap. */
+const ACCEPT_RETRY_MIN_MS = 20
+const ACCEPT_RETRY_MAX_MS = 1000
 
 function unlinkIfSame (path: string, ino: number): void {
   try {
@@ -44,6 +49,8 @@ function pathArg (path: unknown): string {
 /**
  * A listening socket. Iterate it (`for await (const ch of server)`) or listen for 'connection'.
  * Peers of another uid are refused ('rejected' event) before any of their messages is read.
+ * When accept fails for want of fds, 'rejected' reports it once; the peers wait in the backlog
+ * and are accepted when fds free up.
  */
 export class GiftServer extends EventEmitter implements AsyncIterable<Channel> {
   readonly path: string
@@ -54,6 +61,8 @@ export class GiftServer extends EventEmitter implements AsyncIterable<Channel> {
   #backlog: Channel[] = []
   #wake?: () => void
   #closed = false
+  #retryTimer?: NodeJS.Timeout
+  #retryMs = 0
 
   constructor (path: string, fd: number, allowed: Set<number>) {
     super()
@@ -67,14 +76,15 @@ export class GiftServer extends EventEmitter implements AsyncIterable<Channel> {
   }
 
   #accept (): void {
-    while (!this.#closed) {
+    while (!this.#closed && this.#retryTimer === undefined) {
       const fd = native.accept(this.#fd)
       if (fd === EAGAIN) return
+      if (fd < 0 && PEER_GONE.has(fd)) continue // That one peer is gone; the next may be fine.
       if (fd < 0) {
-        // EMFILE and friends: the connection stays queued; report it and try again on the next wakeup.
-        this.emit('rejected', new SystemError(fd, 'accept4'))
+        this.#pauseAccepting(new SystemError(fd, 'accept4'))
         return
       }
+      this.#retryMs = 0
       const cred = native.peerCred(fd)
       if (typeof cred === 'number' || !this.#allowed.has(cred[1])) {
         native.close(fd)
@@ -90,6 +100,24 @@ export class GiftServer extends EventEmitter implements AsyncIterable<Channel> {
         this.#wake?.()
       }
     }
+  }
+
+  /**
+   * Out of fds (EMFILE, ENFILE) or memory: the socket stays readable, so polling on would spin.
+   * Stop polling and look again after a delay that grows while the shortage lasts. The peer waits
+   * in the kernel's backlog meanwhile (libuv's TCP accept would accept and drop it through a
+   * reserve fd instead). The shortage is reported once, as a 'rejected' event.
+   */
+  #pauseAccepting (err: SystemError): void {
+    const first = this.#retryMs === 0
+    this.#retryMs = Math.min(Math.max(this.#retryMs * 2, ACCEPT_RETRY_MIN_MS), ACCEPT_RETRY_MAX_MS)
+    native.pollUpdate(this.#poll, 0)
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined
+      native.pollUpdate(this.#poll, PollEvents.Readable)
+      this.#accept()
+    }, this.#retryMs)
+    if (first) this.emit('rejected', err)
   }
 
   async * [Symbol.asyncIterator] (): AsyncIterator<Channel> {
@@ -108,6 +136,7 @@ export class GiftServer extends EventEmitter implements AsyncIterable<Channel> {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    clearTimeout(this.#retryTimer)
     native.pollClose(this.#poll)
     native.close(this.#fd)
     try {
