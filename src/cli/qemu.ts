@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { request } from '../qemu/control.ts'
 import { parseMemorySize } from '../qemu/host.ts'
-import { checkName, defaultDir, ensureDir, vmPaths } from '../qemu/paths.ts'
+import { checkDir, checkName, defaultDir, ensureDir, vmPaths } from '../qemu/paths.ts'
 import { openLog } from '../qemu/process.ts'
 import type { PrepareReply } from '../qemu/keeper.ts'
 import type { PreparedStatus, UpgradeRecord, VmStatus } from '../qemu/vm.ts'
@@ -105,7 +105,9 @@ function target (argv: string[], extra: Record<string, { type: 'string' | 'boole
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { dir: { type: 'string' }, json: { type: 'boolean' }, ...extra } })
   if (positionals.length !== 1) throw new TypeError(`expected exactly one VM name\n${USAGE}`)
   const name = checkName(positionals[0])
-  return { control: vmPaths((values.dir as string | undefined) ?? defaultDir(), name).control, name, values }
+  const dir = (values.dir as string | undefined) ?? defaultDir()
+  checkDir(dir) // A control socket in a directory others can write to could be anyone's.
+  return { control: vmPaths(dir, name).control, name, values }
 }
 
 /** Starts a new keeper process that takes the VM over from the current one through a handoff. */

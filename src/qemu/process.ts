@@ -4,7 +4,7 @@
  * map the very same pages and a migration with x-ignore-shared moves no RAM at all.
  */
 import { spawn } from 'node:child_process'
-import { fstatSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
+import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
 import { QemuError } from './errors.ts'
 import { QmpClient } from './qmp.ts'
 
@@ -170,8 +170,15 @@ function logTail (logFd: number, from: number): string {
   return buf.toString('utf8').trim().split('\n').slice(-5).join(' | ')
 }
 
-/** Opens (appending) a log file for QEMU's output; the caller closes the fd. */
+/**
+ * Opens (appending, creating it 0600) a log file in a VM directory. A symlink there is refused
+ * (ELOOP) rather than followed, and so is anything but a regular file.
+ */
 export function openLog (path: string): number {
-  return openSync(path, 'a+')
+  const fd = openSync(path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd)
+    throw new QemuError('ERR_QEMU_UNSAFE_DIR', `refusing the log file ${path}: it is not a regular file`)
+  }
+  return fd
 }
-
