@@ -33,6 +33,15 @@ export interface LaunchOptions {
 
 export interface ExitStatus { code: number | null, signal: string | null }
 
+/**
+ * A value for a QEMU option string (`-chardev file,path=VALUE,...`): QEMU splits those at commas
+ * and reads `,,` as one comma, so a path with a comma would otherwise end the value and start an
+ * option of the path's choosing.
+ */
+export function optionValue (value: string): string {
+  return value.replaceAll(',', ',,')
+}
+
 export function qemuArgs (o: LaunchOptions): string[] {
   const mib = o.ram.bytes / (1024 * 1024)
   const args = ['-nodefaults', '-no-user-config', '-display', 'none', '-accel', o.accel]
@@ -42,8 +51,9 @@ export function qemuArgs (o: LaunchOptions): string[] {
   } else {
     args.push('-machine', o.machine ?? 'pc', '-m', `${mib}M`)
   }
-  args.push('-chardev', `file,id=pagegift-console,path=${o.consolePath},append=on`, '-serial', 'chardev:pagegift-console',
-    '-qmp', `unix:${o.qmpPath},server=on,wait=off`)
+  args.push('-chardev', `file,id=pagegift-console,path=${optionValue(o.consolePath)},append=on`, '-serial', 'chardev:pagegift-console')
+  // The long form of `-qmp unix:PATH,...`, whose implicit first option would read a '=' in PATH as a key.
+  args.push('-chardev', `socket,id=pagegift-qmp,path=${optionValue(o.qmpPath)},server=on,wait=off`, '-mon', 'chardev=pagegift-qmp,mode=control')
   if (o.incoming === true) args.push('-incoming', 'defer', '-S')
   return [...args, ...(o.extraArgs ?? [])]
 }
