@@ -89,7 +89,7 @@ async function startDetached (argv: string[], dir: string, name: string): Promis
         child.unref()
         out(`${name}: running on QEMU pid ${s.pid} (qemu ${s.qemuVersion}, ${s.accel}), keeper pid ${s.keeperPid}`)
         if (s.accel === 'tcg') out(`${name}: note: ${s.accelNote}`)
-        out(`${name}: keeper log ${paths.keeperLog}, console log ${s.consoleLog}`)
+        out(`${name}: keeper log ${paths.keeperLog}, console log ${s.consoleLog ?? 'none (the VM\'s own serial options)'}`)
         return 0
       }
     } catch {}
@@ -164,7 +164,7 @@ async function status (argv: string[]): Promise<number> {
   const s = await request<VmStatus>(control, { op: 'status' }, 5000)
   if (values.json === true) { out(JSON.stringify(s)); return 0 }
   out(`${s.name}: ${s.state}, QEMU pid ${s.pid}, generation ${s.generation}, qemu ${s.qemuVersion} (${s.qemu}), ${s.accel}`)
-  out(`  memory ${s.memoryBytes / 1024 ** 2} MiB, keeper pid ${s.keeperPid}, started ${s.startedAt}, console ${s.consoleLog}`)
+  out(`  memory ${s.memoryBytes / 1024 ** 2} MiB, keeper pid ${s.keeperPid}, started ${s.startedAt}, console ${s.consoleLog ?? 'none (own serial options)'}`)
   if (s.prepared !== undefined) out(`  ${describePrepared(s.prepared)}`)
   for (const u of s.upgrades) {
     out(`  upgrade ${u.at}: pid ${u.oldPid} -> ${u.newPid} (${u.destination}), downtime ${u.downtimeMs} ms, gap ${u.stopResumeGapMs.toFixed(2)} ms, ` +

@@ -17,8 +17,11 @@ export interface LaunchOptions {
   /** Guest RAM: a memfd of exactly `bytes` (shared), or anonymous QEMU memory when `fd` is absent. */
   ram: { bytes: number, fd?: number }
   qmpPath: string
-  /** The serial console is appended to this file, so it reads as one log across QEMU generations. */
-  consolePath: string
+  /**
+   * The serial console is appended to this file, so it reads as one log across QEMU generations.
+   * Leave it out when `extraArgs` set the serial ports themselves (see `setsSerial`).
+   */
+  consolePath?: string
   /** QEMU's stdout and stderr go to this fd, so its messages outlive the process that started it. */
   logFd: number
   accel: 'kvm' | 'tcg'
@@ -42,6 +45,15 @@ export function optionValue (value: string): string {
   return value.replaceAll(',', ',,')
 }
 
+/**
+ * Whether QEMU arguments set up serial ports themselves: `-serial`, or an `isa-serial` device
+ * (which takes the next free port). Then the keeper's console log must not take the first port.
+ */
+export function setsSerial (args: readonly string[]): boolean {
+  return args.some((a, i) => a === '-serial' || a === '--serial' ||
+    ((a === '-device' || a === '--device') && /^(driver=)?isa-serial(,|$)/.test(args[i + 1] ?? '')))
+}
+
 export function qemuArgs (o: LaunchOptions): string[] {
   const mib = o.ram.bytes / (1024 * 1024)
   const args = ['-nodefaults', '-no-user-config', '-display', 'none', '-accel', o.accel]
@@ -51,7 +63,10 @@ export function qemuArgs (o: LaunchOptions): string[] {
   } else {
     args.push('-machine', o.machine ?? 'pc', '-m', `${mib}M`)
   }
-  args.push('-chardev', `file,id=pagegift-console,path=${optionValue(o.consolePath)},append=on`, '-serial', 'chardev:pagegift-console')
+  if (o.consolePath !== undefined) {
+    if (setsSerial(o.extraArgs ?? [])) throw new TypeError('consolePath and a -serial (or isa-serial device) of extraArgs would compete for the serial port: pass one of them')
+    args.push('-chardev', `file,id=pagegift-console,path=${optionValue(o.consolePath)},append=on`, '-serial', 'chardev:pagegift-console')
+  }
   // The long form of `-qmp unix:PATH,...`, whose implicit first option would read a '=' in PATH as a key.
   args.push('-chardev', `socket,id=pagegift-qmp,path=${optionValue(o.qmpPath)},server=on,wait=off`, '-mon', 'chardev=pagegift-qmp,mode=control')
   if (o.incoming === true) args.push('-incoming', 'defer', '-S')
