@@ -2,7 +2,6 @@
 #include "sys.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -46,21 +45,19 @@ fail:;
   return -err;
 }
 
+/*
+ * A non-blocking connect. A Unix connect never waits on a network: it completes at once, or it
+ * fails. A blocking one would sleep while the listener's backlog is full (a stuck listener stalls
+ * us for as long as it likes); this one fails with EAGAIN then, and the caller retries later.
+ */
 int pagegift_connect(const char* path) {
   struct sockaddr_un addr;
   int r = pagegift__addr(path, &addr);
   if (r < 0) return r;
-  /* Connect in blocking mode (a Unix connect never waits on a network), then switch to non-blocking. */
-  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   while (connect(fd, (struct sockaddr*) &addr, sizeof(addr)) != 0) {
     if (errno == EINTR) continue;
-    int err = errno;
-    close(fd);
-    return -err;
-  }
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
     int err = errno;
     close(fd);
     return -err;

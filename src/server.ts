@@ -1,6 +1,8 @@
 /** listen() and connect(): channels between unrelated processes through a socket file. */
 import { EventEmitter } from 'node:events'
 import { lstatSync, unlinkSync } from 'node:fs'
+import { constants } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { PagegiftError, SystemError, check } from './errors.ts'
 import { Channel } from './channel.ts'
 import { PollEvents, native, type PollHandle } from './native.ts'
@@ -11,10 +13,26 @@ export interface ListenOptions {
   backlog?: number
 }
 
-const EAGAIN = -11
-const ENOENT = -2
-const ECONNREFUSED = -111
-const EADDRINUSE = -98
+export interface ConnectOptions {
+  /** How long to keep trying while the listener's backlog is full, in ms (default 5000). */
+  timeoutMs?: number
+}
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 5000
+/** Retries of a connect to a full backlog start this close together and spread out to the cap. */
+const CONNECT_RETRY_MIN_MS = 1
+const CONNECT_RETRY_MAX_MS = 50
+
+// The addon returns -errno.
+const EAGAIN = -constants.errno.EAGAIN
+const ENOENT = -constants.errno.ENOENT
+const ECONNREFUSED = -constants.errno.ECONNREFUSED
+const EADDRINUSE = -constants.errno.EADDRINUSE
+/** accept4 errors that concern one queued peer only. */
+const PEER_GONE = new Set([constants.errno.ECONNABORTED, constants.errno.EPROTO, constants.errno.EPERM].map((e) => -e))
+/** While accept4 fails for want of fds or memory, it is retried this often, backing off to the cap. */
+const ACCEPT_RETRY_MIN_MS = 20
+const ACCEPT_RETRY_MAX_MS = 1000
 
 function unlinkIfSame (path: string, ino: number): void {
   try {
@@ -31,6 +49,8 @@ function pathArg (path: unknown): string {
 /**
  * A listening socket. Iterate it (`for await (const ch of server)`) or listen for 'connection'.
  * Peers of another uid are refused ('rejected' event) before any of their messages is read.
+ * When accept fails for want of fds, 'rejected' reports it once; the peers wait in the backlog
+ * and are accepted when fds free up.
  */
 export class GiftServer extends EventEmitter implements AsyncIterable<Channel> {
   readonly path: string
@@ -41,6 +61,8 @@ export class GiftServer extends EventEmitter implements AsyncIterable<Channel> {
   #backlog: Channel[] = []
   #wake?: () => void
   #closed = false
+  #retryTimer?: NodeJS.Timeout
+  #retryMs = 0
 
   constructor (path: string, fd: number, allowed: Set<number>) {
     super()
@@ -54,14 +76,15 @@ export class GiftServer extends EventEmitter implements AsyncIterable<Channel> {
   }
 
   #accept (): void {
-    while (!this.#closed) {
+    while (!this.#closed && this.#retryTimer === undefined) {
       const fd = native.accept(this.#fd)
       if (fd === EAGAIN) return
+      if (fd < 0 && PEER_GONE.has(fd)) continue // That one peer is gone; the next may be fine.
       if (fd < 0) {
-        // EMFILE and friends: the connection stays queued; report it and try again on the next wakeup.
-        this.emit('rejected', new SystemError(fd, 'accept4'))
+        this.#pauseAccepting(new SystemError(fd, 'accept4'))
         return
       }
+      this.#retryMs = 0
       const cred = native.peerCred(fd)
       if (typeof cred === 'number' || !this.#allowed.has(cred[1])) {
         native.close(fd)
@@ -77,6 +100,24 @@ export class GiftServer extends EventEmitter implements AsyncIterable<Channel> {
         this.#wake?.()
       }
     }
+  }
+
+  /**
+   * Out of fds (EMFILE, ENFILE) or memory: the socket stays readable, so polling on would spin.
+   * Stop polling and look again after a delay that grows while the shortage lasts. The peer waits
+   * in the kernel's backlog meanwhile (libuv's TCP accept would accept and drop it through a
+   * reserve fd instead). The shortage is reported once, as a 'rejected' event.
+   */
+  #pauseAccepting (err: SystemError): void {
+    const first = this.#retryMs === 0
+    this.#retryMs = Math.min(Math.max(this.#retryMs * 2, ACCEPT_RETRY_MIN_MS), ACCEPT_RETRY_MAX_MS)
+    native.pollUpdate(this.#poll, 0)
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined
+      native.pollUpdate(this.#poll, PollEvents.Readable)
+      this.#accept()
+    }, this.#retryMs)
+    if (first) this.emit('rejected', err)
   }
 
   async * [Symbol.asyncIterator] (): AsyncIterator<Channel> {
@@ -95,6 +136,7 @@ export class GiftServer extends EventEmitter implements AsyncIterable<Channel> {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    clearTimeout(this.#retryTimer)
     native.pollClose(this.#poll)
     native.close(this.#fd)
     try {
@@ -125,6 +167,7 @@ export async function listen (path: string, opts: ListenOptions = {}): Promise<G
       continue
     }
     if (!st.isSocket()) throw new SystemError(fd, 'bind', path, 'the path exists and is not a socket')
+    // The probe never waits: a full backlog answers EAGAIN at once, and means that someone listens.
     const probe = native.connect(path)
     if (probe >= 0) native.close(probe)
     if (probe >= 0 || probe === EAGAIN) throw new SystemError(fd, 'bind', path, 'another process is listening there')
@@ -136,10 +179,32 @@ export async function listen (path: string, opts: ListenOptions = {}): Promise<G
   return new GiftServer(path, fd, allowed)
 }
 
-/** Connects to a listen()ing process. */
-export async function connect (path: string): Promise<Channel> {
+function timeoutArg (v: unknown): number {
+  if (v === undefined) return DEFAULT_CONNECT_TIMEOUT_MS
+  if (typeof v !== 'number' || !(v >= 0) || v > 2 ** 31 - 1) throw new RangeError(`The "opts.timeoutMs" argument must be a number of ms from 0 to 2^31-1. Received ${String(v)}`)
+  return v
+}
+
+/**
+ * Connects to a listen()ing process. A Unix connect completes at once unless the listener's
+ * backlog is full (a stuck or busy listener): then the kernel would put a blocking connect to
+ * sleep, and with it the event loop. So the socket is non-blocking, and a full backlog (EAGAIN)
+ * is retried with a growing delay until `opts.timeoutMs`, then fails with
+ * `ERR_PAGEGIFT_CONNECT_TIMEOUT` (its `cause` is the EAGAIN).
+ */
+export async function connect (path: string, opts: ConnectOptions = {}): Promise<Channel> {
   pathArg(path)
-  const fd = native.connect(path)
-  if (fd < 0) throw new SystemError(fd, 'connect', path)
-  return new Channel(fd)
+  const timeoutMs = timeoutArg(opts?.timeoutMs)
+  const deadline = performance.now() + timeoutMs
+  for (let delay = CONNECT_RETRY_MIN_MS; ; delay = Math.min(delay * 2, CONNECT_RETRY_MAX_MS)) {
+    const fd = native.connect(path)
+    if (fd >= 0) return new Channel(fd)
+    if (fd !== EAGAIN) throw new SystemError(fd, 'connect', path)
+    const left = deadline - performance.now()
+    if (left <= 0) {
+      const err = new PagegiftError('ERR_PAGEGIFT_CONNECT_TIMEOUT', `connect to '${path}' timed out after ${timeoutMs} ms: the listener's backlog stayed full (it is not accepting)`, { cause: new SystemError(fd, 'connect', path) })
+      throw Object.assign(err, { path })
+    }
+    await sleep(Math.min(delay, left))
+  }
 }

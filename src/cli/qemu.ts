@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { request } from '../qemu/control.ts'
 import { parseMemorySize } from '../qemu/host.ts'
-import { checkName, defaultDir, ensureDir, vmPaths } from '../qemu/paths.ts'
+import { checkDir, checkName, defaultDir, ensureDir, vmPaths } from '../qemu/paths.ts'
 import { openLog } from '../qemu/process.ts'
 import type { PrepareReply } from '../qemu/keeper.ts'
 import type { PreparedStatus, UpgradeRecord, VmStatus } from '../qemu/vm.ts'
@@ -89,7 +89,7 @@ async function startDetached (argv: string[], dir: string, name: string): Promis
         child.unref()
         out(`${name}: running on QEMU pid ${s.pid} (qemu ${s.qemuVersion}, ${s.accel}), keeper pid ${s.keeperPid}`)
         if (s.accel === 'tcg') out(`${name}: note: ${s.accelNote}`)
-        out(`${name}: keeper log ${paths.keeperLog}, console log ${s.consoleLog}`)
+        out(`${name}: keeper log ${paths.keeperLog}, console log ${s.consoleLog ?? 'none (the VM\'s own serial options)'}`)
         return 0
       }
     } catch {}
@@ -105,7 +105,9 @@ function target (argv: string[], extra: Record<string, { type: 'string' | 'boole
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { dir: { type: 'string' }, json: { type: 'boolean' }, ...extra } })
   if (positionals.length !== 1) throw new TypeError(`expected exactly one VM name\n${USAGE}`)
   const name = checkName(positionals[0])
-  return { control: vmPaths((values.dir as string | undefined) ?? defaultDir(), name).control, name, values }
+  const dir = (values.dir as string | undefined) ?? defaultDir()
+  checkDir(dir) // A control socket in a directory others can write to could be anyone's.
+  return { control: vmPaths(dir, name).control, name, values }
 }
 
 /** Starts a new keeper process that takes the VM over from the current one through a handoff. */
@@ -162,7 +164,7 @@ async function status (argv: string[]): Promise<number> {
   const s = await request<VmStatus>(control, { op: 'status' }, 5000)
   if (values.json === true) { out(JSON.stringify(s)); return 0 }
   out(`${s.name}: ${s.state}, QEMU pid ${s.pid}, generation ${s.generation}, qemu ${s.qemuVersion} (${s.qemu}), ${s.accel}`)
-  out(`  memory ${s.memoryBytes / 1024 ** 2} MiB, keeper pid ${s.keeperPid}, started ${s.startedAt}, console ${s.consoleLog}`)
+  out(`  memory ${s.memoryBytes / 1024 ** 2} MiB, keeper pid ${s.keeperPid}, started ${s.startedAt}, console ${s.consoleLog ?? 'none (own serial options)'}`)
   if (s.prepared !== undefined) out(`  ${describePrepared(s.prepared)}`)
   for (const u of s.upgrades) {
     out(`  upgrade ${u.at}: pid ${u.oldPid} -> ${u.newPid} (${u.destination}), downtime ${u.downtimeMs} ms, gap ${u.stopResumeGapMs.toFixed(2)} ms, ` +

@@ -71,7 +71,7 @@ export async function startKeeper (target: { dir: string, name: string }, config
   }
   resolveVm(vm)
   log(`${vm.name}: running on QEMU pid ${vm.pid} (${vm.accel}); ${vm.accelNote}`)
-  log(`${vm.name}: control socket ${paths.control}, console log ${paths.console}`)
+  log(`${vm.name}: control socket ${paths.control}, console log ${vm.consoleLog ?? 'none (the VM\'s own serial options)'}`)
 
   let finish: (code: number) => void = () => {}
   const done = new Promise<number>((resolve) => { finish = resolve })

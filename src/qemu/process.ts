@@ -4,7 +4,7 @@
  * map the very same pages and a migration with x-ignore-shared moves no RAM at all.
  */
 import { spawn } from 'node:child_process'
-import { fstatSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
+import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
 import { QemuError } from './errors.ts'
 import { QmpClient } from './qmp.ts'
 
@@ -17,8 +17,11 @@ export interface LaunchOptions {
   /** Guest RAM: a memfd of exactly `bytes` (shared), or anonymous QEMU memory when `fd` is absent. */
   ram: { bytes: number, fd?: number }
   qmpPath: string
-  /** The serial console is appended to this file, so it reads as one log across QEMU generations. */
-  consolePath: string
+  /**
+   * The serial console is appended to this file, so it reads as one log across QEMU generations.
+   * Leave it out when `extraArgs` set the serial ports themselves (see `setsSerial`).
+   */
+  consolePath?: string
   /** QEMU's stdout and stderr go to this fd, so its messages outlive the process that started it. */
   logFd: number
   accel: 'kvm' | 'tcg'
@@ -33,6 +36,24 @@ export interface LaunchOptions {
 
 export interface ExitStatus { code: number | null, signal: string | null }
 
+/**
+ * A value for a QEMU option string (`-chardev file,path=VALUE,...`): QEMU splits those at commas
+ * and reads `,,` as one comma, so a path with a comma would otherwise end the value and start an
+ * option of the path's choosing.
+ */
+export function optionValue (value: string): string {
+  return value.replaceAll(',', ',,')
+}
+
+/**
+ * Whether QEMU arguments set up serial ports themselves: `-serial`, or an `isa-serial` device
+ * (which takes the next free port). Then the keeper's console log must not take the first port.
+ */
+export function setsSerial (args: readonly string[]): boolean {
+  return args.some((a, i) => a === '-serial' || a === '--serial' ||
+    ((a === '-device' || a === '--device') && /^(driver=)?isa-serial(,|$)/.test(args[i + 1] ?? '')))
+}
+
 export function qemuArgs (o: LaunchOptions): string[] {
   const mib = o.ram.bytes / (1024 * 1024)
   const args = ['-nodefaults', '-no-user-config', '-display', 'none', '-accel', o.accel]
@@ -42,8 +63,12 @@ export function qemuArgs (o: LaunchOptions): string[] {
   } else {
     args.push('-machine', o.machine ?? 'pc', '-m', `${mib}M`)
   }
-  args.push('-chardev', `file,id=pagegift-console,path=${o.consolePath},append=on`, '-serial', 'chardev:pagegift-console',
-    '-qmp', `unix:${o.qmpPath},server=on,wait=off`)
+  if (o.consolePath !== undefined) {
+    if (setsSerial(o.extraArgs ?? [])) throw new TypeError('consolePath and a -serial (or isa-serial device) of extraArgs would compete for the serial port: pass one of them')
+    args.push('-chardev', `file,id=pagegift-console,path=${optionValue(o.consolePath)},append=on`, '-serial', 'chardev:pagegift-console')
+  }
+  // The long form of `-qmp unix:PATH,...`, whose implicit first option would read a '=' in PATH as a key.
+  args.push('-chardev', `socket,id=pagegift-qmp,path=${optionValue(o.qmpPath)},server=on,wait=off`, '-mon', 'chardev=pagegift-qmp,mode=control')
   if (o.incoming === true) args.push('-incoming', 'defer', '-S')
   return [...args, ...(o.extraArgs ?? [])]
 }
@@ -170,8 +195,15 @@ function logTail (logFd: number, from: number): string {
   return buf.toString('utf8').trim().split('\n').slice(-5).join(' | ')
 }
 
-/** Opens (appending) a log file for QEMU's output; the caller closes the fd. */
+/**
+ * Opens (appending, creating it 0600) a log file in a VM directory. A symlink there is refused
+ * (ELOOP) rather than followed, and so is anything but a regular file.
+ */
 export function openLog (path: string): number {
-  return openSync(path, 'a+')
+  const fd = openSync(path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd)
+    throw new QemuError('ERR_QEMU_UNSAFE_DIR', `refusing the log file ${path}: it is not a regular file`)
+  }
+  return fd
 }
-

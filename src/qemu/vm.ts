@@ -11,7 +11,7 @@ import { liveUpdate, type UpgradePhase, type UpgradeReport } from './liveupdate.
 import { vmPaths, ensureDir, type VmPaths } from './paths.ts'
 import { prepareDestination } from './prepare.ts'
 import { PreparedSlot, type Prepared, type PreparedStatus } from './prepared-slot.ts'
-import { attachQemu, launchQemu, openLog, type QemuProcess } from './process.ts'
+import { attachQemu, launchQemu, openLog, setsSerial, type QemuProcess } from './process.ts'
 
 export interface VmConfig {
   name: string
@@ -49,7 +49,8 @@ export interface VmStatus {
   memoryBytes: number
   keeperPid: number
   startedAt: string
-  consoleLog: string
+  /** The keeper's serial console log, or null when the VM's own arguments set the serial ports. */
+  consoleLog: string | null
   upgrades: UpgradeRecord[]
   /** The prepared destination, if there is one. */
   prepared?: PreparedStatus
@@ -74,6 +75,8 @@ export interface PrepareOptions { qemu?: string, timeoutMs?: number }
 export class Vm {
   readonly name: string
   readonly paths: VmPaths
+  /** `paths.console`, or null when the VM's own arguments (`-serial`, an isa-serial device) set the serial ports. */
+  readonly consoleLog: string | null
   readonly accel: 'kvm' | 'tcg'
   /** Why the accelerator was chosen, for example why KVM is not used. */
   readonly accelNote: string
@@ -96,6 +99,7 @@ export class Vm {
   private constructor (config: VmConfig, ram: ArrayBuffer, ramFd: number, logFd: number, qemu: QemuProcess, binary: QemuBinary, accel: { accel: 'kvm' | 'tcg', note: string }) {
     this.name = config.name
     this.paths = vmPaths(config.dir, config.name)
+    this.consoleLog = consoleLogOf(config, this.paths)
     this.#config = config
     this.#ram = ram
     this.#ramFd = ramFd
@@ -119,7 +123,7 @@ export class Vm {
     const logFd = openLog(paths.qemuLog)
     try {
       const qemu = await launchQemu({
-        binary: binary.path, ram: { bytes: config.memoryBytes, fd: ramFd }, qmpPath: paths.qmp(1), consolePath: paths.console,
+        binary: binary.path, ram: { bytes: config.memoryBytes, fd: ramFd }, qmpPath: paths.qmp(1), consolePath: consoleLogOf(config, paths) ?? undefined,
         logFd, accel: accel.accel, machine: config.machine, extraArgs: argsFor(config, 1),
       })
       return new Vm(config, ram, ramFd, logFd, qemu, binary, accel)
@@ -182,7 +186,7 @@ export class Vm {
     return {
       name: this.name, state, pid: this.#qemu.pid, generation: this.#generation, qemu: this.#binary.path,
       qemuVersion: this.#binary.versionText, accel: this.accel, accelNote: this.accelNote, memoryBytes: this.#config.memoryBytes, keeperPid: process.pid,
-      startedAt: this.#startedAt, consoleLog: this.paths.console, upgrades: [...this.#upgrades],
+      startedAt: this.#startedAt, consoleLog: this.consoleLog, upgrades: [...this.#upgrades],
       ...(this.#prepared.held !== undefined ? { prepared: this.#prepared.status() } : {}),
     }
   }
@@ -341,7 +345,7 @@ export class Vm {
   #launch (binary: string, generation: number): Promise<QemuProcess> {
     return launchQemu({
       binary, ram: { bytes: this.#config.memoryBytes, fd: this.#ramFd }, qmpPath: this.paths.qmp(generation),
-      consolePath: this.paths.console, logFd: this.#logFd, accel: this.accel, machine: this.#config.machine,
+      consolePath: this.consoleLog ?? undefined, logFd: this.#logFd, accel: this.accel, machine: this.#config.machine,
       extraArgs: argsFor(this.#config, generation), incoming: true,
     })
   }
@@ -356,6 +360,11 @@ export class Vm {
     closeSync(this.#logFd)
     release(this.#ram)
   }
+}
+
+/** The user's serial options win: the keeper logs the console only when they set none. */
+function consoleLogOf (config: VmConfig, paths: VmPaths): string | null {
+  return setsSerial(config.extraArgs ?? []) ? null : paths.console
 }
 
 function argsFor (config: VmConfig, generation: number): string[] {
