@@ -1,5 +1,5 @@
 /** Connection and server commands: PING, ECHO, QUIT, CLIENT, CONFIG, INFO. */
-import { globMatch } from '../glob.ts'
+import { Glob } from '../glob.ts'
 import { SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 
@@ -32,10 +32,10 @@ function config (c: Ctx): void {
     const cfg = c.server.config
     const pairs: string[] = []
     for (let i = 2; i < c.argc; i++) {
-      const pat = Buffer.from(c.str(i).toLowerCase())
+      // Redis matches CONFIG GET patterns without regard to case.
+      const glob = Glob.compile(c.buf, c.s(i), c.e(i), true)
       for (const [k, v] of Object.entries(cfg)) {
-        const name = Buffer.from(k)
-        if (globMatch(pat, 0, pat.length, name, 0, name.length) && !pairs.includes(k)) pairs.push(k, v)
+        if (glob.matches(Buffer.from(k)) && !pairs.includes(k)) pairs.push(k, v)
       }
     }
     c.out.arrayHeader(pairs.length)
