@@ -9,14 +9,75 @@ export const SLOT_BYTES = 16
 const GROW_LOAD = 0.7
 const MAX_LOAD = 0.9
 
-/** FNV-1a with a murmur finalizer; never 0, because 0 marks an empty slot. */
-export function hashKey (b: Buffer, start: number, end: number): number {
+/** FNV-1a with a murmur finalizer, unseeded: for the fixed command table, and stores made before seeding. Never 0. */
+export function hashKey (b: Uint8Array, start: number, end: number): number {
   let h = 0x811c9dc5
   for (let i = start; i < end; i++) h = Math.imul(h ^ b[i], 0x01000193)
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
   h ^= h >>> 13
   return (h >>> 0) || 1
+}
+
+/** HalfSipHash-c-d rounds: 1-3, as Linux's hsiphash (2-4 is the reference's, for its test vectors). */
+const ROUNDS = 1
+const FINAL_ROUNDS = 3
+
+const rotl = (x: number, b: number): number => (x << b) | (x >>> (32 - b))
+
+/**
+ * The keyspace's hash: HalfSipHash-1-3 (the keyed hash Linux uses for its hash tables) with a
+ * random 64-bit key per store. A client that cannot learn the key cannot choose keys that pile into
+ * one probe run (hash flooding), as it could with an unseeded hash. The key is part of the store's
+ * state: a successor adopts it with the index, whose slots it decides.
+ */
+export class KeyHash {
+  /** `legacy`: the unseeded FNV of stores made before seeding (meta version 1), kept so they can still be adopted. */
+  constructor (readonly k0: number, readonly k1: number, readonly legacy = false) {}
+
+  static random (): KeyHash {
+    const k = crypto.getRandomValues(new Uint32Array(2))
+    return new KeyHash(k[0], k[1])
+  }
+
+  /** Hash of `b[start, end)`; never 0, because 0 marks an empty slot. */
+  of (b: Uint8Array, start: number, end: number): number {
+    if (this.legacy) return hashKey(b, start, end)
+    this.v0 = this.k0
+    this.v1 = this.k1
+    this.v2 = 0x6c796765 ^ this.k0
+    this.v3 = 0x74656462 ^ this.k1
+    const len = end - start
+    const whole = start + (len & ~3)
+    for (let i = start; i < whole; i += 4) this.absorb(b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24))
+    let last = len << 24
+    for (let i = whole, shift = 0; i < end; i++, shift += 8) last |= b[i] << shift
+    this.absorb(last)
+    this.v2 ^= 0xff
+    for (let r = 0; r < FINAL_ROUNDS; r++) this.round()
+    return ((this.v1 ^ this.v3) >>> 0) || 1
+  }
+
+  // The state of the hash being computed: fields, not a closure, so a lookup allocates nothing.
+  private v0 = 0
+  private v1 = 0
+  private v2 = 0
+  private v3 = 0
+
+  private absorb (m: number): void {
+    this.v3 ^= m
+    for (let r = 0; r < ROUNDS; r++) this.round()
+    this.v0 ^= m
+  }
+
+  private round (): void {
+    let { v0, v1, v2, v3 } = this
+    v0 = (v0 + v1) | 0; v1 = rotl(v1, 5) ^ v0; v0 = rotl(v0, 16)
+    v2 = (v2 + v3) | 0; v3 = rotl(v3, 8) ^ v2
+    v0 = (v0 + v3) | 0; v3 = rotl(v3, 7) ^ v0
+    v2 = (v2 + v1) | 0; v1 = rotl(v1, 13) ^ v2; v2 = rotl(v2, 16)
+    this.v0 = v0; this.v1 = v1; this.v2 = v2; this.v3 = v3
+  }
 }
 
 export class KeyIndex {
