@@ -1,17 +1,17 @@
 /**
  * The server: listening sockets, client connections, and the timer that does background work
- * (expiry, compaction). One parser, one reply buffer and one command context serve all clients,
- * because each read is handled to its end before the next.
+ * (expiry, compaction). One reply buffer and one command context serve all clients, because each
+ * read is handled to its end before the next; each client has its own parser (see query.ts).
  */
 import net from 'node:net'
-import { Conn, type ConnHost } from './conn.ts'
+import { Conn, type AdoptedClient, type ConnHost } from './conn.ts'
 import { Ctx, type ServerView } from './commands/context.ts'
 import { Compactor } from './compactor.ts'
 import { ExpirySweeper } from './expiry.ts'
 import { formatInfo, type InfoFacts } from './info.ts'
 import { Reply } from './reply.ts'
-import { RespParser } from './resp.ts'
 import type { Store } from './store.ts'
+import type { Allocator } from './segments.ts'
 import { parseBytes } from './units.ts'
 import { saveSnapshot, type SnapshotReport } from './snapshot.ts'
 
@@ -28,7 +28,6 @@ export interface ServerStats {
 
 export class KvServer implements ConnHost, ServerView {
   store: Store
-  readonly parser = new RespParser()
   readonly ctx: Ctx
   commands = 0
   connectionsReceived = 0
@@ -50,6 +49,10 @@ export class KvServer implements ConnHost, ServerView {
     this.stats = { generation: 1, lastDowntimeMs: null, upgrades: 0, inheritedCommands: 0, lastServedAtNs: null, ...stats }
     this.compactor = new Compactor(store)
     this.sweeper = new ExpirySweeper(store)
+  }
+
+  get allocator (): Allocator {
+    return this.store.allocator
   }
 
   get config (): Record<string, string> {
@@ -112,7 +115,7 @@ export class KvServer implements ConnHost, ServerView {
   }
 
   /** A new client, or (with `adopted`) a predecessor's client, which stays frozen until `thaw`. */
-  addSocket (socket: net.Socket, adopted?: { pending: Buffer, name: string }): Conn {
+  addSocket (socket: net.Socket, adopted?: AdoptedClient): Conn {
     this.connectionsReceived++
     const conn = new Conn(this.nextId++, socket, this, adopted)
     this.conns.add(conn)
@@ -124,11 +127,9 @@ export class KvServer implements ConnHost, ServerView {
   }
 
   /** Stops background work and freezes every client at a command boundary. */
-  freeze (): Map<Conn, Buffer> {
+  freeze (): void {
     this.stopTimer()
-    const pending = new Map<Conn, Buffer>()
-    for (const c of this.conns) pending.set(c, c.freeze())
-    return pending
+    for (const c of this.conns) c.freeze()
   }
 
   /** Undoes `freeze` after a handoff that failed; in a successor, starts serving adopted clients. */

@@ -41,13 +41,13 @@ function checkMeta (m: unknown): KvMeta {
 
 /** Freezes the server and describes everything to hand over. */
 export function handOver (server: KvServer): HandoffState {
-  const frozen = server.freeze()
+  server.freeze()
   const handles: Record<string, Handle> = {}
   const clients: Record<string, string> = {}
   server.listeners.forEach((l, i) => { handles[`listener.${i}`] = exportServer(l) })
-  for (const [conn, pending] of frozen) {
+  for (const conn of server.conns) {
     if (conn.socket.destroyed || conn.closing) continue
-    handles[`client.${conn.id}`] = exportSocket(conn.socket, pending)
+    handles[`client.${conn.id}`] = exportSocket(conn.socket, Buffer.from(conn.query.pending()))
     clients[`client.${conn.id}`] = conn.name
   }
   const { regions, meta: store } = server.store.exportState()
@@ -70,7 +70,7 @@ function adopt (gen: Generation, o: KvOptions, allocator: Allocator): KvServer {
     if (h.kind === 'server') server.adoptListener(adoptServer(h), meta.port)
     else if (h.kind === 'socket') {
       const { socket, pending } = adoptSocket(h)
-      server.addSocket(socket, { pending, name: meta.clients[name] ?? '' })
+      server.addSocket(socket, { name: meta.clients[name] ?? '', bytes: [pending] })
     }
   }
   return server
