@@ -42,6 +42,8 @@ export class KvServer implements ConnHost, ServerView {
   port = 0
   snapshotPath: string | null = null
   lastSave: SnapshotReport | null = null
+  /** The region the small query buffers were packed into for a handoff; released if it rolls back. */
+  handoffPack: ArrayBuffer | null = null
 
   constructor (store: Store, stats: Partial<ServerStats> = {}) {
     this.store = store

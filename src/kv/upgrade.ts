@@ -13,6 +13,7 @@ import { KvServer } from './server.ts'
 import { Store, type StoreMeta } from './store.ts'
 import { startFresh } from './start.ts'
 import { warmUp } from './warmup.ts'
+import { adoptedClient, exportClients, packOf, queryRegions, type ClientMeta } from './handover.ts'
 
 type Generation = handoff.Generation
 type HandoffState = handoff.HandoffState
@@ -27,8 +28,8 @@ interface KvMeta {
   port: number
   commands: number
   upgrades: number
-  /** Client names by handle name. */
-  clients: Record<string, string>
+  /** The clients by handle name: their names and where their query buffers are. */
+  clients: Record<string, ClientMeta>
 }
 
 function checkMeta (m: unknown): KvMeta {
@@ -43,19 +44,24 @@ function checkMeta (m: unknown): KvMeta {
 export function handOver (server: KvServer): HandoffState {
   server.freeze()
   const handles: Record<string, Handle> = {}
-  const clients: Record<string, string> = {}
   server.listeners.forEach((l, i) => { handles[`listener.${i}`] = exportServer(l) })
-  for (const conn of server.conns) {
-    if (conn.socket.destroyed || conn.closing) continue
-    handles[`client.${conn.id}`] = exportSocket(conn.socket, Buffer.from(conn.query.pending()))
-    clients[`client.${conn.id}`] = conn.name
-  }
+  const conns = [...server.conns].filter((c) => !c.socket.destroyed && !c.closing)
+  for (const conn of conns) handles[`client.${conn.id}`] = exportSocket(conn.socket)
   const { regions, meta: store } = server.store.exportState()
+  const moved = exportClients(conns, Object.keys(regions).length, (n) => server.allocator.alloc(n, 'clients.pack'))
+  server.handoffPack = moved.pack
   const meta: KvMeta = {
     kind: 'pagegift-kv', store, maxmemory: server.store.maxmemory, port: server.port,
-    commands: server.commands + server.stats.inheritedCommands, upgrades: server.stats.upgrades, clients
+    commands: server.commands + server.stats.inheritedCommands, upgrades: server.stats.upgrades, clients: moved.clients
   }
-  return { regions, handles, meta }
+  return { regions: { ...regions, ...moved.regions }, handles, meta }
+}
+
+/** The store's regions and the big query buffers: what a successor may map before the pause. */
+function offered (server: KvServer): Record<string, ArrayBuffer> {
+  const regions = server.store.exportState().regions
+  for (const [name, c] of queryRegions(server.conns, Object.keys(regions).length)) regions[name] = c.query.region as ArrayBuffer
+  return regions
 }
 
 /** Builds a frozen server from a predecessor's state: no mutation, no serving, until `thaw`. */
@@ -70,7 +76,7 @@ function adopt (gen: Generation, o: KvOptions, allocator: Allocator): KvServer {
     if (h.kind === 'server') server.adoptListener(adoptServer(h), meta.port)
     else if (h.kind === 'socket') {
       const { socket, pending } = adoptSocket(h)
-      server.addSocket(socket, { name: meta.clients[name] ?? '', bytes: [pending] })
+      server.addSocket(socket, adoptedClient(meta.clients[name], inh.regions, pending))
     }
   }
   return server
@@ -88,15 +94,20 @@ export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Pro
     server.stats.lastDowntimeMs = gen.status().history.at(-1)?.downtimeMs ?? null
     server.stats.lastServedAtNs = process.hrtime.bigint()
     server.thaw()
+    // Every client copied its share of the pack when it was built.
+    const pack = packOf(gen.inherited.regions)
+    if (pack !== undefined) allocator.release(pack)
   } else {
     server = await startFresh(o, allocator)
     await gen.ready()
   }
   // Offered regions are mapped by the successor while we still serve, so their size stays out of the pause.
-  gen.offerRegions(() => server.store.exportState().regions)
+  gen.offerRegions(() => offered(server))
   gen.onHandoff(() => handOver(server))
   gen.on('resumed', (err) => {
     process.stderr.write(`pagegift-kv: handoff failed, serving again: ${err.message}\n`)
+    if (server.handoffPack !== null) server.allocator.release(server.handoffPack)
+    server.handoffPack = null
     server.thaw()
   })
   gen.on('handedOff', (info) => {
