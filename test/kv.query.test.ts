@@ -128,7 +128,7 @@ function fakeSocket (): Socket & { written: Buffer[] } {
 test('a client connection fed a 2.8 MB MSET in 200-byte reads runs it well within 2 s', async () => {
   const store = new Store({ segmentSize: 16 << 20 })
   const server = new KvServer(store)
-  const host = { ctx: new Ctx(store, new Reply(), server), allocator: heapAllocator, parser: new RespParser(), commands: 0, beginBatch: () => {}, closed: () => {} }
+  const host = { ctx: new Ctx(store, new Reply(), server), allocator: heapAllocator, requirePass: false, parser: new RespParser(), commands: 0, beginBatch: () => {}, closed: () => {} }
   const socket = fakeSocket()
   const conn = new Conn(1, socket, host)
   const { wire } = bigMset()

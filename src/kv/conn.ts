@@ -14,6 +14,7 @@ import type { Allocator } from './segments.ts'
 export interface ConnHost {
   readonly ctx: Ctx
   readonly allocator: Allocator
+  readonly requirePass: boolean
   commands: number
   beginBatch (): void
   closed (conn: Conn): void
@@ -22,6 +23,7 @@ export interface ConnHost {
 /** What an adopted client brings: its name, and the bytes of its predecessor's query buffer. */
 export interface AdoptedClient {
   name: string
+  authenticated: boolean
   /** The predecessor's query buffer region, taken over as is, with `length` bytes in use. */
   region?: { buffer: ArrayBuffer, length: number }
   /** Bytes to put in the query buffer (after the region's): packed small buffers, the socket's unread bytes. */
@@ -45,6 +47,7 @@ export class Conn implements ClientInfo {
   readonly id: number
   name = ''
   closing = false
+  authenticated: boolean
   readonly socket: Socket
   readonly query: QueryBuffer
   private readonly host: ConnHost
@@ -65,6 +68,7 @@ export class Conn implements ClientInfo {
     this.socket = socket
     this.host = host
     this.query = new QueryBuffer(host.allocator)
+    this.authenticated = adopted?.authenticated ?? !host.requirePass
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.onData(chunk))
     socket.on('drain', () => { if (!this.frozen) socket.resume() })
@@ -87,6 +91,7 @@ export class Conn implements ClientInfo {
       return
     }
     this.host.beginBatch()
+    this.query.parser.unauthenticated = this.mustAuth()
     this.settle(this.query.feed(chunk, this.runOne))
   }
 
@@ -96,7 +101,14 @@ export class Conn implements ClientInfo {
     ctx.bind(p, this)
     dispatch(ctx)
     this.host.commands++
+    // AUTH may have run: the parser's limits for the next command follow.
+    p.unauthenticated = this.mustAuth()
     return !this.closing
+  }
+
+  /** Redis's authRequired(): there is a password and this client has not passed AUTH. */
+  private mustAuth (): boolean {
+    return !this.authenticated && this.host.requirePass
   }
 
   /** Ends a read: a protocol error gets its reply, a client past the query buffer limit is dropped. */
@@ -154,6 +166,7 @@ export class Conn implements ClientInfo {
     this.adopted = false
     if (!this.closing) {
       this.host.beginBatch()
+      this.query.parser.unauthenticated = this.mustAuth()
       this.settle(this.query.run(this.runOne))
     } else {
       this.queue()

@@ -16,6 +16,8 @@ const PACK = 'clients.pack'
 /** What STATE's meta says about one client. */
 export interface ClientMeta {
   name: string
+  /** It passed AUTH (or came before there was a password): it stays so in the successor. */
+  authenticated: boolean
   /** The name of the region holding its query buffer, and the bytes in use there. */
   region?: string
   length?: number
@@ -44,14 +46,14 @@ export function exportClients (conns: Conn[], storeRegions: number, alloc: (byte
   const out: ExportedClients = { regions: {}, clients: {}, pack: null }
   for (const [name, c] of own) {
     out.regions[name] = c.query.region as ArrayBuffer
-    out.clients[`client.${c.id}`] = { name: c.name, region: name, length: c.query.len }
+    out.clients[`client.${c.id}`] = { name: c.name, authenticated: c.authenticated, region: name, length: c.query.len }
   }
   const rest = conns.filter((c) => !(`client.${c.id}` in out.clients))
   const packed = rest.reduce((n, c) => n + c.query.len, 0)
   const pack = packed > 0 ? Buffer.from(out.pack = alloc(packed)) : null
   let at = 0
   for (const c of rest) {
-    const meta: ClientMeta = { name: c.name }
+    const meta: ClientMeta = { name: c.name, authenticated: c.authenticated }
     if (pack !== null && c.query.len > 0) {
       meta.pack = [at, c.query.len]
       at += c.query.pending().copy(pack, at)
@@ -67,8 +69,10 @@ export function exportClients (conns: Conn[], storeRegions: number, alloc: (byte
  * against the regions that arrived, and the socket's own unread bytes.
  */
 export function adoptedClient (m: unknown, regions: Record<string, ArrayBuffer>, pending: Buffer): AdoptedClient {
-  const meta = (typeof m === 'object' && m !== null ? m : {}) as Partial<ClientMeta>
-  const client: AdoptedClient = { name: typeof meta.name === 'string' ? meta.name : '', bytes: [] }
+  // A predecessor from before AUTH sent only the name, and had no password.
+  const meta = (typeof m === 'string' ? { name: m, authenticated: true } : typeof m === 'object' && m !== null ? m : {}) as Partial<ClientMeta>
+  // A client the predecessor did not vouch for must AUTH again.
+  const client: AdoptedClient = { name: typeof meta.name === 'string' ? meta.name : '', authenticated: meta.authenticated === true, bytes: [] }
   if (typeof meta.region === 'string') {
     const buffer = regions[meta.region]
     if (!(buffer instanceof ArrayBuffer) || !isLength(meta.length, buffer.byteLength)) throw new TypeError(`pagegift-kv: client query region ${meta.region} is missing or too short`)

@@ -28,7 +28,9 @@ interface KvMeta {
   port: number
   commands: number
   upgrades: number
-  /** The clients by handle name: their names and where their query buffers are. */
+  /** SHA-256 (hex) of the requirepass, or null: a successor started without a password keeps this one. */
+  passHash: string | null
+  /** The clients by handle name: their names, AUTH state and where their query buffers are. */
   clients: Record<string, ClientMeta>
 }
 
@@ -52,7 +54,8 @@ export function handOver (server: KvServer): HandoffState {
   server.handoffPack = moved.pack
   const meta: KvMeta = {
     kind: 'pagegift-kv', store, maxmemory: server.store.maxmemory, port: server.port,
-    commands: server.commands + server.stats.inheritedCommands, upgrades: server.stats.upgrades, clients: moved.clients
+    commands: server.commands + server.stats.inheritedCommands, upgrades: server.stats.upgrades, clients: moved.clients,
+    passHash: server.passHash?.toString('hex') ?? null
   }
   return { regions: { ...regions, ...moved.regions }, handles, meta }
 }
@@ -72,6 +75,7 @@ function adopt (gen: Generation, o: KvOptions, allocator: Allocator): KvServer {
   const store = Store.adopt({ regions: inh.regions, meta: meta.store }, { allocator, maxmemory: o.maxmemory > 0 ? o.maxmemory : meta.maxmemory })
   const server = new KvServer(store, { generation: gen.generation, upgrades: meta.upgrades + 1, inheritedCommands: meta.commands })
   server.snapshotPath = o.snapshot
+  inheritPassword(server, o, meta)
   for (const [name, h] of Object.entries(inh.handles)) {
     if (h.kind === 'server') server.adoptListener(adoptServer(h), meta.port)
     else if (h.kind === 'socket') {
@@ -80,6 +84,16 @@ function adopt (gen: Generation, o: KvOptions, allocator: Allocator): KvServer {
     }
   }
   return server
+}
+
+/**
+ * The successor's own password, if it was given one, applies from now on (to new connections and
+ * every AUTH); clients keep the AUTH state they had. Started without one, it keeps its
+ * predecessor's: an upgrade that forgot the password must not open the store to everyone.
+ */
+function inheritPassword (server: KvServer, o: KvOptions, meta: KvMeta): void {
+  if (o.requirepass !== null) server.setPassword(o.requirepass)
+  else if (typeof meta.passHash === 'string' && /^[0-9a-f]{64}$/.test(meta.passHash)) server.passHash = Buffer.from(meta.passHash, 'hex')
 }
 
 export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Promise<number> {
