@@ -1,10 +1,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { startKv, type KvProc } from './fixtures/kv-proc.ts'
+import { startKv, KV_BIN, type KvProc } from './fixtures/kv-proc.ts'
 import { KvClient } from '../src/kv/client.ts'
 
 /** A raw client that collects replies; `write` resolves once the bytes are with the kernel. */
@@ -27,10 +28,11 @@ const setCommand = (key: string, v: Buffer): Buffer => Buffer.concat([Buffer.fro
 
 /** Starts a successor on the same handoff socket; resolves once the predecessor has exited. */
 async function upgrade (prev: KvProc, args: string[]): Promise<KvProc> {
+  const mark = prev.output().length
   const exited = new Promise((resolve) => { if (prev.proc.exitCode !== null) resolve(null); else prev.proc.once('exit', resolve) })
   const next = await startKv(args, 60_000)
   await exited
-  assert.doesNotMatch(prev.output(), /handoff failed/)
+  assert.doesNotMatch(prev.output().slice(mark), /handoff failed/)
   return next
 }
 
@@ -92,6 +94,36 @@ test('140 clients with unfinished commands (12.6 MB in all, big and small) survi
     const got = await k.pipeline(sizes.map((_, i) => ['GET', `k${i}`]))
     got.forEach((g, i) => assert.ok(value(2 * sizes[i], i).equals(g as Buffer), `k${i} differs`))
     assert.match(String(await k.call('INFO', 'pagegift')), /generation:3\r\n/)
+    await k.close()
+    for (const c of clients) c.socket.destroy()
+  } finally {
+    await gen.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('a successor killed before READY: the predecessor resumes its half-sent clients (regions and pack), which finish there; the next upgrade moves them', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kv-rbq-'))
+  const args = ['--port', '0', '--handoff', join(dir, 'h.sock')]
+  let gen = await startKv(args)
+  try {
+    const sizes = [8 << 20, 200_000, 3000, 10]
+    const wires = sizes.map((n, i) => setCommand(`r${i}`, value(2 * n, i)))
+    const clients = await Promise.all(sizes.map(async () => await rawClient(gen.port)))
+    await Promise.all(clients.map(async (c, i) => { await c.write(wires[i].subarray(0, sizes[i])) }))
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const mark = gen.output().length
+    const doomed = spawn(process.execPath, [KV_BIN, ...args], { stdio: 'ignore', env: { ...process.env, PAGEGIFT_TEST_HOOKS: 'kv:before-ready=kill' } })
+    assert.equal(await new Promise((resolve) => doomed.on('exit', (_code, signal) => resolve(signal))), 'SIGKILL')
+    await gen.waitFor(/handoff failed, serving again/, 15_000, mark)
+    await Promise.all(clients.map(async (c, i) => { await c.write(wires[i].subarray(sizes[i], sizes[i] + 5)) }))
+    gen = await upgrade(gen, args)
+    await Promise.all(clients.map(async (c, i) => { await c.write(wires[i].subarray(sizes[i] + 5)) }))
+    await until('every +OK', () => clients.every((c) => c.replies().length >= 5))
+    for (const c of clients) assert.equal(c.replies(), '+OK\r\n')
+    const k = await KvClient.connect(gen.port)
+    const got = await k.pipeline(sizes.map((_, i) => ['GET', `r${i}`]))
+    got.forEach((g, i) => assert.ok(value(2 * sizes[i], i).equals(g as Buffer), `r${i} differs`))
     await k.close()
     for (const c of clients) c.socket.destroy()
   } finally {
