@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { EventEmitter } from 'node:events'
+import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
 import { QueryBuffer } from '../src/kv/query.ts'
 import { RespParser } from '../src/kv/resp.ts'
@@ -139,4 +140,24 @@ test('a client connection fed a 2.8 MB MSET in 200-byte reads runs it well withi
   assert.equal(Buffer.concat(socket.written).toString(), '+OK\r\n$5\r\nval:7\r\n')
   assert.equal(store.size, 100_000)
   assert.ok(ms < 2000, `${ms.toFixed(0)} ms`)
+})
+
+test('a big query buffer is giftable memory while the command comes in, and its mapping is gone once it has run', async () => {
+  const mapped = (): number => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('pagegift-kv.query')).length
+  const store = new Store({ segmentSize: 16 << 20 })
+  const server = new KvServer(store)
+  const host = { ctx: new Ctx(store, new Reply(), server), allocator: defaultAllocator(), requirePass: false, commands: 0, beginBatch: () => {}, closed: () => {} }
+  const socket = fakeSocket()
+  const conn = new Conn(1, socket, host)
+  const before = mapped()
+  const wire = encode([['SET', 'big', Buffer.alloc(3 << 20, 9)], ['STRLEN', 'big']])
+  const pieces = split(wire, 65536)
+  for (const c of pieces.slice(0, -1)) conn.onData(c)
+  assert.ok(conn.query.region !== null, 'the unfinished 3 MiB command is in giftable memory')
+  assert.equal(mapped(), before + 1)
+  conn.onData(pieces[pieces.length - 1])
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(Buffer.concat(socket.written).toString(), `+OK\r\n:${3 << 20}\r\n`)
+  assert.equal(conn.query.region, null)
+  assert.equal(mapped(), before, 'the query buffer mapping leaked')
 })
