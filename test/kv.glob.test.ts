@@ -141,8 +141,9 @@ function redisMatch (p: Buffer, s: Buffer, nocase: boolean): boolean {
   return impl(0, p.length, 0, s.length)
 }
 
-test('glob: random patterns agree with a port of Redis 7 stringmatchlen, case-sensitive and nocase', () => {
+test('glob: random patterns agree with a port of Redis 7 stringmatchlen, case-sensitive and nocase', (t) => {
   const seed = Number(process.env.KV_GLOB_SEED ?? Date.now() % 1e9)
+  t.diagnostic(`seed ${seed} (rerun with KV_GLOB_SEED=${seed})`)
   let x = seed
   const rnd = (n: number): number => { x = (Math.imul(x, 1103515245) + 12345) >>> 0; return (x >>> 8) % n }
   const pick = (alphabet: string, max: number): Buffer => Buffer.from(Array.from({ length: rnd(max + 1) }, () => alphabet[rnd(alphabet.length)]).join(''))

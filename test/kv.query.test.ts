@@ -45,8 +45,9 @@ function bigMset (): { wire: Buffer, n: number } {
   return { wire: encode([cmd, ['GET', 'key:7']]), n: cmd.length }
 }
 
-test('query buffer: a command split anywhere parses as in one read (random splits, printed seed)', () => {
+test('query buffer: a command split anywhere parses as in one read (random splits, printed seed)', (t) => {
   const seed = Number(process.env.KV_QUERY_SEED ?? Date.now() % 1e9)
+  t.diagnostic(`seed ${seed} (rerun with KV_QUERY_SEED=${seed})`)
   let x = seed
   const rnd = (n: number): number => { x = (Math.imul(x, 1103515245) + 12345) >>> 0; return (x >>> 8) % n }
   for (let round = 0; round < 200; round++) {
