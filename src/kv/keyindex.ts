@@ -19,10 +19,6 @@ export function hashKey (b: Uint8Array, start: number, end: number): number {
   return (h >>> 0) || 1
 }
 
-/** HalfSipHash-c-d rounds: 1-3, as Linux's hsiphash (2-4 is the reference's, for its test vectors). */
-const ROUNDS = 1
-const FINAL_ROUNDS = 3
-
 const rotl = (x: number, b: number): number => (x << b) | (x >>> (32 - b))
 
 /**
@@ -43,40 +39,32 @@ export class KeyHash {
   /** Hash of `b[start, end)`; never 0, because 0 marks an empty slot. */
   of (b: Uint8Array, start: number, end: number): number {
     if (this.legacy) return hashKey(b, start, end)
-    this.v0 = this.k0
-    this.v1 = this.k1
-    this.v2 = 0x6c796765 ^ this.k0
-    this.v3 = 0x74656462 ^ this.k1
+    // Locals and the round written out: this runs on every lookup.
+    let v0 = this.k0
+    let v1 = this.k1
+    let v2 = 0x6c796765 ^ this.k0
+    let v3 = 0x74656462 ^ this.k1
     const len = end - start
     const whole = start + (len & ~3)
-    for (let i = start; i < whole; i += 4) this.absorb(b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24))
     let last = len << 24
     for (let i = whole, shift = 0; i < end; i++, shift += 8) last |= b[i] << shift
-    this.absorb(last)
-    this.v2 ^= 0xff
-    for (let r = 0; r < FINAL_ROUNDS; r++) this.round()
-    return ((this.v1 ^ this.v3) >>> 0) || 1
-  }
-
-  // The state of the hash being computed: fields, not a closure, so a lookup allocates nothing.
-  private v0 = 0
-  private v1 = 0
-  private v2 = 0
-  private v3 = 0
-
-  private absorb (m: number): void {
-    this.v3 ^= m
-    for (let r = 0; r < ROUNDS; r++) this.round()
-    this.v0 ^= m
-  }
-
-  private round (): void {
-    let { v0, v1, v2, v3 } = this
-    v0 = (v0 + v1) | 0; v1 = rotl(v1, 5) ^ v0; v0 = rotl(v0, 16)
-    v2 = (v2 + v3) | 0; v3 = rotl(v3, 8) ^ v2
-    v0 = (v0 + v3) | 0; v3 = rotl(v3, 7) ^ v0
-    v2 = (v2 + v1) | 0; v1 = rotl(v1, 13) ^ v2; v2 = rotl(v2, 16)
-    this.v0 = v0; this.v1 = v1; this.v2 = v2; this.v3 = v3
+    for (let i = start; i <= whole; i += 4) {
+      const m = i < whole ? b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24) : last
+      v3 ^= m
+      v0 = (v0 + v1) | 0; v1 = rotl(v1, 5) ^ v0; v0 = rotl(v0, 16)
+      v2 = (v2 + v3) | 0; v3 = rotl(v3, 8) ^ v2
+      v0 = (v0 + v3) | 0; v3 = rotl(v3, 7) ^ v0
+      v2 = (v2 + v1) | 0; v1 = rotl(v1, 13) ^ v2; v2 = rotl(v2, 16)
+      v0 ^= m
+    }
+    v2 ^= 0xff
+    for (let r = 0; r < 3; r++) {
+      v0 = (v0 + v1) | 0; v1 = rotl(v1, 5) ^ v0; v0 = rotl(v0, 16)
+      v2 = (v2 + v3) | 0; v3 = rotl(v3, 8) ^ v2
+      v0 = (v0 + v3) | 0; v3 = rotl(v3, 7) ^ v0
+      v2 = (v2 + v1) | 0; v1 = rotl(v1, 13) ^ v2; v2 = rotl(v2, 16)
+    }
+    return ((v1 ^ v3) >>> 0) || 1
   }
 }
 
