@@ -31,6 +31,14 @@ export class KeyHash {
   /** `legacy`: the unseeded FNV of stores made before seeding (meta version 1), kept so they can still be adopted. */
   constructor (readonly k0: number, readonly k1: number, readonly legacy = false) {}
 
+  /** The hash a store's meta names: version 1 is the unseeded legacy one, version 2 carries its seed. */
+  static fromMeta (version: number, seed: unknown): KeyHash {
+    if (version === 1) return new KeyHash(0, 0, true)
+    const u32 = (x: unknown): boolean => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 0xffffffff
+    if (!Array.isArray(seed) || seed.length !== 2 || !seed.every(u32)) throw new TypeError('kv store meta: bad hash seed')
+    return new KeyHash(seed[0], seed[1])
+  }
+
   static random (): KeyHash {
     const k = crypto.getRandomValues(new Uint32Array(2))
     return new KeyHash(k[0], k[1])

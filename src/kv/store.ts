@@ -63,7 +63,7 @@ export class Store {
     this.maxmemory = opts.maxmemory ?? 0
     this.initialSlots = opts.initialSlots ?? 4096
     this.spare = new SpareIndex(this.allocator)
-    this.keyHash = adopted !== undefined ? hashOf(adopted.meta) : KeyHash.random()
+    this.keyHash = adopted !== undefined ? KeyHash.fromMeta(adopted.meta.version, adopted.meta.seed) : KeyHash.random()
     if (adopted !== undefined) {
       this.index = adopted.index
       for (const s of adopted.segments) this.segments[s.id] = s
@@ -305,12 +305,4 @@ export class Store {
     if (this.migration === null) this.startGrowth()
     this.growthStep(Number.MAX_SAFE_INTEGER)
   }
-}
-
-function hashOf (meta: StoreMeta): KeyHash {
-  if (meta.version === 1) return new KeyHash(0, 0, true)
-  const seed = meta.seed
-  const u32 = (x: unknown): boolean => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 0xffffffff
-  if (!Array.isArray(seed) || seed.length !== 2 || !seed.every(u32)) throw new TypeError('kv store meta: bad hash seed')
-  return new KeyHash(seed[0], seed[1])
 }
