@@ -4,7 +4,6 @@
  * so no single step stalls clients for more than about a millisecond.
  */
 import type { Segment } from './segments.ts'
-import { hashKey } from './keyindex.ts'
 import type { Store } from './store.ts'
 
 /** A sealed segment with live/used below this ratio is worth compacting. */
@@ -62,7 +61,7 @@ export class Compactor {
   private moveIfLive (seg: Segment, off: number): number {
     const size = seg.recSize(off)
     const ks = seg.keyStart(off)
-    const h = hashKey(seg.bytes, ks, ks + seg.keyLen(off))
+    const h = this.store.keyHash.of(seg.bytes, ks, ks + seg.keyLen(off))
     const store = this.store
     const t = store.index.t
     const mask = store.index.mask

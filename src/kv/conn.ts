@@ -1,25 +1,34 @@
 /**
- * One client connection: it gathers bytes until whole commands are there, runs every complete
- * command of a read in one go, and sends all their replies in one write. Between two reads the
- * client is always at a command boundary; its unread bytes are `pending()`, which is what moves
- * to a successor on a live upgrade.
+ * One client connection: it runs every complete command of a read in one go, and sends all their
+ * replies in one write. An unfinished command waits in its query buffer (see query.ts), with the
+ * parser part-way through it. Between two reads the client is always at a command boundary; its
+ * query buffer is what moves to a successor on a live upgrade.
  */
 import type { Socket } from 'node:net'
-import { INCOMPLETE, PROTOCOL_ERROR, type RespParser } from './resp.ts'
+import type { RespParser } from './resp.ts'
 import type { ClientInfo, Ctx } from './commands/context.ts'
 import { dispatch } from './commands/table.ts'
-
-/** A client whose unfinished command passes this is dropped (Redis's client-query-buffer-limit). */
-export const MAX_QUERY_BUFFER = 1024 * 1024 * 1024
+import { QueryBuffer } from './query.ts'
+import type { Allocator } from './segments.ts'
 
 export interface ConnHost {
   readonly ctx: Ctx
-  readonly parser: RespParser
+  readonly allocator: Allocator
+  readonly requirePass: boolean
   commands: number
   beginBatch (): void
   closed (conn: Conn): void
 }
 
+/** What an adopted client brings: its name, and the bytes of its predecessor's query buffer. */
+export interface AdoptedClient {
+  name: string
+  authenticated: boolean
+  /** The predecessor's query buffer region, taken over as is, with `length` bytes in use. */
+  region?: { buffer: ArrayBuffer, length: number }
+  /** Bytes to put in the query buffer (after the region's): packed small buffers, the socket's unread bytes. */
+  bytes: Buffer[]
+}
 /**
  * Replies wait here until every read of this event-loop turn has run, then leave together (as
  * Redis writes in beforeSleep): the clients' wakeups come in one burst instead of between reads.
@@ -38,15 +47,12 @@ export class Conn implements ClientInfo {
   readonly id: number
   name = ''
   closing = false
+  authenticated: boolean
   readonly socket: Socket
+  readonly query: QueryBuffer
   private readonly host: ConnHost
-  /** Bytes of an unfinished command, and how many bytes it needs at least. */
-  private partial: Buffer[] = []
-  private partialLen = 0
-  private need = 0
-  /** While frozen for a handoff, reads are held here instead of run. */
+  /** While frozen for a handoff, reads are kept in the query buffer instead of run. */
   private frozen = false
-  private held: Buffer[] = []
   /**
    * An adopted client's socket reads nothing before the commit point (the handoff gates it), so its
    * first read means we own everything: it may run at once, without waiting for `thaw`.
@@ -56,11 +62,13 @@ export class Conn implements ClientInfo {
   private queued: Buffer | null = null
   private inUnsent = false
 
-  /** An adopted client starts frozen, with its predecessor's unread bytes held until `thaw`. */
-  constructor (id: number, socket: Socket, host: ConnHost, adopted?: { pending: Buffer, name: string }) {
+  /** An adopted client starts frozen, with its predecessor's unread bytes kept until `thaw`. */
+  constructor (id: number, socket: Socket, host: ConnHost, adopted?: AdoptedClient) {
     this.id = id
     this.socket = socket
     this.host = host
+    this.query = new QueryBuffer(host.allocator)
+    this.authenticated = adopted?.authenticated ?? !host.requirePass
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.onData(chunk))
     socket.on('drain', () => { if (!this.frozen) socket.resume() })
@@ -70,53 +78,43 @@ export class Conn implements ClientInfo {
       this.frozen = true
       this.adopted = true
       this.name = adopted.name
-      if (adopted.pending.length > 0) this.held.push(adopted.pending)
+      if (adopted.region !== undefined) this.query.adopt(adopted.region.buffer, adopted.region.length)
+      for (const b of adopted.bytes) if (!this.query.absorb(b)) this.closing = true
     }
   }
 
   onData (chunk: Buffer): void {
+    if (this.closing) return
     if (this.frozen) {
-      this.held.push(chunk)
+      if (!this.query.absorb(chunk)) this.closing = true
       if (this.adopted) this.thaw()
       return
     }
-    let buf = chunk
-    if (this.partialLen > 0) {
-      this.partial.push(chunk)
-      this.partialLen += chunk.length
-      if (this.partialLen < this.need) return
-      buf = Buffer.concat(this.partial, this.partialLen)
-      this.partial = []
-      this.partialLen = 0
-    }
-    this.run(buf)
+    this.host.beginBatch()
+    this.query.parser.unauthenticated = this.mustAuth()
+    this.settle(this.query.feed(chunk, this.runOne))
   }
 
-  /** Runs every whole command in `buf` and keeps the rest. */
-  private run (buf: Buffer): void {
-    const host = this.host
-    const ctx = host.ctx
-    const p = host.parser
-    host.beginBatch()
-    let pos = 0
-    let n = 0
-    while (pos < buf.length && !this.closing) {
-      const next = p.parse(buf, pos, buf.length)
-      if (next === INCOMPLETE) break
-      if (next === PROTOCOL_ERROR) {
-        ctx.out.error(p.error)
-        this.closing = true
-        pos = buf.length
-        break
-      }
-      pos = next
-      if (p.argc === 0) continue
-      ctx.bind(p, this)
-      dispatch(ctx)
-      n++
-    }
-    host.commands += n
-    if (pos < buf.length && !this.closing) this.keep(buf, pos, p.need)
+  /** Runs one parsed command; false once the client is closing (QUIT), so the rest is not run. */
+  private readonly runOne = (p: RespParser): boolean => {
+    const ctx = this.host.ctx
+    ctx.bind(p, this)
+    dispatch(ctx)
+    this.host.commands++
+    // AUTH may have run: the parser's limits for the next command follow.
+    p.unauthenticated = this.mustAuth()
+    return !this.closing
+  }
+
+  /** Redis's authRequired(): there is a password and this client has not passed AUTH. */
+  private mustAuth (): boolean {
+    return !this.authenticated && this.host.requirePass
+  }
+
+  /** Ends a read: a protocol error gets its reply, a client past the query buffer limit is dropped. */
+  private settle (outcome: string): void {
+    if (outcome === 'error') this.host.ctx.out.error(this.query.parser.error)
+    if (outcome === 'error' || outcome === 'overflow') this.closing = true
     this.queue()
   }
 
@@ -137,15 +135,6 @@ export class Conn implements ClientInfo {
     }
   }
 
-  private keep (buf: Buffer, pos: number, need: number): void {
-    const rest = buf.length - pos
-    if (rest > MAX_QUERY_BUFFER || need > MAX_QUERY_BUFFER) { this.closing = true; return }
-    // A copy, so a big read buffer is not kept alive for a few bytes of it.
-    this.partial = [rest > 65536 ? buf.subarray(pos) : Buffer.from(buf.subarray(pos))]
-    this.partialLen = rest
-    this.need = need
-  }
-
   /** Writes the queued replies (and ends the connection after QUIT or a protocol error). */
   flush (): void {
     this.inUnsent = false
@@ -161,27 +150,28 @@ export class Conn implements ClientInfo {
 
   /**
    * Stops running commands; the client is at a command boundary already, because every read is
-   * handled to its end. Returns the bytes of its unfinished command.
+   * handled to its end. What the socket had read but not yet delivered joins the query buffer, so
+   * that all the client's unread bytes are there (and none has to travel as a handle's `pending`).
    */
-  freeze (): Buffer {
+  freeze (): void {
     this.frozen = true
     if (this.inUnsent) this.flush()
-    return this.pending()
+    if (this.socket.destroyed) return
+    while (this.socket.read() !== null) { /* each chunk went to onData, which keeps it while frozen */ }
   }
 
-  /** Serves again (after a failed handoff, or once an adopted client may run), starting with what was held. */
+  /** Serves again (after a failed handoff, or once an adopted client may run), starting with what was kept. */
   thaw (): void {
     this.frozen = false
     this.adopted = false
-    const held = this.held
-    this.held = []
-    for (const c of held) this.onData(c)
+    if (!this.closing) {
+      this.host.beginBatch()
+      this.query.parser.unauthenticated = this.mustAuth()
+      this.settle(this.query.run(this.runOne))
+    } else {
+      this.queue()
+    }
     // A 'drain' that came while frozen did not resume reading.
     if (!this.closing && this.socket.isPaused() && this.socket.writableLength === 0) this.socket.resume()
-  }
-
-  /** Bytes received but not yet run: an unfinished command plus anything held while frozen. */
-  pending (): Buffer {
-    return Buffer.concat([...this.partial, ...this.held])
   }
 }

@@ -9,14 +9,71 @@ export const SLOT_BYTES = 16
 const GROW_LOAD = 0.7
 const MAX_LOAD = 0.9
 
-/** FNV-1a with a murmur finalizer; never 0, because 0 marks an empty slot. */
-export function hashKey (b: Buffer, start: number, end: number): number {
+/** FNV-1a with a murmur finalizer, unseeded: for the fixed command table, and stores made before seeding. Never 0. */
+export function hashKey (b: Uint8Array, start: number, end: number): number {
   let h = 0x811c9dc5
   for (let i = start; i < end; i++) h = Math.imul(h ^ b[i], 0x01000193)
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
   h ^= h >>> 13
   return (h >>> 0) || 1
+}
+
+const rotl = (x: number, b: number): number => (x << b) | (x >>> (32 - b))
+
+/**
+ * The keyspace's hash: HalfSipHash-1-3 (the keyed hash Linux uses for its hash tables) with a
+ * random 64-bit key per store. A client that cannot learn the key cannot choose keys that pile into
+ * one probe run (hash flooding), as it could with an unseeded hash. The key is part of the store's
+ * state: a successor adopts it with the index, whose slots it decides.
+ */
+export class KeyHash {
+  /** `legacy`: the unseeded FNV of stores made before seeding (meta version 1), kept so they can still be adopted. */
+  constructor (readonly k0: number, readonly k1: number, readonly legacy = false) {}
+
+  /** The hash a store's meta names: version 1 is the unseeded legacy one, version 2 carries its seed. */
+  static fromMeta (version: number, seed: unknown): KeyHash {
+    if (version === 1) return new KeyHash(0, 0, true)
+    const u32 = (x: unknown): boolean => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 0xffffffff
+    if (!Array.isArray(seed) || seed.length !== 2 || !seed.every(u32)) throw new TypeError('kv store meta: bad hash seed')
+    return new KeyHash(seed[0], seed[1])
+  }
+
+  static random (): KeyHash {
+    const k = crypto.getRandomValues(new Uint32Array(2))
+    return new KeyHash(k[0], k[1])
+  }
+
+  /** Hash of `b[start, end)`; never 0, because 0 marks an empty slot. */
+  of (b: Uint8Array, start: number, end: number): number {
+    if (this.legacy) return hashKey(b, start, end)
+    // Locals and the round written out: this runs on every lookup.
+    let v0 = this.k0
+    let v1 = this.k1
+    let v2 = 0x6c796765 ^ this.k0
+    let v3 = 0x74656462 ^ this.k1
+    const len = end - start
+    const whole = start + (len & ~3)
+    let last = len << 24
+    for (let i = whole, shift = 0; i < end; i++, shift += 8) last |= b[i] << shift
+    for (let i = start; i <= whole; i += 4) {
+      const m = i < whole ? b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24) : last
+      v3 ^= m
+      v0 = (v0 + v1) | 0; v1 = rotl(v1, 5) ^ v0; v0 = rotl(v0, 16)
+      v2 = (v2 + v3) | 0; v3 = rotl(v3, 8) ^ v2
+      v0 = (v0 + v3) | 0; v3 = rotl(v3, 7) ^ v0
+      v2 = (v2 + v1) | 0; v1 = rotl(v1, 13) ^ v2; v2 = rotl(v2, 16)
+      v0 ^= m
+    }
+    v2 ^= 0xff
+    for (let r = 0; r < 3; r++) {
+      v0 = (v0 + v1) | 0; v1 = rotl(v1, 5) ^ v0; v0 = rotl(v0, 16)
+      v2 = (v2 + v3) | 0; v3 = rotl(v3, 8) ^ v2
+      v0 = (v0 + v3) | 0; v3 = rotl(v3, 7) ^ v0
+      v2 = (v2 + v1) | 0; v1 = rotl(v1, 13) ^ v2; v2 = rotl(v2, 16)
+    }
+    return ((v1 ^ v3) >>> 0) || 1
+  }
 }
 
 export class KeyIndex {

@@ -1,18 +1,20 @@
 /**
  * The server: listening sockets, client connections, and the timer that does background work
- * (expiry, compaction). One parser, one reply buffer and one command context serve all clients,
- * because each read is handled to its end before the next.
+ * (expiry, compaction). One reply buffer and one command context serve all clients, because each
+ * read is handled to its end before the next; each client has its own parser (see query.ts).
  */
 import net from 'node:net'
-import { Conn, type ConnHost } from './conn.ts'
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { Conn, type AdoptedClient, type ConnHost } from './conn.ts'
 import { Ctx, type ServerView } from './commands/context.ts'
 import { Compactor } from './compactor.ts'
 import { ExpirySweeper } from './expiry.ts'
 import { formatInfo, type InfoFacts } from './info.ts'
 import { Reply } from './reply.ts'
-import { RespParser } from './resp.ts'
 import type { Store } from './store.ts'
+import type { Allocator } from './segments.ts'
 import { parseBytes } from './units.ts'
+import { listenAddress } from './options.ts'
 import { saveSnapshot, type SnapshotReport } from './snapshot.ts'
 
 export interface ServerStats {
@@ -28,7 +30,6 @@ export interface ServerStats {
 
 export class KvServer implements ConnHost, ServerView {
   store: Store
-  readonly parser = new RespParser()
   readonly ctx: Ctx
   commands = 0
   connectionsReceived = 0
@@ -43,6 +44,12 @@ export class KvServer implements ConnHost, ServerView {
   port = 0
   snapshotPath: string | null = null
   lastSave: SnapshotReport | null = null
+  /** SHA-256 of the requirepass, or null when there is none: the password itself is kept nowhere. */
+  passHash: Buffer | null = null
+  /** The addresses listened on (Redis's `bind`), for CONFIG GET and the start-up line. */
+  bind: string[] = ['127.0.0.1']
+  /** The region the small query buffers were packed into for a handoff; released if it rolls back. */
+  handoffPack: ArrayBuffer | null = null
 
   constructor (store: Store, stats: Partial<ServerStats> = {}) {
     this.store = store
@@ -52,14 +59,38 @@ export class KvServer implements ConnHost, ServerView {
     this.sweeper = new ExpirySweeper(store)
   }
 
+  get allocator (): Allocator {
+    return this.store.allocator
+  }
+
   get config (): Record<string, string> {
     return {
       maxmemory: String(this.store.maxmemory), save: '', appendonly: 'no', databases: '1',
-      port: String(this.port), bind: '127.0.0.1', 'maxmemory-policy': 'noeviction'
+      port: String(this.port), bind: this.bind.join(' '), 'maxmemory-policy': 'noeviction'
     }
   }
 
+  /** True when clients must AUTH: there is a password. */
+  get requirePass (): boolean {
+    return this.passHash !== null
+  }
+
+  /** Sets the password ('' or null: none), as `requirepass` does. */
+  setPassword (password: string | null): void {
+    this.passHash = password === null || password === '' ? null : sha256(Buffer.from(password))
+  }
+
+  /** AUTH's check: Redis's only user, `default`, with the requirepass (any password if there is none). */
+  authenticate (user: string, password: Buffer): boolean {
+    if (user !== 'default') return false
+    return this.passHash === null || timingSafeEqual(sha256(password), this.passHash)
+  }
+
   configSet (name: string, value: string): string | null {
+    if (name === 'requirepass') {
+      this.setPassword(value)
+      return null
+    }
     if (name !== 'maxmemory') return `ERR Unknown option or number of arguments for CONFIG SET - '${name}'`
     const n = parseBytes(value)
     if (n === null) return "ERR Invalid argument '" + value + "' for CONFIG SET 'maxmemory'"
@@ -85,14 +116,27 @@ export class KvServer implements ConnHost, ServerView {
     this.store.now = Date.now()
   }
 
-  /** Listens on host:port (127.0.0.1 by default); resolves with the port. */
-  async listen (port: number, host = '127.0.0.1'): Promise<number> {
-    const server = net.createServer()
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen({ port, host, backlog: 4096 }, () => { server.off('error', reject); resolve() })
-    })
-    this.adoptListener(server)
+  /**
+   * Listens on every `bind` address (127.0.0.1 by default), all on one port: with port 0, the one
+   * the first address got. An address with a leading '-' is skipped if it is not available, as in Redis.
+   */
+  async listen (port: number, bind: string[] = ['127.0.0.1']): Promise<number> {
+    this.bind = bind
+    for (const entry of bind) {
+      const { host, optional } = listenAddress(entry)
+      const server = net.createServer()
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject)
+          server.listen({ port: this.listeners.length > 0 ? this.port : port, host, backlog: 4096 }, () => { server.off('error', reject); resolve() })
+        })
+      } catch (err) {
+        if (optional && ['EADDRNOTAVAIL', 'EAFNOSUPPORT'].includes((err as { code?: string }).code ?? '')) continue
+        throw err
+      }
+      this.adoptListener(server)
+    }
+    if (this.listeners.length === 0) throw new Error(`pagegift-kv: none of the bind addresses is available: ${bind.join(' ')}`)
     this.start()
     return this.port
   }
@@ -112,7 +156,7 @@ export class KvServer implements ConnHost, ServerView {
   }
 
   /** A new client, or (with `adopted`) a predecessor's client, which stays frozen until `thaw`. */
-  addSocket (socket: net.Socket, adopted?: { pending: Buffer, name: string }): Conn {
+  addSocket (socket: net.Socket, adopted?: AdoptedClient): Conn {
     this.connectionsReceived++
     const conn = new Conn(this.nextId++, socket, this, adopted)
     this.conns.add(conn)
@@ -124,11 +168,9 @@ export class KvServer implements ConnHost, ServerView {
   }
 
   /** Stops background work and freezes every client at a command boundary. */
-  freeze (): Map<Conn, Buffer> {
+  freeze (): void {
     this.stopTimer()
-    const pending = new Map<Conn, Buffer>()
-    for (const c of this.conns) pending.set(c, c.freeze())
-    return pending
+    for (const c of this.conns) c.freeze()
   }
 
   /** Undoes `freeze` after a handoff that failed; in a successor, starts serving adopted clients. */
@@ -149,7 +191,9 @@ export class KvServer implements ConnHost, ServerView {
 
   /** Prints the line that tests and tools wait for. */
   announce (): void {
-    process.stdout.write(`pagegift-kv: generation ${this.stats.generation} serving on 127.0.0.1:${this.port} pid ${process.pid}\n`)
+    const addr = this.listeners[0]?.address()
+    const host = addr !== null && typeof addr === 'object' ? addr.address : '127.0.0.1'
+    process.stdout.write(`pagegift-kv: generation ${this.stats.generation} serving on ${host}:${this.port} pid ${process.pid}\n`)
   }
 
   /** Closes listeners and clients. */
@@ -178,4 +222,8 @@ export class KvServer implements ConnHost, ServerView {
     this.store.growthStep(65536)
     this.compactor.step(2)
   }
+}
+
+function sha256 (b: Buffer): Buffer {
+  return createHash('sha256').update(b).digest()
 }

@@ -14,6 +14,7 @@ export async function startFresh (o: KvOptions, allocator: Allocator): Promise<K
   }
   const server = new KvServer(store)
   server.snapshotPath = o.snapshot
-  await server.listen(o.port, o.host)
+  server.setPassword(o.requirepass)
+  await server.listen(o.port, o.bind)
   return server
 }

@@ -2,7 +2,7 @@
  * The keyspace: a hash index region plus segment regions, nothing else. A successor wraps the same
  * regions with `Store.adopt` in O(1): no per-key work, no JS object per key.
  */
-import { KeyIndex, hashKey } from './keyindex.ts'
+import { KeyHash, KeyIndex } from './keyindex.ts'
 import { IndexMigration, SpareIndex } from './migration.ts'
 import { Segment, recordSize, heapAllocator, type Allocator, type SegmentMeta } from './segments.ts'
 
@@ -17,7 +17,10 @@ export interface StoreOptions {
 
 /** Everything besides the regions that a successor needs; small and JSON-safe. */
 export interface StoreMeta {
-  version: 1
+  /** 2 since the hash is seeded; a version 1 store (unseeded FNV) is still adopted, with its hash. */
+  version: 1 | 2
+  /** The hash key (two u32): it decides every key's slot, so it travels with the index. */
+  seed?: [number, number]
   count: number
   expires: number
   liveBytes: number
@@ -33,6 +36,7 @@ export const KEEP_TTL = -1
 export class Store {
   readonly allocator: Allocator
   readonly segmentSize: number
+  readonly keyHash: KeyHash
   maxmemory: number
   index: KeyIndex
   segments: (Segment | undefined)[] = []
@@ -59,6 +63,7 @@ export class Store {
     this.maxmemory = opts.maxmemory ?? 0
     this.initialSlots = opts.initialSlots ?? 4096
     this.spare = new SpareIndex(this.allocator)
+    this.keyHash = adopted !== undefined ? KeyHash.fromMeta(adopted.meta.version, adopted.meta.seed) : KeyHash.random()
     if (adopted !== undefined) {
       this.index = adopted.index
       for (const s of adopted.segments) this.segments[s.id] = s
@@ -74,7 +79,7 @@ export class Store {
   /** Wraps regions handed over by a predecessor. */
   static adopt (state: StoreState, opts: StoreOptions = {}): Store {
     const { regions, meta } = state
-    if (meta?.version !== 1) throw new TypeError('kv store meta: unknown version')
+    if (meta?.version !== 1 && meta?.version !== 2) throw new TypeError('kv store meta: unknown version')
     const indexRegion = regions.index
     if (indexRegion === undefined) throw new TypeError('kv store: no index region')
     const segments = meta.segments.map((m) => {
@@ -94,7 +99,8 @@ export class Store {
       segments.push(s.meta())
     }
     const meta: StoreMeta = {
-      version: 1, count: this.index.count, expires: this.expires, liveBytes: this.liveBytes,
+      ...(this.keyHash.legacy ? { version: 1 as const } : { version: 2 as const, seed: [this.keyHash.k0, this.keyHash.k1] as [number, number] }),
+      count: this.index.count, expires: this.expires, liveBytes: this.liveBytes,
       active: this.active.id, segmentSize: this.segmentSize, segments
     }
     return { regions, meta }
@@ -114,7 +120,7 @@ export class Store {
 
   /** Finds key `b[s, e)`, dropping it if expired. Returns its slot (and sets seg/off) or -1. */
   find (b: Buffer, s: number, e: number): number {
-    const h = hashKey(b, s, e)
+    const h = this.keyHash.of(b, s, e)
     const t = this.index.t
     const mask = this.index.mask
     let i = h & mask
@@ -299,5 +305,4 @@ export class Store {
     if (this.migration === null) this.startGrowth()
     this.growthStep(Number.MAX_SAFE_INTEGER)
   }
-
 }

@@ -13,6 +13,7 @@ import { KvServer } from './server.ts'
 import { Store, type StoreMeta } from './store.ts'
 import { startFresh } from './start.ts'
 import { warmUp } from './warmup.ts'
+import { adoptedClient, exportClients, packOf, queryRegions, type ClientMeta } from './handover.ts'
 
 type Generation = handoff.Generation
 type HandoffState = handoff.HandoffState
@@ -27,8 +28,10 @@ interface KvMeta {
   port: number
   commands: number
   upgrades: number
-  /** Client names by handle name. */
-  clients: Record<string, string>
+  /** SHA-256 (hex) of the requirepass, or null: a successor started without a password keeps this one. */
+  passHash: string | null
+  /** The clients by handle name: their names, AUTH state and where their query buffers are. */
+  clients: Record<string, ClientMeta>
 }
 
 function checkMeta (m: unknown): KvMeta {
@@ -41,21 +44,27 @@ function checkMeta (m: unknown): KvMeta {
 
 /** Freezes the server and describes everything to hand over. */
 export function handOver (server: KvServer): HandoffState {
-  const frozen = server.freeze()
+  server.freeze()
   const handles: Record<string, Handle> = {}
-  const clients: Record<string, string> = {}
   server.listeners.forEach((l, i) => { handles[`listener.${i}`] = exportServer(l) })
-  for (const [conn, pending] of frozen) {
-    if (conn.socket.destroyed || conn.closing) continue
-    handles[`client.${conn.id}`] = exportSocket(conn.socket, pending)
-    clients[`client.${conn.id}`] = conn.name
-  }
+  const conns = [...server.conns].filter((c) => !c.socket.destroyed && !c.closing)
+  for (const conn of conns) handles[`client.${conn.id}`] = exportSocket(conn.socket)
   const { regions, meta: store } = server.store.exportState()
+  const moved = exportClients(conns, Object.keys(regions).length, (n) => server.allocator.alloc(n, 'clients.pack'))
+  server.handoffPack = moved.pack
   const meta: KvMeta = {
     kind: 'pagegift-kv', store, maxmemory: server.store.maxmemory, port: server.port,
-    commands: server.commands + server.stats.inheritedCommands, upgrades: server.stats.upgrades, clients
+    commands: server.commands + server.stats.inheritedCommands, upgrades: server.stats.upgrades, clients: moved.clients,
+    passHash: server.passHash?.toString('hex') ?? null
   }
-  return { regions, handles, meta }
+  return { regions: { ...regions, ...moved.regions }, handles, meta }
+}
+
+/** The store's regions and the big query buffers: what a successor may map before the pause. */
+function offered (server: KvServer): Record<string, ArrayBuffer> {
+  const regions = server.store.exportState().regions
+  for (const [name, c] of queryRegions(server.conns, Object.keys(regions).length)) regions[name] = c.query.region as ArrayBuffer
+  return regions
 }
 
 /** Builds a frozen server from a predecessor's state: no mutation, no serving, until `thaw`. */
@@ -66,14 +75,25 @@ function adopt (gen: Generation, o: KvOptions, allocator: Allocator): KvServer {
   const store = Store.adopt({ regions: inh.regions, meta: meta.store }, { allocator, maxmemory: o.maxmemory > 0 ? o.maxmemory : meta.maxmemory })
   const server = new KvServer(store, { generation: gen.generation, upgrades: meta.upgrades + 1, inheritedCommands: meta.commands })
   server.snapshotPath = o.snapshot
+  inheritPassword(server, o, meta)
   for (const [name, h] of Object.entries(inh.handles)) {
     if (h.kind === 'server') server.adoptListener(adoptServer(h), meta.port)
     else if (h.kind === 'socket') {
       const { socket, pending } = adoptSocket(h)
-      server.addSocket(socket, { pending, name: meta.clients[name] ?? '' })
+      server.addSocket(socket, adoptedClient(meta.clients[name], inh.regions, pending))
     }
   }
   return server
+}
+
+/**
+ * The successor's own password, if it was given one, applies from now on (to new connections and
+ * every AUTH); clients keep the AUTH state they had. Started without one, it keeps its
+ * predecessor's: an upgrade that forgot the password must not open the store to everyone.
+ */
+function inheritPassword (server: KvServer, o: KvOptions, meta: KvMeta): void {
+  if (o.requirepass !== null) server.setPassword(o.requirepass)
+  else if (typeof meta.passHash === 'string' && /^[0-9a-f]{64}$/.test(meta.passHash)) server.passHash = Buffer.from(meta.passHash, 'hex')
 }
 
 export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Promise<number> {
@@ -88,15 +108,20 @@ export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Pro
     server.stats.lastDowntimeMs = gen.status().history.at(-1)?.downtimeMs ?? null
     server.stats.lastServedAtNs = process.hrtime.bigint()
     server.thaw()
+    // Every client copied its share of the pack when it was built.
+    const pack = packOf(gen.inherited.regions)
+    if (pack !== undefined) allocator.release(pack)
   } else {
     server = await startFresh(o, allocator)
     await gen.ready()
   }
   // Offered regions are mapped by the successor while we still serve, so their size stays out of the pause.
-  gen.offerRegions(() => server.store.exportState().regions)
+  gen.offerRegions(() => offered(server))
   gen.onHandoff(() => handOver(server))
   gen.on('resumed', (err) => {
     process.stderr.write(`pagegift-kv: handoff failed, serving again: ${err.message}\n`)
+    if (server.handoffPack !== null) server.allocator.release(server.handoffPack)
+    server.handoffPack = null
     server.thaw()
   })
   gen.on('handedOff', (info) => {

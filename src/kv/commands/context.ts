@@ -11,6 +11,8 @@ export interface ClientInfo {
   name: string
   /** Set by QUIT: close after the replies are written. */
   closing: boolean
+  /** Passed AUTH, or connected while there was no password (as in Redis, it stays so if one is set later). */
+  authenticated: boolean
 }
 
 /** The server-wide facts INFO, CONFIG and FLUSHALL need. */
@@ -21,11 +23,15 @@ export interface ServerView {
   flush (): void
   /** Writes a snapshot; returns an error message or null. */
   save (): string | null
+  /** True when there is a password: unauthenticated clients may run only AUTH and QUIT. */
+  readonly requirePass: boolean
+  authenticate (user: string, password: Buffer): boolean
 }
 
 export const OOM = "OOM command not allowed when used memory > 'maxmemory'."
 export const SYNTAX = 'ERR syntax error'
 export const NOT_INT = 'ERR value is not an integer or out of range'
+export const NOAUTH = 'NOAUTH Authentication required.'
 export const WRONG_ARGS = (name: string): string => `ERR wrong number of arguments for '${name}' command`
 
 export class Ctx {

@@ -1,5 +1,5 @@
 /** Keyspace commands: DEL, EXISTS, TYPE, KEYS, SCAN, DBSIZE, FLUSHDB, FLUSHALL, SELECT. */
-import { globMatch } from '../glob.ts'
+import { Glob } from '../glob.ts'
 import type { Store } from '../store.ts'
 import { SYNTAX, NOT_INT, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
@@ -23,15 +23,20 @@ function type (c: Ctx): void {
   c.out.simple(c.store.find(c.buf, c.s(1), c.e(1)) < 0 ? 'none' : 'string')
 }
 
-/** If slot i holds a live key matching the pattern (argument `pat`, or any key if 0), returns true with store.seg/off set. */
-function liveMatch (c: Ctx, store: Store, i: number, pat: number): boolean {
+/** If slot i holds a live key matching `glob` (any key if null), returns true with store.seg/off set. */
+function liveMatch (store: Store, i: number, glob: Glob | null): boolean {
   if (!store.at(i)) return false
   const { seg, off } = store
   const at = seg.expireAt(off)
   if (at !== 0 && at <= store.now) return false
-  if (pat === 0) return true
+  if (glob === null) return true
   const ks = seg.keyStart(off)
-  return globMatch(c.buf, c.s(pat), c.e(pat), seg.bytes, ks, ks + seg.keyLen(off))
+  return glob.matches(seg.bytes, ks, ks + seg.keyLen(off))
+}
+
+/** The pattern in argument i, compiled once per command; null for a bare `*`, which Redis answers without matching (so the empty key is included). */
+function pattern (c: Ctx, i: number): Glob | null {
+  return c.is(i, '*') ? null : Glob.compile(c.buf, c.s(i), c.e(i))
 }
 
 function replyKeys (c: Ctx, slots: number[]): void {
@@ -45,9 +50,9 @@ function replyKeys (c: Ctx, slots: number[]): void {
 
 function keys (c: Ctx): void {
   const store = c.store
-  const all = c.is(1, '*')
+  const glob = pattern(c, 1)
   const slots: number[] = []
-  for (let i = 0; i < store.index.capacity; i++) if (liveMatch(c, store, i, all ? 0 : 1)) slots.push(i)
+  for (let i = 0; i < store.index.capacity; i++) if (liveMatch(store, i, glob)) slots.push(i)
   replyKeys(c, slots)
 }
 
@@ -55,9 +60,9 @@ function scan (c: Ctx): void {
   const cursor = c.num(1)
   if (cursor === null || cursor < 0) { c.out.error('ERR invalid cursor'); return }
   let count = 10
-  let pat = 0
+  let glob: Glob | null = null
   for (let i = 2; i < c.argc; i++) {
-    if (c.is(i, 'match') && i + 1 < c.argc) { pat = i + 1; i++ } else if (c.is(i, 'count') && i + 1 < c.argc) {
+    if (c.is(i, 'match') && i + 1 < c.argc) { glob = pattern(c, i + 1); i++ } else if (c.is(i, 'count') && i + 1 < c.argc) {
       const n = c.num(i + 1)
       if (n === null) { c.out.error(NOT_INT); return }
       if (n < 1) { c.out.error(SYNTAX); return }
@@ -76,7 +81,7 @@ function scan (c: Ctx): void {
   for (; i < cap && visited < count; i++) {
     if (store.index.t[i << 2] === 0) continue
     visited++
-    if (liveMatch(c, store, i, pat)) slots.push(i)
+    if (liveMatch(store, i, glob)) slots.push(i)
   }
   if (count === 0) i = cap
   c.out.arrayHeader(2)

@@ -1,5 +1,5 @@
 /** Connection and server commands: PING, ECHO, QUIT, CLIENT, CONFIG, INFO. */
-import { globMatch } from '../glob.ts'
+import { Glob } from '../glob.ts'
 import { SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 
@@ -32,10 +32,10 @@ function config (c: Ctx): void {
     const cfg = c.server.config
     const pairs: string[] = []
     for (let i = 2; i < c.argc; i++) {
-      const pat = Buffer.from(c.str(i).toLowerCase())
+      // Redis matches CONFIG GET patterns without regard to case.
+      const glob = Glob.compile(c.buf, c.s(i), c.e(i), true)
       for (const [k, v] of Object.entries(cfg)) {
-        const name = Buffer.from(k)
-        if (globMatch(pat, 0, pat.length, name, 0, name.length) && !pairs.includes(k)) pairs.push(k, v)
+        if (glob.matches(Buffer.from(k)) && !pairs.includes(k)) pairs.push(k, v)
       }
     }
     c.out.arrayHeader(pairs.length)
@@ -63,6 +63,23 @@ function quit (c: Ctx): void {
   c.out.ok()
 }
 
+/** AUTH <password> | AUTH <username> <password>, with Redis's replies; only the `default` user exists. */
+function auth (c: Ctx): void {
+  if (c.argc > 3) { c.out.error(SYNTAX); return }
+  if (c.argc === 2 && !c.server.requirePass) {
+    c.out.error('ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?')
+    return
+  }
+  const user = c.argc === 3 ? c.str(1) : 'default'
+  if (!c.server.authenticate(user, c.copy(c.argc - 1))) {
+    // A failed AUTH leaves an authenticated client authenticated, as in Redis.
+    c.out.error('WRONGPASS invalid username-password pair or user is disabled.')
+    return
+  }
+  c.client.authenticated = true
+  c.out.ok()
+}
+
 function save (c: Ctx): void {
   const err = c.server.save()
   if (err === null) c.out.ok()
@@ -73,7 +90,8 @@ const fast = ['fast']
 export const serverCommands: Command[] = [
   { name: 'ping', arity: -1, flags: fast, keys: [0, 0, 0], run: ping },
   { name: 'echo', arity: 2, flags: fast, keys: [0, 0, 0], run: (c) => c.out.bulk(c.buf, c.s(1), c.e(1)) },
-  { name: 'quit', arity: -1, flags: fast, keys: [0, 0, 0], run: quit },
+  { name: 'quit', arity: -1, flags: [...fast, 'no-auth'], keys: [0, 0, 0], run: quit, noAuth: true },
+  { name: 'auth', arity: -2, flags: ['noscript', 'loading', 'stale', 'fast', 'no-auth', 'sentinel', 'allow-busy'], keys: [0, 0, 0], run: auth, noAuth: true },
   { name: 'client', arity: -2, flags: ['admin'], keys: [0, 0, 0], run: client },
   { name: 'config', arity: -2, flags: ['admin'], keys: [0, 0, 0], run: config },
   { name: 'info', arity: -1, flags: [], keys: [0, 0, 0], run: info },

@@ -3,7 +3,7 @@
  * then compared byte by byte, so dispatch allocates no string.
  */
 import { hashKey } from '../keyindex.ts'
-import { WRONG_ARGS, type Ctx } from './context.ts'
+import { NOAUTH, WRONG_ARGS, type Ctx } from './context.ts'
 import { expireCommands } from './expire.ts'
 import { keyCommands } from './keys.ts'
 import { serverCommands } from './server.ts'
@@ -83,6 +83,11 @@ export function dispatch (c: Ctx): void {
   }
   if ((cmd.arity > 0 && c.argc !== cmd.arity) || (cmd.arity < 0 && c.argc < -cmd.arity)) {
     c.out.error(WRONG_ARGS(cmd.name))
+    return
+  }
+  // After the name and arity checks, as in Redis: an unknown command says so even before AUTH.
+  if (!c.client.authenticated && cmd.noAuth !== true && c.server.requirePass) {
+    c.out.error(NOAUTH)
     return
   }
   cmd.run(c)

@@ -6,5 +6,7 @@ export interface Command {
   arity: number
   flags: string[]
   keys: [first: number, last: number, step: number]
+  /** Runs before AUTH (Redis's no-auth flag). */
+  noAuth?: boolean
   run (c: Ctx): void
 }
