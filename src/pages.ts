@@ -2,6 +2,7 @@
  * Giftable memory: ArrayBuffers backed by sealed memfd pages. Each one is an ordered list of
  * extents (memfd, offset, length), whole pages each, mapped MAP_SHARED at one address.
  */
+import { markAsUntransferable } from 'node:worker_threads'
 import { PagegiftError, SystemError, check } from './errors.ts'
 import { F_SEAL_SHRINK, native, type MappingHandle } from './native.ts'
 
@@ -55,6 +56,10 @@ export function mapExtents (extents: Extent[], byteLength: number): ArrayBuffer 
   const mapped = native.map(first.memfd.fd, first.offset, mapLength, byteLength)
   if (typeof mapped === 'number') throw new SystemError(mapped, 'mmap')
   const [ab, handle] = mapped
+  // The mapping belongs to this one ArrayBuffer: a transfer (postMessage, structuredClone) would hand
+  // the same memory to a new object that release() or the finalizer here then unmaps under it.
+  // Marked untransferable, the buffer is copied instead (Node 20; newer Nodes throw).
+  markAsUntransferable(ab)
   let at = first.length
   for (const e of extents.slice(1)) {
     const r = native.mapFixed(handle, at, e.memfd.fd, e.offset, e.length)

@@ -89,7 +89,8 @@ export class Sources {
       let ab = kept.get(v.buffer)
       if (ab === undefined) {
         ab = structuredClone(v.buffer as ArrayBuffer, { transfer: [v.buffer as ArrayBuffer] })
-        // structuredClone copies external (addon-made) ArrayBuffers instead of moving them; detach those by hand.
+        // structuredClone copies what it may not transfer (buffers marked untransferable, like Node's
+        // Buffer pool or an embedder's) and leaves the source attached: detach those by hand.
         if (v.buffer.byteLength !== 0) native.detach(v.buffer as ArrayBuffer)
         kept.set(v.buffer, ab)
       }
