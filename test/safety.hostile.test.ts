@@ -3,11 +3,13 @@
  * Channel in this process (issue 9 items 2, 6, 9b, 9c, 9d).
  */
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { Channel, alloc, channelPair, pageSize, release } from '../src/index.ts'
 import { native } from '../src/native.ts'
 import { MAX_MESSAGE, decode, encode, type Decoded } from '../src/wire.ts'
-import { digest, fdCount, fillPattern, memfdMappings, settle } from './helpers.ts'
+import { digest, fdCount, fillPattern, fixtures, memfdMappings, settle } from './helpers.ts'
 
 /** The raw end: sends framed packets with fds, reads replies (with a deadline). */
 class Raw {
@@ -41,7 +43,7 @@ function pair (): { ch: Channel, raw: Raw } {
 const dups = (n: number): number[] => Array.from({ length: n }, () => native.dup(0))
 
 describe('fds a message type does not expect are closed (item 6)', () => {
-  test('Skip, Cma and Data replies with 10 fds each, and a Splice reply with 2: no fd stays open', async () => {
+  test('Skip, Cma and Data replies with 10 fds each, and a Splice reply with 2: no fd stays open', { timeout: 30_000 }, async () => {
     await settle()
     const before = fdCount()
     const { ch, raw } = pair()
@@ -73,7 +75,7 @@ describe('fds a message type does not expect are closed (item 6)', () => {
     assert.equal(fdCount(), before)
   })
 
-  test('the queue of unreceived offers is bounded: a flood closes the channel and closes every fd', async () => {
+  test('the queue of unreceived offers is bounded: a flood closes the channel and closes every fd', { timeout: 30_000 }, async () => {
     await settle()
     const before = fdCount()
     const { ch, raw } = pair()
@@ -100,7 +102,7 @@ describe('fds a message type does not expect are closed (item 6)', () => {
 })
 
 describe('a gift in flight is pinned (item 2)', () => {
-  test('release() and fdOf() of a buffer whose cma gift has not settled are refused; the bytes arrive intact', async () => {
+  test('release() and fdOf() of a buffer whose cma gift has not settled are refused; the bytes arrive intact', { timeout: 30_000 }, async () => {
     const [a, b] = channelPair()
     const ab = alloc(64 * pageSize)
     new Uint8Array(ab).fill(9)
@@ -115,7 +117,7 @@ describe('a gift in flight is pinned (item 2)', () => {
     a.close(); b.close()
   })
 
-  test('a receive target cannot be released while the receive runs', async () => {
+  test('a receive target cannot be released while the receive runs', { timeout: 30_000 }, async () => {
     const { ch, raw } = pair()
     const into = alloc(pageSize)
     const got = ch.receive({ into: new Uint8Array(into, 0, 10) })
@@ -128,7 +130,7 @@ describe('a gift in flight is pinned (item 2)', () => {
     raw.close(); ch.close()
   })
 
-  test('a Done sent early by the reader does not settle a splice the writer is still serving', async () => {
+  test('a Done sent early by the reader does not settle a splice the writer is still serving', { timeout: 30_000 }, async () => {
     const { ch, raw } = pair()
     const big = fillPattern(new Uint8Array(16 << 20), 4)
     const want = digest([big])
@@ -147,7 +149,7 @@ describe('a gift in flight is pinned (item 2)', () => {
 })
 
 describe('smaller items (9b, 9c, 9d)', () => {
-  test('9b: a failed gift of a view hands back the whole buffer, not just the view', async () => {
+  test('9b: a failed gift of a view hands back the whole buffer, not just the view', { timeout: 30_000 }, async () => {
     const { ch, raw } = pair()
     const heap = fillPattern(new Uint8Array(10_000), 5)
     const giftable = fillPattern(new Uint8Array(alloc(3 * pageSize)), 6)
@@ -162,7 +164,7 @@ describe('smaller items (9b, 9c, 9d)', () => {
     ch.close()
   })
 
-  test('9c: when the reader cannot send Done, it does not keep copied bytes the writer takes back', async () => {
+  test('9c: when the reader cannot send Done, it does not keep copied bytes the writer takes back', { timeout: 30_000 }, async () => {
     const { ch, raw } = pair()
     const got = ch.receive()
     raw.send(1, { id: 1, lengths: [10] })
@@ -177,7 +179,7 @@ describe('smaller items (9b, 9c, 9d)', () => {
     ch.close()
   })
 
-  test('9c: pages offered by move stay the reader\'s when the channel closes: the writer does not take them back too', async () => {
+  test('9c: pages offered by move stay the reader\'s when the channel closes: the writer does not take them back too', { timeout: 30_000 }, async () => {
     const [a, b] = channelPair()
     await settle()
     const maps = memfdMappings()
@@ -198,14 +200,22 @@ describe('smaller items (9b, 9c, 9d)', () => {
     assert.equal(memfdMappings(), maps)
   })
 
-  test('9d: a cma offer naming another pid is not read when the socket\'s peer is this process', async () => {
+  test('9d: a cma offer naming another process is not read when the socket\'s peer is this process', { timeout: 30_000 }, async () => {
+    const bystander = spawn(process.execPath, ['--import', 'tsx', join(fixtures, 'safety-secret.ts')], { stdio: ['pipe', 'pipe', 'inherit'] })
+    const line = await new Promise<string>((resolve) => bystander.stdout.once('data', (d) => resolve(String(d))))
+    const { pid, addr } = JSON.parse(line)
     const { ch, raw } = pair()
-    const got = ch.receive({ into: new Uint8Array(10) })
-    raw.send(1, { id: 1, lengths: [10], cma: { pid: 1, iov: [4096, 10] } })
-    const ask = await raw.next()
-    assert.deepEqual(ask.json, { id: 1, path: 'splice' }, 'the reader skipped cma instead of reading pid 1')
+    const into = new Uint8Array(64)
+    const got = ch.receive({ into })
+    got.catch(() => {})
+    raw.send(1, { id: 1, lengths: [64], cma: { pid, iov: [addr, 64] } })
+    const ask = await raw.next().catch(() => undefined)
+    bystander.stdin.end()
+    assert.ok(into.every((x) => x === 0), 'the reader did not copy the bystander\'s secret')
+    assert.deepEqual(ask?.json, { id: 1, path: 'splice' }, 'the reader skipped cma and asked for the next path')
     raw.send(6, { id: 1, code: 'ERR_X', message: 'stop' })
     await assert.rejects(got, { code: 'ERR_X' })
     raw.close(); ch.close()
   })
+
 })
