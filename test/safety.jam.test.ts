@@ -28,7 +28,7 @@ function send (fd: number, type: number, json: unknown, fds: number[] = []): voi
   assert.ok(native.sendmsg(fd, [encode(type, json, 0, fds.length)], fds) >= 0)
 }
 
-test('8 splice requests whose pipes are never read: fs.readFile stays prompt and process.exit() returns', async () => {
+test('8 splice requests whose pipes are never read: fs.readFile stays prompt and process.exit() returns', { timeout: 60_000 }, async () => {
   const [mine, theirs] = native.seqpacketPair() as number[]
   const child = spawn(process.execPath, ['--import', 'tsx', join(fixtures, 'safety-victim.ts'), '8', '3000'], { stdio: ['ignore', 'pipe', 'inherit', theirs] })
   native.close(theirs)
@@ -57,7 +57,7 @@ test('8 splice requests whose pipes are never read: fs.readFile stays prompt and
   for (const fd of [...pipes, mine]) native.close(fd)
 })
 
-test('reader side: a pipe the writer never fills ends at receive()\'s timeoutMs, holding no thread', async () => {
+test('reader side: a pipe the writer never fills ends at receive()\'s timeoutMs, holding no thread', { timeout: 60_000 }, async () => {
   await settle()
   const before = fdCount()
   const [a, b] = native.seqpacketPair() as number[]
@@ -85,7 +85,7 @@ test('reader side: a pipe the writer never fills ends at receive()\'s timeoutMs,
   assert.equal(fdCount(), before)
 })
 
-test('timeoutMs must be a positive number of milliseconds', async () => {
+test('timeoutMs must be a positive number of milliseconds', { timeout: 60_000 }, async () => {
   const [a, b] = native.seqpacketPair() as number[]
   const ch = new Channel(a)
   assert.throws(() => ch.receive({ timeoutMs: -1 }), { name: 'RangeError' })
