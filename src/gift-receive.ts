@@ -4,10 +4,10 @@
  */
 import { PagegiftError, SystemError } from './errors.ts'
 import { timeoutArg } from './gift-send.ts'
-import { AsyncOp, flatSpans, native, type Span } from './native.ts'
+import { native } from './native.ts'
 import { alloc, release, mapExtents, moveInto, regionOf, type Region } from './pages.ts'
 import { parseCma, parseOffer, planMove, unsealed, type Move, type Offer } from './offer.ts'
-import { Cancel, pump, sliceSpans } from './pump.ts'
+import { Cancel, pull, pump, spansOf } from './pump.ts'
 import { MAX_BUFFERS, PATHS, type GiftPath } from './sources.ts'
 import { closeFds, type Transport } from './transport.ts'
 import { Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
@@ -333,8 +333,6 @@ export class GiftReceiver {
   }
 }
 
-const PARALLEL_PULL_BYTES = 32 << 20
-
 /**
  * Moves pages into the reader's targets, all or nothing (see moveInto). Returns why it could not,
  * for a fallback to a copying path, or throws when a target had to be detached.
@@ -347,48 +345,6 @@ function moveAll (plan: Move[], forced: boolean): string | undefined {
     if (forced || plan.some((m) => m.region.released)) throw err
     return `move: mmap ${(err as SystemError).code}`
   }
-}
-
-/**
- * process_vm_readv of `total` bytes. A large pull is split in two halves read by two threadpool
- * threads at once: the syscall pins and copies page by page, and one thread leaves bandwidth unused.
- */
-async function pull (pid: number, local: Span[], remote: Float64Array, total: number): Promise<number> {
-  const read = (l: Span[], r: Float64Array): Promise<number> => native.async(AsyncOp.VmRead, pid, 0, flatSpans(l), r)
-  if (total < PARALLEL_PULL_BYTES) return await read(local, remote)
-  const half = Math.floor(total / 2)
-  const [r1, r2] = splitIov(remote, half)
-  const [a, b] = await Promise.all([read(sliceSpans(local, 0, half), r1), read(sliceSpans(local, half), r2)])
-  if (a < 0) return a
-  if (b < 0) return b
-  return a + b
-}
-
-/** Splits the peer's [address, length] pairs at byte `at` into the pairs before and after it. */
-function splitIov (iov: Float64Array, at: number): [Float64Array, Float64Array] {
-  const head: number[] = []
-  const tail: number[] = []
-  for (let i = 0; i < iov.length; i += 2) {
-    const [addr, len] = [iov[i], iov[i + 1]]
-    const n = Math.max(0, Math.min(len, at))
-    if (n > 0) head.push(addr, n)
-    if (len > n) tail.push(addr + n, len - n)
-    at -= n
-  }
-  return [new Float64Array(head), new Float64Array(tail)]
-}
-
-/** Spans covering the first `total` bytes of the views; giftable memory goes by its mapping handle. */
-function spansOf (views: Uint8Array[], total: number): Span[] {
-  const out: Span[] = []
-  for (const v of views) {
-    if (total === 0) break
-    const n = Math.min(total, v.byteLength)
-    const region = regionOf(v.buffer)
-    out.push(region !== undefined ? [region.handle, v.byteOffset, n] : [v, 0, n])
-    total -= n
-  }
-  return out
 }
 
 function intoArg (opts: ReceiveOptions): Uint8Array[] | undefined {

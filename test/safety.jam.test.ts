@@ -33,7 +33,7 @@ test('8 splice requests whose pipes are never read: fs.readFile stays prompt and
   const child = spawn(process.execPath, ['--import', 'tsx', join(fixtures, 'safety-victim.ts'), '8', '3000'], { stdio: ['ignore', 'pipe', 'inherit', theirs] })
   native.close(theirs)
   let stdout = ''
-  child.stdout.on('data', (d) => { stdout += d })
+  child.stdout?.on('data', (d) => { stdout += d })
   const exited = new Promise<{ code: number | null, signal: string | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
   const pipes: number[] = []
   for (let i = 0; i < 8; i++) {
