@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
-import { Channel, alloc, channelPair, pageSize, release } from '../src/index.ts'
+import { Channel, alloc, channelPair, fdOf, pageSize, release } from '../src/index.ts'
 import { native } from '../src/native.ts'
 import { MAX_MESSAGE, decode, encode, type Decoded } from '../src/wire.ts'
 import { digest, fdCount, fillPattern, fixtures, memfdMappings, settle } from './helpers.ts'
@@ -108,6 +108,7 @@ describe('a gift in flight is pinned (item 2)', () => {
     new Uint8Array(ab).fill(9)
     const receipt = a.gift(ab, { path: 'cma' })
     assert.throws(() => release(ab), { code: 'ERR_PAGEGIFT_RELEASED' })
+    assert.throws(() => fdOf(ab), { code: 'ERR_PAGEGIFT_RELEASED' })
     const others = Array.from({ length: 4 }, () => alloc(64 * pageSize))
     const g = await b.receive()
     assert.equal(g.path, 'cma')
