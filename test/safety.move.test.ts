@@ -9,6 +9,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { Channel, alloc, pageSize, release } from '../src/index.ts'
 import { native } from '../src/native.ts'
+import { Memfd, moveInto, regionOf, type Region } from '../src/pages.ts'
 import { MAX_MESSAGE, decode, encode } from '../src/wire.ts'
 
 async function next (fd: number): Promise<{ type: number, json: any }> {
@@ -52,4 +53,20 @@ test('a failed MAP_FIXED undoes the moves already made and falls back to copy', 
   for (const fd of [good, other, theirs]) native.close(fd)
   closeSync(readOnly)
   ch.close()
+})
+
+test('when the old pages cannot be mapped back either, the target is detached rather than left over a hole', { timeout: 30_000 }, () => {
+  const target = alloc(2 * pageSize)
+  const region = regionOf(target) as Region
+  const original = region.pages.extents[0]
+  // The target's old pages become unmappable (an fd that is not open), and the new ones are read-only.
+  region.pages.extents = [{ memfd: new Memfd(-1), offset: 0, length: 2 * pageSize }]
+  const memfd = native.memfdCreate('pagegift-move-ro2', pageSize, true)
+  const readOnly = openSync(`/proc/self/fd/${memfd}`, 'r')
+  assert.throws(() => moveInto([{ region, at: pageSize, extent: { memfd: new Memfd(readOnly), offset: 0, length: pageSize } }]), { code: 'EACCES', syscall: 'mmap' })
+  assert.equal(target.byteLength, 0, 'the target is detached: no view reaches the range')
+  assert.ok(region.released)
+  original.memfd.unref()
+  native.close(memfd)
+  closeSync(readOnly)
 })
