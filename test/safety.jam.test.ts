@@ -93,3 +93,22 @@ test('timeoutMs must be a positive number of milliseconds', { timeout: 60_000 },
   ch.close()
   native.close(b)
 })
+
+test('one splice per gift: a second request for the same gift fails it instead of starting another job', { timeout: 60_000 }, async () => {
+  const [a, b] = native.seqpacketPair() as number[]
+  const ch = new Channel(a)
+  const data = new Uint8Array(4 << 20).fill(6)
+  const gift = ch.gift(data).then(() => assert.fail('not delivered'), (e: Error & { code: string, buffers?: ArrayBuffer[] }) => e)
+  const offer = await next(b)
+  send(b, 3, { id: offer.json.id, path: 'splice' })
+  send(b, 3, { id: offer.json.id, path: 'splice' })
+  const first = await next(b)
+  assert.equal(first.type, 4, 'the first request gets a pipe')
+  const second = await next(b)
+  assert.equal(second.type, 6, 'the second is refused with Fail')
+  const err = await gift
+  assert.equal(err.code, 'ERR_PAGEGIFT_PROTOCOL')
+  assert.ok(new Uint8Array((err.buffers as ArrayBuffer[])[0]).every((x) => x === 6))
+  for (const fd of [...first.fds, b]) native.close(fd)
+  ch.close()
+})
