@@ -75,10 +75,13 @@ void pagegift__mapping_unref(pagegift__mapping* m) {
 
 static void pagegift__finalize_buffer(napi_env env, void* data, void* hint) {
   pagegift__mapping* m = hint;
-  /* Reached only when the ArrayBuffer was collected without an explicit release. */
-  if (!m->unmapped) {
-    m->unmapped = 1;
-    pagegift_unmap(m->addr, m->length);
+  /*
+   * Reached only when the ArrayBuffer was collected without an explicit release. A job still using
+   * the pages unmaps them when it settles (spans_drop); a finalizer must not queue work itself.
+   */
+  if (!m->doomed) {
+    m->doomed = 1;
+    if (m->users == 0) pagegift_unmap(m->addr, m->length);
   }
   pagegift__mapping_unref(m);
 }
@@ -87,7 +90,7 @@ static void pagegift__finalize_handle(napi_env env, void* data, void* hint) {
   pagegift__mapping_unref(data);
 }
 
-static pagegift__mapping* pagegift__get_mapping(napi_env env, napi_value handle) {
+pagegift__mapping* pagegift__get_mapping(napi_env env, napi_value handle) {
   void* m = NULL;
   if (napi_get_value_external(env, handle, &m) != napi_ok) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a mapping handle");
@@ -108,6 +111,7 @@ PAGEGIFT__INT_FN(pagegift__fd_size, pagegift_fd_size((int) pagegift__int(env, ar
 PAGEGIFT__INT_FN(pagegift__dup_fd, pagegift_dup((int) pagegift__int(env, argv[0])))
 PAGEGIFT__INT_FN(pagegift__close_fd, pagegift_close((int) pagegift__int(env, argv[0])))
 PAGEGIFT__INT_FN(pagegift__set_ptracer, pagegift_set_ptracer((pid_t) pagegift__int(env, argv[0])))
+PAGEGIFT__INT_FN(pagegift__pipe_reader_fd, pagegift_pipe_reader((int) pagegift__int(env, argv[0])))
 PAGEGIFT__INT_FN(pagegift__accept_fd, pagegift_accept((int) pagegift__int(env, argv[0])))
 PAGEGIFT__INT_FN(pagegift__punch_hole, pagegift_punch_hole((int) pagegift__int(env, argv[0]),
     (size_t) pagegift__int(env, argv[1]), (size_t) pagegift__int(env, argv[2])))
@@ -144,6 +148,7 @@ static napi_value pagegift__map(napi_env env, napi_callback_info info) {
   m->addr = addr;
   m->length = length;
   m->refs = 2;
+  m->users = 0;
   napi_value ab = pagegift__uncounted_arraybuffer(env, addr, byte_length);
   napi_value handle, out;
   if (ab == NULL || napi_add_finalizer(env, ab, m, pagegift__finalize_buffer, m, NULL) != napi_ok) {
@@ -166,28 +171,15 @@ static napi_value pagegift__map_fixed(napi_env env, napi_callback_info info) {
   if (m == NULL) return NULL;
   size_t at = (size_t) pagegift__int(env, argv[1]);
   size_t length = (size_t) pagegift__int(env, argv[4]);
-  if (m->unmapped || at + length > m->length) return pagegift__number(env, -EINVAL);
+  if (m->doomed || at + length > m->length) return pagegift__number(env, -EINVAL);
   return pagegift__number(env, pagegift_map_fixed((char*) m->addr + at, (int) pagegift__int(env, argv[2]),
       (size_t) pagegift__int(env, argv[3]), length));
-}
-
-static napi_value pagegift__mapping_address(napi_env env, napi_callback_info info) {
-  PAGEGIFT__ARGS(env, info, 1);
-  pagegift__mapping* m = pagegift__get_mapping(env, argv[0]);
-  if (m == NULL) return NULL;
-  return pagegift__number(env, m->unmapped ? -1 : (double) (uintptr_t) m->addr);
 }
 
 static napi_value pagegift__detach(napi_env env, napi_callback_info info) {
   PAGEGIFT__ARGS(env, info, 1);
   PAGEGIFT__CHECK(env, napi_detach_arraybuffer(env, argv[0]));
   return NULL;
-}
-
-static napi_value pagegift__address(napi_env env, napi_callback_info info) {
-  PAGEGIFT__ARGS(env, info, 1);
-  void* data = pagegift__view_data(env, argv[0], NULL);
-  return pagegift__number(env, (double) (uintptr_t) data);
 }
 
 static napi_value pagegift__fd_pair(napi_env env, int r, int fds[2], int extra) {
@@ -300,11 +292,11 @@ static napi_value pagegift__init(napi_env env, napi_value exports) {
     PAGEGIFT__FN("punchHole", pagegift__punch_hole),
     PAGEGIFT__FN("map", pagegift__map),
     PAGEGIFT__FN("mapFixed", pagegift__map_fixed),
-    PAGEGIFT__FN("mappingAddress", pagegift__mapping_address),
     PAGEGIFT__FN("detach", pagegift__detach),
-    PAGEGIFT__FN("address", pagegift__address),
+    PAGEGIFT__FN("addresses", pagegift__addresses),
     PAGEGIFT__FN("seqpacketPair", pagegift__seqpacket_pair),
     PAGEGIFT__FN("pipe", pagegift__pipe),
+    PAGEGIFT__FN("pipeReader", pagegift__pipe_reader_fd),
     PAGEGIFT__FN("listen", pagegift__listen),
     PAGEGIFT__FN("connect", pagegift__connect),
     PAGEGIFT__FN("accept", pagegift__accept_fd),
@@ -319,6 +311,7 @@ static napi_value pagegift__init(napi_env env, napi_value exports) {
 #undef PAGEGIFT__FN
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  napi_set_named_property(env, exports, "constants", pagegift__constants(env));
   return exports;
 }
 

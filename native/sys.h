@@ -22,12 +22,15 @@ int pagegift_dup(int fd);
 int pagegift_close(int fd);
 int pagegift_set_ptracer(pid_t pid);
 
-/* Data movers. Each loops until every byte is moved, or fails; they block, so callers run them off the event loop. */
+/*
+ * Data movers; callers run them off the event loop. vm_read loops until every byte is moved, or
+ * fails. The pipe passes never wait: they move what the pipe takes (or holds) now and stop at EAGAIN.
+ */
 int64_t pagegift_vm_read(pid_t pid, const struct iovec* local, int nlocal, const struct iovec* remote, int nremote);
-int64_t pagegift_vmsplice_all(int fd, const struct iovec* iov, int n, unsigned int flags);
-int64_t pagegift_read_all(int fd, const struct iovec* iov, int n);
-int64_t pagegift_pread_all(int fd, void* buf, size_t length, off_t offset);
+int64_t pagegift_vmsplice_pass(int fd, const struct iovec* iov, int n, unsigned int flags);
+int64_t pagegift_read_pass(int fd, const struct iovec* iov, int n);
 int pagegift_pipe(int fds[2], int size);
+int pagegift_pipe_reader(int fd);
 
 /* Sockets: AF_UNIX SOCK_SEQPACKET, non-blocking, close-on-exec. */
 int pagegift_seqpacket_pair(int fds[2]);

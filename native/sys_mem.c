@@ -124,7 +124,7 @@ int64_t pagegift_vm_read(pid_t pid, const struct iovec* local, int nlocal, const
 typedef ssize_t (*pagegift__iov_op)(int fd, const struct iovec* iov, int n, unsigned int flags);
 
 static ssize_t pagegift__vmsplice(int fd, const struct iovec* iov, int n, unsigned int flags) {
-  return vmsplice(fd, iov, (unsigned long) n, flags);
+  return vmsplice(fd, iov, (unsigned long) n, flags | SPLICE_F_NONBLOCK);
 }
 
 static ssize_t pagegift__readv(int fd, const struct iovec* iov, int n, unsigned int flags) {
@@ -132,10 +132,11 @@ static ssize_t pagegift__readv(int fd, const struct iovec* iov, int n, unsigned 
 }
 
 /*
- * Runs `op` until every byte of the iovec array has moved. Pipes move at most their capacity per
- * call, so short transfers are the rule here, not an error. A zero-byte transfer means end of file.
+ * Runs `op` until every byte of the iovec array has moved or the pipe would block. Pipes move at
+ * most their capacity per call, so short transfers are the rule here, not an error. Returns the
+ * bytes moved (0 when the pipe was not ready); a zero-byte read means the writer went away.
  */
-static int64_t pagegift__iov_all(int fd, const struct iovec* iov, int n, unsigned int flags, pagegift__iov_op op) {
+static int64_t pagegift__iov_pass(int fd, const struct iovec* iov, int n, unsigned int flags, pagegift__iov_op op) {
   struct iovec v[1024];
   if (n > 1024) return -E2BIG;
   for (int i = 0; i < n; i++) v[i] = iov[i];
@@ -145,40 +146,36 @@ static int64_t pagegift__iov_all(int fd, const struct iovec* iov, int n, unsigne
     ssize_t r = op(fd, v + i, n - i, flags);
     if (r < 0) {
       if (errno == EINTR) continue;
-      return -errno;
+      if (errno == EAGAIN) break;
+      return total > 0 ? total : -errno;
     }
-    /* End of file before every byte arrived means the writer went away mid-gift. */
-    if (r == 0) return -EPIPE;
+    if (r == 0) return total > 0 ? total : -EPIPE;
     total += r;
     i = pagegift__iov_advance(v, n, i, (size_t) r);
   }
   return total;
 }
 
-int64_t pagegift_vmsplice_all(int fd, const struct iovec* iov, int n, unsigned int flags) {
-  return pagegift__iov_all(fd, iov, n, flags, pagegift__vmsplice);
+int64_t pagegift_vmsplice_pass(int fd, const struct iovec* iov, int n, unsigned int flags) {
+  return pagegift__iov_pass(fd, iov, n, flags, pagegift__vmsplice);
 }
 
-int64_t pagegift_read_all(int fd, const struct iovec* iov, int n) {
-  return pagegift__iov_all(fd, iov, n, 0, pagegift__readv);
+int64_t pagegift_read_pass(int fd, const struct iovec* iov, int n) {
+  return pagegift__iov_pass(fd, iov, n, 0, pagegift__readv);
 }
 
-int64_t pagegift_pread_all(int fd, void* buf, size_t length, off_t offset) {
-  size_t done = 0;
-  while (done < length) {
-    ssize_t r = pread(fd, (char*) buf + done, length - done, offset + (off_t) done);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    if (r == 0) return -ENODATA;
-    done += (size_t) r;
-  }
-  return (int64_t) done;
+/* Makes a received fd safe to read in passes: it must be a pipe, and reads on it must never block. */
+int pagegift_pipe_reader(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -errno;
+  if (!S_ISFIFO(st.st_mode)) return -EINVAL;
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
+  return 0;
 }
 
 int pagegift_pipe(int fds[2], int size) {
-  if (pipe2(fds, O_CLOEXEC) != 0) return -errno;
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return -errno;
   /* A larger pipe means fewer wakeups per gift; the kernel caps unprivileged callers at pipe-max-size. */
   int got = fcntl(fds[1], F_SETPIPE_SZ, size);
   if (got < 0) got = fcntl(fds[1], F_GETPIPE_SZ);

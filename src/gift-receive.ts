@@ -3,9 +3,11 @@
  * walks the path ladder (move > cma > splice > copy), asking the writer for each fallback in turn.
  */
 import { PagegiftError, SystemError } from './errors.ts'
-import { AsyncOp, native } from './native.ts'
-import { alloc, release, mapExtents, moveInto } from './pages.ts'
+import { timeoutArg } from './gift-send.ts'
+import { native } from './native.ts'
+import { alloc, release, mapExtents, moveInto, regionOf, type Region } from './pages.ts'
 import { parseCma, parseOffer, planMove, unsealed, type Move, type Offer } from './offer.ts'
+import { Cancel, pull, pump, spansOf } from './pump.ts'
 import { MAX_BUFFERS, PATHS, type GiftPath } from './sources.ts'
 import { closeFds, type Transport } from './transport.ts'
 import { Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
@@ -23,6 +25,11 @@ export interface Gift {
 export interface ReceiveOptions {
   /** Memory of the reader's own to receive into (the RFC's reader iovec); filled in order. */
   into?: ArrayBufferView | ArrayBufferView[]
+  /**
+   * Fail with ERR_PAGEGIFT_TIMEOUT when no gift has been received within this many ms (from the
+   * call, waiting included). A gift already taken off the queue then fails on both sides.
+   */
+  timeoutMs?: number
 }
 
 interface Inbox {
@@ -34,6 +41,9 @@ interface Inbox {
 }
 
 const FALLBACK_ERRNOS = new Set(['EPERM', 'EACCES', 'ENOSYS', 'EINVAL'])
+/** Offers queued unreceived, and the memfds they hold, before the peer counts as flooding us. */
+const MAX_QUEUED_OFFERS = 1024
+const MAX_QUEUED_OFFER_FDS = 1024
 
 export class GiftReceiver {
   #t: Transport
@@ -43,6 +53,7 @@ export class GiftReceiver {
   #chain: Promise<unknown> = Promise.resolve()
   #inbox?: Inbox
   #closed?: Error
+  #active?: Cancel
 
   constructor (t: Transport, peerPid: () => number) {
     this.#t = t
@@ -52,11 +63,22 @@ export class GiftReceiver {
   /** Handles a message addressed to the reader; returns false when it is not one. Owns `fds`. */
   handle (m: Decoded, fds: number[]): boolean {
     if (m.type === Type.Offer) {
+      const held = this.#offers.reduce((n, o) => n + o.memfds.length, 0)
+      if (this.#offers.length >= MAX_QUEUED_OFFERS || held + fds.length > MAX_QUEUED_OFFER_FDS) {
+        closeFds(fds)
+        throw new PagegiftError('ERR_PAGEGIFT_OVERFLOW', `The peer queued more than ${MAX_QUEUED_OFFERS} gifts or ${MAX_QUEUED_OFFER_FDS} fds that nobody received`)
+      }
       this.#offers.push(parseOffer(m.json, fds))
       for (const wake of this.#wake.splice(0)) wake()
       return true
     }
     if (m.type !== Type.Data && m.type !== Type.Splice && m.type !== Type.Cma && m.type !== Type.Skip && m.type !== Type.Fail) return false
+    // Only a Splice reply carries an fd (exactly one); whatever else came along is closed here.
+    if (m.type !== Type.Splice || fds.length !== 1) {
+      closeFds(fds)
+      if (m.type === Type.Splice) throw protocolError(`a splice reply with ${fds.length} fds instead of 1`)
+      fds = []
+    }
     let id: number
     try {
       id = uint(obj(m.json, 'message').id, 'id')
@@ -80,15 +102,29 @@ export class GiftReceiver {
 
   receive (opts: ReceiveOptions = {}): Promise<Gift> {
     const targets = intoArg(opts)
-    const run = this.#chain.then(() => this.#receiveOne(targets))
-    this.#chain = run.catch(() => {})
+    const timeoutMs = timeoutArg(opts.timeoutMs, 'opts.timeoutMs')
+    const cancel = new Cancel()
+    const timer = timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => cancel.cancel(new PagegiftError('ERR_PAGEGIFT_TIMEOUT', `No gift was received within ${timeoutMs} ms`)), timeoutMs)
+    const prev = this.#chain
+    const run = (async () => {
+      try {
+        await cancel.race(prev)
+        return await this.#receiveOne(targets, cancel)
+      } finally {
+        clearTimeout(timer)
+      }
+    })()
+    // Receives run one at a time, in call order, even when one gives up waiting for the one before.
+    this.#chain = Promise.all([prev, run.catch(() => {})])
     return run
   }
 
-  async #receiveOne (into: Uint8Array[] | undefined): Promise<Gift> {
+  async #receiveOne (into: Uint8Array[] | undefined, cancel: Cancel): Promise<Gift> {
     while (this.#offers.length === 0) {
       if (this.#closed !== undefined) throw this.#closed
-      await new Promise<void>((resolve) => this.#wake.push(resolve))
+      await cancel.race(new Promise<void>((resolve) => this.#wake.push(resolve)))
     }
     const offer = this.#offers[0]
     if (into !== undefined) {
@@ -103,20 +139,44 @@ export class GiftReceiver {
     }
     this.#offers.shift()
     this.#inbox = { id: offer.id, items: [] }
+    this.#active = cancel
+    // The targets stay the receive's until it settles: release() refuses them meanwhile.
+    const pinned = [...new Set((into ?? []).map((v) => regionOf(v.buffer)).filter((r): r is Region => r !== undefined))]
+    for (const r of pinned) r.busy++
     try {
-      const gift = await this.#ladder(offer, into, moveBlocked)
-      this.#t.send(Type.Done, { id: offer.id, path: gift.path, reason: gift.reason }).catch(() => {})
+      let gift: Gift
+      try {
+        gift = await this.#ladder(offer, into, moveBlocked, cancel)
+      } catch (err) {
+        this.#t.send(Type.Fail, { id: offer.id, to: 'writer', code: (err as PagegiftError).code ?? 'ERR_PAGEGIFT_READER', message: (err as Error).message }).catch(() => {})
+        throw err
+      }
+      await this.#confirm(offer, gift, into === undefined)
       return gift
-    } catch (err) {
-      this.#t.send(Type.Fail, { id: offer.id, to: 'writer', code: (err as PagegiftError).code ?? 'ERR_PAGEGIFT_READER', message: (err as Error).message }).catch(() => {})
-      throw err
     } finally {
+      for (const r of pinned) r.busy--
+      this.#active = undefined
       this.#inbox = undefined
       for (const m of offer.memfds) m.unref()
     }
   }
 
-  async #ladder (offer: Offer, into: Uint8Array[] | undefined, plan: Move[] | string | undefined): Promise<Gift> {
+  /**
+   * Sends Done. Copied bytes are ours only once the writer can learn so: if Done cannot be sent,
+   * the writer takes its data back, so we drop our copy and fail. Moved pages are ours either way,
+   * since a writer never takes back pages it offered by move.
+   */
+  async #confirm (offer: Offer, gift: Gift, owned: boolean): Promise<void> {
+    try {
+      await this.#t.send(Type.Done, { id: offer.id, path: gift.path, reason: gift.reason })
+    } catch (err) {
+      if (gift.path === 'move') return
+      if (owned) for (const ab of gift.buffers) release(ab)
+      throw err
+    }
+  }
+
+  async #ladder (offer: Offer, into: Uint8Array[] | undefined, plan: Move[] | string | undefined, cancel: Cancel): Promise<Gift> {
     const reasons: string[] = []
     const note = (why: string | undefined): void => { if (why !== undefined && !reasons.includes(why)) reasons.push(why) }
     const done = (path: GiftPath, buffers: ArrayBuffer[]): Gift => ({
@@ -133,53 +193,78 @@ export class GiftReceiver {
       return targets
     }
     const result = (): ArrayBuffer[] => owned ?? [...new Set((into ?? []).map((v) => v.buffer as ArrayBuffer))]
-    for (const path of ladder) {
-      if (path === 'move') {
-        if (offer.move === undefined) { note(offer.why ?? 'the writer did not offer pages'); continue }
-        const blocked = typeof plan === 'string' ? plan : unsealed(offer)
-        if (blocked !== undefined) { note(blocked); continue }
-        if (into === undefined) return done('move', offer.move.map((extents, i) => mapExtents(extents, offer.lengths[i])))
-        for (const m of plan as Move[]) moveInto(m.region, m.at, m.extent)
-        return done('move', result())
+    try {
+      for (const path of ladder) {
+        if (path === 'move') {
+          if (offer.move === undefined) { note(offer.why ?? 'the writer did not offer pages'); continue }
+          const blocked = typeof plan === 'string' ? plan : unsealed(offer)
+          if (blocked !== undefined) { note(blocked); continue }
+          if (into === undefined) return done('move', offer.move.map((extents, i) => mapExtents(extents, offer.lengths[i])))
+          const failed = moveAll(plan as Move[], offer.forced === 'move')
+          if (failed !== undefined) { note(failed); continue }
+          return done('move', result())
+        }
+        const got = await this.#copyPath(path, offer, target, offer.forced !== undefined, cancel)
+        if (typeof got === 'string') { note(got); continue }
+        return done(path, result())
       }
-      const got = await this.#copyPath(path, offer, target, offer.forced !== undefined)
-      if (typeof got === 'string') { note(got); continue }
-      return done(path, result())
+    } catch (err) {
+      for (const ab of owned ?? []) release(ab)
+      throw err
     }
     for (const ab of owned ?? []) release(ab)
     throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `No path could deliver the gift: ${reasons.join('; ')}`)
   }
 
   /** Runs one copying path; returns a reason string when the path is not available here. */
-  async #copyPath (path: GiftPath, offer: Offer, target: () => Uint8Array[], forced: boolean): Promise<string | undefined> {
+  async #copyPath (path: GiftPath, offer: Offer, target: () => Uint8Array[], forced: boolean, cancel: Cancel): Promise<string | undefined> {
+    if (path === 'cma') return await this.#cma(offer, target, forced, cancel)
+    if (path === 'splice') {
+      const reply = await this.#ask(offer.id, 'splice', cancel)
+      if (reply.m.type === Type.Skip) return str(obj(reply.m.json, 'skip').reason, 'reason')
+      if (reply.m.type !== Type.Splice) throw protocolError('expected a splice reply')
+      const fd = reply.fds[0]
+      try {
+        const r = native.pipeReader(fd)
+        if (r < 0) throw protocolError(`the splice reply's fd is not a pipe (${new SystemError(r, 'fstat').code})`)
+        await pump('read', fd, spansOf(target(), offer.total), offer.total, cancel)
+      } catch (err) {
+        if ((err as SystemError).code === 'EPIPE') throw new SystemError((err as SystemError).errno, 'read', undefined, 'the writer stopped splicing mid-gift')
+        throw err
+      } finally {
+        native.close(fd)
+      }
+      return undefined
+    }
+    return await this.#copy(offer, target(), cancel)
+  }
+
+  async #cma (offer: Offer, target: () => Uint8Array[], forced: boolean, cancel: Cancel): Promise<string | undefined> {
     let cma = offer.cma
-    if (path === 'cma' && cma === undefined) {
-      const reply = await this.#ask(offer.id, 'cma')
+    if (cma === undefined) {
+      const reply = await this.#ask(offer.id, 'cma', cancel)
       if (reply.m.type === Type.Skip) return str(obj(reply.m.json, 'skip').reason, 'reason')
       if (reply.m.type !== Type.Cma) throw protocolError('expected a cma reply')
       cma = parseCma(reply.m.json)
     }
-    if (path === 'cma' && cma !== undefined) {
-      const peer = this.#peerPid()
-      if (peer > 0 && peer !== process.pid && cma.pid !== peer) throw protocolError(`cma pid ${cma.pid} is not the peer's pid ${peer}`)
-      const local = iovOf(target(), offer.total)
-      const r = await pull(cma.pid, local, new Float64Array(cma.iov), offer.total)
-      if (r === offer.total) return undefined
-      const err = r < 0 ? new SystemError(r, 'process_vm_readv') : protocolError('short process_vm_readv')
-      if (!forced && FALLBACK_ERRNOS.has(err.code)) return `cma: process_vm_readv ${err.code}`
-      throw err
+    // Read only the process at the other end of the socket. A socketpair made in this process
+    // names us as its peer whoever holds the other end, so then only our own pid passes.
+    const peer = this.#peerPid()
+    if (peer > 0 && peer !== process.pid && cma.pid !== peer) throw protocolError(`cma pid ${cma.pid} is not the peer's pid ${peer}`)
+    if (cma.pid !== peer) {
+      const why = 'cma: the writer\'s pid cannot be checked (the socket\'s peer is this process)'
+      if (forced) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path 'cma': ${why}`)
+      return why
     }
-    if (path === 'splice') {
-      const reply = await this.#ask(offer.id, 'splice')
-      if (reply.m.type === Type.Skip) return str(obj(reply.m.json, 'skip').reason, 'reason')
-      if (reply.m.type !== Type.Splice || reply.fds.length !== 1) throw protocolError('expected a splice reply with one pipe fd')
-      const iov = iovOf(target(), offer.total)
-      const r = await native.async(AsyncOp.ReadAll, reply.fds[0], 0, 0, 0, iov, null)
-      native.close(reply.fds[0])
-      if (r < 0) throw new SystemError(r, 'read', undefined, 'the writer stopped splicing mid-gift')
-      return undefined
-    }
-    const views = target()
+    const r = await pull(cma.pid, spansOf(target(), offer.total), new Float64Array(cma.iov), offer.total)
+    if (r === offer.total) return undefined
+    const err = r < 0 ? new SystemError(r, 'process_vm_readv') : protocolError('short process_vm_readv')
+    if (!forced && FALLBACK_ERRNOS.has(err.code)) return `cma: process_vm_readv ${err.code}`
+    throw err
+  }
+
+  /** The copy path: the writer's Data chunks land in the views as they arrive. */
+  async #copy (offer: Offer, views: Uint8Array[], cancel: Cancel): Promise<string | undefined> {
     const inbox = this.#inbox as Inbox
     let v = 0
     let at = 0
@@ -198,28 +283,31 @@ export class GiftReceiver {
       }
       if (received === offer.total) finished()
     }
-    await this.#t.send(Type.Need, { id: offer.id, path: 'copy' })
-    // Either every byte arrives, or the writer answers with Skip or Fail, or the channel closes.
-    const stop = this.#next(offer.id)
-    const outcome = await Promise.race([complete.then(() => undefined), stop])
-    stop.catch(() => {})
-    inbox.sink = undefined
-    if (outcome === undefined) return undefined
-    if (outcome.m.type === Type.Skip) return str(obj(outcome.m.json, 'skip').reason, 'reason')
-    closeFds(outcome.fds)
-    throw protocolError('unexpected message during a copy')
+    try {
+      await this.#t.send(Type.Need, { id: offer.id, path: 'copy' })
+      // Either every byte arrives, or the writer answers with Skip or Fail, or the channel closes.
+      const stop = this.#next(offer.id, cancel)
+      stop.catch(() => {})
+      const outcome = await cancel.race(Promise.race([complete.then(() => undefined), stop]))
+      if (outcome === undefined) return undefined
+      if (outcome.m.type === Type.Skip) return str(obj(outcome.m.json, 'skip').reason, 'reason')
+      closeFds(outcome.fds)
+      throw protocolError('unexpected message during a copy')
+    } finally {
+      inbox.sink = undefined
+    }
   }
 
-  async #ask (id: number, path: GiftPath): Promise<{ m: Decoded, fds: number[] }> {
+  async #ask (id: number, path: GiftPath, cancel: Cancel): Promise<{ m: Decoded, fds: number[] }> {
     await this.#t.send(Type.Need, { id, path })
-    return this.#next(id)
+    return await this.#next(id, cancel)
   }
 
-  async #next (id: number): Promise<{ m: Decoded, fds: number[] }> {
+  async #next (id: number, cancel: Cancel): Promise<{ m: Decoded, fds: number[] }> {
     const inbox = this.#inbox as Inbox
     while (inbox.items.length === 0) {
       if (this.#closed !== undefined) throw this.#closed
-      await new Promise<void>((resolve) => { inbox.wake = resolve })
+      await cancel.race(new Promise<void>((resolve) => { inbox.wake = resolve }))
     }
     const item = inbox.items.shift() as { m: Decoded, fds: number[] }
     if (item.m.type === Type.Fail) {
@@ -236,6 +324,7 @@ export class GiftReceiver {
    */
   abort (err: Error): void {
     this.#closed = err
+    this.#active?.cancel(err)
     for (const o of this.#offers.filter((o) => o.move === undefined)) for (const m of o.memfds) m.unref()
     this.#offers = this.#offers.filter((o) => o.move !== undefined)
     for (const wake of this.#wake.splice(0)) wake()
@@ -244,47 +333,18 @@ export class GiftReceiver {
   }
 }
 
-const PARALLEL_PULL_BYTES = 32 << 20
-
 /**
- * process_vm_readv of `total` bytes. A large pull is split in two halves read by two threadpool
- * threads at once: the syscall pins and copies page by page, and one thread leaves bandwidth unused.
+ * Moves pages into the reader's targets, all or nothing (see moveInto). Returns why it could not,
+ * for a fallback to a copying path, or throws when a target had to be detached.
  */
-async function pull (pid: number, local: Float64Array, remote: Float64Array, total: number): Promise<number> {
-  if (total < PARALLEL_PULL_BYTES) return await native.async(AsyncOp.VmRead, pid, 0, 0, 0, local, remote)
-  const half = Math.floor(total / 2)
-  const [l1, l2] = splitIov(local, half)
-  const [r1, r2] = splitIov(remote, half)
-  const [a, b] = await Promise.all([native.async(AsyncOp.VmRead, pid, 0, 0, 0, l1, r1), native.async(AsyncOp.VmRead, pid, 0, 0, 0, l2, r2)])
-  if (a < 0) return a
-  if (b < 0) return b
-  return a + b
-}
-
-/** Splits [address, length] pairs at byte `at` into the pairs before and after it. */
-function splitIov (iov: Float64Array, at: number): [Float64Array, Float64Array] {
-  const head: number[] = []
-  const tail: number[] = []
-  for (let i = 0; i < iov.length; i += 2) {
-    const [addr, len] = [iov[i], iov[i + 1]]
-    const n = Math.max(0, Math.min(len, at))
-    if (n > 0) head.push(addr, n)
-    if (len > n) tail.push(addr + n, len - n)
-    at -= n
+function moveAll (plan: Move[], forced: boolean): string | undefined {
+  try {
+    moveInto(plan)
+    return undefined
+  } catch (err) {
+    if (forced || plan.some((m) => m.region.released)) throw err
+    return `move: mmap ${(err as SystemError).code}`
   }
-  return [new Float64Array(head), new Float64Array(tail)]
-}
-
-/** [address, length] pairs covering the first `total` bytes of the views. */
-function iovOf (views: Uint8Array[], total: number): Float64Array {
-  const out: number[] = []
-  for (const v of views) {
-    if (total === 0) break
-    const n = Math.min(total, v.byteLength)
-    out.push(native.address(v), n)
-    total -= n
-  }
-  return new Float64Array(out)
 }
 
 function intoArg (opts: ReceiveOptions): Uint8Array[] | undefined {

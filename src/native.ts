@@ -9,15 +9,32 @@ export interface MappingHandle { readonly __mapping: unique symbol }
 /** An opaque handle to a uv_poll watcher. */
 export interface PollHandle { readonly __poll: unique symbol }
 
-export const enum AsyncOp { VmRead = 1, Vmsplice = 2, ReadAll = 3, Pread = 4, Memcpy = 5 }
-export const enum PollEvents { Readable = 1, Writable = 2 }
-export const MSG_TRUNC = 1
-export const MSG_CTRUNC = 2
-export const SPLICE_F_MOVE = 1
-export const SPLICE_F_GIFT = 8
-export const F_SEAL_SEAL = 1
-export const F_SEAL_SHRINK = 2
-export const F_SEAL_GROW = 4
+/** Numbers C, libuv and the kernel define, read from the addon rather than copied by hand. */
+export interface Constants {
+  EAGAIN: number
+  EPIPE: number
+  ECONNREFUSED: number
+  EINVAL: number
+  UV_READABLE: number
+  UV_WRITABLE: number
+  UV_DISCONNECT: number
+  MSG_TRUNC: number
+  MSG_CTRUNC: number
+  SPLICE_F_GIFT: number
+  F_SEAL_SEAL: number
+  F_SEAL_SHRINK: number
+  F_SEAL_GROW: number
+  OP_VM_READ: number
+  OP_VMSPLICE: number
+  OP_READ: number
+}
+
+/**
+ * Memory an async job may read or write: a mapping handle, an ArrayBuffer or a view, with an offset
+ * and a length inside it. C resolves the address, checks the bounds and holds the memory until the
+ * job settles: no local address ever crosses the native boundary as a number.
+ */
+export type Span = [memory: MappingHandle | ArrayBuffer | ArrayBufferView, offset: number, length: number]
 
 export interface Native {
   pageSize(): number
@@ -30,22 +47,31 @@ export interface Native {
   punchHole(fd: number, offset: number, length: number): number
   map(fd: number, offset: number, length: number, byteLength: number): [ArrayBuffer, MappingHandle] | number
   mapFixed(handle: MappingHandle, at: number, fd: number, fdOffset: number, length: number): number
-  mappingAddress(handle: MappingHandle): number
   detach(ab: ArrayBuffer): void
-  address(x: ArrayBuffer | ArrayBufferView): number
+  /** Where spans live, as [address, length] pairs: only to describe them to a cma reader. */
+  addresses(spans: Array<Span[number]>): number[]
   seqpacketPair(): [number, number, number] | number
+  /** A non-blocking pipe: [readFd, writeFd, capacity] or -errno. */
   pipe(size: number): [number, number, number] | number
+  /** Checks that a received fd is a pipe and makes it non-blocking. */
+  pipeReader(fd: number): number
   listen(path: string, backlog: number): number
   connect(path: string): number
   accept(fd: number): number
   peerCred(fd: number): [number, number, number] | number
   sendmsg(fd: number, views: ArrayBufferView[], fds: number[]): number
   recvmsg(fd: number, buf: Uint8Array, out: Int32Array): number
-  async(op: AsyncOp, a0: number, a1: number, a2: number, a3: number, iov1: Float64Array | null, iov2: Float64Array | null): Promise<number>
+  /**
+   * One job on the threadpool: op OP_VM_READ (pid, 0, local spans, the peer's address/length pairs),
+   * OP_VMSPLICE (fd, flags, spans) or OP_READ (fd, 0, spans); the pipe ops make one non-blocking pass.
+   */
+  async(op: number, a0: number, a1: number, spans: Array<Span[number]>, remote: Float64Array | null): Promise<number>
   unmapAsync(handle: MappingHandle): void
+  /** Watches `events` (libuv's UV_READABLE | UV_WRITABLE | UV_DISCONNECT) on fd; 0 starts it idle. */
   pollStart(fd: number, events: number, cb: (status: number, events: number) => void): PollHandle | number
   pollUpdate(handle: PollHandle, events: number): void
   pollClose(handle: PollHandle): void
+  constants: Constants
 }
 
 /** The C library this process runs on: prebuilds are tagged by it, as node-gyp-build does. */
@@ -93,3 +119,27 @@ function load (): Native {
 }
 
 export const native: Native = load()
+
+export const { MSG_TRUNC, MSG_CTRUNC, SPLICE_F_GIFT, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW } = native.constants
+/** Negative errno values as the addon returns them. */
+export const errno = {
+  EAGAIN: -native.constants.EAGAIN,
+  EPIPE: -native.constants.EPIPE,
+  ECONNREFUSED: -native.constants.ECONNREFUSED,
+  EINVAL: -native.constants.EINVAL,
+}
+export const PollEvents = {
+  Readable: native.constants.UV_READABLE,
+  Writable: native.constants.UV_WRITABLE,
+  Disconnect: native.constants.UV_DISCONNECT,
+}
+export const AsyncOp = {
+  VmRead: native.constants.OP_VM_READ,
+  Vmsplice: native.constants.OP_VMSPLICE,
+  Read: native.constants.OP_READ,
+}
+
+/** Flattens spans into the [memory, offset, length, ...] list the addon takes. */
+export function flatSpans (spans: Span[]): Array<Span[number]> {
+  return spans.flat()
+}

@@ -2,6 +2,7 @@
  * Giftable memory: ArrayBuffers backed by sealed memfd pages. Each one is an ordered list of
  * extents (memfd, offset, length), whole pages each, mapped MAP_SHARED at one address.
  */
+import { markAsUntransferable } from 'node:worker_threads'
 import { PagegiftError, SystemError, check } from './errors.ts'
 import { F_SEAL_SHRINK, native, type MappingHandle } from './native.ts'
 import { testFlag } from './testhook.ts'
@@ -33,6 +34,10 @@ export interface Region {
   /** Boxed so that the finalizer sees extents replaced by moveInto(). */
   pages: { extents: Extent[] }
   released: boolean
+  /** Detached by a gift that has not settled: the gift owns the pages now, not the user. */
+  gifted: boolean
+  /** Receives writing into this buffer now: it may not be released until they settle. */
+  busy: number
 }
 
 const regions = new WeakMap<ArrayBuffer, Region>()
@@ -56,6 +61,10 @@ export function mapExtents (extents: Extent[], byteLength: number): ArrayBuffer 
   const mapped = native.map(first.memfd.fd, first.offset, mapLength, byteLength)
   if (typeof mapped === 'number') throw new SystemError(mapped, 'mmap')
   const [ab, handle] = mapped
+  // The mapping belongs to this one ArrayBuffer: a transfer (postMessage, structuredClone) would hand
+  // the same memory to a new object that release() or the finalizer here then unmaps under it.
+  // Marked untransferable, the buffer is copied instead (Node 20; newer Nodes throw).
+  markAsUntransferable(ab)
   let at = first.length
   for (const e of extents.slice(1)) {
     const r = native.mapFixed(handle, at, e.memfd.fd, e.offset, e.length)
@@ -67,7 +76,7 @@ export function mapExtents (extents: Extent[], byteLength: number): ArrayBuffer 
     at += e.length
   }
   for (const e of extents) e.memfd.ref()
-  const region: Region = { ab, handle, mapLength, byteLength, pages: { extents: extents.map((e) => ({ ...e })) }, released: false }
+  const region: Region = { ab, handle, mapLength, byteLength, pages: { extents: extents.map((e) => ({ ...e })) }, released: false, gifted: false, busy: 0 }
   regions.set(ab, region)
   collected.register(ab, region.pages, region)
   return ab
@@ -114,7 +123,7 @@ function regionArg (buf: unknown, name: string): Region {
   if (!(buf instanceof ArrayBuffer)) throw new TypeError(`The "${name}" argument must be an ArrayBuffer returned by alloc()`)
   const region = regions.get(buf)
   if (region === undefined) throw new PagegiftError('ERR_PAGEGIFT_NOT_GIFTABLE', `The "${name}" argument is not giftable memory (use alloc())`)
-  if (region.released) throw new PagegiftError('ERR_PAGEGIFT_RELEASED', `The "${name}" argument was already released or gifted`)
+  if (region.released || region.gifted) throw new PagegiftError('ERR_PAGEGIFT_RELEASED', `The "${name}" argument was already released or gifted`)
   return region
 }
 
@@ -131,7 +140,9 @@ export function dropRegion (region: Region, keepExtents = false): Extent[] {
 
 /** Unmaps a giftable buffer now. It becomes detached: every view of it reads as length 0. */
 export function release (buf: ArrayBuffer): void {
-  dropRegion(regionArg(buf, 'buf'))
+  const region = regionArg(buf, 'buf')
+  if (region.busy > 0) throw new PagegiftError('ERR_PAGEGIFT_BUSY', 'The "buf" argument is the target of a receive that has not settled; release it after receive() settles')
+  dropRegion(region)
 }
 
 /**
@@ -162,9 +173,43 @@ export function extentsOf (region: Region, offset: number, length: number): Exte
   return out
 }
 
-/** Maps `extent` over [at, at + extent.length) of a region, replacing what was there (the RFC's page move). */
-export function moveInto (region: Region, at: number, extent: Extent): void {
-  check(native.mapFixed(region.handle, at, extent.memfd.fd, extent.offset, extent.length), 'mmap')
+export interface PageMove { region: Region, at: number, extent: Extent }
+
+/**
+ * Maps each move's extent over [at, at + length) of its region (the RFC's page move), all or
+ * nothing. When a MAP_FIXED fails, every range already replaced gets its old pages back, so the
+ * reader keeps none of the writer's pages; a region whose old pages cannot be mapped back (the
+ * kernel may leave a failed range unmapped) is released, detached, so that no view reaches a hole.
+ * Then the mmap error is thrown.
+ */
+export function moveInto (moves: PageMove[]): void {
+  for (let i = 0; i < moves.length; i++) {
+    const { region, at, extent } = moves[i]
+    const r = native.mapFixed(region.handle, at, extent.memfd.fd, extent.offset, extent.length)
+    if (r < 0) {
+      restore(moves.slice(0, i + 1))
+      throw new SystemError(r, 'mmap')
+    }
+  }
+  for (const m of moves) adopt(m)
+}
+
+function restore (moves: PageMove[]): void {
+  for (const { region, at, extent } of moves) {
+    if (region.released) continue
+    let pos = at
+    for (const old of extentsOf(region, at, extent.length)) {
+      if (native.mapFixed(region.handle, pos, old.memfd.fd, old.offset, old.length) < 0) {
+        dropRegion(region)
+        break
+      }
+      pos += old.length
+    }
+  }
+}
+
+/** Records a move that is mapped: the region's extents now name the new pages. */
+function adopt ({ region, at, extent }: PageMove): void {
   const end = at + extent.length
   const next: Extent[] = []
   let pos = 0

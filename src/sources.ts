@@ -3,8 +3,8 @@
  * user (detaching them) while keeping their memory, and describing it for each path.
  */
 import { PagegiftError } from './errors.ts'
-import { native } from './native.ts'
-import { dropRegion, extentsOf, isAligned, mapExtents, pageSize, regionOf, roundUp, alloc, type Extent, type Region } from './pages.ts'
+import { native, type Span } from './native.ts'
+import { dropRegion, extentsOf, isAligned, mapExtents, pageSize, regionOf, roundUp, type Extent, type Region } from './pages.ts'
 
 export type GiftPath = 'move' | 'cma' | 'splice' | 'copy'
 export const PATHS: readonly GiftPath[] = ['move', 'cma', 'splice', 'copy']
@@ -18,6 +18,8 @@ interface Item {
   extents?: Extent[]
   skew: number
   heap?: Uint8Array
+  /** The whole buffer behind `heap` (taken from the user), or a copy of a pooled Buffer's bytes. */
+  whole?: ArrayBuffer
   mapped?: ArrayBuffer
   /** The user's (detached, still mapped) giftable buffer and the data's offset in it. */
   region?: Region
@@ -84,21 +86,27 @@ export class Sources {
       }
       if (pooled) {
         notes.push('a pooled Buffer cannot be detached without breaking other Buffers, so its bytes were copied first')
-        return { length: v.byteLength, skew: 0, offset: 0, heap: new Uint8Array(live), why: NOT_GIFTABLE }
+        const heap = new Uint8Array(live)
+        return { length: v.byteLength, skew: 0, offset: 0, heap, whole: heap.buffer, why: NOT_GIFTABLE }
       }
       let ab = kept.get(v.buffer)
       if (ab === undefined) {
         ab = structuredClone(v.buffer as ArrayBuffer, { transfer: [v.buffer as ArrayBuffer] })
-        // structuredClone copies external (addon-made) ArrayBuffers instead of moving them; detach those by hand.
+        // structuredClone copies what it may not transfer (buffers marked untransferable, like Node's
+        // Buffer pool or an embedder's) and leaves the source attached: detach those by hand.
         if (v.buffer.byteLength !== 0) native.detach(v.buffer as ArrayBuffer)
         kept.set(v.buffer, ab)
       }
-      return { length: v.byteLength, skew: 0, offset: 0, heap: new Uint8Array(ab, v.byteOffset, v.byteLength), why: NOT_GIFTABLE }
+      return { length: v.byteLength, skew: 0, offset: 0, heap: new Uint8Array(ab, v.byteOffset, v.byteLength), whole: ab, why: NOT_GIFTABLE }
     })
     // Detach now, but unmap only once the gift is settled: a large munmap competes for the CPU
     // with the reader while it maps the pages, and the pages stay alive through the memfds anyway.
+    // Until then release() and fdOf() refuse them (`gifted`): the copying paths still read their pages.
     const regions = new Set(planned.flatMap(({ region }) => region !== undefined ? [region] : []))
-    for (const region of regions) native.detach(region.ab)
+    for (const region of regions) {
+      region.gifted = true
+      native.detach(region.ab)
+    }
     return new Sources(items, notes, [...regions])
   }
 
@@ -128,13 +136,16 @@ export class Sources {
   }
 
   /**
-   * [address, length] pairs of the gifted bytes, for process_vm_readv and vmsplice. Giftable bytes
-   * are read where the user's mapping still has them: a new mapping would fault every page in again.
+   * The gifted bytes as spans for the cma and splice paths. Giftable bytes are read where the user's
+   * (detached) mapping still has them: a new mapping would fault every page in again.
    */
-  iov (): number[] {
-    return this.items.flatMap((item) => item.region !== undefined
-      ? [native.mappingAddress(item.region.handle) + item.offset, item.length]
-      : [native.address(item.heap as Uint8Array), item.length])
+  spans (): Span[] {
+    return this.items.map((item): Span => item.region !== undefined ? [item.region.handle, item.offset, item.length] : [item.heap as Uint8Array, 0, item.length])
+  }
+
+  /** [address, length] pairs of the gifted bytes, for a cma reader to process_vm_readv. */
+  addresses (): number[] {
+    return native.addresses(this.spans().flat())
   }
 
   /** The gift is delivered: let go of the memory. */
@@ -145,19 +156,27 @@ export class Sources {
       for (const e of item.extents ?? []) e.memfd.unref()
       item.extents = undefined
       item.heap = undefined
+      item.whole = undefined
       item.region = undefined
     }
   }
 
-  /** The gift failed: hand the data back as new ArrayBuffers, so that nothing is lost. */
+  /**
+   * The gift failed: hand the data back as new ArrayBuffers, so that nothing is lost. Each one is
+   * the whole buffer behind the gifted view (the gift detached all of it), in the order of `data`;
+   * views of one buffer get the same ArrayBuffer back.
+   */
   recover (): ArrayBuffer[] {
+    const regions = new Map<Region, ArrayBuffer>()
     const out = this.items.map((item): ArrayBuffer => {
-      if (item.heap !== undefined) return item.heap.buffer.byteLength === item.length ? item.heap.buffer as ArrayBuffer : item.heap.slice().buffer
-      const extents = item.extents as Extent[]
-      if (item.skew === 0) return mapExtents(extents, item.length)
-      const copy = alloc(item.length)
-      new Uint8Array(copy).set(this.views()[this.items.indexOf(item)])
-      return copy
+      if (item.whole !== undefined) return item.whole
+      const region = item.region as Region
+      let ab = regions.get(region)
+      if (ab === undefined) {
+        ab = mapExtents(region.pages.extents, region.byteLength)
+        regions.set(region, ab)
+      }
+      return ab
     })
     this.release()
     return out

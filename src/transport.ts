@@ -3,10 +3,11 @@
  * readiness on the event loop. Knows nothing of gifts: it hands each checked message to `onMessage`.
  */
 import { PagegiftError, SystemError } from './errors.ts'
-import { MSG_CTRUNC, MSG_TRUNC, PollEvents, native, type PollHandle } from './native.ts'
+import { MSG_CTRUNC, MSG_TRUNC, PollEvents, errno, native, type PollHandle } from './native.ts'
 import { MAX_FDS, MAX_MESSAGE, decode, encode, protocolError, type Decoded, type Type } from './wire.ts'
 
-const EAGAIN = -11
+const { EAGAIN, EPIPE } = errno
+const WATCH = PollEvents.Readable | PollEvents.Disconnect
 const MAX_READS_PER_WAKEUP = 256
 
 interface Outgoing { views: Uint8Array[], fds: number[], resolve: () => void, reject: (err: Error) => void }
@@ -30,7 +31,7 @@ export class Transport {
     this.fd = fd
     this.#onMessage = onMessage
     this.#onClose = onClose
-    const poll = native.pollStart(fd, PollEvents.Readable, (status, events) => this.#onPoll(status, events))
+    const poll = native.pollStart(fd, WATCH, (status, events) => this.#onPoll(status, events))
     if (typeof poll === 'number') {
       native.close(fd)
       throw new SystemError(poll, 'uv_poll_init')
@@ -59,7 +60,7 @@ export class Transport {
       const m = this.#queue[0]
       const n = native.sendmsg(this.fd, m.views, m.fds)
       if (n === EAGAIN) {
-        native.pollUpdate(this.#poll, PollEvents.Readable | PollEvents.Writable)
+        native.pollUpdate(this.#poll, WATCH | PollEvents.Writable)
         return
       }
       if (n < 0) {
@@ -69,7 +70,7 @@ export class Transport {
       this.#queue.shift()
       m.resolve()
     }
-    if (!this.closed) native.pollUpdate(this.#poll, PollEvents.Readable)
+    if (!this.closed) native.pollUpdate(this.#poll, WATCH)
   }
 
   #onPoll (status: number, events: number): void {
@@ -77,12 +78,17 @@ export class Transport {
     if (status < 0) {
       // libuv reports POLLERR as EBADF; on a Unix socket that means the peer is gone. Read what is left first.
       this.#read()
-      this.close(peerGone(-32, 'uv_poll'))
+      this.close(peerGone(EPIPE, 'uv_poll'))
       return
     }
     if ((events & PollEvents.Writable) !== 0) this.#flush()
-    // UV_DISCONNECT (4) comes with EOF: reading finds it.
-    if ((events & (PollEvents.Readable | 4)) !== 0) this.#read()
+    // UV_DISCONNECT comes with EOF: reading finds it.
+    if ((events & WATCH) !== 0) this.#read()
+  }
+
+  /** Reads and dispatches what the socket holds now, without waiting for the next poll callback. */
+  drain (): void {
+    if (!this.closed) this.#read()
   }
 
   #read (): void {

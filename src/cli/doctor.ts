@@ -23,7 +23,7 @@ function memfdCheck (): Check {
 async function cmaCheck (): Promise<Check> {
   const src = new Uint8Array(64).fill(7)
   const dst = new Uint8Array(64)
-  const r = await native.async(AsyncOp.VmRead, process.pid, 0, 0, 0, new Float64Array([native.address(dst), 64]), new Float64Array([native.address(src), 64]))
+  const r = await native.async(AsyncOp.VmRead, process.pid, 0, [dst, 0, 64], new Float64Array(native.addresses([src, 0, 64])))
   const yama = readSys('/proc/sys/kernel/yama/ptrace_scope')
   const scope = yama === undefined ? 'no Yama' : `Yama ptrace_scope=${yama}${yama === '1' ? ' (writer names its reader with PR_SET_PTRACER)' : yama === '0' ? '' : ' (same-user reads refused unless CAP_SYS_PTRACE)'}`
   if (r < 0) return { name: 'process_vm_readv', ok: false, detail: `${new SystemError(r, 'process_vm_readv').code}; ${scope}` }
@@ -36,7 +36,7 @@ async function spliceCheck (): Promise<Check> {
   const max = readSys('/proc/sys/fs/pipe-max-size') ?? '?'
   if (typeof pipe === 'number') return { name: 'vmsplice', ok: false, detail: new SystemError(pipe, 'pipe2').message }
   const src = new Uint8Array(pageSize).fill(1)
-  const r = await native.async(AsyncOp.Vmsplice, pipe[1], SPLICE_F_GIFT, 0, 0, new Float64Array([native.address(src), src.byteLength]), null)
+  const r = await native.async(AsyncOp.Vmsplice, pipe[1], SPLICE_F_GIFT, [src, 0, src.byteLength], null)
   native.close(pipe[0])
   native.close(pipe[1])
   if (r < 0) return { name: 'vmsplice', ok: false, detail: new SystemError(r, 'vmsplice').message }
