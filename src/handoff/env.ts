@@ -4,8 +4,6 @@
  * pass `join(path, { env: { step } })` to kill a real process at an exact point of the protocol.
  */
 import { readFileSync } from 'node:fs'
-import { PerformanceObserver, performance } from 'node:perf_hooks'
-import { getHeapSpaceStatistics } from 'node:v8'
 import * as core from './core.ts'
 
 /** The subset of the core Channel that the handoff uses. */
@@ -28,7 +26,7 @@ export interface HandoffServer {
 
 /** Protocol points where tests inject failures (typically `process.kill(process.pid, 'SIGKILL')`). */
 export type Step =
-  | 'successor:connected' | 'successor:hello-sent' | 'successor:state-received' | 'successor:before-ready' | 'successor:ready-sent' | 'successor:serving'
+  | 'successor:connected' | 'successor:hello-sent' | 'successor:state-received' | 'successor:before-ready' | 'successor:ready-sent' | 'successor:committed' | 'successor:serving'
   | 'predecessor:hello-received' | 'predecessor:stopped' | 'predecessor:quiesced' | 'predecessor:state-sent' | 'predecessor:ready-received' | 'predecessor:committed'
 
 export interface Env {
@@ -48,51 +46,6 @@ export interface Env {
   pid: number
   isAlive (pid: number): boolean
   step (name: Step): void | Promise<void>
-  /** Successor, before PREPARED: waits out the garbage collection that mapping large regions sets off. */
-  settle (): Promise<void>
-}
-
-const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
-
-/**
- * V8 counts a mapped region as external memory; a large one starts a collection ("external memory
- * pressure") that would otherwise finish in the middle of the critical section. Idle until no GC has
- * run for QUIET_MS (at most MAX_MS): this costs the successor time while the predecessor still serves.
- */
-export async function settle (): Promise<void> {
-  const QUIET_MS = 15
-  const MAX_MS = 300
-  const start = performance.now()
-  let last = start
-  const obs = new PerformanceObserver(() => { last = performance.now() })
-  obs.observe({ entryTypes: ['gc'] })
-  try {
-    do await sleep(5)
-    while (performance.now() - last < QUIET_MS && performance.now() - start < MAX_MS)
-  } finally {
-    obs.disconnect()
-  }
-  emptyYoungGeneration()
-}
-
-const youngUsed = (): number => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_used_size ?? 0
-
-/**
- * Allocates short-lived garbage until a scavenge has run, so that the young generation starts the
- * critical section empty and the few hundred KB it allocates cannot trigger one there.
- */
-export function emptyYoungGeneration (): void {
-  let before = youngUsed()
-  let junk: unknown = null
-  for (let i = 1; i <= 1 << 20; i++) {
-    junk = new Array(32)
-    if ((i & 1023) === 0) {
-      const now = youngUsed()
-      if (now < before) break
-      before = now
-    }
-  }
-  if (junk === undefined) throw new Error('unreachable')
 }
 
 /** True unless the process is gone or a zombie: a zombie can no longer serve. */
@@ -119,7 +72,6 @@ export const defaultEnv: Env = {
   pid: process.pid,
   isAlive,
   step: () => {},
-  settle,
 }
 
 export function makeEnv (overrides?: Partial<Env>): Env {

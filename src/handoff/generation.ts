@@ -6,19 +6,17 @@ import { EventEmitter } from 'node:events'
 import { renameSync, unlinkSync } from 'node:fs'
 import { PagegiftError } from '../errors.ts'
 import { makeEnv, type Env, type HandoffChannel, type HandoffServer } from './env.ts'
+import { ensureKey, readKey } from './key.ts'
 import { onConnection, type Serving } from './predecessor.ts'
-import { LIMITS, msg } from './protocol.ts'
-import { commit, inherit, type Inheritance } from './successor.ts'
-import { warmUp } from './warmup.ts'
+import { LIMITS, msg, parseDrained, parseWatcherRequest } from './protocol.ts'
+import { commit, gone, inherit, type Inheritance } from './successor.ts'
 import type { HandedOffInfo, HandoffRecord, HandoffState, Inherited, JoinOptions, StatusReport, SuccessorInfo, WatchEvent } from './types.ts'
 
 const DEFAULT_TIMEOUT_MS = 10_000
 const DEFAULT_HELLO_TIMEOUT_MS = 2_000
+const DEFAULT_PAUSE_BUDGET_MS = 500
 
-/** Serves one connection to the handoff socket as if accepted there (the warm-up's dry run uses it). */
-export const kAccept = Symbol('accept')
-
-type Phase = 'joined' | 'serving' | 'handing-off' | 'handed-off' | 'closed'
+type Phase = 'joined' | 'serving' | 'handing-off' | 'draining' | 'handed-off' | 'closed'
 
 export interface Generation {
   on (event: 'resumed', fn: (err: Error) => void): this
@@ -34,13 +32,19 @@ export class Generation extends EventEmitter {
   readonly path: string
   readonly version: string
   #env: Env
-  #opts: Required<Pick<JoinOptions, 'timeoutMs' | 'helloTimeoutMs' | 'exitOnHandoff'>>
+  #opts: Required<Pick<JoinOptions, 'timeoutMs' | 'helloTimeoutMs' | 'exitOnHandoff' | 'pauseBudgetMs' | 'layouts'>>
   #inheritance: Inheritance | null
   #phase: Phase = 'joined'
   #handler: Serving['handler']
   #offer: Serving['offer']
   #server: HandoffServer | null = null
-  #watchers = new Set<HandoffChannel>()
+  /** Watchers and the protocol version each speaks. */
+  #watchers = new Map<HandoffChannel, number>()
+  /** Watchers (pagegift upgrade) that gave up on their successor: no COMMIT may go out while one is open. */
+  #fences = new Set<HandoffChannel>()
+  /** COMMIT went out and neither SERVING nor the successor's end has come back yet. */
+  #committing = false
+  #key = ''
   #history: HandoffRecord[]
   #startedAt = new Date()
   #serving: Serving
@@ -50,7 +54,13 @@ export class Generation extends EventEmitter {
     this.path = path
     this.version = opts.version ?? ''
     this.#env = env
-    this.#opts = { timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, helloTimeoutMs: opts.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS, exitOnHandoff: opts.exitOnHandoff ?? true }
+    this.#opts = {
+      timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      helloTimeoutMs: opts.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS,
+      exitOnHandoff: opts.exitOnHandoff ?? true,
+      pauseBudgetMs: opts.pauseBudgetMs ?? DEFAULT_PAUSE_BUDGET_MS,
+      layouts: opts.layouts ?? {},
+    }
     this.#inheritance = inheritance
     this.generation = inheritance?.state.generation ?? 1
     this.inherited = inheritance?.inherited ?? null
@@ -88,6 +98,7 @@ export class Generation extends EventEmitter {
     const inh = this.#inheritance
     if (inh !== null) await this.#commitInheritance(inh)
     try {
+      this.#key = ensureKey(this.path)
       this.#server = await this.#listen(inh !== null ? this.#opts.timeoutMs : 0)
     } catch (err) {
       if (inh === null) throw err
@@ -97,7 +108,6 @@ export class Generation extends EventEmitter {
       return
     }
     this.#server.on('connection', (ch) => { void onConnection(this.#serving, ch) })
-    await warmUp()
   }
 
   /** Takes the socket path; a successor waits (up to `retryMs`) for its predecessor to let go of it after COMMIT. */
@@ -114,22 +124,40 @@ export class Generation extends EventEmitter {
     }
   }
 
+  /** Gives everything received back: nothing was served, so the predecessor finds it all as it left it. */
+  #abandon (inh: Inheritance): void {
+    this.#phase = 'closed'
+    inh.gate.abort()
+    for (const buf of Object.values(inh.inherited.regions)) this.#env.release(buf)
+    inh.ch.close()
+  }
+
+  /**
+   * READY, COMMIT, then SERVING before the gate opens: until the predecessor has SERVING it keeps
+   * every handle, and resumes if we die here; so we open the gate only once SERVING went out (or
+   * the predecessor is gone, and nobody else can serve).
+   */
   async #commitInheritance (inh: Inheritance): Promise<void> {
     let how: 'commit' | 'takeover'
     try {
       how = await commit(this.#env, inh, this.#opts.timeoutMs)
     } catch (err) {
-      this.#phase = 'closed'
-      inh.gate.abort()
-      for (const buf of Object.values(inh.inherited.regions)) this.#env.release(buf)
-      inh.ch.close()
+      this.#abandon(inh)
       throw err
     }
-    inh.gate.open()
     const servingAt = this.#env.now()
+    if (how === 'commit') {
+      await this.#env.step('successor:committed')
+      const sent = await inh.ch.send(msg.serving(inh.v, servingAt)).then(() => true, () => false)
+      if (!sent && !await gone(this.#env, inh.state.from.pid, 2000)) {
+        this.#abandon(inh)
+        throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_ABORTED', `The predecessor (pid ${inh.state.from.pid}) did not get SERVING after COMMIT, so it serves on: nothing was taken over`)
+      }
+    }
+    inh.gate.open()
     await this.#env.step('successor:serving')
-    if (how === 'commit') await inh.ch.send(msg.serving(servingAt)).catch(() => {})
-    inh.ch.close()
+    if (how === 'commit') void this.#awaitDrained(inh)
+    else this.#stopDraining(inh)
     const st = inh.state
     this.#history.push({
       generation: this.generation,
@@ -138,6 +166,7 @@ export class Generation extends EventEmitter {
       version: this.version,
       at: new Date().toISOString(),
       downtimeMs: Number(servingAt - BigInt(st.stoppedAt)) / 1e6,
+      // Stopped serving to COMMIT, here as received (the predecessor's record has it as sent).
       pauseMs: Number(servingAt - BigInt(st.stoppedAt)) / 1e6,
       bytes: st.regions.reduce((n, r) => n + r.byteLength, 0),
       regions: st.regions.map((r) => ({ name: r.name, bytes: r.byteLength, path: inh.paths.get(r.name) ?? 'share' })),
@@ -146,14 +175,31 @@ export class Generation extends EventEmitter {
     this.#trimHistory()
   }
 
-  async [kAccept] (ch: HandoffChannel): Promise<void> {
-    await onConnection(this.#serving, ch)
+  /** Connections whose output the predecessor still flushes: our writes to each wait for its DRAINED. */
+  async #awaitDrained (inh: Inheritance): Promise<void> {
+    try {
+      while (inh.gate.draining.length > 0) {
+        const r = await inh.ch.recv({ timeoutMs: this.#opts.timeoutMs + 2000 })
+        for (const fd of r.fds) this.#env.closeFd(fd)
+        const d = parseDrained(r.msg, inh.v)
+        inh.gate.drained(d.handle, d.ok)
+      }
+    } catch {
+    } finally {
+      this.#stopDraining(inh)
+    }
+  }
+
+  /** Connections that never drained lost part of their output: they are closed rather than corrupted. */
+  #stopDraining (inh: Inheritance): void {
+    for (const name of inh.gate.draining) inh.gate.drained(name, false)
+    inh.ch.close()
   }
 
   /** Stops accepting successors and closes watchers; the process keeps serving its own clients. */
   async close (): Promise<void> {
     if (this.#phase !== 'handed-off') this.#phase = 'closed'
-    for (const w of this.#watchers) w.close()
+    for (const w of this.#watchers.keys()) w.close()
     this.#watchers.clear()
     const server = this.#server
     this.#server = null
@@ -163,7 +209,7 @@ export class Generation extends EventEmitter {
   /** What `pagegift status` shows. */
   status (): StatusReport {
     const inh = this.inherited
-    const phase = this.#phase === 'handed-off' ? 'handed-off' : this.#serving.busyWith !== null ? 'handing-off' : 'serving'
+    const phase = this.#phase === 'handed-off' || this.#phase === 'draining' ? this.#phase : this.#serving.busyWith !== null ? 'handing-off' : 'serving'
     return {
       generation: this.generation,
       pid: this.#env.pid,
@@ -199,7 +245,30 @@ export class Generation extends EventEmitter {
   }
 
   #broadcast (e: WatchEvent): void {
-    for (const w of this.#watchers) w.send(msg.event(e)).catch(() => { this.#watchers.delete(w); w.close() })
+    if (e.event === 'committing') this.#committing = true
+    for (const [w, v] of this.#watchers) w.send(msg.event(v, e)).catch(() => { this.#watchers.delete(w); w.close() })
+  }
+
+  /**
+   * A watcher stays subscribed until it closes. An authorized one (it presented the key) may ask for
+   * a fence: no COMMIT goes out while it is open, unless one already did (`committing`), in which
+   * case the successor must be left alone. pagegift upgrade fences before it kills a late successor.
+   */
+  #addWatcher (ch: HandoffChannel, v: number, authorized: boolean): void {
+    this.#watchers.set(ch, v)
+    ch.on('close', () => { this.#watchers.delete(ch); this.#fences.delete(ch) })
+    void (async () => {
+      for (;;) {
+        let r: { msg: unknown, fds: number[] }
+        try { r = await ch.recv() } catch { return }
+        for (const fd of r.fds) this.#env.closeFd(fd)
+        try { parseWatcherRequest(r.msg, v) } catch { ch.close(); return }
+        const granted = authorized && !this.#committing
+        if (granted) this.#fences.add(ch)
+        const reason = !authorized ? 'a fence needs the service key' : this.#committing ? 'COMMIT was already sent' : undefined
+        await ch.send(msg.event(v, { event: 'fenced', granted, committing: this.#committing, ...(reason !== undefined ? { reason } : {}) })).catch(() => {})
+      }
+    })()
   }
 
   #makeServing (): Serving {
@@ -210,34 +279,41 @@ export class Generation extends EventEmitter {
       version: this.version,
       timeoutMs: this.#opts.timeoutMs,
       helloTimeoutMs: this.#opts.helloTimeoutMs,
+      pauseBudgetMs: this.#opts.pauseBudgetMs,
+      get key () { return self.#key },
+      layouts: Object.fromEntries(Object.entries(this.#opts.layouts).map(([name, l]) => [name, l.version])),
       get handler () { return self.#phase === 'serving' ? self.#handler : undefined },
       get offer () { return self.#offer },
       busyWith: null,
       history: this.#history,
+      fenced: () => this.#fences.size > 0,
       status: () => this.status(),
       broadcast: (e) => this.#broadcast(e),
-      addWatcher: (ch) => {
-        this.#watchers.add(ch)
-        ch.on('close', () => this.#watchers.delete(ch))
-      },
+      addWatcher: (ch, v, authorized) => this.#addWatcher(ch, v, authorized),
       unlisten: async () => { await this.#retire() },
       committed: (record) => { void this.#handedOff(record) },
-      resumed: (err) => {
-        this.#broadcast({ event: 'resumed', reason: err.message, code: (err as { code?: string }).code ?? 'ERR_PAGEGIFT_HANDOFF' })
+      retired: () => {
+        this.#phase = 'handed-off'
+        if (this.#opts.exitOnHandoff) setImmediate(() => process.exit(0))
+      },
+      resumed: (err, afterCommit) => {
+        this.#committing = false
+        this.#broadcast({ event: 'resumed', reason: err.message, code: (err as { code?: string }).code ?? 'ERR_PAGEGIFT_HANDOFF', ...(afterCommit ? { afterCommit } : {}) })
         this.emit('resumed', err)
       },
     }
   }
 
+  /** SERVING arrived: the successor serves. We only finish flushing the draining connections. */
   async #handedOff (record: HandoffRecord): Promise<void> {
-    this.#phase = 'handed-off'
+    this.#phase = 'draining'
+    this.#committing = false
     this.#history.push(record)
     this.#trimHistory()
-    await Promise.all([...this.#watchers].map(async (w) => await w.send(msg.event({ event: 'committed', record })).catch(() => {})))
-    for (const w of this.#watchers) w.close()
+    await Promise.all([...this.#watchers].map(async ([w, v]) => await w.send(msg.event(v, { event: 'committed', record })).catch(() => {})))
+    for (const w of this.#watchers.keys()) w.close()
     this.#watchers.clear()
     this.emit('handedOff', record)
-    if (this.#opts.exitOnHandoff) setImmediate(() => process.exit(0))
   }
 }
 
@@ -247,11 +323,22 @@ function checkOptions (path: unknown, opts: unknown): JoinOptions {
   if (typeof opts !== 'object' || opts === null) throw new TypeError('The "opts" argument must be an object')
   const o = opts as JoinOptions
   if (o.version !== undefined && (typeof o.version !== 'string' || o.version.length > LIMITS.name)) throw new TypeError(`The "opts.version" argument must be a string of at most ${LIMITS.name} chars`)
-  for (const k of ['timeoutMs', 'helloTimeoutMs'] as const) {
+  if (o.layouts !== undefined) checkLayoutOptions(o.layouts)
+  for (const k of ['timeoutMs', 'helloTimeoutMs', 'pauseBudgetMs'] as const) {
     const v = o[k]
     if (v !== undefined && (typeof v !== 'number' || !(v > 0) || v > 2 ** 31 - 1)) throw new RangeError(`The "opts.${k}" argument must be a positive number of ms. Received ${String(v)}`)
   }
   return o
+}
+
+function checkLayoutOptions (layouts: unknown): void {
+  if (typeof layouts !== 'object' || layouts === null) throw new TypeError('The "opts.layouts" argument must be an object')
+  const version = (x: unknown): boolean => Number.isInteger(x) && (x as number) >= 0 && (x as number) < 2 ** 31
+  for (const [name, spec] of Object.entries(layouts)) {
+    const l = spec as { version?: unknown, accepts?: unknown }
+    if (typeof l !== 'object' || l === null || !version(l.version)) throw new TypeError(`The "opts.layouts.${name}.version" argument must be a non-negative integer`)
+    if (l.accepts !== undefined && (!Array.isArray(l.accepts) || !l.accepts.every(version))) throw new TypeError(`The "opts.layouts.${name}.accepts" argument must be an array of non-negative integers`)
+  }
 }
 
 const RETRY_LISTEN = new Set(['EADDRINUSE', 'ENOENT', 'EAGAIN'])
@@ -266,7 +353,8 @@ const NOBODY = new Set(['ENOENT', 'ECONNREFUSED'])
 export async function join (socketPath: string, opts: JoinOptions = {}): Promise<Generation> {
   const o = checkOptions(socketPath, opts)
   const env = makeEnv(o.env)
-  await warmUp()
+  // Read before connecting: a key file that is not ours alone fails here, whoever serves.
+  const key = readKey(socketPath)
   let ch: HandoffChannel
   try {
     ch = await env.connect(socketPath)
@@ -274,6 +362,6 @@ export async function join (socketPath: string, opts: JoinOptions = {}): Promise
     if (NOBODY.has((err as { code?: string }).code ?? '')) return new Generation(socketPath, env, o, null)
     throw err
   }
-  const inheritance = await inherit(env, ch, o.version ?? '', o.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+  const inheritance = await inherit(env, ch, { version: o.version ?? '', key, layouts: o.layouts ?? {} }, o.timeoutMs ?? DEFAULT_TIMEOUT_MS)
   return new Generation(socketPath, env, o, inheritance)
 }

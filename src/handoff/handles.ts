@@ -18,6 +18,8 @@ export interface Gate {
   committed: boolean
   onCommit: (fn: () => void) => void
   onAbort: (fn: () => void) => void
+  /** Called once the predecessor flushed (ok) or gave up on the output it had queued on the named handle. */
+  onDrained: (handle: string, fn: (ok: boolean) => void) => void
 }
 
 interface Internals {
@@ -28,8 +30,14 @@ interface Internals {
   release?: () => void
   /** Predecessor side: resolves when nothing we wrote is still queued; false if the connection closed instead. */
   flush?: () => Promise<boolean>
+  /** Predecessor side: output the app wrote is still queued in this process (not yet taken by the kernel). */
+  queued?: () => boolean
+  /** Predecessor side: the connection closed after it was exported (it is left out). */
+  closed?: () => boolean
   /** Successor side: set while the handoff that delivered this handle is not committed. */
   gate?: Gate
+  /** Successor side: the name under which the predecessor reports this connection drained. */
+  draining?: string
 }
 
 const internals = new WeakMap<Handle, Internals>()
@@ -153,7 +161,9 @@ function drainReadable (socket: net.Socket): Buffer {
 /**
  * Pauses a connection at a request boundary and hands it over with its unread bytes: `pending`
  * (what the app read but did not parse) followed by what the stream had buffered. The app must not
- * write to it afterwards; the handoff waits for queued writes to drain before sending it.
+ * write to it afterwards. Output still queued in this process does not delay the handoff: the
+ * connection moves at once, this process flushes that output after the commit, and the successor's
+ * own writes to the connection wait until it has (see docs/handoff.md, "Draining").
  */
 export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc(0)): Handle {
   if (socket instanceof tls.TLSSocket) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_TLS', 'A TLS socket cannot move: its session keys live in this process\'s OpenSSL state')
@@ -163,7 +173,7 @@ export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc
   if (socket.connecting) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_NOT_CONNECTED', 'The socket is still connecting')
   if (h === null || socket.destroyed || typeof h.fd !== 'number' || h.fd < 0) {
     // A connection that closed (its 'close' event may still be on its way) is simply left out.
-    return new Handle('socket', Buffer.alloc(0), { closed: 1 }, { fd: null, flush: async () => false })
+    return new Handle('socket', Buffer.alloc(0), { closed: 1 }, { fd: null, flush: async () => false, closed: () => true })
   }
   const flowing = socket.readableFlowing
   h.readStop()
@@ -173,10 +183,11 @@ export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc
   const buffered = drainReadable(socket)
   const info = { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 }
   const i: Internals = { fd: h.fd }
+  const queued = (): boolean => socket.writableLength > 0 || (h.writeQueueSize ?? 0) > 0
+  i.queued = queued
+  i.closed = () => socket.destroyed
   i.flush = async () => {
-    while (!socket.destroyed && (socket.writableLength > 0 || (h.writeQueueSize ?? 0) > 0)) {
-      await new Promise((resolve) => setImmediate(resolve))
-    }
+    while (!socket.destroyed && queued()) await new Promise((resolve) => setTimeout(resolve, 1))
     return !socket.destroyed
   }
   i.resume = () => {
@@ -219,14 +230,17 @@ export function adoptSocket (handle: Handle): { socket: net.Socket, pending: Buf
   const opts = { fd, readable: true, writable: true, manualStart: true } as net.SocketConstructorOpts
   const socket = new net.Socket(opts)
   const h = (socket as unknown as SocketInternals)._handle as StreamHandle
+  const draining = inner(handle).draining
   if (gate === undefined || gate.committed) {
     socket.read(0)
   } else {
     // reading = true without readStart(): nothing reads from the kernel until COMMIT.
     h.reading = true
     socket.cork()
-    gate.onCommit(() => { h.readStart(); socket.uncork() })
+    gate.onCommit(() => { h.readStart(); if (draining === undefined) socket.uncork() })
     gate.onAbort(() => socket.destroy())
+    // Our writes stay corked behind the predecessor's queued output; if that output was lost, so is the stream.
+    if (draining !== undefined) gate.onDrained(draining, (ok) => { if (ok) socket.uncork(); else socket.destroy() })
   }
   return { socket, pending: handle.pending }
 }
@@ -237,9 +251,9 @@ export function fdHandle (fd: number): Handle {
   return new Handle('fd', Buffer.alloc(0), { fd }, { fd })
 }
 
-/** A handle received in STATE; `fd` is ours until adopted. */
-export function inheritedHandle (kind: HandleKind, fd: number, pending: Buffer, info: Record<string, string | number>, gate: Gate): Handle {
-  const h = new Handle(kind, pending, info, { fd, gate })
+/** A handle received in STATE; `fd` is ours until adopted. `draining`: its name, if the predecessor still flushes its output. */
+export function inheritedHandle (kind: HandleKind, fd: number, pending: Buffer, info: Record<string, string | number>, gate: Gate, draining?: string): Handle {
+  const h = new Handle(kind, pending, info, { fd, gate, ...(draining !== undefined ? { draining } : {}) })
   gate.onAbort(() => { const i = internals.get(h); if (i !== undefined && i.fd !== null) { defaultEnv.closeFd(i.fd); i.fd = null } })
   return h
 }
@@ -253,5 +267,7 @@ export function wireFd (h: Handle): number {
 
 /** Waits for a handle's queued writes; false when it closed meanwhile (it is then left out). */
 export async function flushHandle (h: Handle): Promise<boolean> { return await inner(h).flush?.() ?? true }
+export function hasQueuedOutput (h: Handle): boolean { return inner(h).queued?.() ?? false }
+export function handleClosed (h: Handle): boolean { return inner(h).closed?.() ?? false }
 export function resumeHandle (h: Handle): void { inner(h).resume?.() }
 export function releaseHandle (h: Handle): void { inner(h).release?.() }

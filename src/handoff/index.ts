@@ -7,5 +7,5 @@ export { exportServer, adoptServer, exportSocket, adoptSocket, Handle, type Hand
 export { status, watch } from './client.ts'
 export type { Env, Step } from './env.ts'
 export type {
-  HandedOffInfo, HandoffRecord, HandoffState, Inherited, JoinOptions, Origin, RegionReport, StatusReport, SuccessorInfo, WatchEvent,
+  HandedOffInfo, HandoffRecord, HandoffState, Inherited, JoinOptions, LayoutSpec, Origin, RegionReport, StatusReport, SuccessorInfo, WatchEvent,
 } from './types.ts'

@@ -1,12 +1,16 @@
 /**
  * The serving side: answer status and watch requests, and run one handoff at a time. A handoff
- * quiesces (onHandoff), sends STATE while keeping every reference, waits for READY, then COMMITs.
- * Any failure before COMMIT resumes every exported handle: nothing is lost, nothing is refused.
+ * checks the successor's key, offers the regions while we still serve, quiesces (onHandoff), sends
+ * STATE while keeping every reference, waits for READY within the pause budget, COMMITs, and lets
+ * go of its handles only once SERVING arrives. Any failure before SERVING resumes every exported
+ * handle: nothing is lost, nothing is refused. Connections whose output was still queued drain
+ * after SERVING, while the successor holds its own writes to them.
  */
 import { PagegiftError } from '../errors.ts'
 import type { Env, HandoffChannel } from './env.ts'
-import { collectExports, fdHandle, flushHandle, Handle, releaseHandle, resumeHandle, wireFd } from './handles.ts'
-import { LIMITS, msg, PROTOCOL_VERSION, parseFirst, parsePrepared, parseReady, parseServing, type HandleWire, type HelloMsg } from './protocol.ts'
+import { collectExports, fdHandle, flushHandle, Handle, handleClosed, hasQueuedOutput, releaseHandle, resumeHandle, wireFd } from './handles.ts'
+import { keyMatches } from './key.ts'
+import { LIMITS, MIN_PROTOCOL_VERSION, msg, negotiate, parseFirst, parsePrepared, parseReady, parseServing, type HandleWire, type HelloMsg } from './protocol.ts'
 import { sendBulk } from './bulk.ts'
 import { offerable, planRegions, sendGifts } from './regions.ts'
 import type { HandoffRecord, HandoffState, RegionReport, StatusReport, SuccessorInfo, WatchEvent } from './types.ts'
@@ -18,18 +22,28 @@ export interface Serving {
   version: string
   timeoutMs: number
   helloTimeoutMs: number
+  pauseBudgetMs: number
+  /** The service's key; a successor must present it. */
+  key: string
+  /** The layout version of each region, as this build writes it. */
+  layouts: Record<string, number>
   handler: ((s: SuccessorInfo) => HandoffState | Promise<HandoffState>) | undefined
   /** Regions to offer before quiescing (see Generation.offerRegions). */
   offer: (() => Record<string, ArrayBuffer>) | undefined
   busyWith: number | null
   history: HandoffRecord[]
+  /** True while an authorized watcher (pagegift upgrade) holds off every commit. */
+  fenced (): boolean
   status (): StatusReport
   broadcast (e: WatchEvent): void
-  addWatcher (ch: HandoffChannel): void
-  /** Stops accepting successors on the handoff socket (just after COMMIT). */
+  addWatcher (ch: HandoffChannel, v: number, authorized: boolean): void
+  /** Stops accepting successors on the handoff socket (once SERVING arrived). */
   unlisten (): Promise<void>
+  /** SERVING arrived: the successor serves; our draining connections follow. */
   committed (record: HandoffRecord): void
-  resumed (err: Error): void
+  /** Every connection drained: nothing of ours is left to serve. */
+  retired (): void
+  resumed (err: Error, afterCommit: boolean): void
 }
 
 // ERR_PAGEGIFT_CLOSED too: a send on a channel the peer's death already closed.
@@ -46,38 +60,59 @@ export async function onConnection (s: Serving, ch: HandoffChannel): Promise<voi
     return
   }
   for (const fd of first.fds) s.env.closeFd(fd)
+  let v = MIN_PROTOCOL_VERSION
   try {
     const m = parseFirst(first.msg)
+    v = negotiate(m.max)
     if (m.t === 'status') {
-      await ch.send(msg.status(s.status()))
+      await ch.send(msg.status(v, s.status()))
       ch.close()
     } else if (m.t === 'watch') {
-      s.addWatcher(ch)
-      await ch.send(msg.status(s.status()))
-    } else if (s.busyWith !== null) {
-      throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_BUSY', `a handoff to pid ${s.busyWith} is already running; only one successor at a time`)
-    } else if (s.handler === undefined) {
-      throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_UNSUPPORTED', `generation ${s.generation} (pid ${s.env.pid}) has no onHandoff handler`)
+      s.addWatcher(ch, v, keyMatches(s.key, m.key))
+      await ch.send(msg.status(v, s.status()))
     } else {
-      await runHandoff(s, ch, m)
+      admit(s, m)
+      await runHandoff(s, ch, m, v)
     }
   } catch (err) {
-    await ch.send(msg.refused(code(err), (err as Error).message)).catch(() => {})
+    await ch.send(msg.refused(v, code(err), (err as Error).message)).catch(() => {})
     ch.close()
   }
 }
 
-/** Rejects when the channel closes or the deadline passes; `race` wraps every wait of the handoff. */
-function guard (ch: HandoffChannel, timeoutMs: number): { race: <T>(p: Promise<T>) => Promise<T>, done: () => void } {
+/** Refuses a HELLO that may not start a handoff, before anything is offered or paused. */
+function admit (s: Serving, hello: HelloMsg): void {
+  if (!keyMatches(s.key, hello.key)) {
+    const why = hello.max === undefined ? 'it speaks protocol version 1, which has no key (a downgrade to the previous release is not supported)' : hello.key === undefined ? 'it presented none' : 'it presented another one'
+    throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_KEY', `only a successor with this service's key may take over (join() reads it from the key file beside the handoff socket); ${why}`)
+  }
+  if (s.busyWith !== null) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_BUSY', `a handoff to pid ${s.busyWith} is already running; only one successor at a time`)
+  if (s.fenced()) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_CANCELLED', 'pagegift upgrade cancelled the upgrade it started; no successor may take over until it exits')
+  if (s.handler === undefined) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_UNSUPPORTED', `generation ${s.generation} (pid ${s.env.pid}) has no onHandoff handler`)
+}
+
+/**
+ * Rejects when the channel closes, when HELLO to READY outlasts `timeoutMs`, or when the pause (from
+ * quiescing on) outlasts the pause budget; `race` wraps every wait of the handoff. `kick` restarts
+ * the pause budget while the successor makes progress receiving a copied region.
+ */
+function guard (ch: HandoffChannel, timeoutMs: number, budgetMs: number): { race: <T>(p: Promise<T>) => Promise<T>, pause: () => void, kick: () => void, done: () => void } {
   let fail!: (err: Error) => void
   const failed = new Promise<never>((_, reject) => { fail = reject })
   failed.catch(() => {})
   const onClose = (err?: Error): void => fail(new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', `the successor went away before commit${err !== undefined ? `: ${err.message}` : ''}`, { cause: err }))
   ch.on('close', onClose)
   const timer = setTimeout(() => fail(new PagegiftError('ERR_PAGEGIFT_HANDOFF_TIMEOUT', `the successor did not reach READY within ${timeoutMs} ms`)), timeoutMs)
+  let pauseTimer: NodeJS.Timeout | undefined
+  const pause = (): void => {
+    clearTimeout(pauseTimer)
+    pauseTimer = setTimeout(() => fail(new PagegiftError('ERR_PAGEGIFT_HANDOFF_TIMEOUT', `the successor did not reach READY within the pause budget (${budgetMs} ms) while the service was paused`)), budgetMs)
+  }
   return {
     race: async <T>(p: Promise<T>) => await Promise.race([p, failed]),
-    done: () => { clearTimeout(timer); ch.off('close', onClose) },
+    pause,
+    kick: () => { if (pauseTimer !== undefined) pause() },
+    done: () => { clearTimeout(timer); clearTimeout(pauseTimer); ch.off('close', onClose) },
   }
 }
 
@@ -100,112 +135,147 @@ function checkState (state: unknown): HandoffState {
 }
 
 /** What the critical section produced, for the commit that follows it. */
-interface Sent { stoppedAt: bigint, pauseNs: bigint, regions: RegionReport[], handles: [string, Handle][] }
+interface Sent { stoppedAt: bigint, pauseNs: bigint, regions: RegionReport[], handles: [string, Handle][], draining: string[] }
 
-async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg): Promise<void> {
+async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg, v: number): Promise<void> {
   s.busyWith = hello.pid
   s.broadcast({ event: 'start', pid: hello.pid, version: hello.version })
-  const g = guard(ch, s.timeoutMs)
+  const g = guard(ch, s.timeoutMs, s.pauseBudgetMs)
   const stopCollecting = collectExports()
   const progress = { returned: [] as [string, Handle][], handlerDone: Promise.resolve() as Promise<unknown> }
   let sent: Sent
   try {
-    sent = await handOver(s, ch, hello, g.race, stopCollecting, progress)
+    sent = await handOver(s, ch, hello, v, g, stopCollecting, progress)
   } catch (err) {
     g.done()
     stopCollecting()
     await progress.handlerDone
     const why = peerGone(err) ? new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', `the successor (pid ${hello.pid}) went away before commit`, { cause: err }) : err as Error
-    await rollback(s, ch, why, [...new Set([...stopCollecting(), ...progress.returned.map(([, h]) => h)])])
+    await rollback(s, ch, v, why, [...new Set([...stopCollecting(), ...progress.returned.map(([, h]) => h)])], false)
     return
   }
-  // Committed: from here on nothing may roll back, whatever fails.
   g.done()
   await Promise.resolve(s.env.step('predecessor:committed')).catch(() => {})
+  const servingAt = await awaitServing(s, ch, v)
+  if (servingAt instanceof Error) {
+    await rollback(s, ch, v, servingAt, sent.handles.map(([, h]) => h), true)
+    return
+  }
   // The successor waits for the socket path (EADDRINUSE) until we let go of it here.
   await s.unlisten().catch(() => {})
-  await finishCommit(s, ch, hello, sent)
+  s.committed(record(s, hello, sent, servingAt))
+  await drain(s, ch, v, sent)
+  ch.close()
+  for (const [, h] of sent.handles) releaseHandle(h)
+  s.retired()
 }
 
 /** Quiesce, STATE, READY, COMMIT: everything from "stopped serving" to the commit point. */
-async function handOver (s: Serving, ch: HandoffChannel, hello: HelloMsg, race: <T>(p: Promise<T>) => Promise<T>, stopCollecting: () => Handle[], progress: { returned: [string, Handle][], handlerDone: Promise<unknown> }): Promise<Sent> {
+async function handOver (s: Serving, ch: HandoffChannel, hello: HelloMsg, v: number, g: ReturnType<typeof guard>, stopCollecting: () => Handle[], progress: { returned: [string, Handle][], handlerDone: Promise<unknown> }): Promise<Sent> {
   const { env } = s
+  const { race } = g
   await race(Promise.resolve(env.step('predecessor:hello-received')))
-  const offered = await offerRegions(s, ch, race)
+  const offered = await offerRegions(s, ch, v, race)
   const stoppedAt = env.now()
   await race(Promise.resolve(env.step('predecessor:stopped')))
   const handler = s.handler as NonNullable<Serving['handler']>
   const handlerP = Promise.resolve().then(() => handler({ pid: hello.pid, uid: ch.peer.uid, version: hello.version }))
   progress.handlerDone = handlerP.catch(() => {})
   const state = checkState(await race(handlerP))
+  // Quiesced: from here on the successor has the pause budget to reach READY.
+  g.pause()
   stopCollecting()
-  progress.returned = toHandles(state.handles)
-  const open = await race(Promise.all(progress.returned.map(async ([, h]) => await flushHandle(h))))
-  const returned = progress.returned = progress.returned.filter((_, i) => open[i])
+  // A connection that closed meanwhile is left out; one with queued output moves now and drains after SERVING.
+  const returned = progress.returned = toHandles(state.handles).filter(([, h]) => !handleClosed(h))
+  const draining = v >= 2 ? returned.filter(([, h]) => hasQueuedOutput(h)).map(([name]) => name) : []
+  // A version-1 successor cannot hold its writes for us: its connections flush before they move, as they did then.
+  if (v < 2) await race(Promise.all(returned.map(async ([, h]) => await flushHandle(h))))
   await race(Promise.resolve(env.step('predecessor:quiesced')))
   const handleFds = returned.map(([, h]) => wireFd(h))
-  const plan = planRegions(env, state.regions ?? {}, handleFds.length, offered)
-  const handles: HandleWire[] = returned.map(([name, h], i) => ({ name, kind: h.kind, fd: i, pending: h.pending.toString('base64'), info: { ...h.info } }))
-  const stateMsg = { t: 'state', v: PROTOCOL_VERSION, generation: s.generation + 1, from: { pid: env.pid, version: s.version, generation: s.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null }
-  await race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds]))
+  const plan = planRegions(env, state.regions ?? {}, handleFds.length, offered, s.layouts)
+  const handles: HandleWire[] = returned.map(([name, h], i) => ({ name, kind: h.kind, fd: i, pending: h.pending.toString('base64'), info: { ...h.info }, ...(draining.includes(name) ? { draining: true } : {}) }))
+  const stateMsg = { t: 'state', v, generation: s.generation + 1, from: { pid: env.pid, version: s.version, generation: s.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null }
+  await race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds], v))
   await race(Promise.resolve(env.step('predecessor:state-sent')))
-  const gifted = await race(sendGifts(ch, plan, (region, bytes, total) => s.broadcast({ event: 'progress', region, bytes, total })))
+  const gifted = await race(sendGifts(ch, plan, (region, bytes, total) => { g.kick(); s.broadcast({ event: 'progress', region, bytes, total }) }))
   const ready = await race(ch.recv())
   for (const fd of ready.fds) env.closeFd(fd)
-  parseReady(ready.msg)
+  parseReady(ready.msg, v)
   await race(Promise.resolve(env.step('predecessor:ready-received')))
   if (ch.closed) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', 'the successor went away before commit')
-  await race(ch.send(msg.commit()))
+  // The fence and COMMIT are decided in one turn of the event loop: pagegift upgrade never kills a successor we committed to.
+  if (s.fenced()) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_CANCELLED', 'pagegift upgrade gave up on this successor (its --timeout passed) before COMMIT')
+  s.broadcast({ event: 'committing', pid: hello.pid })
+  await race(ch.send(msg.commit(v)))
   const regions = plan.wire.map((r) => gifted.get(r.name) ?? { name: r.name, bytes: r.byteLength, path: 'share' as const })
-  return { stoppedAt, pauseNs: env.now() - stoppedAt, regions, handles: returned }
+  return { stoppedAt, pauseNs: env.now() - stoppedAt, regions, handles: returned, draining }
 }
 
 /**
  * OFFER, then wait for PREPARED, all while we still serve: the successor maps the offered regions
- * and lets the garbage collection that this sets off finish, so neither lands in the downtime.
+ * (and checks their layouts) before the predecessor stops serving, so neither lands in the pause.
  */
-async function offerRegions (s: Serving, ch: HandoffChannel, race: <T>(p: Promise<T>) => Promise<T>): Promise<Map<string, ArrayBuffer>> {
+async function offerRegions (s: Serving, ch: HandoffChannel, v: number, race: <T>(p: Promise<T>) => Promise<T>): Promise<Map<string, ArrayBuffer>> {
   const offered = s.offer !== undefined ? offerable(s.env, s.offer()) : new Map<string, ArrayBuffer>()
-  const plan = planRegions(s.env, Object.fromEntries(offered), 0)
+  const plan = planRegions(s.env, Object.fromEntries(offered), 0, undefined, s.layouts)
   // The history travels here too: it does not change during the handoff, so it need not cost downtime.
   const history = s.history.slice(-(LIMITS.history - 1))
-  await race(sendBulk(ch, 'offer', { t: 'offer', v: PROTOCOL_VERSION, regions: plan.wire, history }, plan.fds))
+  await race(sendBulk(ch, 'offer', { t: 'offer', v, regions: plan.wire, history }, plan.fds, v))
   const r = await race(ch.recv())
   for (const fd of r.fds) s.env.closeFd(fd)
-  parsePrepared(r.msg)
+  parsePrepared(r.msg, v)
   return offered
 }
 
-async function finishCommit (s: Serving, ch: HandoffChannel, hello: HelloMsg, { stoppedAt, pauseNs, regions, handles }: Sent): Promise<void> {
-  let downtimeMs: number | null = null
+/**
+ * After COMMIT: SERVING, sent by the successor before it opens its gate. If its end closes without
+ * SERVING, it never served a byte nor touched a region, so we resume. If it stays silent (stopped,
+ * say) or sends anything else, it may still open its gate later: it is killed before we resume.
+ */
+async function awaitServing (s: Serving, ch: HandoffChannel, v: number): Promise<bigint | Error> {
+  const pid = ch.peer.pid
   try {
-    const r = await ch.recv({ timeoutMs: 2000 })
+    const r = await ch.recv({ timeoutMs: s.timeoutMs })
     for (const fd of r.fds) s.env.closeFd(fd)
-    downtimeMs = Number(BigInt(parseServing(r.msg).servingAt) - stoppedAt) / 1e6
-  } catch {
-    // The successor serves anyway; only its own report of the downtime is missing.
+    return BigInt(parseServing(r.msg, v).servingAt)
+  } catch (err) {
+    if (peerGone(err)) return new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', `the successor (pid ${pid}) went away after COMMIT, before SERVING: it never served, so this generation resumes`, { cause: err })
+    try { process.kill(pid, 'SIGKILL') } catch {}
+    await new Promise<void>((resolve) => { if (ch.closed) resolve(); else { ch.on('close', () => resolve()); setTimeout(resolve, 2000).unref() } })
+    return new PagegiftError(code(err) === 'ERR_PAGEGIFT_TIMEOUT' ? 'ERR_PAGEGIFT_HANDOFF_TIMEOUT' : code(err), `the successor (pid ${pid}) sent no SERVING after COMMIT (${(err as Error).message}): it was killed, and this generation resumes`, { cause: err })
   }
-  ch.close()
-  for (const [, h] of handles) releaseHandle(h)
-  s.committed({
+}
+
+/** Flushes the output still queued on the draining connections, telling the successor about each. */
+async function drain (s: Serving, ch: HandoffChannel, v: number, sent: Sent): Promise<void> {
+  const until = Date.now() + s.timeoutMs
+  await Promise.all(sent.handles.filter(([name]) => sent.draining.includes(name)).map(async ([name, h]) => {
+    const ok = await Promise.race([flushHandle(h), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), Math.max(0, until - Date.now())).unref())])
+    await ch.send(msg.drained(v, name, ok)).catch(() => {})
+    releaseHandle(h)
+  }))
+}
+
+function record (s: Serving, hello: HelloMsg, sent: Sent, servingAt: bigint): HandoffRecord {
+  return {
     generation: s.generation + 1,
     fromPid: s.env.pid,
     toPid: hello.pid,
     version: hello.version,
     at: new Date().toISOString(),
-    downtimeMs,
-    pauseMs: Number(pauseNs) / 1e6,
-    bytes: regions.reduce((n, r) => n + r.bytes, 0),
-    regions,
-    handles: handles.length,
-  })
+    downtimeMs: Number(servingAt - sent.stoppedAt) / 1e6,
+    pauseMs: Number(sent.pauseNs) / 1e6,
+    bytes: sent.regions.reduce((n, r) => n + r.bytes, 0),
+    regions: sent.regions,
+    handles: sent.handles.length,
+  }
 }
 
-async function rollback (s: Serving, ch: HandoffChannel, err: Error, handles: Handle[]): Promise<void> {
+async function rollback (s: Serving, ch: HandoffChannel, v: number, err: Error, handles: Handle[], afterCommit: boolean): Promise<void> {
   // ABORT goes out before we serve again, so a live successor can never believe it committed.
-  if (!ch.closed) await ch.send(msg.abort(code(err), err.message)).catch(() => {})
+  if (!ch.closed && !afterCommit) await ch.send(msg.abort(v, code(err), err.message)).catch(() => {})
   ch.close()
   for (const h of handles) resumeHandle(h)
   s.busyWith = null
-  s.resumed(err)
+  s.resumed(err, afterCommit)
 }
