@@ -160,8 +160,12 @@ async function follow_ (a: Args, deps: UpgradeDeps, w: Watch, child: ChildProces
       return 1
     }
     if (o.kind === 'cancel') {
-      if (p.cancelling !== null || p.committing) continue
+      if (p.cancelling !== null) continue
       p.cancelling = o.why
+      if (p.committing) {
+        deps.err(`pagegift upgrade: ${o.why}, but COMMIT was already sent: the successor (pid ${child.pid}) is left alone; waiting for the outcome\n`)
+        continue
+      }
       if (w.version < 2) {
         deps.err(`pagegift upgrade: ${o.why}; the serving generation speaks protocol ${w.version}, which cannot hold off a commit, so the successor (pid ${child.pid}) is left running\n`)
         return 1
