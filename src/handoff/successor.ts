@@ -4,9 +4,10 @@
  * before COMMIT, so a predecessor that rolls back finds everything as it left it.
  */
 import { PagegiftError } from '../errors.ts'
+import { testPoint } from '../testhook.ts'
 import type { Env, HandoffChannel } from './env.ts'
 import { inheritedHandle, type Gate, type Handle } from './handles.ts'
-import { msg, parseCommitReply, parseHelloReply, parseOffer, parseState, protocolError, type RegionWire, type StateMsg } from './protocol.ts'
+import { msg, parseCommitReply, parseDrained, parseHelloReply, parseOffer, parseState, protocolError, type RegionWire, type StateMsg } from './protocol.ts'
 import { recvBulk } from './bulk.ts'
 import { mapShared, receiveGifts, releaseAll, takeOffered } from './regions.ts'
 import type { HandoffRecord, Inherited, LayoutSpec, RegionReport } from './types.ts'
@@ -90,12 +91,12 @@ export function checkLayouts (regions: RegionWire[], layouts: Record<string, Lay
 
 /** Runs HELLO to STATE on a connected channel; on any failure everything received is closed. */
 export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials, timeoutMs: number): Promise<Inheritance> {
-  await env.step('successor:connected')
+  await testPoint('successor:connected')
   const offered = new Map<string, ArrayBuffer>()
   const history: HandoffRecord[] = []
   try {
     await ch.send(msg.hello(env.pid, creds.version, creds.key))
-    await env.step('successor:hello-sent')
+    await testPoint('successor:hello-sent')
     let reply = await ch.recv({ timeoutMs })
     let head = parseHelloReply(reply.msg)
     // The predecessor answers in the version we both speak; everything after must stay at it.
@@ -154,14 +155,14 @@ async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[]
     const handles: Record<string, Handle> = {}
     for (const h of state.handles) {
       taken.add(h.fd)
-      handles[h.name] = inheritedHandle(h.kind, fds[h.fd], Buffer.from(h.pending, 'base64'), h.info, gate, h.draining === true ? h.name : undefined)
+      handles[h.name] = inheritedHandle(h.kind, fds[h.fd], Buffer.from(h.pending, 'base64'), h.info, gate, h.draining === true ? h.name : undefined, env)
     }
     mapShared(env, state.regions, fds, regions, taken)
     closeFds(env, fds.filter((_, i) => !taken.has(i)))
     fds.forEach((_, i) => taken.add(i))
     const paths = await receiveGifts(env, ch, state.regions, regions)
     const inherited: Inherited = { regions, handles, meta: state.meta, from: state.from, layouts: Object.fromEntries(state.regions.map((r) => [r.name, r.layout])) }
-    await env.step('successor:state-received')
+    await testPoint('successor:state-received')
     return { ch, v, state, inherited, gate, paths }
   } catch (err) {
     closeFds(env, fds.filter((_, i) => !taken.has(i)))
@@ -189,10 +190,10 @@ export async function commit (env: Env, inh: Inheritance, timeoutMs: number): Pr
   const { ch } = inh
   const pid = inh.state.from.pid
   try {
-    await env.step('successor:before-ready')
+    await testPoint('successor:before-ready')
     if (ch.closed) throw new PagegiftError('ERR_PAGEGIFT_PEER_CLOSED', 'handoff channel closed before READY')
     await ch.send(msg.ready(inh.v))
-    await env.step('successor:ready-sent')
+    await testPoint('successor:ready-sent')
     const r = await ch.recv({ timeoutMs })
     closeFds(env, r.fds)
     const reply = parseCommitReply(r.msg, inh.v)
@@ -202,4 +203,76 @@ export async function commit (env: Env, inh: Inheritance, timeoutMs: number): Pr
     if (isPeerGone(err) && await gone(env, pid, 2000)) return 'takeover'
     throw err
   }
+}
+
+/** Gives everything received back: nothing was served, so the predecessor finds it all as it left it. */
+function abandon (env: Env, inh: Inheritance): void {
+  inh.gate.abort()
+  releaseAll(env, inh.inherited.regions)
+  inh.ch.close()
+}
+
+/**
+ * READY, COMMIT, then SERVING before the gate opens: until the predecessor has SERVING it keeps
+ * every handle, and resumes if we die here; so the gate opens only once SERVING went out (or the
+ * predecessor is gone, and nobody else can serve). Returns this generation's history record; on a
+ * failure everything is given back before it throws.
+ */
+export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, me: { generation: number, version: string }): Promise<HandoffRecord> {
+  let how: 'commit' | 'takeover'
+  try {
+    how = await commit(env, inh, timeoutMs)
+  } catch (err) {
+    abandon(env, inh)
+    throw err
+  }
+  const servingAt = env.now()
+  if (how === 'commit') {
+    await testPoint('successor:committed')
+    const sent = await inh.ch.send(msg.serving(inh.v, servingAt)).then(() => true, () => false)
+    if (!sent && !await gone(env, inh.state.from.pid, 2000)) {
+      abandon(env, inh)
+      throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_ABORTED', `The predecessor (pid ${inh.state.from.pid}) did not get SERVING after COMMIT, so it serves on: nothing was taken over`)
+    }
+  }
+  inh.gate.open()
+  await testPoint('successor:serving')
+  if (how === 'commit') void awaitDrained(env, inh, timeoutMs)
+  else stopDraining(inh)
+  const st = inh.state
+  const sinceStop = Number(servingAt - BigInt(st.stoppedAt)) / 1e6
+  return {
+    generation: me.generation,
+    fromPid: st.from.pid,
+    toPid: env.pid,
+    version: me.version,
+    at: new Date().toISOString(),
+    downtimeMs: sinceStop,
+    // Stopped serving to COMMIT, here as received (the predecessor's record has it as sent).
+    pauseMs: sinceStop,
+    bytes: st.regions.reduce((n, r) => n + r.byteLength, 0),
+    regions: st.regions.map((r) => ({ name: r.name, bytes: r.byteLength, path: inh.paths.get(r.name) ?? 'share' })),
+    handles: st.handles.length,
+  }
+}
+
+/** Connections whose output the predecessor still flushes: our writes to each wait for its DRAINED. */
+async function awaitDrained (env: Env, inh: Inheritance, timeoutMs: number): Promise<void> {
+  try {
+    while (inh.gate.draining.length > 0) {
+      const r = await inh.ch.recv({ timeoutMs: timeoutMs + 2000 })
+      closeFds(env, r.fds)
+      const d = parseDrained(r.msg, inh.v)
+      inh.gate.drained(d.handle, d.ok)
+    }
+  } catch {
+  } finally {
+    stopDraining(inh)
+  }
+}
+
+/** Connections that never drained lost part of their output: they are closed rather than corrupted. */
+function stopDraining (inh: Inheritance): void {
+  for (const name of inh.gate.draining) inh.gate.drained(name, false)
+  inh.ch.close()
 }
