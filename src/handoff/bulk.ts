@@ -4,7 +4,7 @@
  * bounds the parts, checks their order, and closes every fd if anything is wrong.
  */
 import type { Env, HandoffChannel } from './env.ts'
-import { LIMITS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, protocolError } from './protocol.ts'
+import { check, LIMITS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, protocolError } from './protocol.ts'
 
 /** JSON chars per part: even if every char escapes to two, or is 3 bytes of UTF-8, a part fits in 64 KiB. */
 const PART_CHARS = 16_000
@@ -48,13 +48,7 @@ export async function recvBulk (env: Env, ch: HandoffChannel, first: { msg: unkn
       m = await ch.recv({ timeoutMs })
       fds.push(...m.fds)
     }
-    let body: unknown
-    try {
-      body = JSON.parse(texts.join(''))
-    } catch {
-      throw protocolError(`'${head.t}' is not valid JSON`)
-    }
-    return { body, fds }
+    return { body: check.json(texts.join(''), `'${head.t}'`), fds }
   } catch (err) {
     for (const fd of fds) env.closeFd(fd)
     throw err

@@ -4,6 +4,7 @@
  * handoff, so anything unexpected becomes a PagegiftError with code ERR_PAGEGIFT_HANDOFF_PROTOCOL.
  */
 import { PagegiftError } from '../errors.ts'
+import { Validator } from '../validate.ts'
 import type { HandoffRecord, StatusReport, WatchEvent } from './types.ts'
 
 /**
@@ -64,30 +65,15 @@ export function protocolError (why: string): PagegiftError {
   return new PagegiftError('ERR_PAGEGIFT_HANDOFF_PROTOCOL', `handoff protocol: ${why}`)
 }
 
+/** The handoff's validator (src/validate.ts): a bad field is an ERR_PAGEGIFT_HANDOFF_PROTOCOL error that names it. */
+export const check = new Validator(protocolError)
+
 type Obj = Record<string, unknown>
 
-function obj (x: unknown, what: string): Obj {
-  if (typeof x !== 'object' || x === null || Array.isArray(x)) throw protocolError(`${what} is not an object`)
-  return x as Obj
-}
-
-function int (o: Obj, key: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-  const v = o[key]
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw protocolError(`'${key}' must be an integer in [${min}, ${max}]`)
-  return v
-}
-
-function str (o: Obj, key: string, max = 4096): string {
-  const v = o[key]
-  if (typeof v !== 'string' || v.length > max) throw protocolError(`'${key}' must be a string of at most ${max} chars`)
-  return v
-}
-
-function bigintString (o: Obj, key: string): string {
-  const v = str(o, key, 32)
-  if (!/^\d+$/.test(v)) throw protocolError(`'${key}' must be a decimal integer string`)
-  return v
-}
+const obj = (x: unknown, what: string): Obj => check.obj(x, what)
+const int = (o: Obj, key: string, min = 0, max = Number.MAX_SAFE_INTEGER): number => check.int(o[key], `'${key}'`, min, max)
+const str = (o: Obj, key: string, max = 4096): string => check.str(o[key], `'${key}'`, max)
+const bigintString = (o: Obj, key: string): string => check.decimal(o[key], `'${key}'`)
 
 /**
  * Checks the envelope: an object with a known type, at protocol version `v` (the one negotiated on
@@ -95,7 +81,7 @@ function bigintString (o: Obj, key: string): string {
  */
 function envelope (x: unknown, types: readonly string[], v?: number): Obj {
   const o = obj(x, 'message')
-  if (typeof o.t !== 'string' || !types.includes(o.t)) throw protocolError(`unexpected message type ${JSON.stringify(o.t)} (want ${types.join(' | ')})`)
+  if (typeof o.t !== 'string' || !types.includes(o.t)) check.fail(`unexpected message type ${JSON.stringify(o.t)} (want ${types.join(' | ')})`)
   const ok = v !== undefined ? o.v === v : typeof o.v === 'number' && Number.isInteger(o.v) && o.v >= MIN_PROTOCOL_VERSION && o.v <= PROTOCOL_VERSION
   if (!ok) {
     const speaks = v !== undefined ? `${v} on this channel` : `${MIN_PROTOCOL_VERSION} to ${PROTOCOL_VERSION}`
@@ -122,30 +108,26 @@ export function parseFirst (x: unknown): FirstMsg {
 
 function parseRegion (x: unknown, nfds: number): RegionWire {
   const o = obj(x, 'region')
-  const mode = o.mode
-  if (mode !== 'share' && mode !== 'gift' && mode !== 'offered') throw protocolError(`region mode ${JSON.stringify(mode)}`)
-  const extents = o.extents
-  if (!Array.isArray(extents) || extents.length > LIMITS.extents) throw protocolError('region extents')
+  const mode = check.oneOf(o.mode, 'region mode', ['share', 'gift', 'offered'] as const)
   const byteLength = int(o, 'byteLength')
   let covered = 0
-  const parsed = extents.map((e) => {
-    const eo = obj(e, 'extent')
+  const parsed = check.arr(o.extents, 'region extents', LIMITS.extents, (e, what) => {
+    const eo = obj(e, what)
     const ext = { fd: int(eo, 'fd', 0, nfds - 1), offset: int(eo, 'offset'), length: int(eo, 'length', 1) }
     covered += ext.length
     return ext
   })
-  if (mode === 'share' && (parsed.length === 0 || covered < byteLength)) throw protocolError('shared region extents do not cover its length')
+  if (mode === 'share' && (parsed.length === 0 || covered < byteLength)) check.fail('shared region extents do not cover its length')
   const layout = o.layout === undefined ? 0 : int(o, 'layout', 0, 2 ** 31 - 1)
   return { name: str(o, 'name', LIMITS.name), byteLength, mode, extents: parsed, layout }
 }
 
 function parseHandle (x: unknown, nfds: number): HandleWire {
   const o = obj(x, 'handle')
-  const kind = o.kind
-  if (kind !== 'server' && kind !== 'socket' && kind !== 'fd') throw protocolError(`handle kind ${JSON.stringify(kind)}`)
+  const kind = check.oneOf(o.kind, 'handle kind', ['server', 'socket', 'fd'] as const)
   const pending = str(o, 'pending', Math.ceil(LIMITS.pendingBytes * 4 / 3) + 4)
   const info = obj(o.info, 'handle info')
-  for (const v of Object.values(info)) if (typeof v !== 'string' && typeof v !== 'number') throw protocolError('handle info values')
+  for (const v of Object.values(info)) if (typeof v !== 'string' && typeof v !== 'number') check.fail('handle info values must be strings or numbers')
   const h: HandleWire = { name: str(o, 'name', LIMITS.name), kind, fd: int(o, 'fd', 0, nfds - 1), pending, info: info as HandleWire['info'] }
   if (o.draining === true) h.draining = true
   return h
@@ -155,23 +137,21 @@ function parseHandle (x: unknown, nfds: number): HandleWire {
 export function parseState (x: unknown, nfds: number, v?: number): StateMsg {
   const o = envelope(x, ['state'], v)
   const from = obj(o.from, 'from')
-  const regions = o.regions
-  const handles = o.handles
-  if (!Array.isArray(regions) || regions.length > LIMITS.regions) throw protocolError('regions')
-  if (!Array.isArray(handles) || handles.length > LIMITS.handles) throw protocolError('handles')
+  const regions = check.arr(o.regions, 'regions', LIMITS.regions, (r) => parseRegion(r, nfds))
+  const handles = check.arr(o.handles, 'handles', LIMITS.handles, (h) => parseHandle(h, nfds))
   const state: StateMsg = {
     t: 'state',
     v: o.v as number,
     generation: int(o, 'generation', 1),
     from: { pid: int(from, 'pid', 1), version: str(from, 'version', LIMITS.name), generation: int(from, 'generation', 1) },
     stoppedAt: bigintString(o, 'stoppedAt'),
-    regions: regions.map((r) => parseRegion(r, nfds)),
-    handles: handles.map((h) => parseHandle(h, nfds)),
+    regions,
+    handles,
     meta: o.meta,
   }
   const names = new Set<string>()
   for (const n of [...state.regions.map((r) => 'r:' + r.name), ...state.handles.map((h) => 'h:' + h.name)]) {
-    if (names.has(n)) throw protocolError(`duplicate name ${n.slice(2)}`)
+    if (names.has(n)) check.fail(`duplicate name ${n.slice(2)}`)
     names.add(n)
   }
   return state
@@ -180,17 +160,13 @@ export function parseState (x: unknown, nfds: number, v?: number): StateMsg {
 /** Validates an OFFER: shared regions only, every fd index in range, no name twice. */
 export function parseOffer (x: unknown, nfds: number, v: number): OfferMsg {
   const o = envelope(x, ['offer'], v)
-  const regions = o.regions
-  if (!Array.isArray(regions) || regions.length > LIMITS.regions) throw protocolError('offered regions')
-  const parsed = regions.map((r) => parseRegion(r, nfds))
-  if (parsed.some((r) => r.mode !== 'share')) throw protocolError('an offered region must be shared')
-  if (new Set(parsed.map((r) => r.name)).size !== parsed.length) throw protocolError('duplicate offered region')
-  const history = o.history ?? []
-  if (!Array.isArray(history) || history.length > LIMITS.history || !history.every((h) => typeof h === 'object' && h !== null)) throw protocolError('history')
-  return { t: 'offer', v, regions: parsed, history: history as HandoffRecord[] }
+  const parsed = check.arr(o.regions, 'offered regions', LIMITS.regions, (r) => parseRegion(r, nfds))
+  if (parsed.some((r) => r.mode !== 'share')) check.fail('an offered region must be shared')
+  if (new Set(parsed.map((r) => r.name)).size !== parsed.length) check.fail('duplicate offered region')
+  const history = check.arr(o.history ?? [], 'history', LIMITS.history, (h, what) => check.obj(h, what))
+  return { t: 'offer', v, regions: parsed, history: history as unknown as HandoffRecord[] }
 }
 
-/** The predecessor's answers to HELLO: an OFFER (optional), then STATE; or a refusal. */
 /** The predecessor's answers to HELLO: an OFFER (optional), then STATE; or a refusal. `v`: the version they came in. */
 export function parseHelloReply (x: unknown, v?: number): ({ t: 'refused' | 'abort', code: string, reason: string } | { t: 'state' | 'offer' }) & { v: number } {
   const o = envelope(x, ['offer', 'state', 'refused', 'abort'], v)
@@ -221,8 +197,7 @@ export function parseServing (x: unknown, v: number): ServingMsg {
 
 export function parseDrained (x: unknown, v: number): DrainedMsg {
   const o = envelope(x, ['drained'], v)
-  if (typeof o.ok !== 'boolean') throw protocolError("'ok' must be a boolean")
-  return { t: 'drained', v, handle: str(o, 'handle', LIMITS.name), ok: o.ok }
+  return { t: 'drained', v, handle: str(o, 'handle', LIMITS.name), ok: check.bool(o.ok, "'ok'") }
 }
 
 /** A watcher's request after its first message: hold off every commit until it closes (see Generation). */
@@ -245,7 +220,7 @@ export function replyVersion (x: unknown): number {
 export function parseEvent (x: unknown): WatchEvent {
   const o = envelope(x, ['event'])
   const e = obj(o.event, 'event')
-  if (typeof e.event !== 'string') throw protocolError('event name')
+  check.str(e.event, 'event name', 64)
   return e as unknown as WatchEvent
 }
 
