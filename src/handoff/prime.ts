@@ -1,0 +1,59 @@
+/**
+ * `prime()`: runs the handoff's critical path once in this process, both sides, over a channel
+ * pair in memory: no socket path, no listener, no Generation. A fresh process otherwise compiles
+ * that code (V8 compiles functions lazily, at their first call) in the middle of its first and only
+ * handoff, inside the pause. See docs/handoff.md for what it costs and what it saves.
+ */
+import { channelPair } from '../channel.ts'
+import { alloc, pageSize, release } from '../pages.ts'
+import { defaultEnv } from './env.ts'
+import { handOff, type HandoffJob } from './predecessor.ts'
+import { parseFirst, PROTOCOL_VERSION } from './protocol.ts'
+import { inherit, takeOver } from './successor.ts'
+
+let primed: Promise<boolean> | null = null
+
+/**
+ * Primes once per process; later calls share the first. Resolves true if the rehearsal went through;
+ * false if it failed, which is harmless (a real handoff reports its own errors).
+ */
+export async function prime (): Promise<boolean> {
+  primed ??= run().then(() => true, () => false)
+  return await primed
+}
+
+async function run (): Promise<void> {
+  const [a, b] = channelPair()
+  const region = alloc(pageSize)
+  let received: Record<string, ArrayBuffer> = {}
+  try {
+    const job: HandoffJob = {
+      hello: { t: 'hello', v: 1, max: PROTOCOL_VERSION, pid: process.pid, version: 'prime' },
+      v: PROTOCOL_VERSION,
+      generation: 1,
+      version: 'prime',
+      timeoutMs: 5000,
+      pauseBudgetMs: 5000,
+      layouts: { offered: 1 },
+      history: [],
+      offer: () => ({ offered: region }),
+      // A region that is not giftable takes the gift ladder, as a real one would.
+      quiesce: async () => ({ regions: { offered: region, copied: new Uint8Array(16) }, meta: { prime: true } }),
+      fenced: () => false,
+      event: () => {},
+    }
+    const inheriting = inherit(defaultEnv, b, { version: 'prime', key: null, layouts: { offered: { version: 1 } } }, 5000)
+    parseFirst((await a.recv({ timeoutMs: 5000 })).msg)
+    const handing = handOff(defaultEnv, a, job)
+    const inh = await inheriting
+    received = inh.inherited.regions
+    await takeOver(defaultEnv, inh, 5000, { generation: 2, version: 'prime' })
+    const result = await handing
+    if (result.outcome !== 'committed') throw result.error
+    await result.drain()
+  } finally {
+    a.close()
+    b.close()
+    for (const buf of [region, ...Object.values(received)]) { try { release(buf) } catch {} }
+  }
+}
