@@ -1,12 +1,15 @@
 /**
  * `prime()`: runs the handoff's critical path once in this process, both sides, over a channel
- * pair in memory: no socket path, no listener, no Generation. A fresh process otherwise compiles
+ * pair in memory, with one listener and one connection on an abstract Unix socket (no file, no
+ * port) for the export and adopt paths, and no Generation. A fresh process otherwise compiles
  * that code (V8 compiles functions lazily, at their first call) in the middle of its first and only
  * handoff, inside the pause. See docs/handoff.md for what it costs and what it saves.
  */
+import net from 'node:net'
 import { channelPair } from '../channel.ts'
 import { alloc, pageSize, release } from '../pages.ts'
 import { defaultEnv } from './env.ts'
+import { adoptServer, adoptSocket, exportServer, exportSocket } from './handles.ts'
 import { handOff, type HandoffJob } from './predecessor.ts'
 import { parseFirst, PROTOCOL_VERSION } from './protocol.ts'
 import { inherit, takeOver } from './successor.ts'
@@ -22,10 +25,23 @@ export async function prime (): Promise<boolean> {
   return await primed
 }
 
+/** A listener on an abstract Unix socket (nothing on disk) and one connection to it. */
+async function loopback (): Promise<{ server: net.Server, client: net.Socket, accepted: net.Socket }> {
+  const server = net.createServer()
+  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(`\0pagegift-prime-${process.pid}`, resolve) })
+  const client = net.connect(server.address() as string)
+  const accepted = await new Promise<net.Socket>((resolve) => server.once('connection', resolve))
+  client.write('x')
+  await new Promise((resolve) => accepted.once('readable', resolve))
+  return { server, client, accepted }
+}
+
 async function run (): Promise<void> {
   const [a, b] = channelPair()
   const region = alloc(pageSize)
   let received: Record<string, ArrayBuffer> = {}
+  const { server, client, accepted } = await loopback()
+  const adopted: (net.Server | net.Socket)[] = []
   try {
     const job: HandoffJob = {
       hello: { t: 'hello', v: 1, max: PROTOCOL_VERSION, pid: process.pid, version: 'prime' },
@@ -38,7 +54,7 @@ async function run (): Promise<void> {
       history: [],
       offer: () => ({ offered: region }),
       // A region that is not giftable takes the gift ladder, as a real one would.
-      quiesce: async () => ({ regions: { offered: region, copied: new Uint8Array(16) }, meta: { prime: true } }),
+      quiesce: async () => ({ regions: { offered: region, copied: new Uint8Array(16) }, handles: { server: exportServer(server), conn: exportSocket(accepted) }, meta: { prime: true } }),
       fenced: () => false,
       event: () => {},
     }
@@ -47,6 +63,7 @@ async function run (): Promise<void> {
     const handing = handOff(defaultEnv, a, job)
     const inh = await inheriting
     received = inh.inherited.regions
+    adopted.push(adoptServer(inh.inherited.handles.server), adoptSocket(inh.inherited.handles.conn).socket)
     await takeOver(defaultEnv, inh, 5000, { generation: 2, version: 'prime' })
     const result = await handing
     if (result.outcome !== 'committed') throw result.error
@@ -54,6 +71,10 @@ async function run (): Promise<void> {
   } finally {
     a.close()
     b.close()
+    for (const x of adopted) x instanceof net.Server ? x.close() : x.destroy()
+    client.destroy()
+    accepted.destroy()
+    try { server.close() } catch {}
     for (const buf of [region, ...Object.values(received)]) { try { release(buf) } catch {} }
   }
 }
