@@ -49,13 +49,21 @@ const internals = new WeakMap<Handle, Internals>()
 interface Exporting { env: Env, exported: Handle[] }
 const exporting = new AsyncLocalStorage<Exporting>()
 
+let collectors = 0
+
 /**
  * Runs `fn` (the onHandoff contributors) so that every handle exported in it, even by a contributor
  * that then fails, lands in this handoff's `exported`: a rollback resumes them all. One list per
- * handoff, carried by the async context rather than shared.
+ * handoff, carried by the async context rather than shared. The context tracking (async hooks, in
+ * Node 20) slows every promise of the process while it is on, so it is on only while contributors run.
  */
-export function collectingExports<T> (env: Env, exported: Handle[], fn: () => T): T {
-  return exporting.run({ env, exported }, fn)
+export async function collectingExports<T> (env: Env, exported: Handle[], fn: () => Promise<T>): Promise<T> {
+  collectors++
+  try {
+    return await exporting.run({ env, exported }, fn)
+  } finally {
+    if (--collectors === 0) exporting.disable()
+  }
 }
 
 /** A listening socket, an open connection (with its unread bytes) or a raw fd on its way to the next generation. */

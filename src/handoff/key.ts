@@ -50,6 +50,6 @@ export function ensureKey (socketPath: string): string {
 
 /** Constant-time comparison of a presented key with ours. */
 export function keyMatches (ours: string, presented: string | undefined): boolean {
-  if (presented === undefined || presented.length !== ours.length) return false
+  if (ours === '' || presented === undefined || presented.length !== ours.length) return false
   return timingSafeEqual(Buffer.from(ours), Buffer.from(presented))
 }
