@@ -2,6 +2,7 @@
 import { makeEnv, type HandoffChannel } from './env.ts'
 import { DEFAULT_TIMEOUT_MS, Generation } from './generation.ts'
 import { readKey } from './key.ts'
+import { prime } from './prime.ts'
 import { LIMITS } from './protocol.ts'
 import { inherit } from './successor.ts'
 import type { JoinOptions } from './types.ts'
@@ -16,6 +17,8 @@ const NOBODY = new Set(['ENOENT', 'ECONNREFUSED'])
 export async function join (socketPath: string, opts: JoinOptions = {}): Promise<Generation> {
   const o = checkOptions(socketPath, opts)
   const env = makeEnv(o.env)
+  // Outside any pause: compile the handoff's code now (once per process), not in the middle of it.
+  if (o.prime !== false) await prime()
   // Read before connecting: a key file that is not ours alone fails here, whoever serves.
   const key = readKey(socketPath)
   let ch: HandoffChannel
@@ -36,6 +39,7 @@ function checkOptions (path: unknown, opts: unknown): JoinOptions {
   const o = opts as JoinOptions
   if (o.version !== undefined && (typeof o.version !== 'string' || o.version.length > LIMITS.name)) throw new TypeError(`The "opts.version" argument must be a string of at most ${LIMITS.name} chars`)
   if (o.layouts !== undefined) checkLayoutOptions(o.layouts)
+  if (o.prime !== undefined && typeof o.prime !== 'boolean') throw new TypeError('The "opts.prime" argument must be a boolean')
   for (const k of ['timeoutMs', 'helloTimeoutMs', 'pauseBudgetMs'] as const) {
     const v = o[k]
     if (v !== undefined && (typeof v !== 'number' || !(v > 0) || v > 2 ** 31 - 1)) throw new RangeError(`The "opts.${k}" argument must be a positive number of ms. Received ${String(v)}`)

@@ -3,7 +3,8 @@
  * pair in memory, with one listener and one connection on an abstract Unix socket (no file, no
  * port) for the export and adopt paths, and no Generation. A fresh process otherwise compiles
  * that code (V8 compiles functions lazily, at their first call) in the middle of its first and only
- * handoff, inside the pause. See docs/handoff.md for what it costs and what it saves.
+ * handoff, inside the pause. join() calls it unless told not to (`prime: false`). See
+ * docs/handoff.md for what it costs and what it saves.
  */
 import net from 'node:net'
 import { channelPair } from '../channel.ts'

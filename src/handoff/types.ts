@@ -66,6 +66,11 @@ export interface JoinOptions {
    * before the handoff is rolled back and this generation serves again. Default 500 ms.
    */
   pauseBudgetMs?: number
+  /**
+   * Rehearse the handoff in memory once per process before joining (`handoff.prime()`), so that its
+   * code is compiled before a real handoff, not inside its pause. Default true; costs ~20 ms once.
+   */
+  prime?: boolean
   /** Layout versions of the regions, by name: what this build writes and what it can read. */
   layouts?: Record<string, LayoutSpec>
   /** How long a new connection may take to say what it wants. Default 2 s. */
