@@ -9,7 +9,7 @@
  * decided (a `HandoffJob`), and returns what happened. The Generation owns the phase.
  */
 import { PagegiftError } from '../errors.ts'
-import { testPoint } from '../testhook.ts'
+import { testPoint as defaultPoint } from '../testhook.ts'
 import type { Env, HandoffChannel } from './env.ts'
 import { collectingExports, fdHandle, flushHandle, Handle, handleClosed, hasQueuedOutput, releaseHandle, resumeHandle, wireFd } from './handles.ts'
 import { LIMITS, msg, parsePrepared, parseReady, parseServing, type HandleWire, type HelloMsg } from './protocol.ts'
@@ -38,6 +38,8 @@ export interface HandoffJob {
   fenced: () => boolean
   /** Progress for watchers: progress, committing. */
   event: (e: WatchEvent) => void
+  /** The test points (src/testhook.ts); prime() rehearses without them. */
+  point?: (name: string) => Promise<void>
 }
 
 export type HandoffResult =
@@ -66,7 +68,7 @@ export async function handOff (env: Env, ch: HandoffChannel, job: HandoffJob): P
     return await rollback(ch, job.v, why, [...new Set([...exported, ...returned.map(([, h]) => h)])], false)
   }
   g.done()
-  await testPoint('predecessor:committed')
+  await (job.point ?? defaultPoint)('predecessor:committed')
   const servingAt = await awaitServing(env, ch, job)
   if (servingAt instanceof Error) return await rollback(ch, job.v, servingAt, sent.handles.map(([, h]) => h), true)
   return {
@@ -84,10 +86,11 @@ export async function handOff (env: Env, ch: HandoffChannel, job: HandoffJob): P
 async function handOver (env: Env, ch: HandoffChannel, job: HandoffJob, g: Guard, exported: Handle[], returned: [string, Handle][]): Promise<Sent> {
   const { race } = g
   const { v } = job
-  await race(testPoint('predecessor:hello-received'))
+  const point = job.point ?? defaultPoint
+  await race(point('predecessor:hello-received'))
   const offered = await offerRegions(env, ch, job, race)
   const stoppedAt = env.now()
-  await race(testPoint('predecessor:stopped'))
+  await race(point('predecessor:stopped'))
   const quiescing = collectingExports(env, exported, async () => await job.quiesce({ pid: job.hello.pid, uid: ch.peer.uid, version: job.hello.version }))
   g.quiesced = quiescing.catch(() => {})
   const state = await race(quiescing)
@@ -98,18 +101,18 @@ async function handOver (env: Env, ch: HandoffChannel, job: HandoffJob, g: Guard
   const draining = v >= 2 ? returned.filter(([, h]) => hasQueuedOutput(h)).map(([name]) => name) : []
   // A version-1 successor cannot hold its writes for us: its connections flush before they move, as they did then.
   if (v < 2) await race(Promise.all(returned.map(async ([, h]) => await flushHandle(h))))
-  await race(testPoint('predecessor:quiesced'))
+  await race(point('predecessor:quiesced'))
   const handleFds = returned.map(([, h]) => wireFd(h))
   const plan = planRegions(env, state.regions ?? {}, handleFds.length, offered, job.layouts)
   const handles: HandleWire[] = returned.map(([name, h], i) => ({ name, kind: h.kind, fd: i, pending: h.pending.toString('base64'), info: { ...h.info }, ...(draining.includes(name) ? { draining: true } : {}) }))
   const stateMsg = { t: 'state', v, generation: job.generation + 1, from: { pid: env.pid, version: job.version, generation: job.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null }
   await race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds], v))
-  await race(testPoint('predecessor:state-sent'))
+  await race(point('predecessor:state-sent'))
   const gifted = await race(sendGifts(ch, plan, (region, bytes, total) => { g.kick(); job.event({ event: 'progress', region, bytes, total }) }))
   const ready = await race(ch.recv())
   for (const fd of ready.fds) env.closeFd(fd)
   parseReady(ready.msg, v)
-  await race(testPoint('predecessor:ready-received'))
+  await race(point('predecessor:ready-received'))
   if (ch.closed) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', 'the successor went away before commit')
   // The fence and COMMIT are decided in one turn of the event loop: pagegift upgrade never kills a successor we committed to.
   if (job.fenced()) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_CANCELLED', 'pagegift upgrade gave up on this successor (its --timeout passed) before COMMIT')

@@ -17,6 +17,9 @@ import { inherit, takeOver } from './successor.ts'
 
 let primed: Promise<boolean> | null = null
 
+/** The rehearsal passes no test point: a test's fault belongs to the real handoff. */
+const noPoint = async (): Promise<void> => {}
+
 /**
  * Primes once per process; later calls share the first. Resolves true if the rehearsal went through;
  * false if it failed, which is harmless (a real handoff reports its own errors).
@@ -58,8 +61,9 @@ async function run (): Promise<void> {
       quiesce: async () => ({ regions: { offered: region, copied: new Uint8Array(16) }, handles: { server: exportServer(server), conn: exportSocket(accepted) }, meta: { prime: true } }),
       fenced: () => false,
       event: () => {},
+      point: noPoint,
     }
-    const inheriting = inherit(defaultEnv, b, { version: 'prime', key: null, layouts: { offered: { version: 1 } } }, 5000)
+    const inheriting = inherit(defaultEnv, b, { version: 'prime', key: null, layouts: { offered: { version: 1 } } }, 5000, noPoint)
     parseFirst((await a.recv({ timeoutMs: 5000 })).msg)
     const handing = handOff(defaultEnv, a, job)
     const inh = await inheriting

@@ -4,7 +4,10 @@
  * before COMMIT, so a predecessor that rolls back finds everything as it left it.
  */
 import { PagegiftError } from '../errors.ts'
-import { testPoint } from '../testhook.ts'
+import { testPoint as defaultPoint } from '../testhook.ts'
+
+/** A named test point (src/testhook.ts); prime() passes one that does nothing. */
+export type Point = (name: string) => Promise<void>
 import type { Env, HandoffChannel } from './env.ts'
 import { inheritedHandle, type Gate, type Handle } from './handles.ts'
 import { msg, parseCommitReply, parseDrained, parseHelloReply, parseOffer, parseState, protocolError, type RegionWire, type StateMsg } from './protocol.ts'
@@ -43,6 +46,7 @@ export class SuccessorGate implements Gate {
 
 export interface Inheritance {
   ch: HandoffChannel
+  point: Point
   /** The protocol version negotiated with the predecessor. */
   v: number
   state: StateMsg
@@ -90,7 +94,7 @@ export function checkLayouts (regions: RegionWire[], layouts: Record<string, Lay
 }
 
 /** Runs HELLO to STATE on a connected channel; on any failure everything received is closed. */
-export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials, timeoutMs: number): Promise<Inheritance> {
+export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials, timeoutMs: number, testPoint: Point = defaultPoint): Promise<Inheritance> {
   await testPoint('successor:connected')
   const offered = new Map<string, ArrayBuffer>()
   const history: HandoffRecord[] = []
@@ -114,7 +118,7 @@ export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials,
       throw new PagegiftError(head.code, `The predecessor ${head.t === 'refused' ? 'refused the handoff' : 'rolled back'}: ${head.reason}`)
     }
     const bulk = await recvBulk(env, ch, reply, timeoutMs, v)
-    return { ...await adopt(env, ch, bulk.body, bulk.fds, offered, v, creds.layouts), history }
+    return { ...await adopt(env, ch, bulk.body, bulk.fds, offered, v, creds.layouts, testPoint), history, point: testPoint }
   } catch (err) {
     releaseAll(env, Object.fromEntries(offered))
     ch.close()
@@ -142,7 +146,7 @@ async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fd
 }
 
 /** Validates STATE and takes ownership of its fds: handles and mappings, the rest closed. */
-async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>): Promise<Omit<Inheritance, 'history'>> {
+async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>, testPoint: Point): Promise<Omit<Inheritance, 'history' | 'point'>> {
   const gate = new SuccessorGate()
   const regions: Record<string, ArrayBuffer> = {}
   // fd indices whose ownership moved on (to a handle, or to a mapping); every other received fd is closed here.
@@ -190,10 +194,10 @@ export async function commit (env: Env, inh: Inheritance, timeoutMs: number): Pr
   const { ch } = inh
   const pid = inh.state.from.pid
   try {
-    await testPoint('successor:before-ready')
+    await inh.point('successor:before-ready')
     if (ch.closed) throw new PagegiftError('ERR_PAGEGIFT_PEER_CLOSED', 'handoff channel closed before READY')
     await ch.send(msg.ready(inh.v))
-    await testPoint('successor:ready-sent')
+    await inh.point('successor:ready-sent')
     const r = await ch.recv({ timeoutMs })
     closeFds(env, r.fds)
     const reply = parseCommitReply(r.msg, inh.v)
@@ -228,7 +232,7 @@ export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, m
   }
   const servingAt = env.now()
   if (how === 'commit') {
-    await testPoint('successor:committed')
+    await inh.point('successor:committed')
     const sent = await inh.ch.send(msg.serving(inh.v, servingAt)).then(() => true, () => false)
     if (!sent && !await gone(env, inh.state.from.pid, 2000)) {
       abandon(env, inh)
@@ -236,7 +240,7 @@ export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, m
     }
   }
   inh.gate.open()
-  await testPoint('successor:serving')
+  await inh.point('successor:serving')
   if (how === 'commit') void awaitDrained(env, inh, timeoutMs)
   else stopDraining(inh)
   const st = inh.state
