@@ -4,7 +4,8 @@
  * A TCP service (tools/handoff-service.ts) whose state is one giftable region of each size
  * hands over to a fresh copy of itself, again and again, while a client keeps sending requests.
  * Downtime runs from "stopped serving" in the old generation to "serving" in the new one, both
- * CLOCK_MONOTONIC. The baseline is what a user would otherwise do: stop, write the state to a file
+ * CLOCK_MONOTONIC. The client gap is what the load client saw: per handoff, the longest it waited
+ * for an answer (from sending a request to its answer). The baseline is what a user would otherwise do: stop, write the state to a file
  * on /dev/shm, start the new version, read the file back.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -73,7 +74,8 @@ class LoadClient {
   close (): void { this.#socket.removeAllListeners('close'); this.#socket.destroy() }
 }
 
-interface SizeResult { bytes: number, downtime: Stats, pause: Stats, clientMaxGapMs: number, baseline: Stats | null, paths: string[] }
+/** clientGap: per handoff, the longest any request of the load client waited for its answer (what a client sees). */
+interface SizeResult { bytes: number, downtime: Stats, pause: Stats, clientGap: Stats, baseline: Stats | null, paths: string[] }
 
 async function handoffs (bytes: number, runs: number, warmup: number, sock: string): Promise<Omit<SizeResult, 'baseline'>> {
   rmSync(sock, { force: true })
@@ -85,7 +87,7 @@ async function handoffs (bytes: number, runs: number, warmup: number, sock: stri
   const downtimes: number[] = []
   const pauses: number[] = []
   const paths = new Set<string>()
-  let maxGap = 0
+  const gaps: number[] = []
   try {
     for (let i = 0; i < warmup + runs; i++) {
       const next = startService(env)
@@ -98,7 +100,7 @@ async function handoffs (bytes: number, runs: number, warmup: number, sock: stri
         downtimes.push(info.downtimeMs ?? NaN)
         pauses.push(info.pauseMs)
         for (const r of info.regions) paths.add(r.path)
-        maxGap = Math.max(maxGap, client.maxGapMs)
+        gaps.push(client.maxGapMs)
       }
       client.maxGapMs = 0
       if (client.failed !== null) throw new Error(`load client: ${client.failed}`)
@@ -108,7 +110,7 @@ async function handoffs (bytes: number, runs: number, warmup: number, sock: stri
     client.close()
     current.child.kill('SIGTERM')
   }
-  return { bytes, downtime: stats(downtimes), pause: stats(pauses), clientMaxGapMs: maxGap, paths: [...paths] }
+  return { bytes, downtime: stats(downtimes), pause: stats(pauses), clientGap: stats(gaps), paths: [...paths] }
 }
 
 /** Stop, write the state to /dev/shm, start a new process that reads it back: stop -> serving. */
@@ -174,7 +176,9 @@ export async function run (flags: string[]): Promise<void> {
     'downtime median': formatMs(r.downtime.median),
     'downtime p99': formatMs(r.downtime.p99),
     'pause to COMMIT': formatMs(r.pause.median),
-    'client max wait': formatMs(r.clientMaxGapMs),
+    'client gap median': formatMs(r.clientGap.median),
+    'client gap p99': formatMs(r.clientGap.p99),
+    'client gap max': formatMs(r.clientGap.max),
     path: r.paths.join('+'),
     'baseline median': r.baseline !== null ? formatMs(r.baseline.median) : '-',
     speedup: r.baseline !== null ? `${(r.baseline.median / r.downtime.median).toFixed(0)}x` : '-',

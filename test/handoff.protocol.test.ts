@@ -34,7 +34,7 @@ test('the first message: hello, status or watch, at our version', () => {
 
 test('STATE: every fd index in range, lengths covered, names unique, types exact', () => {
   assert.equal(parseState(state(), 2).handles[0].kind, 'server')
-  assert.throws(() => parseState(state(), 1), /'fd' must be an integer in \[0, 0\]/)
+  assert.throws(() => parseState(state(), 1), /'fd' is not an integer in \[0, 0\]/)
   assert.throws(() => parseState(state({ regions: [{ name: 'r', byteLength: 8192, mode: 'share', extents: [{ fd: 0, offset: 0, length: 4096 }] }] }), 2), /do not cover/)
   assert.throws(() => parseState(state({ handles: [{ name: 'l', kind: 'pipe', fd: 1, pending: '', info: {} }] }), 2), /handle kind/)
   assert.throws(() => parseState(state({ regions: [], handles: [{ name: 'l', kind: 'fd', fd: 0, pending: '', info: {} }, { name: 'l', kind: 'fd', fd: 1, pending: '', info: {} }] }), 2), /duplicate name l/)

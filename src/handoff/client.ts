@@ -1,6 +1,6 @@
 /** Observers of a serving generation: `status` (one snapshot) and `watch` (a stream of handoff events). */
 import { makeEnv, type Env, type HandoffChannel } from './env.ts'
-import { msg, parseEvent, parseStatusReply } from './protocol.ts'
+import { msg, parseEvent, parseStatusReply, replyVersion } from './protocol.ts'
 import type { StatusReport, WatchEvent } from './types.ts'
 
 const RETRY_CODES = new Set(['ENOENT', 'ECONNREFUSED'])
@@ -35,22 +35,32 @@ export async function status (path: string, opts: { timeoutMs?: number, retryMs?
 export interface Watch {
   /** The status at the moment the watch began. */
   status: StatusReport
+  /** The protocol version the serving generation speaks with us (1: the previous release, which cannot fence). */
+  version: number
+  /**
+   * Asks the generation to send no COMMIT while this watch stays open (needs the key). Its answer
+   * arrives as a 'fenced' event: `committing` means COMMIT already went out.
+   */
+  fence (): Promise<void>
   /** Resolves with the next event, or null when the generation closed the watch. */
   next (timeoutMs?: number): Promise<WatchEvent | null>
   close (): void
 }
 
-/** Subscribes to the handoff events of the generation serving at `path`. */
-export async function watch (path: string, opts: { timeoutMs?: number, env?: Partial<Env> } = {}): Promise<Watch> {
+/** Subscribes to the handoff events of the generation serving at `path`; `key` (the service key) allows a fence. */
+export async function watch (path: string, opts: { timeoutMs?: number, key?: string | null, env?: Partial<Env> } = {}): Promise<Watch> {
   const env = makeEnv(opts.env)
   const ch = await env.connect(path)
   try {
-    await ch.send(msg.request('watch'))
+    await ch.send(msg.request('watch', opts.key ?? null))
     const first = await ch.recv({ timeoutMs: opts.timeoutMs ?? 5000 })
     for (const fd of first.fds) env.closeFd(fd)
     const st = parseStatusReply(first.msg)
+    const v = replyVersion(first.msg)
     return {
       status: st,
+      version: v,
+      fence: async () => { await ch.send(msg.fence(v)) },
       next: async (timeoutMs) => {
         try {
           const r = await ch.recv(timeoutMs !== undefined ? { timeoutMs } : {})

@@ -1,12 +1,13 @@
 /**
- * Everything the handoff does to the outside world, in one replaceable object (as tableflip's env.go):
- * channels, fds, memory mappings, the clock, liveness checks and named fault-injection steps. Tests
- * pass `join(path, { env: { step } })` to kill a real process at an exact point of the protocol.
+ * The operating-system layer of the handoff, in one replaceable object (as tableflip's env.go):
+ * channels, fds, memory mappings, the clock and liveness checks. Nothing else lives here: protocol
+ * and policy are in the state machine, fault injection for tests in src/testhook.ts.
  */
 import { readFileSync } from 'node:fs'
-import { PerformanceObserver, performance } from 'node:perf_hooks'
-import { getHeapSpaceStatistics } from 'node:v8'
-import * as core from './core.ts'
+import { check, PagegiftError } from '../errors.ts'
+import { native } from '../native.ts'
+import { alloc as allocPages, mapExtents, mappable, Memfd, regionOf, release as releasePages } from '../pages.ts'
+import { connect as connectChannel, listen as listenChannel } from '../server.ts'
 
 /** The subset of the core Channel that the handoff uses. */
 export interface HandoffChannel {
@@ -26,10 +27,8 @@ export interface HandoffServer {
   close (): Promise<void>
 }
 
-/** Protocol points where tests inject failures (typically `process.kill(process.pid, 'SIGKILL')`). */
-export type Step =
-  | 'successor:connected' | 'successor:hello-sent' | 'successor:state-received' | 'successor:before-ready' | 'successor:ready-sent' | 'successor:serving'
-  | 'predecessor:hello-received' | 'predecessor:stopped' | 'predecessor:quiesced' | 'predecessor:state-sent' | 'predecessor:ready-received' | 'predecessor:committed'
+/** Memfd extents of a giftable buffer, by index into `fds`. */
+export interface Shared { fds: number[], extents: { fd: number, offset: number, length: number }[] }
 
 export interface Env {
   connect (path: string): Promise<HandoffChannel>
@@ -37,9 +36,9 @@ export interface Env {
   dup (fd: number): number
   closeFd (fd: number): void
   /** Describes a giftable buffer as sendable memfd extents, or null if it is not giftable. */
-  share (buf: ArrayBuffer): { fds: number[], extents: { fd: number, offset: number, length: number }[] } | null
+  share (buf: ArrayBuffer): Shared | null
   /** Maps received memfd extents as one giftable buffer; takes ownership of `fds` (closes them). */
-  map (fds: number[], extents: { fd: number, offset: number, length: number }[], byteLength: number): ArrayBuffer
+  map (fds: number[], extents: Shared['extents'], byteLength: number): ArrayBuffer
   /** Giftable memory for a region that travels down the gift ladder. */
   alloc (byteLength: number): ArrayBuffer
   release (buf: ArrayBuffer): void
@@ -47,52 +46,37 @@ export interface Env {
   now (): bigint
   pid: number
   isAlive (pid: number): boolean
-  step (name: Step): void | Promise<void>
-  /** Successor, before PREPARED: waits out the garbage collection that mapping large regions sets off. */
-  settle (): Promise<void>
 }
 
-const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
-
 /**
- * V8 counts a mapped region as external memory; a large one starts a collection ("external memory
- * pressure") that would otherwise finish in the middle of the critical section. Idle until no GC has
- * run for QUIET_MS (at most MAX_MS): this costs the successor time while the predecessor still serves.
+ * The memfd extents behind a giftable buffer. The fds stay ours (the channel dups them in flight).
+ * Marking the memfds exported stops later page moves from punching holes the successor maps.
  */
-export async function settle (): Promise<void> {
-  const QUIET_MS = 15
-  const MAX_MS = 300
-  const start = performance.now()
-  let last = start
-  const obs = new PerformanceObserver(() => { last = performance.now() })
-  obs.observe({ entryTypes: ['gc'] })
+function share (buf: ArrayBuffer): Shared | null {
+  const region = regionOf(buf)
+  if (region === undefined) return null
+  const fds: number[] = []
+  const extents = region.pages.extents.map((e) => {
+    e.memfd.exported = true
+    let i = fds.indexOf(e.memfd.fd)
+    if (i < 0) i = fds.push(e.memfd.fd) - 1
+    return { fd: i, offset: e.offset, length: e.length }
+  })
+  return { fds, extents }
+}
+
+/** Maps received extents; every fd is closed here whatever happens, the mapping keeps its own refs. */
+function map (fds: number[], extents: Shared['extents'], byteLength: number): ArrayBuffer {
+  const memfds = fds.map((fd) => new Memfd(fd))
   try {
-    do await sleep(5)
-    while (performance.now() - last < QUIET_MS && performance.now() - start < MAX_MS)
-  } finally {
-    obs.disconnect()
-  }
-  emptyYoungGeneration()
-}
-
-const youngUsed = (): number => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_used_size ?? 0
-
-/**
- * Allocates short-lived garbage until a scavenge has run, so that the young generation starts the
- * critical section empty and the few hundred KB it allocates cannot trigger one there.
- */
-export function emptyYoungGeneration (): void {
-  let before = youngUsed()
-  let junk: unknown = null
-  for (let i = 1; i <= 1 << 20; i++) {
-    junk = new Array(32)
-    if ((i & 1023) === 0) {
-      const now = youngUsed()
-      if (now < before) break
-      before = now
+    for (const e of extents) {
+      const why = mappable(fds[e.fd], e.offset, e.length)
+      if (why !== undefined) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_PROTOCOL', `handoff region refused: ${why}`)
     }
+    return mapExtents(extents.map((e) => ({ memfd: memfds[e.fd], offset: e.offset, length: e.length })), byteLength)
+  } finally {
+    for (const m of memfds) m.unref()
   }
-  if (junk === undefined) throw new Error('unreachable')
 }
 
 /** True unless the process is gone or a zombie: a zombie can no longer serve. */
@@ -107,19 +91,17 @@ export function isAlive (pid: number): boolean {
 }
 
 export const defaultEnv: Env = {
-  connect: core.connect,
-  listen: core.listen,
-  dup: core.dup,
-  closeFd: core.closeFd,
-  share: core.share,
-  map: core.map,
-  alloc: core.alloc,
-  release: core.release,
+  connect: async (path) => await connectChannel(path),
+  listen: async (path) => await listenChannel(path),
+  dup: (fd) => check(native.dup(fd), 'dup'),
+  closeFd: (fd) => { native.close(fd) },
+  share,
+  map,
+  alloc: (byteLength) => allocPages(byteLength, { name: 'pagegift-handoff' }),
+  release: (buf) => { releasePages(buf) },
   now: () => process.hrtime.bigint(),
   pid: process.pid,
   isAlive,
-  step: () => {},
-  settle,
 }
 
 export function makeEnv (overrides?: Partial<Env>): Env {

@@ -1,24 +1,32 @@
 /**
- * A Generation is one process's membership in a service's line of versions: it inherits from its
- * predecessor (if one is serving at the socket path), then serves, then hands over to its successor.
+ * A Generation is one process's membership in a service's line of versions, and the handoff's one
+ * state machine. It owns the phase and, with it, the one-at-a-time lock:
+ *
+ *   joined --ready()--> serving --admitted HELLO--> handing-off --SERVING--> draining --> handed-off
+ *                          ^                             |
+ *                          +------ resumed (rollback) ---+
+ *
+ * The two sides of a handoff are protocol functions (predecessor.ts, successor.ts) that take the
+ * OS layer, the channel and what this class decided, and return what happened.
  */
 import { EventEmitter } from 'node:events'
 import { renameSync, unlinkSync } from 'node:fs'
 import { PagegiftError } from '../errors.ts'
-import { makeEnv, type Env, type HandoffChannel, type HandoffServer } from './env.ts'
-import { onConnection, type Serving } from './predecessor.ts'
-import { LIMITS, msg } from './protocol.ts'
-import { commit, inherit, type Inheritance } from './successor.ts'
-import { warmUp } from './warmup.ts'
-import type { HandedOffInfo, HandoffRecord, HandoffState, Inherited, JoinOptions, StatusReport, SuccessorInfo, WatchEvent } from './types.ts'
+import { Contributors, type Offerer, type Quiescer } from './contributors.ts'
+import type { Env, HandoffChannel, HandoffServer } from './env.ts'
+import { ensureKey, keyMatches } from './key.ts'
+import { code, handOff, type HandoffJob } from './predecessor.ts'
+import { LIMITS, MIN_PROTOCOL_VERSION, msg, negotiate, parseFirst, type HelloMsg } from './protocol.ts'
+import { takeOver, type Inheritance } from './successor.ts'
+import type { HandedOffInfo, HandoffRecord, Inherited, JoinOptions, StatusReport } from './types.ts'
+import { Watchers } from './watchers.ts'
 
-const DEFAULT_TIMEOUT_MS = 10_000
+export const DEFAULT_TIMEOUT_MS = 10_000
 const DEFAULT_HELLO_TIMEOUT_MS = 2_000
+const DEFAULT_PAUSE_BUDGET_MS = 500
+const RETRY_LISTEN = new Set(['EADDRINUSE', 'ENOENT', 'EAGAIN'])
 
-/** Serves one connection to the handoff socket as if accepted there (the warm-up's dry run uses it). */
-export const kAccept = Symbol('accept')
-
-type Phase = 'joined' | 'serving' | 'handing-off' | 'handed-off' | 'closed'
+export type Phase = 'joined' | 'serving' | 'handing-off' | 'draining' | 'handed-off' | 'closed'
 
 export interface Generation {
   on (event: 'resumed', fn: (err: Error) => void): this
@@ -34,60 +42,80 @@ export class Generation extends EventEmitter {
   readonly path: string
   readonly version: string
   #env: Env
-  #opts: Required<Pick<JoinOptions, 'timeoutMs' | 'helloTimeoutMs' | 'exitOnHandoff'>>
+  #opts: Required<Pick<JoinOptions, 'timeoutMs' | 'helloTimeoutMs' | 'exitOnHandoff' | 'pauseBudgetMs' | 'layouts'>>
   #inheritance: Inheritance | null
   #phase: Phase = 'joined'
-  #handler: Serving['handler']
-  #offer: Serving['offer']
+  /** The successor a handoff runs with: the lock, held from an admitted HELLO to the outcome. */
+  #successor: number | null = null
+  #contributors = new Contributors()
+  #watchers: Watchers
   #server: HandoffServer | null = null
-  #watchers = new Set<HandoffChannel>()
   #history: HandoffRecord[]
   #startedAt = new Date()
-  #serving: Serving
+  #key = ''
 
   constructor (path: string, env: Env, opts: JoinOptions, inheritance: Inheritance | null) {
     super()
     this.path = path
     this.version = opts.version ?? ''
     this.#env = env
-    this.#opts = { timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, helloTimeoutMs: opts.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS, exitOnHandoff: opts.exitOnHandoff ?? true }
+    this.#opts = {
+      timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      helloTimeoutMs: opts.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS,
+      exitOnHandoff: opts.exitOnHandoff ?? true,
+      pauseBudgetMs: opts.pauseBudgetMs ?? DEFAULT_PAUSE_BUDGET_MS,
+      layouts: opts.layouts ?? {},
+    }
     this.#inheritance = inheritance
+    this.#watchers = new Watchers(env)
     this.generation = inheritance?.state.generation ?? 1
     this.inherited = inheritance?.inherited ?? null
     this.#history = inheritance?.history ?? []
-    this.#serving = this.#makeServing()
   }
 
-  /** Registers the function that quiesces this generation and returns the state to hand over. */
-  onHandoff (fn: (successor: SuccessorInfo) => HandoffState | Promise<HandoffState>): this {
+  /**
+   * Adds a function that quiesces (part of) this generation and returns the state to hand over.
+   * Several contributors add up: their regions, handles and meta are merged (a name given twice is
+   * an error), and they run in the order they were added.
+   */
+  onHandoff (fn: Quiescer): this {
     if (typeof fn !== 'function') throw new TypeError('The "fn" argument must be a function')
-    this.#handler = fn
+    this.#contributors.addQuiescer(fn)
     return this
   }
 
   /**
-   * Registers the regions to offer a successor as soon as it says HELLO, while this generation still
-   * serves. The successor maps them then, so the pause does not grow with their size. Return the
-   * same ArrayBuffers (under the same names) from onHandoff to hand them over; offered regions that
+   * Adds regions to offer a successor as soon as it says HELLO, while this generation still serves.
+   * The successor maps them then, so the pause does not grow with their size. Return the same
+   * ArrayBuffers (under the same names) from onHandoff to hand them over; offered regions that
    * onHandoff leaves out are dropped by the successor. Writing to them after the offer is fine until
    * onHandoff returns: the successor maps the very same pages and reads them only after COMMIT.
    */
-  offerRegions (fn: () => Record<string, ArrayBuffer>): this {
+  offerRegions (fn: Offerer): this {
     if (typeof fn !== 'function') throw new TypeError('The "fn" argument must be a function')
-    this.#offer = fn
+    this.#contributors.addOfferer(fn)
     return this
   }
 
   /**
-   * Successor: sends READY (the commit point), waits for COMMIT, then starts its adopted servers and
-   * connections. Every generation then listens on the socket path for its own successor.
+   * Successor: sends READY (the commit point), waits for COMMIT, says SERVING, then starts its
+   * adopted servers and connections. Every generation then listens for its own successor.
    */
   async ready (): Promise<void> {
     if (this.#phase !== 'joined') throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_STATE', `ready() was already called (phase: ${this.#phase})`)
-    this.#phase = 'serving'
     const inh = this.#inheritance
-    if (inh !== null) await this.#commitInheritance(inh)
+    if (inh !== null) {
+      try {
+        this.#history.push(await takeOver(this.#env, inh, this.#opts.timeoutMs, { generation: this.generation, version: this.version }))
+      } catch (err) {
+        this.#phase = 'closed'
+        throw err
+      }
+      this.#trimHistory()
+    }
+    this.#phase = 'serving'
     try {
+      this.#key = ensureKey(this.path)
       this.#server = await this.#listen(inh !== null ? this.#opts.timeoutMs : 0)
     } catch (err) {
       if (inh === null) throw err
@@ -96,11 +124,120 @@ export class Generation extends EventEmitter {
       else process.emitWarning(`pagegift handoff: serving, but cannot listen on ${this.path} for successors: ${(err as Error).message}`)
       return
     }
-    this.#server.on('connection', (ch) => { void onConnection(this.#serving, ch) })
-    await warmUp()
+    this.#server.on('connection', (ch) => { void this.#onConnection(ch) })
   }
 
-  /** Takes the socket path; a successor waits (up to `retryMs`) for its predecessor to let go of it after COMMIT. */
+  /** Stops accepting successors and closes watchers; the process keeps serving its own clients. */
+  async close (): Promise<void> {
+    if (this.#phase !== 'handed-off' && this.#phase !== 'draining') this.#phase = 'closed'
+    this.#watchers.close()
+    const server = this.#server
+    this.#server = null
+    await server?.close()
+  }
+
+  /** What `pagegift status` shows. */
+  status (): StatusReport {
+    const inh = this.inherited
+    const state = this.#phase === 'handing-off' || this.#phase === 'draining' || this.#phase === 'handed-off' ? this.#phase : 'serving'
+    let offered: Record<string, ArrayBuffer> = {}
+    try { offered = this.#contributors.offer() } catch {}
+    return {
+      generation: this.generation,
+      pid: this.#env.pid,
+      version: this.version,
+      startedAt: this.#startedAt.toISOString(),
+      uptimeMs: Date.now() - this.#startedAt.getTime(),
+      state,
+      regions: Object.entries(Object.keys(offered).length > 0 ? offered : inh?.regions ?? {}).map(([name, b]) => ({ name, bytes: b.byteLength })),
+      handles: Object.entries(inh?.handles ?? {}).map(([name, h]) => ({ name, kind: h.kind })),
+      history: [...this.#history],
+    }
+  }
+
+  /** One connection to the handoff socket: a status request, a watch, or a HELLO. Never throws. */
+  async #onConnection (ch: HandoffChannel): Promise<void> {
+    let first: { msg: unknown, fds: number[] }
+    try {
+      first = await ch.recv({ timeoutMs: this.#opts.helloTimeoutMs })
+    } catch {
+      ch.close()
+      return
+    }
+    for (const fd of first.fds) this.#env.closeFd(fd)
+    let v = MIN_PROTOCOL_VERSION
+    try {
+      const m = parseFirst(first.msg)
+      v = negotiate(m.max)
+      if (m.t === 'status') {
+        await ch.send(msg.status(v, this.status()))
+        ch.close()
+      } else if (m.t === 'watch') {
+        this.#watchers.add(ch, v, keyMatches(this.#key, m.key))
+        await ch.send(msg.status(v, this.status()))
+      } else {
+        this.#admit(m)
+        await this.#handOff(ch, m, v)
+      }
+    } catch (err) {
+      await ch.send(msg.refused(v, code(err), (err as Error).message)).catch(() => {})
+      ch.close()
+    }
+  }
+
+  /** Refuses a HELLO that may not start a handoff, before anything is offered or paused. */
+  #admit (hello: HelloMsg): void {
+    if (!keyMatches(this.#key, hello.key)) {
+      const why = hello.max === undefined ? 'it speaks protocol version 1, which has no key (a downgrade to the previous release is not supported)' : hello.key === undefined ? 'it presented none' : 'it presented another one'
+      throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_KEY', `only a successor with this service's key may take over (join() reads it from the key file beside the handoff socket); ${why}`)
+    }
+    if (this.#successor !== null) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_BUSY', `a handoff to pid ${this.#successor} is already running; only one successor at a time`)
+    if (this.#phase !== 'serving') throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_STATE', `generation ${this.generation} is ${this.#phase}`)
+    if (this.#watchers.fenced) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_CANCELLED', 'pagegift upgrade cancelled the upgrade it started; no successor may take over until it exits')
+    if (!this.#contributors.canHandOff) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_UNSUPPORTED', `generation ${this.generation} (pid ${this.#env.pid}) has no onHandoff handler`)
+  }
+
+  /** serving -> handing-off -> (serving | draining -> handed-off). */
+  async #handOff (ch: HandoffChannel, hello: HelloMsg, v: number): Promise<void> {
+    this.#phase = 'handing-off'
+    this.#successor = hello.pid
+    this.#watchers.broadcast({ event: 'start', pid: hello.pid, version: hello.version })
+    const job: HandoffJob = {
+      hello,
+      v,
+      generation: this.generation,
+      version: this.version,
+      timeoutMs: this.#opts.timeoutMs,
+      pauseBudgetMs: this.#opts.pauseBudgetMs,
+      layouts: Object.fromEntries(Object.entries(this.#opts.layouts).map(([name, l]) => [name, l.version])),
+      history: [...this.#history],
+      offer: () => this.#contributors.offer(),
+      quiesce: async (successor) => await this.#contributors.quiesce(successor),
+      fenced: () => this.#watchers.fenced,
+      event: (e) => this.#watchers.broadcast(e),
+    }
+    const result = await handOff(this.#env, ch, job)
+    if (result.outcome === 'resumed') {
+      this.#phase = 'serving'
+      this.#successor = null
+      const err = result.error
+      this.#watchers.broadcast({ event: 'resumed', reason: err.message, code: code(err), ...(result.afterCommit ? { afterCommit: true } : {}) })
+      this.emit('resumed', err)
+      return
+    }
+    // The successor waits for the socket path (EADDRINUSE) until we let go of it here.
+    await this.#retire().catch(() => {})
+    this.#phase = 'draining'
+    this.#history.push(result.record)
+    this.#trimHistory()
+    await this.#watchers.committed(result.record)
+    this.emit('handedOff', result.record)
+    await result.drain()
+    this.#phase = 'handed-off'
+    if (this.#opts.exitOnHandoff) setImmediate(() => process.exit(0))
+  }
+
+  /** Takes the socket path; a successor waits (up to `retryMs`) for its predecessor to let go of it after SERVING. */
   async #listen (retryMs: number): Promise<HandoffServer> {
     const until = Date.now() + retryMs
     for (;;) {
@@ -114,71 +251,8 @@ export class Generation extends EventEmitter {
     }
   }
 
-  async #commitInheritance (inh: Inheritance): Promise<void> {
-    let how: 'commit' | 'takeover'
-    try {
-      how = await commit(this.#env, inh, this.#opts.timeoutMs)
-    } catch (err) {
-      this.#phase = 'closed'
-      inh.gate.abort()
-      for (const buf of Object.values(inh.inherited.regions)) this.#env.release(buf)
-      inh.ch.close()
-      throw err
-    }
-    inh.gate.open()
-    const servingAt = this.#env.now()
-    await this.#env.step('successor:serving')
-    if (how === 'commit') await inh.ch.send(msg.serving(servingAt)).catch(() => {})
-    inh.ch.close()
-    const st = inh.state
-    this.#history.push({
-      generation: this.generation,
-      fromPid: st.from.pid,
-      toPid: this.#env.pid,
-      version: this.version,
-      at: new Date().toISOString(),
-      downtimeMs: Number(servingAt - BigInt(st.stoppedAt)) / 1e6,
-      pauseMs: Number(servingAt - BigInt(st.stoppedAt)) / 1e6,
-      bytes: st.regions.reduce((n, r) => n + r.byteLength, 0),
-      regions: st.regions.map((r) => ({ name: r.name, bytes: r.byteLength, path: inh.paths.get(r.name) ?? 'share' })),
-      handles: st.handles.length,
-    })
-    this.#trimHistory()
-  }
-
-  async [kAccept] (ch: HandoffChannel): Promise<void> {
-    await onConnection(this.#serving, ch)
-  }
-
-  /** Stops accepting successors and closes watchers; the process keeps serving its own clients. */
-  async close (): Promise<void> {
-    if (this.#phase !== 'handed-off') this.#phase = 'closed'
-    for (const w of this.#watchers) w.close()
-    this.#watchers.clear()
-    const server = this.#server
-    this.#server = null
-    await server?.close()
-  }
-
-  /** What `pagegift status` shows. */
-  status (): StatusReport {
-    const inh = this.inherited
-    const phase = this.#phase === 'handed-off' ? 'handed-off' : this.#serving.busyWith !== null ? 'handing-off' : 'serving'
-    return {
-      generation: this.generation,
-      pid: this.#env.pid,
-      version: this.version,
-      startedAt: this.#startedAt.toISOString(),
-      uptimeMs: Date.now() - this.#startedAt.getTime(),
-      state: phase,
-      regions: Object.entries(this.#offer?.() ?? inh?.regions ?? {}).map(([name, b]) => ({ name, bytes: b.byteLength })),
-      handles: Object.entries(inh?.handles ?? {}).map(([name, h]) => ({ name, kind: h.kind })),
-      history: [...this.#history],
-    }
-  }
-
   /**
-   * Lets go of the socket path after COMMIT, while the successor may already be trying to listen
+   * Lets go of the socket path after SERVING, while the successor may already be trying to listen
    * there. Closing alone would race: between our check that the file is ours and our unlink, the
    * successor may replace it. So the file is first renamed out of the way (atomic); the successor
    * then binds a fresh one, and ours is removed under its new name.
@@ -197,83 +271,4 @@ export class Generation extends EventEmitter {
   #trimHistory (): void {
     if (this.#history.length > LIMITS.history) this.#history.splice(0, this.#history.length - LIMITS.history)
   }
-
-  #broadcast (e: WatchEvent): void {
-    for (const w of this.#watchers) w.send(msg.event(e)).catch(() => { this.#watchers.delete(w); w.close() })
-  }
-
-  #makeServing (): Serving {
-    const self = this
-    return {
-      env: this.#env,
-      generation: this.generation,
-      version: this.version,
-      timeoutMs: this.#opts.timeoutMs,
-      helloTimeoutMs: this.#opts.helloTimeoutMs,
-      get handler () { return self.#phase === 'serving' ? self.#handler : undefined },
-      get offer () { return self.#offer },
-      busyWith: null,
-      history: this.#history,
-      status: () => this.status(),
-      broadcast: (e) => this.#broadcast(e),
-      addWatcher: (ch) => {
-        this.#watchers.add(ch)
-        ch.on('close', () => this.#watchers.delete(ch))
-      },
-      unlisten: async () => { await this.#retire() },
-      committed: (record) => { void this.#handedOff(record) },
-      resumed: (err) => {
-        this.#broadcast({ event: 'resumed', reason: err.message, code: (err as { code?: string }).code ?? 'ERR_PAGEGIFT_HANDOFF' })
-        this.emit('resumed', err)
-      },
-    }
-  }
-
-  async #handedOff (record: HandoffRecord): Promise<void> {
-    this.#phase = 'handed-off'
-    this.#history.push(record)
-    this.#trimHistory()
-    await Promise.all([...this.#watchers].map(async (w) => await w.send(msg.event({ event: 'committed', record })).catch(() => {})))
-    for (const w of this.#watchers) w.close()
-    this.#watchers.clear()
-    this.emit('handedOff', record)
-    if (this.#opts.exitOnHandoff) setImmediate(() => process.exit(0))
-  }
-}
-
-function checkOptions (path: unknown, opts: unknown): JoinOptions {
-  if (typeof path !== 'string' || path.length === 0) throw new TypeError('The "socketPath" argument must be a non-empty string')
-  if (Buffer.byteLength(path) > 107) throw new RangeError(`The "socketPath" argument is longer than a Unix socket path may be (107 bytes): ${path}`)
-  if (typeof opts !== 'object' || opts === null) throw new TypeError('The "opts" argument must be an object')
-  const o = opts as JoinOptions
-  if (o.version !== undefined && (typeof o.version !== 'string' || o.version.length > LIMITS.name)) throw new TypeError(`The "opts.version" argument must be a string of at most ${LIMITS.name} chars`)
-  for (const k of ['timeoutMs', 'helloTimeoutMs'] as const) {
-    const v = o[k]
-    if (v !== undefined && (typeof v !== 'number' || !(v > 0) || v > 2 ** 31 - 1)) throw new RangeError(`The "opts.${k}" argument must be a positive number of ms. Received ${String(v)}`)
-  }
-  return o
-}
-
-const RETRY_LISTEN = new Set(['EADDRINUSE', 'ENOENT', 'EAGAIN'])
-
-/** Codes of a connect() that finds no live predecessor: we are the first generation. */
-const NOBODY = new Set(['ENOENT', 'ECONNREFUSED'])
-
-/**
- * Joins the service at `socketPath`: inherits from the generation serving there (receiving its
- * regions, handles and metadata), or becomes generation 1 if nobody is serving.
- */
-export async function join (socketPath: string, opts: JoinOptions = {}): Promise<Generation> {
-  const o = checkOptions(socketPath, opts)
-  const env = makeEnv(o.env)
-  await warmUp()
-  let ch: HandoffChannel
-  try {
-    ch = await env.connect(socketPath)
-  } catch (err) {
-    if (NOBODY.has((err as { code?: string }).code ?? '')) return new Generation(socketPath, env, o, null)
-    throw err
-  }
-  const inheritance = await inherit(env, ch, o.version ?? '', o.timeoutMs ?? DEFAULT_TIMEOUT_MS)
-  return new Generation(socketPath, env, o, inheritance)
 }

@@ -5,11 +5,12 @@
  * go of it (commit). A successor's handle owns a received fd until adopted; an adoption made before
  * the commit point is held (no accept, no read, writes corked) until COMMIT arrives.
  */
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { linkSync, renameSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import tls from 'node:tls'
 import { PagegiftError } from '../errors.ts'
-import { defaultEnv } from './env.ts'
+import { defaultEnv, type Env } from './env.ts'
 
 export type HandleKind = 'server' | 'socket' | 'fd'
 
@@ -18,6 +19,8 @@ export interface Gate {
   committed: boolean
   onCommit: (fn: () => void) => void
   onAbort: (fn: () => void) => void
+  /** Called once the predecessor flushed (ok) or gave up on the output it had queued on the named handle. */
+  onDrained: (handle: string, fn: (ok: boolean) => void) => void
 }
 
 interface Internals {
@@ -28,18 +31,39 @@ interface Internals {
   release?: () => void
   /** Predecessor side: resolves when nothing we wrote is still queued; false if the connection closed instead. */
   flush?: () => Promise<boolean>
+  /** Predecessor side: output the app wrote is still queued in this process (not yet taken by the kernel). */
+  queued?: () => boolean
+  /** Predecessor side: the connection closed after it was exported (it is left out). */
+  closed?: () => boolean
   /** Successor side: set while the handoff that delivered this handle is not committed. */
   gate?: Gate
+  /** Successor side: the name under which the predecessor reports this connection drained. */
+  draining?: string
+  /** The OS layer that owns the fd. */
+  env: Env
 }
 
 const internals = new WeakMap<Handle, Internals>()
-/** Handles exported while a handoff runs, so that a rollback resumes them even if onHandoff failed halfway. */
-let collecting: Handle[] | null = null
 
-export function collectExports (): () => Handle[] {
-  const list: Handle[] = []
-  collecting = list
-  return () => { if (collecting === list) collecting = null; return list }
+/** The handoff whose onHandoff contributors are running: its env, and every handle they export. */
+interface Exporting { env: Env, exported: Handle[] }
+const exporting = new AsyncLocalStorage<Exporting>()
+
+let collectors = 0
+
+/**
+ * Runs `fn` (the onHandoff contributors) so that every handle exported in it, even by a contributor
+ * that then fails, lands in this handoff's `exported`: a rollback resumes them all. One list per
+ * handoff, carried by the async context rather than shared. The context tracking (async hooks, in
+ * Node 20) slows every promise of the process while it is on, so it is on only while contributors run.
+ */
+export async function collectingExports<T> (env: Env, exported: Handle[], fn: () => Promise<T>): Promise<T> {
+  collectors++
+  try {
+    return await exporting.run({ env, exported }, fn)
+  } finally {
+    if (--collectors === 0) exporting.disable()
+  }
 }
 
 /** A listening socket, an open connection (with its unread bytes) or a raw fd on its way to the next generation. */
@@ -100,14 +124,16 @@ export function exportServer (server: net.Server): Handle {
   const fd = s._handle?.fd
   if (s._handle === null || typeof fd !== 'number' || fd < 0) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_NOT_LISTENING', 'The server is not listening')
   const info = describe(server.address())
-  const dup = defaultEnv.dup(fd)
+  const ctx = exporting.getStore()
+  const env = ctx?.env ?? defaultEnv
+  const dup = env.dup(fd)
   // Closing only the libuv handle (not server.close()) stops accepting without emitting 'close'.
   closeKeepingPath(s._handle, typeof info.path === 'string' ? info.path : undefined)
   s._handle = null
-  const i: Internals = { fd: dup }
+  const i: Internals = { fd: dup, env }
   i.resume = () => { i.fd = null; server.listen({ fd: dup }) }
-  i.release = () => { if (i.fd !== null) defaultEnv.closeFd(dup); i.fd = null }
-  return collected(new Handle('server', Buffer.alloc(0), info, i))
+  i.release = () => { if (i.fd !== null) env.closeFd(dup); i.fd = null }
+  return collected(new Handle('server', Buffer.alloc(0), info, i), ctx)
 }
 
 /**
@@ -131,8 +157,8 @@ function closeKeepingPath (handle: { close(): void }, path: string | undefined):
   if (linked) renameSync(keep, path)
 }
 
-function collected (h: Handle): Handle {
-  collecting?.push(h)
+function collected (h: Handle, ctx = exporting.getStore()): Handle {
+  ctx?.exported.push(h)
   return h
 }
 
@@ -153,7 +179,9 @@ function drainReadable (socket: net.Socket): Buffer {
 /**
  * Pauses a connection at a request boundary and hands it over with its unread bytes: `pending`
  * (what the app read but did not parse) followed by what the stream had buffered. The app must not
- * write to it afterwards; the handoff waits for queued writes to drain before sending it.
+ * write to it afterwards. Output still queued in this process does not delay the handoff: the
+ * connection moves at once, this process flushes that output after the commit, and the successor's
+ * own writes to the connection wait until it has (see docs/handoff.md, "Draining").
  */
 export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc(0)): Handle {
   if (socket instanceof tls.TLSSocket) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_TLS', 'A TLS socket cannot move: its session keys live in this process\'s OpenSSL state')
@@ -163,7 +191,7 @@ export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc
   if (socket.connecting) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_NOT_CONNECTED', 'The socket is still connecting')
   if (h === null || socket.destroyed || typeof h.fd !== 'number' || h.fd < 0) {
     // A connection that closed (its 'close' event may still be on its way) is simply left out.
-    return new Handle('socket', Buffer.alloc(0), { closed: 1 }, { fd: null, flush: async () => false })
+    return new Handle('socket', Buffer.alloc(0), { closed: 1 }, { fd: null, flush: async () => false, closed: () => true, env: defaultEnv })
   }
   const flowing = socket.readableFlowing
   h.readStop()
@@ -172,11 +200,12 @@ export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc
   socket.pause()
   const buffered = drainReadable(socket)
   const info = { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 }
-  const i: Internals = { fd: h.fd }
+  const i: Internals = { fd: h.fd, env: exporting.getStore()?.env ?? defaultEnv }
+  const queued = (): boolean => socket.writableLength > 0 || (h.writeQueueSize ?? 0) > 0
+  i.queued = queued
+  i.closed = () => socket.destroyed
   i.flush = async () => {
-    while (!socket.destroyed && (socket.writableLength > 0 || (h.writeQueueSize ?? 0) > 0)) {
-      await new Promise((resolve) => setImmediate(resolve))
-    }
+    while (!socket.destroyed && queued()) await new Promise((resolve) => setTimeout(resolve, 1))
     return !socket.destroyed
   }
   i.resume = () => {
@@ -197,13 +226,13 @@ export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc
 export function adoptServer (handle: Handle, server: net.Server = net.createServer()): net.Server {
   if (inner(handle) !== undefined && handle.kind !== 'server') throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_HANDLE', `adoptServer() needs a 'server' handle, got '${handle.kind}'`)
   if (!(server instanceof net.Server)) throw new TypeError('The "server" argument must be a net.Server')
-  const gate = inner(handle).gate
+  const { gate, env } = inner(handle)
   const fd = take(handle)
   if (gate === undefined || gate.committed) {
     server.listen({ fd })
   } else {
     gate.onCommit(() => server.listen({ fd }))
-    gate.onAbort(() => { if (!server.listening) defaultEnv.closeFd(fd) })
+    gate.onAbort(() => { if (!server.listening) env.closeFd(fd) })
   }
   return server
 }
@@ -219,14 +248,17 @@ export function adoptSocket (handle: Handle): { socket: net.Socket, pending: Buf
   const opts = { fd, readable: true, writable: true, manualStart: true } as net.SocketConstructorOpts
   const socket = new net.Socket(opts)
   const h = (socket as unknown as SocketInternals)._handle as StreamHandle
+  const draining = inner(handle).draining
   if (gate === undefined || gate.committed) {
     socket.read(0)
   } else {
     // reading = true without readStart(): nothing reads from the kernel until COMMIT.
     h.reading = true
     socket.cork()
-    gate.onCommit(() => { h.readStart(); socket.uncork() })
+    gate.onCommit(() => { h.readStart(); if (draining === undefined) socket.uncork() })
     gate.onAbort(() => socket.destroy())
+    // Our writes stay corked behind the predecessor's queued output; if that output was lost, so is the stream.
+    if (draining !== undefined) gate.onDrained(draining, (ok) => { if (ok) socket.uncork(); else socket.destroy() })
   }
   return { socket, pending: handle.pending }
 }
@@ -234,13 +266,13 @@ export function adoptSocket (handle: Handle): { socket: net.Socket, pending: Buf
 /** A raw fd to hand over; the caller keeps owning it. */
 export function fdHandle (fd: number): Handle {
   if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`A raw fd handle must be a non-negative integer. Received ${fd}`)
-  return new Handle('fd', Buffer.alloc(0), { fd }, { fd })
+  return new Handle('fd', Buffer.alloc(0), { fd }, { fd, env: defaultEnv })
 }
 
-/** A handle received in STATE; `fd` is ours until adopted. */
-export function inheritedHandle (kind: HandleKind, fd: number, pending: Buffer, info: Record<string, string | number>, gate: Gate): Handle {
-  const h = new Handle(kind, pending, info, { fd, gate })
-  gate.onAbort(() => { const i = internals.get(h); if (i !== undefined && i.fd !== null) { defaultEnv.closeFd(i.fd); i.fd = null } })
+/** A handle received in STATE; `fd` is ours until adopted. `draining`: its name, if the predecessor still flushes its output. */
+export function inheritedHandle (kind: HandleKind, fd: number, pending: Buffer, info: Record<string, string | number>, gate: Gate, draining?: string, env: Env = defaultEnv): Handle {
+  const h = new Handle(kind, pending, info, { fd, gate, env, ...(draining !== undefined ? { draining } : {}) })
+  gate.onAbort(() => { const i = internals.get(h); if (i !== undefined && i.fd !== null) { env.closeFd(i.fd); i.fd = null } })
   return h
 }
 
@@ -253,5 +285,7 @@ export function wireFd (h: Handle): number {
 
 /** Waits for a handle's queued writes; false when it closed meanwhile (it is then left out). */
 export async function flushHandle (h: Handle): Promise<boolean> { return await inner(h).flush?.() ?? true }
+export function hasQueuedOutput (h: Handle): boolean { return inner(h).queued?.() ?? false }
+export function handleClosed (h: Handle): boolean { return inner(h).closed?.() ?? false }
 export function resumeHandle (h: Handle): void { inner(h).resume?.() }
 export function releaseHandle (h: Handle): void { inner(h).release?.() }

@@ -1,211 +1,236 @@
 /**
- * The serving side: answer status and watch requests, and run one handoff at a time. A handoff
- * quiesces (onHandoff), sends STATE while keeping every reference, waits for READY, then COMMITs.
- * Any failure before COMMIT resumes every exported handle: nothing is lost, nothing is refused.
+ * One handoff, as the serving generation runs it, top to bottom: OFFER the regions while still
+ * serving, quiesce (the onHandoff contributors), send STATE while keeping every reference, wait for
+ * READY within the pause budget, COMMIT, and let go only once SERVING arrives. Any failure before
+ * SERVING resumes every exported handle: nothing is lost, nothing is refused. Connections whose
+ * output was still queued drain after SERVING while the successor holds its own writes to them.
+ *
+ * `handOff` is a protocol function: it takes the OS layer, the channel and what the Generation
+ * decided (a `HandoffJob`), and returns what happened. The Generation owns the phase.
  */
 import { PagegiftError } from '../errors.ts'
+import { testPoint as defaultPoint } from '../testhook.ts'
 import type { Env, HandoffChannel } from './env.ts'
-import { collectExports, fdHandle, flushHandle, Handle, releaseHandle, resumeHandle, wireFd } from './handles.ts'
-import { LIMITS, msg, PROTOCOL_VERSION, parseFirst, parsePrepared, parseReady, parseServing, type HandleWire, type HelloMsg } from './protocol.ts'
+import { collectingExports, fdHandle, flushHandle, Handle, handleClosed, hasQueuedOutput, releaseHandle, resumeHandle, wireFd } from './handles.ts'
+import { LIMITS, msg, parsePrepared, parseReady, parseServing, type HandleWire, type HelloMsg } from './protocol.ts'
 import { sendBulk } from './bulk.ts'
 import { offerable, planRegions, sendGifts } from './regions.ts'
-import type { HandoffRecord, HandoffState, RegionReport, StatusReport, SuccessorInfo, WatchEvent } from './types.ts'
+import type { HandoffRecord, HandoffState, RegionReport, SuccessorInfo, WatchEvent } from './types.ts'
 
-/** What the predecessor logic needs from its Generation. */
-export interface Serving {
-  env: Env
+/** What the Generation hands the protocol: fixed inputs, and the few questions only it can answer. */
+export interface HandoffJob {
+  hello: HelloMsg
+  /** The protocol version negotiated from HELLO. */
+  v: number
   generation: number
   version: string
   timeoutMs: number
-  helloTimeoutMs: number
-  handler: ((s: SuccessorInfo) => HandoffState | Promise<HandoffState>) | undefined
-  /** Regions to offer before quiescing (see Generation.offerRegions). */
-  offer: (() => Record<string, ArrayBuffer>) | undefined
-  busyWith: number | null
+  pauseBudgetMs: number
+  /** The layout version of each region, as this build writes it. */
+  layouts: Record<string, number>
+  /** The history to carry (a copy). */
   history: HandoffRecord[]
-  status (): StatusReport
-  broadcast (e: WatchEvent): void
-  addWatcher (ch: HandoffChannel): void
-  /** Stops accepting successors on the handoff socket (just after COMMIT). */
-  unlisten (): Promise<void>
-  committed (record: HandoffRecord): void
-  resumed (err: Error): void
+  /** The regions to offer before quiescing (every offerRegions contributor). */
+  offer: () => Record<string, ArrayBuffer>
+  /** Quiesces and returns the state (every onHandoff contributor). */
+  quiesce: (successor: SuccessorInfo) => Promise<HandoffState>
+  /** Asked in the same turn as COMMIT goes out: true if pagegift upgrade gave up on this successor. */
+  fenced: () => boolean
+  /** Progress for watchers: progress, committing. */
+  event: (e: WatchEvent) => void
+  /** The test points (src/testhook.ts); prime() rehearses without them. */
+  point?: (name: string) => Promise<void>
 }
+
+export type HandoffResult =
+  | { outcome: 'committed', record: HandoffRecord, drain: () => Promise<void> }
+  | { outcome: 'resumed', error: Error, afterCommit: boolean }
 
 // ERR_PAGEGIFT_CLOSED too: a send on a channel the peer's death already closed.
 const peerGone = (err: unknown): boolean => ['ERR_PAGEGIFT_PEER_CLOSED', 'ERR_PAGEGIFT_CLOSED', 'EPIPE', 'ECONNRESET'].includes(code(err))
-const code = (err: unknown): string => (err as { code?: unknown }).code as string ?? 'ERR_PAGEGIFT_HANDOFF'
+export const code = (err: unknown): string => (err as { code?: unknown }).code as string ?? 'ERR_PAGEGIFT_HANDOFF'
 
-/** Handles one connection to the handoff socket; never throws. */
-export async function onConnection (s: Serving, ch: HandoffChannel): Promise<void> {
-  let first: { msg: unknown, fds: number[] }
+/** What the critical section produced, for the commit that follows it. */
+interface Sent { stoppedAt: bigint, pauseNs: bigint, regions: RegionReport[], handles: [string, Handle][], draining: string[] }
+
+/** Runs one handoff on a channel whose HELLO the Generation admitted. Never throws. */
+export async function handOff (env: Env, ch: HandoffChannel, job: HandoffJob): Promise<HandoffResult> {
+  const g = guard(ch, job.timeoutMs, job.pauseBudgetMs)
+  const exported: Handle[] = []
+  const returned: [string, Handle][] = []
+  let sent: Sent
   try {
-    first = await ch.recv({ timeoutMs: s.helloTimeoutMs })
-  } catch {
-    ch.close()
-    return
-  }
-  for (const fd of first.fds) s.env.closeFd(fd)
-  try {
-    const m = parseFirst(first.msg)
-    if (m.t === 'status') {
-      await ch.send(msg.status(s.status()))
-      ch.close()
-    } else if (m.t === 'watch') {
-      s.addWatcher(ch)
-      await ch.send(msg.status(s.status()))
-    } else if (s.busyWith !== null) {
-      throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_BUSY', `a handoff to pid ${s.busyWith} is already running; only one successor at a time`)
-    } else if (s.handler === undefined) {
-      throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_UNSUPPORTED', `generation ${s.generation} (pid ${s.env.pid}) has no onHandoff handler`)
-    } else {
-      await runHandoff(s, ch, m)
-    }
+    sent = await handOver(env, ch, job, g, exported, returned)
   } catch (err) {
-    await ch.send(msg.refused(code(err), (err as Error).message)).catch(() => {})
-    ch.close()
+    g.done()
+    await g.quiesced
+    const why = peerGone(err) ? new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', `the successor (pid ${job.hello.pid}) went away before commit`, { cause: err }) : err as Error
+    return await rollback(ch, job.v, why, [...new Set([...exported, ...returned.map(([, h]) => h)])], false)
+  }
+  g.done()
+  await (job.point ?? defaultPoint)('predecessor:committed')
+  const servingAt = await awaitServing(env, ch, job)
+  if (servingAt instanceof Error) return await rollback(ch, job.v, servingAt, sent.handles.map(([, h]) => h), true)
+  return {
+    outcome: 'committed',
+    record: record(env, job, sent, servingAt),
+    drain: async () => {
+      await drain(ch, job, sent)
+      ch.close()
+      for (const [, h] of sent.handles) releaseHandle(h)
+    },
   }
 }
 
-/** Rejects when the channel closes or the deadline passes; `race` wraps every wait of the handoff. */
-function guard (ch: HandoffChannel, timeoutMs: number): { race: <T>(p: Promise<T>) => Promise<T>, done: () => void } {
+/** Quiesce, STATE, READY, COMMIT: everything from "stopped serving" to the commit point. */
+async function handOver (env: Env, ch: HandoffChannel, job: HandoffJob, g: Guard, exported: Handle[], returned: [string, Handle][]): Promise<Sent> {
+  const { race } = g
+  const { v } = job
+  const point = job.point ?? defaultPoint
+  await race(point('predecessor:hello-received'))
+  const offered = await offerRegions(env, ch, job, race)
+  const stoppedAt = env.now()
+  await race(point('predecessor:stopped'))
+  const quiescing = collectingExports(env, exported, async () => await job.quiesce({ pid: job.hello.pid, uid: ch.peer.uid, version: job.hello.version }))
+  g.quiesced = quiescing.catch(() => {})
+  const state = await race(quiescing)
+  // Quiesced: from here on the successor has the pause budget to reach READY.
+  g.pause()
+  // A connection that closed meanwhile is left out; one with queued output moves now and drains after SERVING.
+  returned.push(...toHandles(state.handles).filter(([, h]) => !handleClosed(h)))
+  const draining = v >= 2 ? returned.filter(([, h]) => hasQueuedOutput(h)).map(([name]) => name) : []
+  // A version-1 successor cannot hold its writes for us: its connections flush before they move, as they did then.
+  if (v < 2) await race(Promise.all(returned.map(async ([, h]) => await flushHandle(h))))
+  await race(point('predecessor:quiesced'))
+  const handleFds = returned.map(([, h]) => wireFd(h))
+  const plan = planRegions(env, state.regions ?? {}, handleFds.length, offered, job.layouts)
+  const handles: HandleWire[] = returned.map(([name, h], i) => ({ name, kind: h.kind, fd: i, pending: h.pending.toString('base64'), info: { ...h.info }, ...(draining.includes(name) ? { draining: true } : {}) }))
+  const stateMsg = { t: 'state', v, generation: job.generation + 1, from: { pid: env.pid, version: job.version, generation: job.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null }
+  await race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds], v))
+  await race(point('predecessor:state-sent'))
+  const gifted = await race(sendGifts(ch, plan, (region, bytes, total) => { g.kick(); job.event({ event: 'progress', region, bytes, total }) }))
+  const ready = await race(ch.recv())
+  for (const fd of ready.fds) env.closeFd(fd)
+  parseReady(ready.msg, v)
+  await race(point('predecessor:ready-received'))
+  if (ch.closed) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', 'the successor went away before commit')
+  // The fence and COMMIT are decided in one turn of the event loop: pagegift upgrade never kills a successor we committed to.
+  if (job.fenced()) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_CANCELLED', 'pagegift upgrade gave up on this successor (its --timeout passed) before COMMIT')
+  job.event({ event: 'committing', pid: job.hello.pid })
+  await race(ch.send(msg.commit(v)))
+  const regions = plan.wire.map((r) => gifted.get(r.name) ?? { name: r.name, bytes: r.byteLength, path: 'share' as const })
+  return { stoppedAt, pauseNs: env.now() - stoppedAt, regions, handles: returned, draining }
+}
+
+/**
+ * OFFER, then wait for PREPARED, all while we still serve: the successor maps the offered regions
+ * (and checks their layouts) before the predecessor stops serving, so neither lands in the pause.
+ * The history travels here too: it does not change during the handoff.
+ */
+async function offerRegions (env: Env, ch: HandoffChannel, job: HandoffJob, race: Guard['race']): Promise<Map<string, ArrayBuffer>> {
+  const offered = offerable(env, job.offer())
+  const plan = planRegions(env, Object.fromEntries(offered), 0, undefined, job.layouts)
+  const history = job.history.slice(-(LIMITS.history - 1))
+  await race(sendBulk(ch, 'offer', { t: 'offer', v: job.v, regions: plan.wire, history }, plan.fds, job.v))
+  const r = await race(ch.recv())
+  for (const fd of r.fds) env.closeFd(fd)
+  parsePrepared(r.msg, job.v)
+  return offered
+}
+
+/**
+ * After COMMIT: SERVING, sent by the successor before it opens its gate. If its end closes without
+ * SERVING, it never served a byte nor touched a region, so we resume. If it stays silent (stopped,
+ * say) or sends anything else, it may still open its gate later: it is killed before we resume.
+ */
+async function awaitServing (env: Env, ch: HandoffChannel, job: HandoffJob): Promise<bigint | Error> {
+  const pid = ch.peer.pid
+  try {
+    const r = await ch.recv({ timeoutMs: job.timeoutMs })
+    for (const fd of r.fds) env.closeFd(fd)
+    return BigInt(parseServing(r.msg, job.v).servingAt)
+  } catch (err) {
+    if (peerGone(err)) return new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', `the successor (pid ${pid}) went away after COMMIT, before SERVING: it never served, so this generation resumes`, { cause: err })
+    try { process.kill(pid, 'SIGKILL') } catch {}
+    await new Promise<void>((resolve) => { if (ch.closed) resolve(); else { ch.on('close', () => resolve()); setTimeout(resolve, 2000).unref() } })
+    return new PagegiftError(code(err) === 'ERR_PAGEGIFT_TIMEOUT' ? 'ERR_PAGEGIFT_HANDOFF_TIMEOUT' : code(err), `the successor (pid ${pid}) sent no SERVING after COMMIT (${(err as Error).message}): it was killed, and this generation resumes`, { cause: err })
+  }
+}
+
+/** Flushes the output still queued on the draining connections, telling the successor about each. */
+async function drain (ch: HandoffChannel, job: HandoffJob, sent: Sent): Promise<void> {
+  const until = Date.now() + job.timeoutMs
+  await Promise.all(sent.handles.filter(([name]) => sent.draining.includes(name)).map(async ([name, h]) => {
+    const ok = await Promise.race([flushHandle(h), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), Math.max(0, until - Date.now())).unref())])
+    await ch.send(msg.drained(job.v, name, ok)).catch(() => {})
+    releaseHandle(h)
+  }))
+}
+
+async function rollback (ch: HandoffChannel, v: number, err: Error, handles: Handle[], afterCommit: boolean): Promise<HandoffResult> {
+  // ABORT goes out before we serve again, so a live successor can never believe it committed.
+  if (!ch.closed && !afterCommit) await ch.send(msg.abort(v, code(err), err.message)).catch(() => {})
+  ch.close()
+  for (const h of handles) resumeHandle(h)
+  return { outcome: 'resumed', error: err, afterCommit }
+}
+
+function record (env: Env, job: HandoffJob, sent: Sent, servingAt: bigint): HandoffRecord {
+  return {
+    generation: job.generation + 1,
+    fromPid: env.pid,
+    toPid: job.hello.pid,
+    version: job.hello.version,
+    at: new Date().toISOString(),
+    downtimeMs: Number(servingAt - sent.stoppedAt) / 1e6,
+    pauseMs: Number(sent.pauseNs) / 1e6,
+    bytes: sent.regions.reduce((n, r) => n + r.bytes, 0),
+    regions: sent.regions,
+    handles: sent.handles.length,
+  }
+}
+
+interface Guard {
+  race: <T>(p: Promise<T>) => Promise<T>
+  /** Starts the pause budget (at the quiesce). */
+  pause: () => void
+  /** Restarts the pause budget while the successor makes progress receiving a copied region. */
+  kick: () => void
+  done: () => void
+  /** Settles when the contributors have returned or failed: a rollback waits for them. */
+  quiesced: Promise<unknown>
+}
+
+/**
+ * Rejects when the channel closes, when HELLO to READY outlasts `timeoutMs`, or when the pause (from
+ * the quiesce on) outlasts the pause budget; `race` wraps every wait of the handoff.
+ */
+function guard (ch: HandoffChannel, timeoutMs: number, budgetMs: number): Guard {
   let fail!: (err: Error) => void
   const failed = new Promise<never>((_, reject) => { fail = reject })
   failed.catch(() => {})
   const onClose = (err?: Error): void => fail(new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', `the successor went away before commit${err !== undefined ? `: ${err.message}` : ''}`, { cause: err }))
   ch.on('close', onClose)
   const timer = setTimeout(() => fail(new PagegiftError('ERR_PAGEGIFT_HANDOFF_TIMEOUT', `the successor did not reach READY within ${timeoutMs} ms`)), timeoutMs)
+  let pauseTimer: NodeJS.Timeout | undefined
+  const pause = (): void => {
+    clearTimeout(pauseTimer)
+    pauseTimer = setTimeout(() => fail(new PagegiftError('ERR_PAGEGIFT_HANDOFF_TIMEOUT', `the successor did not reach READY within the pause budget (${budgetMs} ms) while the service was paused`)), budgetMs)
+  }
   return {
     race: async <T>(p: Promise<T>) => await Promise.race([p, failed]),
-    done: () => { clearTimeout(timer); ch.off('close', onClose) },
+    pause,
+    kick: () => { if (pauseTimer !== undefined) pause() },
+    done: () => { clearTimeout(timer); clearTimeout(pauseTimer); ch.off('close', onClose) },
+    quiesced: Promise.resolve(),
   }
 }
 
 function toHandles (handles: HandoffState['handles']): [string, Handle][] {
   if (handles === undefined) return []
-  if (typeof handles !== 'object' || handles === null) throw new TypeError('onHandoff: handles must be an object')
   return Object.entries(handles).map(([name, h]) => {
     if (typeof h === 'number') return [name, fdHandle(h)]
     if (!(h instanceof Handle)) throw new TypeError(`onHandoff: handles.${name} must be a Handle or an fd`)
     return [name, h]
   })
-}
-
-function checkState (state: unknown): HandoffState {
-  if (typeof state !== 'object' || state === null) throw new TypeError('onHandoff must return { regions?, handles?, meta? }')
-  const st = state as HandoffState
-  if (st.regions !== undefined && (typeof st.regions !== 'object' || st.regions === null)) throw new TypeError('onHandoff: regions must be an object')
-  if (Object.keys(st.regions ?? {}).length > LIMITS.regions) throw new RangeError(`onHandoff: at most ${LIMITS.regions} regions`)
-  return st
-}
-
-/** What the critical section produced, for the commit that follows it. */
-interface Sent { stoppedAt: bigint, pauseNs: bigint, regions: RegionReport[], handles: [string, Handle][] }
-
-async function runHandoff (s: Serving, ch: HandoffChannel, hello: HelloMsg): Promise<void> {
-  s.busyWith = hello.pid
-  s.broadcast({ event: 'start', pid: hello.pid, version: hello.version })
-  const g = guard(ch, s.timeoutMs)
-  const stopCollecting = collectExports()
-  const progress = { returned: [] as [string, Handle][], handlerDone: Promise.resolve() as Promise<unknown> }
-  let sent: Sent
-  try {
-    sent = await handOver(s, ch, hello, g.race, stopCollecting, progress)
-  } catch (err) {
-    g.done()
-    stopCollecting()
-    await progress.handlerDone
-    const why = peerGone(err) ? new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', `the successor (pid ${hello.pid}) went away before commit`, { cause: err }) : err as Error
-    await rollback(s, ch, why, [...new Set([...stopCollecting(), ...progress.returned.map(([, h]) => h)])])
-    return
-  }
-  // Committed: from here on nothing may roll back, whatever fails.
-  g.done()
-  await Promise.resolve(s.env.step('predecessor:committed')).catch(() => {})
-  // The successor waits for the socket path (EADDRINUSE) until we let go of it here.
-  await s.unlisten().catch(() => {})
-  await finishCommit(s, ch, hello, sent)
-}
-
-/** Quiesce, STATE, READY, COMMIT: everything from "stopped serving" to the commit point. */
-async function handOver (s: Serving, ch: HandoffChannel, hello: HelloMsg, race: <T>(p: Promise<T>) => Promise<T>, stopCollecting: () => Handle[], progress: { returned: [string, Handle][], handlerDone: Promise<unknown> }): Promise<Sent> {
-  const { env } = s
-  await race(Promise.resolve(env.step('predecessor:hello-received')))
-  const offered = await offerRegions(s, ch, race)
-  const stoppedAt = env.now()
-  await race(Promise.resolve(env.step('predecessor:stopped')))
-  const handler = s.handler as NonNullable<Serving['handler']>
-  const handlerP = Promise.resolve().then(() => handler({ pid: hello.pid, uid: ch.peer.uid, version: hello.version }))
-  progress.handlerDone = handlerP.catch(() => {})
-  const state = checkState(await race(handlerP))
-  stopCollecting()
-  progress.returned = toHandles(state.handles)
-  const open = await race(Promise.all(progress.returned.map(async ([, h]) => await flushHandle(h))))
-  const returned = progress.returned = progress.returned.filter((_, i) => open[i])
-  await race(Promise.resolve(env.step('predecessor:quiesced')))
-  const handleFds = returned.map(([, h]) => wireFd(h))
-  const plan = planRegions(env, state.regions ?? {}, handleFds.length, offered)
-  const handles: HandleWire[] = returned.map(([name, h], i) => ({ name, kind: h.kind, fd: i, pending: h.pending.toString('base64'), info: { ...h.info } }))
-  const stateMsg = { t: 'state', v: PROTOCOL_VERSION, generation: s.generation + 1, from: { pid: env.pid, version: s.version, generation: s.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null }
-  await race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds]))
-  await race(Promise.resolve(env.step('predecessor:state-sent')))
-  const gifted = await race(sendGifts(ch, plan, (region, bytes, total) => s.broadcast({ event: 'progress', region, bytes, total })))
-  const ready = await race(ch.recv())
-  for (const fd of ready.fds) env.closeFd(fd)
-  parseReady(ready.msg)
-  await race(Promise.resolve(env.step('predecessor:ready-received')))
-  if (ch.closed) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', 'the successor went away before commit')
-  await race(ch.send(msg.commit()))
-  const regions = plan.wire.map((r) => gifted.get(r.name) ?? { name: r.name, bytes: r.byteLength, path: 'share' as const })
-  return { stoppedAt, pauseNs: env.now() - stoppedAt, regions, handles: returned }
-}
-
-/**
- * OFFER, then wait for PREPARED, all while we still serve: the successor maps the offered regions
- * and lets the garbage collection that this sets off finish, so neither lands in the downtime.
- */
-async function offerRegions (s: Serving, ch: HandoffChannel, race: <T>(p: Promise<T>) => Promise<T>): Promise<Map<string, ArrayBuffer>> {
-  const offered = s.offer !== undefined ? offerable(s.env, s.offer()) : new Map<string, ArrayBuffer>()
-  const plan = planRegions(s.env, Object.fromEntries(offered), 0)
-  // The history travels here too: it does not change during the handoff, so it need not cost downtime.
-  const history = s.history.slice(-(LIMITS.history - 1))
-  await race(sendBulk(ch, 'offer', { t: 'offer', v: PROTOCOL_VERSION, regions: plan.wire, history }, plan.fds))
-  const r = await race(ch.recv())
-  for (const fd of r.fds) s.env.closeFd(fd)
-  parsePrepared(r.msg)
-  return offered
-}
-
-async function finishCommit (s: Serving, ch: HandoffChannel, hello: HelloMsg, { stoppedAt, pauseNs, regions, handles }: Sent): Promise<void> {
-  let downtimeMs: number | null = null
-  try {
-    const r = await ch.recv({ timeoutMs: 2000 })
-    for (const fd of r.fds) s.env.closeFd(fd)
-    downtimeMs = Number(BigInt(parseServing(r.msg).servingAt) - stoppedAt) / 1e6
-  } catch {
-    // The successor serves anyway; only its own report of the downtime is missing.
-  }
-  ch.close()
-  for (const [, h] of handles) releaseHandle(h)
-  s.committed({
-    generation: s.generation + 1,
-    fromPid: s.env.pid,
-    toPid: hello.pid,
-    version: hello.version,
-    at: new Date().toISOString(),
-    downtimeMs,
-    pauseMs: Number(pauseNs) / 1e6,
-    bytes: regions.reduce((n, r) => n + r.bytes, 0),
-    regions,
-    handles: handles.length,
-  })
-}
-
-async function rollback (s: Serving, ch: HandoffChannel, err: Error, handles: Handle[]): Promise<void> {
-  // ABORT goes out before we serve again, so a live successor can never believe it committed.
-  if (!ch.closed) await ch.send(msg.abort(code(err), err.message)).catch(() => {})
-  ch.close()
-  for (const h of handles) resumeHandle(h)
-  s.busyWith = null
-  s.resumed(err)
 }

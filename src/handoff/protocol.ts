@@ -4,14 +4,23 @@
  * handoff, so anything unexpected becomes a PagegiftError with code ERR_PAGEGIFT_HANDOFF_PROTOCOL.
  */
 import { PagegiftError } from '../errors.ts'
+import { Validator } from '../validate.ts'
 import type { HandoffRecord, StatusReport, WatchEvent } from './types.ts'
 
-export const PROTOCOL_VERSION = 1
+/**
+ * The newest protocol version this build speaks. Version 1 is the previous release's; version 2 adds
+ * the per-service key, region layout versions, SERVING before the gate opens and the draining of
+ * connections whose output was still queued. Every first message is a version-1 envelope that names
+ * the newest version its sender speaks in `max`; the answer comes in the version both speak, and so
+ * does every later message on that channel.
+ */
+export const PROTOCOL_VERSION = 2
+export const MIN_PROTOCOL_VERSION = 1
 /** Hard limits on what a peer may claim. */
 export const LIMITS = { regions: 256, handles: 4096, fds: 8192, pendingBytes: 4 << 20, history: 32, name: 256, extents: 4096 }
 
-export interface HelloMsg { t: 'hello', v: number, pid: number, version: string }
-export interface RequestMsg<T extends 'status' | 'watch'> { t: T, v: number }
+export interface HelloMsg { t: 'hello', v: number, pid: number, version: string, max?: number, key?: string }
+export interface RequestMsg<T extends 'status' | 'watch'> { t: T, v: number, max?: number, key?: string }
 export type FirstMsg = HelloMsg | RequestMsg<'status'> | RequestMsg<'watch'>
 
 /**
@@ -23,10 +32,13 @@ export interface RegionWire {
   byteLength: number
   mode: 'share' | 'gift' | 'offered'
   extents: { fd: number, offset: number, length: number }[]
+  /** The version of the region's layout, as the predecessor's app declared it (0: undeclared, and every v1 region). */
+  layout: number
 }
 /** Sent right after HELLO, before the predecessor quiesces: regions the successor may map while we still serve. */
 export interface OfferMsg { t: 'offer', v: number, regions: RegionWire[], history: HandoffRecord[] }
-export interface HandleWire { name: string, kind: 'server' | 'socket' | 'fd', fd: number, pending: string, info: Record<string, string | number> }
+/** `draining`: the predecessor still flushes output it had queued; the successor holds its own writes until DRAINED. */
+export interface HandleWire { name: string, kind: 'server' | 'socket' | 'fd', fd: number, pending: string, info: Record<string, string | number>, draining?: boolean }
 export interface StateMsg {
   t: 'state'
   v: number
@@ -44,6 +56,8 @@ export interface ReadyMsg { t: 'ready', v: number }
 /** The successor mapped the OFFER and is ready for the short critical section. */
 export interface PreparedMsg { t: 'prepared', v: number }
 export interface ServingMsg { t: 'serving', v: number, servingAt: string }
+/** After SERVING: the predecessor flushed (ok) or gave up on (not ok) a draining connection's queued output. */
+export interface DrainedMsg { t: 'drained', v: number, handle: string, ok: boolean }
 export interface StatusMsg { t: 'status', v: number, status: StatusReport }
 export interface EventMsg { t: 'event', v: number, event: WatchEvent }
 
@@ -51,141 +65,145 @@ export function protocolError (why: string): PagegiftError {
   return new PagegiftError('ERR_PAGEGIFT_HANDOFF_PROTOCOL', `handoff protocol: ${why}`)
 }
 
+/** The handoff's validator (src/validate.ts): a bad field is an ERR_PAGEGIFT_HANDOFF_PROTOCOL error that names it. */
+export const check = new Validator(protocolError)
+
 type Obj = Record<string, unknown>
 
-function obj (x: unknown, what: string): Obj {
-  if (typeof x !== 'object' || x === null || Array.isArray(x)) throw protocolError(`${what} is not an object`)
-  return x as Obj
-}
+const obj = (x: unknown, what: string): Obj => check.obj(x, what)
+const int = (o: Obj, key: string, min = 0, max = Number.MAX_SAFE_INTEGER): number => check.int(o[key], `'${key}'`, min, max)
+const str = (o: Obj, key: string, max = 4096): string => check.str(o[key], `'${key}'`, max)
+const bigintString = (o: Obj, key: string): string => check.decimal(o[key], `'${key}'`)
 
-function int (o: Obj, key: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-  const v = o[key]
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw protocolError(`'${key}' must be an integer in [${min}, ${max}]`)
-  return v
-}
-
-function str (o: Obj, key: string, max = 4096): string {
-  const v = o[key]
-  if (typeof v !== 'string' || v.length > max) throw protocolError(`'${key}' must be a string of at most ${max} chars`)
-  return v
-}
-
-function bigintString (o: Obj, key: string): string {
-  const v = str(o, key, 32)
-  if (!/^\d+$/.test(v)) throw protocolError(`'${key}' must be a decimal integer string`)
-  return v
-}
-
-/** Checks the envelope: an object with a known type and our protocol version. */
-function envelope (x: unknown, types: readonly string[]): Obj {
+/**
+ * Checks the envelope: an object with a known type, at protocol version `v` (the one negotiated on
+ * this channel), or at any version this side speaks when `v` is not known yet.
+ */
+function envelope (x: unknown, types: readonly string[], v?: number): Obj {
   const o = obj(x, 'message')
-  if (typeof o.t !== 'string' || !types.includes(o.t)) throw protocolError(`unexpected message type ${JSON.stringify(o.t)} (want ${types.join(' | ')})`)
-  if (o.v !== PROTOCOL_VERSION) {
-    throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_VERSION', `handoff protocol version ${JSON.stringify(o.v)} is not supported (this side speaks ${PROTOCOL_VERSION})`)
+  if (typeof o.t !== 'string' || !types.includes(o.t)) check.fail(`unexpected message type ${JSON.stringify(o.t)} (want ${types.join(' | ')})`)
+  const ok = v !== undefined ? o.v === v : typeof o.v === 'number' && Number.isInteger(o.v) && o.v >= MIN_PROTOCOL_VERSION && o.v <= PROTOCOL_VERSION
+  if (!ok) {
+    const speaks = v !== undefined ? `${v} on this channel` : `${MIN_PROTOCOL_VERSION} to ${PROTOCOL_VERSION}`
+    throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_VERSION', `handoff protocol version ${JSON.stringify(o.v)} is not supported (this side speaks ${speaks})`)
   }
   return o
 }
 
+/** The version two sides both speak, from the `max` of a first message (absent: a version-1 peer). */
+export function negotiate (max: number | undefined): number {
+  return Math.min(PROTOCOL_VERSION, max ?? MIN_PROTOCOL_VERSION)
+}
+
+/** The first message of a connection: a version-1 envelope, naming in `max` the newest version its sender speaks. */
 export function parseFirst (x: unknown): FirstMsg {
-  const o = envelope(x, ['hello', 'status', 'watch'])
-  if (o.t === 'status') return { t: 'status', v: PROTOCOL_VERSION }
-  if (o.t === 'watch') return { t: 'watch', v: PROTOCOL_VERSION }
-  return { t: 'hello', v: PROTOCOL_VERSION, pid: int(o, 'pid', 1), version: str(o, 'version', LIMITS.name) }
+  const o = envelope(x, ['hello', 'status', 'watch'], MIN_PROTOCOL_VERSION)
+  const extra: { max?: number, key?: string } = {}
+  if (o.max !== undefined) extra.max = int(o, 'max', MIN_PROTOCOL_VERSION, 1 << 16)
+  if (o.key !== undefined) extra.key = str(o, 'key', 128)
+  if (o.t === 'status') return { t: 'status', v: MIN_PROTOCOL_VERSION, ...extra }
+  if (o.t === 'watch') return { t: 'watch', v: MIN_PROTOCOL_VERSION, ...extra }
+  return { t: 'hello', v: MIN_PROTOCOL_VERSION, pid: int(o, 'pid', 1), version: str(o, 'version', LIMITS.name), ...extra }
 }
 
 function parseRegion (x: unknown, nfds: number): RegionWire {
   const o = obj(x, 'region')
-  const mode = o.mode
-  if (mode !== 'share' && mode !== 'gift' && mode !== 'offered') throw protocolError(`region mode ${JSON.stringify(mode)}`)
-  const extents = o.extents
-  if (!Array.isArray(extents) || extents.length > LIMITS.extents) throw protocolError('region extents')
+  const mode = check.oneOf(o.mode, 'region mode', ['share', 'gift', 'offered'] as const)
   const byteLength = int(o, 'byteLength')
   let covered = 0
-  const parsed = extents.map((e) => {
-    const eo = obj(e, 'extent')
+  const parsed = check.arr(o.extents, 'region extents', LIMITS.extents, (e, what) => {
+    const eo = obj(e, what)
     const ext = { fd: int(eo, 'fd', 0, nfds - 1), offset: int(eo, 'offset'), length: int(eo, 'length', 1) }
     covered += ext.length
     return ext
   })
-  if (mode === 'share' && (parsed.length === 0 || covered < byteLength)) throw protocolError('shared region extents do not cover its length')
-  return { name: str(o, 'name', LIMITS.name), byteLength, mode, extents: parsed }
+  if (mode === 'share' && (parsed.length === 0 || covered < byteLength)) check.fail('shared region extents do not cover its length')
+  const layout = o.layout === undefined ? 0 : int(o, 'layout', 0, 2 ** 31 - 1)
+  return { name: str(o, 'name', LIMITS.name), byteLength, mode, extents: parsed, layout }
 }
 
 function parseHandle (x: unknown, nfds: number): HandleWire {
   const o = obj(x, 'handle')
-  const kind = o.kind
-  if (kind !== 'server' && kind !== 'socket' && kind !== 'fd') throw protocolError(`handle kind ${JSON.stringify(kind)}`)
+  const kind = check.oneOf(o.kind, 'handle kind', ['server', 'socket', 'fd'] as const)
   const pending = str(o, 'pending', Math.ceil(LIMITS.pendingBytes * 4 / 3) + 4)
   const info = obj(o.info, 'handle info')
-  for (const v of Object.values(info)) if (typeof v !== 'string' && typeof v !== 'number') throw protocolError('handle info values')
-  return { name: str(o, 'name', LIMITS.name), kind, fd: int(o, 'fd', 0, nfds - 1), pending, info: info as HandleWire['info'] }
+  for (const v of Object.values(info)) if (typeof v !== 'string' && typeof v !== 'number') check.fail('handle info values must be strings or numbers')
+  const h: HandleWire = { name: str(o, 'name', LIMITS.name), kind, fd: int(o, 'fd', 0, nfds - 1), pending, info: info as HandleWire['info'] }
+  if (o.draining === true) h.draining = true
+  return h
 }
 
 /** Validates STATE against the number of fds that came with it: every fd index must be in range. */
-export function parseState (x: unknown, nfds: number): StateMsg {
-  const o = envelope(x, ['state'])
+export function parseState (x: unknown, nfds: number, v?: number): StateMsg {
+  const o = envelope(x, ['state'], v)
   const from = obj(o.from, 'from')
-  const regions = o.regions
-  const handles = o.handles
-  if (!Array.isArray(regions) || regions.length > LIMITS.regions) throw protocolError('regions')
-  if (!Array.isArray(handles) || handles.length > LIMITS.handles) throw protocolError('handles')
+  const regions = check.arr(o.regions, 'regions', LIMITS.regions, (r) => parseRegion(r, nfds))
+  const handles = check.arr(o.handles, 'handles', LIMITS.handles, (h) => parseHandle(h, nfds))
   const state: StateMsg = {
     t: 'state',
-    v: PROTOCOL_VERSION,
+    v: o.v as number,
     generation: int(o, 'generation', 1),
     from: { pid: int(from, 'pid', 1), version: str(from, 'version', LIMITS.name), generation: int(from, 'generation', 1) },
     stoppedAt: bigintString(o, 'stoppedAt'),
-    regions: regions.map((r) => parseRegion(r, nfds)),
-    handles: handles.map((h) => parseHandle(h, nfds)),
+    regions,
+    handles,
     meta: o.meta,
   }
   const names = new Set<string>()
   for (const n of [...state.regions.map((r) => 'r:' + r.name), ...state.handles.map((h) => 'h:' + h.name)]) {
-    if (names.has(n)) throw protocolError(`duplicate name ${n.slice(2)}`)
+    if (names.has(n)) check.fail(`duplicate name ${n.slice(2)}`)
     names.add(n)
   }
   return state
 }
 
 /** Validates an OFFER: shared regions only, every fd index in range, no name twice. */
-export function parseOffer (x: unknown, nfds: number): OfferMsg {
-  const o = envelope(x, ['offer'])
-  const regions = o.regions
-  if (!Array.isArray(regions) || regions.length > LIMITS.regions) throw protocolError('offered regions')
-  const parsed = regions.map((r) => parseRegion(r, nfds))
-  if (parsed.some((r) => r.mode !== 'share')) throw protocolError('an offered region must be shared')
-  if (new Set(parsed.map((r) => r.name)).size !== parsed.length) throw protocolError('duplicate offered region')
-  const history = o.history ?? []
-  if (!Array.isArray(history) || history.length > LIMITS.history || !history.every((h) => typeof h === 'object' && h !== null)) throw protocolError('history')
-  return { t: 'offer', v: PROTOCOL_VERSION, regions: parsed, history: history as HandoffRecord[] }
+export function parseOffer (x: unknown, nfds: number, v: number): OfferMsg {
+  const o = envelope(x, ['offer'], v)
+  const parsed = check.arr(o.regions, 'offered regions', LIMITS.regions, (r) => parseRegion(r, nfds))
+  if (parsed.some((r) => r.mode !== 'share')) check.fail('an offered region must be shared')
+  if (new Set(parsed.map((r) => r.name)).size !== parsed.length) check.fail('duplicate offered region')
+  const history = check.arr(o.history ?? [], 'history', LIMITS.history, (h, what) => check.obj(h, what))
+  return { t: 'offer', v, regions: parsed, history: history as unknown as HandoffRecord[] }
 }
 
-/** The predecessor's answers to HELLO: an OFFER (optional), then STATE; or a refusal. */
-export function parseHelloReply (x: unknown): { t: 'refused' | 'abort', code: string, reason: string } | { t: 'state' | 'offer' } {
-  const o = envelope(x, ['offer', 'state', 'refused', 'abort'])
-  if (o.t === 'refused' || o.t === 'abort') return { t: o.t, code: str(o, 'code', 64), reason: str(o, 'reason') }
-  return { t: o.t as 'state' | 'offer' }
+/** The predecessor's answers to HELLO: an OFFER (optional), then STATE; or a refusal. `v`: the version they came in. */
+export function parseHelloReply (x: unknown, v?: number): ({ t: 'refused' | 'abort', code: string, reason: string } | { t: 'state' | 'offer' }) & { v: number } {
+  const o = envelope(x, ['offer', 'state', 'refused', 'abort'], v)
+  if (o.t === 'refused' || o.t === 'abort') return { t: o.t, code: str(o, 'code', 64), reason: str(o, 'reason'), v: o.v as number }
+  return { t: o.t as 'state' | 'offer', v: o.v as number }
 }
 
-export function parseCommitReply (x: unknown): CommitMsg | AbortMsg {
-  const o = envelope(x, ['commit', 'abort'])
-  if (o.t === 'commit') return { t: 'commit', v: PROTOCOL_VERSION }
-  return { t: 'abort', v: PROTOCOL_VERSION, code: str(o, 'code', 64), reason: str(o, 'reason') }
+export function parseCommitReply (x: unknown, v: number): CommitMsg | AbortMsg {
+  const o = envelope(x, ['commit', 'abort'], v)
+  if (o.t === 'commit') return { t: 'commit', v }
+  return { t: 'abort', v, code: str(o, 'code', 64), reason: str(o, 'reason') }
 }
 
-export function parsePrepared (x: unknown): PreparedMsg {
-  envelope(x, ['prepared'])
-  return { t: 'prepared', v: PROTOCOL_VERSION }
+export function parsePrepared (x: unknown, v: number): PreparedMsg {
+  envelope(x, ['prepared'], v)
+  return { t: 'prepared', v }
 }
 
-export function parseReady (x: unknown): ReadyMsg {
-  envelope(x, ['ready'])
-  return { t: 'ready', v: PROTOCOL_VERSION }
+export function parseReady (x: unknown, v: number): ReadyMsg {
+  envelope(x, ['ready'], v)
+  return { t: 'ready', v }
 }
 
-export function parseServing (x: unknown): ServingMsg {
-  const o = envelope(x, ['serving'])
-  return { t: 'serving', v: PROTOCOL_VERSION, servingAt: bigintString(o, 'servingAt') }
+export function parseServing (x: unknown, v: number): ServingMsg {
+  const o = envelope(x, ['serving'], v)
+  return { t: 'serving', v, servingAt: bigintString(o, 'servingAt') }
+}
+
+export function parseDrained (x: unknown, v: number): DrainedMsg {
+  const o = envelope(x, ['drained'], v)
+  return { t: 'drained', v, handle: str(o, 'handle', LIMITS.name), ok: check.bool(o.ok, "'ok'") }
+}
+
+/** A watcher's request after its first message: hold off every commit until it closes (see Generation). */
+export function parseWatcherRequest (x: unknown, v: number): { t: 'fence' } {
+  envelope(x, ['fence'], v)
+  return { t: 'fence' }
 }
 
 export function parseStatusReply (x: unknown): StatusReport {
@@ -194,22 +212,30 @@ export function parseStatusReply (x: unknown): StatusReport {
   return obj(o.status, 'status') as unknown as StatusReport
 }
 
+/** The version a status or watch answer came in: what the serving generation speaks with us. */
+export function replyVersion (x: unknown): number {
+  return envelope(x, ['status', 'refused', 'event']).v as number
+}
+
 export function parseEvent (x: unknown): WatchEvent {
   const o = envelope(x, ['event'])
   const e = obj(o.event, 'event')
-  if (typeof e.event !== 'string') throw protocolError('event name')
+  check.str(e.event, 'event name', 64)
   return e as unknown as WatchEvent
 }
 
+/** Message builders; `v` is the version negotiated on the channel. First messages are version-1 envelopes. */
 export const msg = {
-  hello: (pid: number, version: string): HelloMsg => ({ t: 'hello', v: PROTOCOL_VERSION, pid, version }),
-  request: <T extends 'status' | 'watch'>(t: T): RequestMsg<T> => ({ t, v: PROTOCOL_VERSION }),
-  refused: (code: string, reason: string): RefusedMsg => ({ t: 'refused', v: PROTOCOL_VERSION, code, reason }),
-  commit: (): CommitMsg => ({ t: 'commit', v: PROTOCOL_VERSION }),
-  abort: (code: string, reason: string): AbortMsg => ({ t: 'abort', v: PROTOCOL_VERSION, code, reason }),
-  ready: (): ReadyMsg => ({ t: 'ready', v: PROTOCOL_VERSION }),
-  prepared: (): PreparedMsg => ({ t: 'prepared', v: PROTOCOL_VERSION }),
-  serving: (servingAt: bigint): ServingMsg => ({ t: 'serving', v: PROTOCOL_VERSION, servingAt: servingAt.toString() }),
-  status: (status: StatusReport): StatusMsg => ({ t: 'status', v: PROTOCOL_VERSION, status }),
-  event: (event: WatchEvent): EventMsg => ({ t: 'event', v: PROTOCOL_VERSION, event }),
+  hello: (pid: number, version: string, key: string | null): HelloMsg => ({ t: 'hello', v: MIN_PROTOCOL_VERSION, max: PROTOCOL_VERSION, pid, version, ...(key !== null ? { key } : {}) }),
+  request: <T extends 'status' | 'watch'>(t: T, key: string | null = null): RequestMsg<T> => ({ t, v: MIN_PROTOCOL_VERSION, max: PROTOCOL_VERSION, ...(key !== null ? { key } : {}) }),
+  refused: (v: number, code: string, reason: string): RefusedMsg => ({ t: 'refused', v, code, reason }),
+  commit: (v: number): CommitMsg => ({ t: 'commit', v }),
+  abort: (v: number, code: string, reason: string): AbortMsg => ({ t: 'abort', v, code, reason }),
+  ready: (v: number): ReadyMsg => ({ t: 'ready', v }),
+  prepared: (v: number): PreparedMsg => ({ t: 'prepared', v }),
+  serving: (v: number, servingAt: bigint): ServingMsg => ({ t: 'serving', v, servingAt: servingAt.toString() }),
+  drained: (v: number, handle: string, ok: boolean): DrainedMsg => ({ t: 'drained', v, handle, ok }),
+  fence: (v: number) => ({ t: 'fence', v }),
+  status: (v: number, status: StatusReport): StatusMsg => ({ t: 'status', v, status }),
+  event: (v: number, event: WatchEvent): EventMsg => ({ t: 'event', v, event }),
 }

@@ -28,22 +28,23 @@ function asBytes (name: string, x: unknown): Uint8Array {
  * Splits regions into shared ones (fds appended to `fdBase`) and gifted ones. A region whose buffer
  * is the one offered under the same name before quiescing is only named: the successor has it mapped.
  */
-export function planRegions (env: Env, regions: Record<string, ArrayBuffer | ArrayBufferView>, fdBase: number, offered: Map<string, ArrayBuffer> = new Map()): RegionPlan {
+export function planRegions (env: Env, regions: Record<string, ArrayBuffer | ArrayBufferView>, fdBase: number, offered: Map<string, ArrayBuffer> = new Map(), layouts: Record<string, number> = {}): RegionPlan {
   const plan: RegionPlan = { wire: [], fds: [], gifts: [] }
   for (const [name, value] of Object.entries(regions)) {
     const bytes = asBytes(name, value)
+    const layout = Object.hasOwn(layouts, name) ? layouts[name] : 0
     const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer
     if (whole && offered.get(name) === bytes.buffer) {
-      plan.wire.push({ name, byteLength: bytes.byteLength, mode: 'offered', extents: [] })
+      plan.wire.push({ name, byteLength: bytes.byteLength, mode: 'offered', extents: [], layout })
       continue
     }
     const shared = whole ? env.share(bytes.buffer as ArrayBuffer) : null
     if (shared !== null) {
       const base = fdBase + plan.fds.length
       plan.fds.push(...shared.fds)
-      plan.wire.push({ name, byteLength: bytes.byteLength, mode: 'share', extents: shared.extents.map((e) => ({ ...e, fd: e.fd + base })) })
+      plan.wire.push({ name, byteLength: bytes.byteLength, mode: 'share', extents: shared.extents.map((e) => ({ ...e, fd: e.fd + base })), layout })
     } else {
-      plan.wire.push({ name, byteLength: bytes.byteLength, mode: 'gift', extents: [] })
+      plan.wire.push({ name, byteLength: bytes.byteLength, mode: 'gift', extents: [], layout })
       plan.gifts.push({ name, bytes })
     }
   }

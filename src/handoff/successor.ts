@@ -4,19 +4,34 @@
  * before COMMIT, so a predecessor that rolls back finds everything as it left it.
  */
 import { PagegiftError } from '../errors.ts'
+import { testPoint as defaultPoint } from '../testhook.ts'
+
+/** A named test point (src/testhook.ts); prime() passes one that does nothing. */
+export type Point = (name: string) => Promise<void>
 import type { Env, HandoffChannel } from './env.ts'
 import { inheritedHandle, type Gate, type Handle } from './handles.ts'
-import { msg, parseCommitReply, parseHelloReply, parseOffer, parseState, protocolError, type StateMsg } from './protocol.ts'
+import { msg, parseCommitReply, parseDrained, parseHelloReply, parseOffer, parseState, protocolError, type RegionWire, type StateMsg } from './protocol.ts'
 import { recvBulk } from './bulk.ts'
 import { mapShared, receiveGifts, releaseAll, takeOffered } from './regions.ts'
-import type { HandoffRecord, Inherited, RegionReport } from './types.ts'
+import type { HandoffRecord, Inherited, LayoutSpec, RegionReport } from './types.ts'
 
 export class SuccessorGate implements Gate {
   committed = false
   #commit: (() => void)[] = []
   #abort: (() => void)[] = []
+  #drained = new Map<string, (ok: boolean) => void>()
   onCommit (fn: () => void): void { this.#commit.push(fn) }
   onAbort (fn: () => void): void { this.#abort.push(fn) }
+  onDrained (handle: string, fn: (ok: boolean) => void): void { this.#drained.set(handle, fn) }
+  /** The predecessor flushed (or gave up on) the output it had queued on `handle`. */
+  drained (handle: string, ok: boolean): void {
+    const fn = this.#drained.get(handle)
+    this.#drained.delete(handle)
+    fn?.(ok)
+  }
+
+  /** Handles still waiting for DRAINED. */
+  get draining (): string[] { return [...this.#drained.keys()] }
   open (): void {
     this.committed = true
     for (const fn of this.#commit.splice(0)) fn()
@@ -31,6 +46,9 @@ export class SuccessorGate implements Gate {
 
 export interface Inheritance {
   ch: HandoffChannel
+  point: Point
+  /** The protocol version negotiated with the predecessor. */
+  v: number
   state: StateMsg
   history: HandoffRecord[]
   /** The path each gifted (copied) region took; shared and offered ones took none. */
@@ -57,31 +75,50 @@ function checkFdOwners (state: StateMsg, nfds: number): void {
   for (const h of state.handles) claim(h.fd, `handle ${h.name}`)
 }
 
+/** What the successor presents and accepts: its key and the region layouts it can read. */
+export interface Credentials { version: string, key: string | null, layouts: Record<string, LayoutSpec> }
+
+/**
+ * Refuses a region whose layout this build cannot read (checked at OFFER, before the predecessor
+ * quiesces, and again at STATE). Regions it declares no layout for are taken as they come.
+ */
+export function checkLayouts (regions: RegionWire[], layouts: Record<string, LayoutSpec>): void {
+  for (const r of regions) {
+    const spec = Object.hasOwn(layouts, r.name) ? layouts[r.name] : undefined
+    if (spec === undefined) continue
+    const reads = spec.accepts ?? [spec.version]
+    if (!reads.includes(r.layout)) {
+      throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_LAYOUT', `region '${r.name}' has layout ${r.layout}${r.layout === 0 ? ' (undeclared)' : ''}, and this build reads layout${reads.length > 1 ? 's' : ''} ${reads.join(', ')} of it: nothing was handed over, the predecessor keeps serving`)
+    }
+  }
+}
+
 /** Runs HELLO to STATE on a connected channel; on any failure everything received is closed. */
-export async function inherit (env: Env, ch: HandoffChannel, version: string, timeoutMs: number): Promise<Inheritance> {
-  await env.step('successor:connected')
+export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials, timeoutMs: number, testPoint: Point = defaultPoint): Promise<Inheritance> {
+  await testPoint('successor:connected')
   const offered = new Map<string, ArrayBuffer>()
   const history: HandoffRecord[] = []
   try {
-    await ch.send(msg.hello(env.pid, version))
-    await env.step('successor:hello-sent')
+    await ch.send(msg.hello(env.pid, creds.version, creds.key))
+    await testPoint('successor:hello-sent')
     let reply = await ch.recv({ timeoutMs })
     let head = parseHelloReply(reply.msg)
+    // The predecessor answers in the version we both speak; everything after must stay at it.
+    const v = head.v
     if (head.t === 'state') throw protocolError('STATE before OFFER')
     if (head.t === 'offer') {
-      history.push(...await mapOffer(env, ch, reply, timeoutMs, offered))
-      await env.settle()
-      await ch.send(msg.prepared())
+      history.push(...await mapOffer(env, ch, reply, timeoutMs, offered, v, creds.layouts))
+      await ch.send(msg.prepared(v))
       reply = await ch.recv({ timeoutMs })
-      head = parseHelloReply(reply.msg)
+      head = parseHelloReply(reply.msg, v)
       if (head.t === 'offer') throw protocolError('a second OFFER')
     }
     if (head.t === 'refused' || head.t === 'abort') {
       closeFds(env, reply.fds)
       throw new PagegiftError(head.code, `The predecessor ${head.t === 'refused' ? 'refused the handoff' : 'rolled back'}: ${head.reason}`)
     }
-    const bulk = await recvBulk(env, ch, reply, timeoutMs)
-    return { ...await adopt(env, ch, bulk.body, bulk.fds, offered), history }
+    const bulk = await recvBulk(env, ch, reply, timeoutMs, v)
+    return { ...await adopt(env, ch, bulk.body, bulk.fds, offered, v, creds.layouts, testPoint), history, point: testPoint }
   } catch (err) {
     releaseAll(env, Object.fromEntries(offered))
     ch.close()
@@ -93,12 +130,13 @@ export async function inherit (env: Env, ch: HandoffChannel, version: string, ti
 }
 
 /** Maps the regions offered before the predecessor quiesced: this costs us time, not downtime. */
-async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fds: number[] }, timeoutMs: number, out: Map<string, ArrayBuffer>): Promise<HandoffRecord[]> {
-  const bulk = await recvBulk(env, ch, first, timeoutMs)
+async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fds: number[] }, timeoutMs: number, out: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>): Promise<HandoffRecord[]> {
+  const bulk = await recvBulk(env, ch, first, timeoutMs, v)
   const consumed = new Set<number>()
   const mapped: Record<string, ArrayBuffer> = {}
   try {
-    const offer = parseOffer(bulk.body, bulk.fds.length)
+    const offer = parseOffer(bulk.body, bulk.fds.length, v)
+    checkLayouts(offer.regions, layouts)
     mapShared(env, offer.regions, bulk.fds, mapped, consumed)
     return offer.history
   } finally {
@@ -108,27 +146,28 @@ async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fd
 }
 
 /** Validates STATE and takes ownership of its fds: handles and mappings, the rest closed. */
-async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>): Promise<Omit<Inheritance, 'history'>> {
+async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>, testPoint: Point): Promise<Omit<Inheritance, 'history' | 'point'>> {
   const gate = new SuccessorGate()
   const regions: Record<string, ArrayBuffer> = {}
   // fd indices whose ownership moved on (to a handle, or to a mapping); every other received fd is closed here.
   const taken = new Set<number>()
   try {
-    const state = parseState(body, fds.length)
+    const state = parseState(body, fds.length, v)
     checkFdOwners(state, fds.length)
+    checkLayouts(state.regions, layouts)
     takeOffered(env, state.regions, offered, regions)
     const handles: Record<string, Handle> = {}
     for (const h of state.handles) {
       taken.add(h.fd)
-      handles[h.name] = inheritedHandle(h.kind, fds[h.fd], Buffer.from(h.pending, 'base64'), h.info, gate)
+      handles[h.name] = inheritedHandle(h.kind, fds[h.fd], Buffer.from(h.pending, 'base64'), h.info, gate, h.draining === true ? h.name : undefined, env)
     }
     mapShared(env, state.regions, fds, regions, taken)
     closeFds(env, fds.filter((_, i) => !taken.has(i)))
     fds.forEach((_, i) => taken.add(i))
     const paths = await receiveGifts(env, ch, state.regions, regions)
-    const inherited: Inherited = { regions, handles, meta: state.meta, from: state.from }
-    await env.step('successor:state-received')
-    return { ch, state, inherited, gate, paths }
+    const inherited: Inherited = { regions, handles, meta: state.meta, from: state.from, layouts: Object.fromEntries(state.regions.map((r) => [r.name, r.layout])) }
+    await testPoint('successor:state-received')
+    return { ch, v, state, inherited, gate, paths }
   } catch (err) {
     closeFds(env, fds.filter((_, i) => !taken.has(i)))
     gate.abort()
@@ -138,7 +177,7 @@ async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[]
 }
 
 /** Waits up to `ms` for a process to be gone. */
-async function gone (env: Env, pid: number, ms: number): Promise<boolean> {
+export async function gone (env: Env, pid: number, ms: number): Promise<boolean> {
   const until = Date.now() + ms
   while (env.isAlive(pid)) {
     if (Date.now() > until) return false
@@ -155,17 +194,89 @@ export async function commit (env: Env, inh: Inheritance, timeoutMs: number): Pr
   const { ch } = inh
   const pid = inh.state.from.pid
   try {
-    await env.step('successor:before-ready')
+    await inh.point('successor:before-ready')
     if (ch.closed) throw new PagegiftError('ERR_PAGEGIFT_PEER_CLOSED', 'handoff channel closed before READY')
-    await ch.send(msg.ready())
-    await env.step('successor:ready-sent')
+    await ch.send(msg.ready(inh.v))
+    await inh.point('successor:ready-sent')
     const r = await ch.recv({ timeoutMs })
     closeFds(env, r.fds)
-    const reply = parseCommitReply(r.msg)
+    const reply = parseCommitReply(r.msg, inh.v)
     if (reply.t === 'abort') throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_ABORTED', `The predecessor rolled back: ${reply.reason} [${reply.code}]`)
     return 'commit'
   } catch (err) {
     if (isPeerGone(err) && await gone(env, pid, 2000)) return 'takeover'
     throw err
   }
+}
+
+/** Gives everything received back: nothing was served, so the predecessor finds it all as it left it. */
+function abandon (env: Env, inh: Inheritance): void {
+  inh.gate.abort()
+  releaseAll(env, inh.inherited.regions)
+  inh.ch.close()
+}
+
+/**
+ * READY, COMMIT, then SERVING before the gate opens: until the predecessor has SERVING it keeps
+ * every handle, and resumes if we die here; so the gate opens only once SERVING went out (or the
+ * predecessor is gone, and nobody else can serve). Returns this generation's history record; on a
+ * failure everything is given back before it throws.
+ */
+export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, me: { generation: number, version: string }): Promise<HandoffRecord> {
+  let how: 'commit' | 'takeover'
+  try {
+    how = await commit(env, inh, timeoutMs)
+  } catch (err) {
+    abandon(env, inh)
+    throw err
+  }
+  const servingAt = env.now()
+  if (how === 'commit') {
+    await inh.point('successor:committed')
+    const sent = await inh.ch.send(msg.serving(inh.v, servingAt)).then(() => true, () => false)
+    if (!sent && !await gone(env, inh.state.from.pid, 2000)) {
+      abandon(env, inh)
+      throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_ABORTED', `The predecessor (pid ${inh.state.from.pid}) did not get SERVING after COMMIT, so it serves on: nothing was taken over`)
+    }
+  }
+  inh.gate.open()
+  await inh.point('successor:serving')
+  if (how === 'commit') void awaitDrained(env, inh, timeoutMs)
+  else stopDraining(inh)
+  const st = inh.state
+  const sinceStop = Number(servingAt - BigInt(st.stoppedAt)) / 1e6
+  return {
+    generation: me.generation,
+    fromPid: st.from.pid,
+    toPid: env.pid,
+    version: me.version,
+    at: new Date().toISOString(),
+    downtimeMs: sinceStop,
+    // Stopped serving to COMMIT, here as received (the predecessor's record has it as sent).
+    pauseMs: sinceStop,
+    bytes: st.regions.reduce((n, r) => n + r.byteLength, 0),
+    regions: st.regions.map((r) => ({ name: r.name, bytes: r.byteLength, path: inh.paths.get(r.name) ?? 'share' })),
+    handles: st.handles.length,
+  }
+}
+
+/** Connections whose output the predecessor still flushes: our writes to each wait for its DRAINED. */
+async function awaitDrained (env: Env, inh: Inheritance, timeoutMs: number): Promise<void> {
+  try {
+    while (inh.gate.draining.length > 0) {
+      const r = await inh.ch.recv({ timeoutMs: timeoutMs + 2000 })
+      closeFds(env, r.fds)
+      const d = parseDrained(r.msg, inh.v)
+      inh.gate.drained(d.handle, d.ok)
+    }
+  } catch {
+  } finally {
+    stopDraining(inh)
+  }
+}
+
+/** Connections that never drained lost part of their output: they are closed rather than corrupted. */
+function stopDraining (inh: Inheritance): void {
+  for (const name of inh.gate.draining) inh.gate.drained(name, false)
+  inh.ch.close()
 }

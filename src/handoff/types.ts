@@ -12,7 +12,16 @@ export interface Inherited {
   handles: Record<string, Handle>
   meta: unknown
   from: Origin
+  /** The layout version each region came with (0: the predecessor declared none); migrate from it. */
+  layouts: Record<string, number>
 }
+
+/**
+ * A region's layout: the version this build writes (sent with the region to a successor), and the
+ * versions it can read from a predecessor (default: only `version`). A successor refuses a region
+ * whose layout it cannot read before its predecessor pauses (ERR_PAGEGIFT_HANDOFF_LAYOUT).
+ */
+export interface LayoutSpec { version: number, accepts?: readonly number[] }
 
 /** What `onHandoff` returns: the state to hand over. A number in `handles` is a raw fd. */
 export interface HandoffState {
@@ -52,6 +61,18 @@ export interface JoinOptions {
   version?: string
   /** Successor: HELLO to READY budget the predecessor grants, and our wait for STATE and COMMIT. Default 10 s. */
   timeoutMs?: number
+  /**
+   * Predecessor: once quiesced (onHandoff returned), how long a successor may take to reach READY
+   * before the handoff is rolled back and this generation serves again. Default 500 ms.
+   */
+  pauseBudgetMs?: number
+  /**
+   * Rehearse the handoff in memory once per process before joining (`handoff.prime()`), so that its
+   * code is compiled before a real handoff, not inside its pause. Default true; costs ~20 ms once.
+   */
+  prime?: boolean
+  /** Layout versions of the regions, by name: what this build writes and what it can read. */
+  layouts?: Record<string, LayoutSpec>
   /** How long a new connection may take to say what it wants. Default 2 s. */
   helloTimeoutMs?: number
   /** Exit the process after a committed handoff (after `handedOff` listeners ran). Default true. */
@@ -67,7 +88,7 @@ export interface StatusReport {
   version: string
   startedAt: string
   uptimeMs: number
-  state: 'serving' | 'handing-off' | 'handed-off'
+  state: 'serving' | 'handing-off' | 'draining' | 'handed-off'
   regions: { name: string, bytes: number }[]
   handles: { name: string, kind: string }[]
   history: HandoffRecord[]
@@ -77,5 +98,10 @@ export interface StatusReport {
 export type WatchEvent =
   | { event: 'start', pid: number, version: string }
   | { event: 'progress', region: string, bytes: number, total: number }
+  /** COMMIT is about to go out: from here on the successor must not be killed. */
+  | { event: 'committing', pid: number }
   | { event: 'committed', record: HandoffRecord }
-  | { event: 'resumed', reason: string, code: string }
+  /** `afterCommit`: the successor had been sent COMMIT but never said SERVING. */
+  | { event: 'resumed', reason: string, code: string, afterCommit?: boolean }
+  /** The answer to a watcher's fence: `committing` if COMMIT was already sent, so the successor must live. */
+  | { event: 'fenced', granted: boolean, committing: boolean, reason?: string }

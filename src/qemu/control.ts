@@ -3,20 +3,74 @@
  * closes. The socket file is 0600 in a 0700 directory, so only the VM's owner (or root) can connect
  * and upgrade or stop the VM.
  */
-import { chmodSync, rmSync } from 'node:fs'
+import { chmodSync, lstatSync, rmSync } from 'node:fs'
 import { createServer, connect as netConnect, type Server } from 'node:net'
+import { Validator } from '../validate.ts'
 import { QemuError, type QemuErrorCode } from './errors.ts'
 
-export type ControlOp = 'status' | 'prepare' | 'upgrade' | 'stop'
+/** The control protocol's validator: a bad field is an ERR_QEMU_CONTROL error that names it. */
+const check = new Validator((why) => new QemuError('ERR_QEMU_CONTROL', `control protocol: ${why}`))
+
+const OPS = ['status', 'prepare', 'upgrade', 'stop'] as const
+const CODES: readonly QemuErrorCode[] = [
+  'ERR_QEMU_NOT_FOUND', 'ERR_QEMU_TOO_OLD', 'ERR_QEMU_START_FAILED', 'ERR_QEMU_EXITED', 'ERR_QEMU_MEMORY_SIZE', 'ERR_QEMU_UPGRADE_FAILED',
+  'ERR_QEMU_VM_EXISTS', 'ERR_QEMU_VM_NOT_FOUND', 'ERR_QEMU_BUSY', 'ERR_QEMU_CONTROL', 'ERR_QEMU_KEEPER_MOVED', 'ERR_QEMU_PREPARED_MISMATCH',
+  'ERR_QMP_TIMEOUT', 'ERR_QMP_CLOSED', 'ERR_QMP_PROTOCOL', 'ERR_QMP_COMMAND',
+]
+
+export type ControlOp = typeof OPS[number]
 /** `cancel` (with 'prepare') drops the prepared destination instead of starting one. */
 export interface ControlRequest { op: ControlOp, qemu?: string, timeoutMs?: number, cancel?: boolean }
 export type ControlReply = { ok: true, result: unknown } | { ok: false, error: { code: string, message: string, rolledBack?: boolean } }
 
 const MAX_REQUEST_BYTES = 64 * 1024
 
+/** Validates a request line's JSON. */
+export function parseRequest (x: unknown): ControlRequest {
+  const o = check.obj(x, 'request')
+  const req: ControlRequest = { op: check.oneOf(o.op, 'op', OPS) }
+  if (o.qemu !== undefined) req.qemu = check.str(o.qemu, 'qemu', 4096)
+  if (o.timeoutMs !== undefined) req.timeoutMs = check.int(o.timeoutMs, 'timeoutMs', 1, 2 ** 31 - 1)
+  if (o.cancel !== undefined) req.cancel = check.bool(o.cancel, 'cancel')
+  return req
+}
+
+/** Validates a reply line's JSON; a keeper error keeps its code only if it is one of ours. */
+export function parseReply (x: unknown): ControlReply {
+  const o = check.obj(x, 'reply')
+  if (check.bool(o.ok, 'ok')) return { ok: true, result: o.result }
+  const e = check.obj(o.error, 'error')
+  const code = check.str(e.code, 'error.code', 64)
+  return {
+    ok: false,
+    error: {
+      code: (CODES as readonly string[]).includes(code) ? code : 'ERR_QEMU_CONTROL',
+      message: check.str(e.message, 'error.message', MAX_REQUEST_BYTES),
+      ...(e.rolledBack !== undefined ? { rolledBack: check.bool(e.rolledBack, 'error.rolledBack') } : {}),
+    },
+  }
+}
+
 /**
- * Serves requests on `path`, replacing any socket file there (a successor keeper replaces its
- * predecessor's); `handle` runs one request at a time per connection.
+ * Removes a stale socket file at `path` (a successor keeper replaces its predecessor's), and
+ * refuses anything else there: a regular file, a directory, or another user's socket.
+ */
+function clearSocketPath (path: string): void {
+  let st
+  try {
+    st = lstatSync(path)
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return
+    throw err
+  }
+  if (!st.isSocket()) throw new QemuError('ERR_QEMU_CONTROL', `cannot listen on ${path}: it exists and is not a socket (left alone)`)
+  if (st.uid !== process.getuid?.()) throw new QemuError('ERR_QEMU_CONTROL', `cannot listen on ${path}: the socket there belongs to uid ${st.uid} (left alone)`)
+  rmSync(path, { force: true })
+}
+
+/**
+ * Serves requests on `path`, replacing a socket file there (a successor keeper replaces its
+ * predecessor's) but nothing else; `handle` runs one request at a time per connection.
  */
 export async function serveControl (path: string, handle: (req: ControlRequest) => Promise<unknown>): Promise<Server> {
   const server = createServer((conn) => {
@@ -32,7 +86,7 @@ export async function serveControl (path: string, handle: (req: ControlRequest) 
       void answer(buffered.slice(0, nl), handle).then((reply) => conn.end(JSON.stringify(reply) + '\n'))
     })
   })
-  rmSync(path, { force: true })
+  clearSocketPath(path)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(path, () => { server.off('error', reject); resolve() })
@@ -43,8 +97,7 @@ export async function serveControl (path: string, handle: (req: ControlRequest) 
 
 async function answer (line: string, handle: (req: ControlRequest) => Promise<unknown>): Promise<ControlReply> {
   try {
-    const req = JSON.parse(line) as ControlRequest
-    if (!['status', 'prepare', 'upgrade', 'stop'].includes(req.op)) throw new QemuError('ERR_QEMU_CONTROL', `unknown control operation '${String(req.op)}'`)
+    const req = parseRequest(check.json(line, 'request'))
     return { ok: true, result: await handle(req) }
   } catch (err) {
     const e = err as Error & { code?: string, rolledBack?: boolean }
@@ -91,12 +144,8 @@ async function requestOnce<T> (path: string, req: ControlRequest, timeoutMs: num
     })
     conn.on('close', () => { clearTimeout(timer); resolve(buffered) })
   })
-  let reply: ControlReply
-  try {
-    reply = JSON.parse(line) as ControlReply
-  } catch {
-    throw new QemuError('ERR_QEMU_CONTROL', `the keeper at ${path} closed the connection without a valid reply`)
-  }
+  if (line === '') throw new QemuError('ERR_QEMU_CONTROL', `the keeper at ${path} closed the connection without a reply`)
+  const reply = parseReply(check.json(line.trim(), `the reply of the keeper at ${path}`))
   if (!reply.ok) {
     throw new QemuError(reply.error.code as QemuErrorCode, reply.error.message, reply.error.rolledBack !== undefined ? { rolledBack: reply.error.rolledBack } : {})
   }

@@ -1,0 +1,85 @@
+/**
+ * `prime()`: runs the handoff's critical path once in this process, both sides, over a channel
+ * pair in memory, with one listener and one connection on an abstract Unix socket (no file, no
+ * port) for the export and adopt paths, and no Generation. A fresh process otherwise compiles
+ * that code (V8 compiles functions lazily, at their first call) in the middle of its first and only
+ * handoff, inside the pause. join() calls it unless told not to (`prime: false`). See
+ * docs/handoff.md for what it costs and what it saves.
+ */
+import net from 'node:net'
+import { channelPair } from '../channel.ts'
+import { alloc, pageSize, release } from '../pages.ts'
+import { defaultEnv } from './env.ts'
+import { adoptServer, adoptSocket, exportServer, exportSocket } from './handles.ts'
+import { handOff, type HandoffJob } from './predecessor.ts'
+import { parseFirst, PROTOCOL_VERSION } from './protocol.ts'
+import { inherit, takeOver } from './successor.ts'
+
+let primed: Promise<boolean> | null = null
+
+/** The rehearsal passes no test point: a test's fault belongs to the real handoff. */
+const noPoint = async (): Promise<void> => {}
+
+/**
+ * Primes once per process; later calls share the first. Resolves true if the rehearsal went through;
+ * false if it failed, which is harmless (a real handoff reports its own errors).
+ */
+export async function prime (): Promise<boolean> {
+  primed ??= run().then(() => true, () => false)
+  return await primed
+}
+
+/** A listener on an abstract Unix socket (nothing on disk) and one connection to it. */
+async function loopback (): Promise<{ server: net.Server, client: net.Socket, accepted: net.Socket }> {
+  const server = net.createServer()
+  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(`\0pagegift-prime-${process.pid}`, resolve) })
+  const client = net.connect(server.address() as string)
+  const accepted = await new Promise<net.Socket>((resolve) => server.once('connection', resolve))
+  client.write('x')
+  await new Promise((resolve) => accepted.once('readable', resolve))
+  return { server, client, accepted }
+}
+
+async function run (): Promise<void> {
+  const [a, b] = channelPair()
+  const region = alloc(pageSize)
+  let received: Record<string, ArrayBuffer> = {}
+  const { server, client, accepted } = await loopback()
+  const adopted: (net.Server | net.Socket)[] = []
+  try {
+    const job: HandoffJob = {
+      hello: { t: 'hello', v: 1, max: PROTOCOL_VERSION, pid: process.pid, version: 'prime' },
+      v: PROTOCOL_VERSION,
+      generation: 1,
+      version: 'prime',
+      timeoutMs: 5000,
+      pauseBudgetMs: 5000,
+      layouts: { offered: 1 },
+      history: [],
+      offer: () => ({ offered: region }),
+      // A region that is not giftable takes the gift ladder, as a real one would.
+      quiesce: async () => ({ regions: { offered: region, copied: new Uint8Array(16) }, handles: { server: exportServer(server), conn: exportSocket(accepted) }, meta: { prime: true } }),
+      fenced: () => false,
+      event: () => {},
+      point: noPoint,
+    }
+    const inheriting = inherit(defaultEnv, b, { version: 'prime', key: null, layouts: { offered: { version: 1 } } }, 5000, noPoint)
+    parseFirst((await a.recv({ timeoutMs: 5000 })).msg)
+    const handing = handOff(defaultEnv, a, job)
+    const inh = await inheriting
+    received = inh.inherited.regions
+    adopted.push(adoptServer(inh.inherited.handles.server), adoptSocket(inh.inherited.handles.conn).socket)
+    await takeOver(defaultEnv, inh, 5000, { generation: 2, version: 'prime' })
+    const result = await handing
+    if (result.outcome !== 'committed') throw result.error
+    await result.drain()
+  } finally {
+    a.close()
+    b.close()
+    for (const x of adopted) x instanceof net.Server ? x.close() : x.destroy()
+    client.destroy()
+    accepted.destroy()
+    try { server.close() } catch {}
+    for (const buf of [region, ...Object.values(received)]) { try { release(buf) } catch {} }
+  }
+}
