@@ -1,9 +1,19 @@
 /** The INFO reply: Redis's sections that tools read, plus a `pagegift` section about live upgrades. */
 import { memoryUsage } from 'node:process'
 import type { Compactor } from './compactor.ts'
-import type { ServerStats } from './server.ts'
 import type { SnapshotReport } from './snapshot.ts'
 import type { Store } from './store.ts'
+
+export interface ServerStats {
+  generation: number
+  /** Downtime of the last live upgrade, ms, or null. */
+  lastDowntimeMs: number | null
+  upgrades: number
+  /** Commands served by earlier generations. */
+  inheritedCommands: number
+  /** CLOCK_MONOTONIC (ns) when this generation started serving after its handoff, for clients to line up their own timings. */
+  lastServedAtNs: bigint | null
+}
 
 export interface InfoFacts {
   store: Store

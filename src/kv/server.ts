@@ -9,24 +9,13 @@ import { Conn, type AdoptedClient, type ConnHost } from './conn.ts'
 import { Ctx, type ServerView } from './commands/context.ts'
 import { Compactor } from './compactor.ts'
 import { ExpirySweeper } from './expiry.ts'
-import { formatInfo, type InfoFacts } from './info.ts'
+import { formatInfo, type InfoFacts, type ServerStats } from './info.ts'
 import { Reply } from './reply.ts'
 import type { Store } from './store.ts'
 import type { Allocator } from './segments.ts'
 import { parseBytes } from './units.ts'
 import { listenAddress } from './options.ts'
 import { saveSnapshot, type SnapshotReport } from './snapshot.ts'
-
-export interface ServerStats {
-  generation: number
-  /** Downtime of the last live upgrade, ms, or null. */
-  lastDowntimeMs: number | null
-  upgrades: number
-  /** Commands served by earlier generations. */
-  inheritedCommands: number
-  /** CLOCK_MONOTONIC (ns) when this generation started serving after its handoff, for clients to line up their own timings. */
-  lastServedAtNs: bigint | null
-}
 
 export class KvServer implements ConnHost, ServerView {
   store: Store
