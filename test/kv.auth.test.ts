@@ -1,10 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import net from 'node:net'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { startKv, runTool, type KvProc } from './fixtures/kv-proc.ts'
+import { rawExchange, startKv, runTool, type KvProc } from './fixtures/kv-proc.ts'
 import { KvClient, RespError, type RespValue } from '../src/kv/client.ts'
 import { parseOptions, PASSWORD_ENV, type KvOptions } from '../src/kv/options.ts'
 
@@ -17,18 +16,7 @@ async function run (c: KvClient, ...cmds: string[][]): Promise<unknown[]> {
 }
 
 /** Sends raw bytes; resolves with what came back within `ms` and whether the server closed. */
-async function raw (port: number, bytes: string, ms = 300): Promise<{ text: string, closed: boolean }> {
-  const s = net.connect(port, '127.0.0.1')
-  let text = ''
-  let closed = false
-  s.on('data', (d) => { text += d.toString() })
-  s.on('close', () => { closed = true })
-  await new Promise((resolve) => s.once('connect', resolve))
-  s.write(bytes)
-  await new Promise((resolve) => setTimeout(resolve, ms))
-  s.destroy()
-  return { text, closed }
-}
+const raw = async (port: number, bytes: string, ms = 300): Promise<{ text: string, closed: boolean }> => await rawExchange(port, (s) => s.write(bytes), ms)
 
 test('options: --requirepass, --requirepass-file, the environment variable, --bind and its alias --host', () => {
   const dir = mkdtempSync(join(tmpdir(), 'kv-opt-'))

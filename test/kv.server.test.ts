@@ -4,6 +4,7 @@ import net from 'node:net'
 import { Store } from '../src/kv/store.ts'
 import { KvServer } from '../src/kv/server.ts'
 import { KvClient, RespError, type RespValue } from '../src/kv/client.ts'
+import { rawExchange } from './fixtures/kv-proc.ts'
 
 let server: KvServer
 let port: number
@@ -23,18 +24,7 @@ const str = (v: RespValue): unknown => Buffer.isBuffer(v) ? v.toString() : Array
 const run = async (...cmds: (string | number)[][]): Promise<unknown[]> => (await c.pipeline(cmds)).map(str)
 
 /** A raw socket that collects everything the server sends until it closes or `ms` pass. */
-async function raw (send: (s: net.Socket) => Promise<void>, ms = 300): Promise<{ text: string, closed: boolean }> {
-  const s = net.connect(port, '127.0.0.1')
-  let text = ''
-  let closed = false
-  s.on('data', (d) => { text += d.toString() })
-  s.on('close', () => { closed = true })
-  await new Promise((resolve) => s.once('connect', resolve))
-  await send(s)
-  await new Promise((resolve) => setTimeout(resolve, ms))
-  s.destroy()
-  return { text, closed }
-}
+const raw = async (send: (s: net.Socket) => Promise<void>, ms = 300): Promise<{ text: string, closed: boolean }> => await rawExchange(port, send, ms)
 
 test('strings: SET options, GET, GETSET, APPEND, STRLEN, MSET, MGET, INCR family', async () => {
   await run(['FLUSHALL'])
