@@ -45,7 +45,7 @@ test('2000 random gifts, one child', async () => {
   }
 })
 
-test('50 peers killed at random moments: every gift fails cleanly or arrives, nothing leaks', async () => {
+test('50 peers killed at random moments: every gift fails cleanly or arrives, data not given away by move comes back, nothing leaks', async () => {
   await settle()
   const fds = fdCount()
   const maps = memfdMappings()
@@ -62,7 +62,14 @@ test('50 peers killed at random moments: every gift fails cleanly or arrives, no
       await gift
     } catch (err) {
       const e = err as Error & { buffers?: ArrayBuffer[] }
-      assert.equal(digest(e.buffers ?? []), want, `peer ${i}: the data came back`)
+      if (/offered by move and are the reader's/.test(e.message)) {
+        // Pages whose move offer was sent are the reader's (docs/safety.md): handing them back could
+        // leave two owners of one page, so none come back, and the error says so.
+        assert.equal(path, 'move', `peer ${i}: only a move offer gives its pages away`)
+        assert.deepEqual(e.buffers, [], `peer ${i}: pages the reader may hold are not handed back`)
+      } else {
+        assert.equal(digest(e.buffers ?? []), want, `peer ${i}: the data came back`)
+      }
       for (const b of e.buffers ?? []) release(b)
     }
     await peer.exited
