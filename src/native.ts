@@ -45,6 +45,8 @@ export interface Native {
   pollStart(fd: number, events: number, cb: (status: number, events: number) => void): PollHandle | number
   pollUpdate(handle: PollHandle, events: number): void
   pollClose(handle: PollHandle): void
+  /** One systemd notify datagram to `path` ('@' = abstract); bytes sent or -errno. */
+  sdNotify(path: string, message: string): number
 }
 
 function load (): Native {
