@@ -1,0 +1,146 @@
+/**
+ * The connections of one wrapped server, and the request boundary at which each may move.
+ *
+ * A connection is at a boundary when its last response has finished and left the process, and
+ * Node's parser holds no bytes of a next request. Then reading stops (exportSocket), so whatever
+ * the client sends from that instant waits in the kernel for whichever process reads it next.
+ */
+import type http from 'node:http'
+import type net from 'node:net'
+import tls from 'node:tls'
+import { handoff } from '../index.ts'
+
+/**
+ * The slot of llhttp's on_message_begin callback on Node's HTTPParser (`HTTPParser.kOnMessageBegin`,
+ * 0 since Node 12). Node resets it to null whenever a parser is freed, so a hook set here never
+ * outlives its connection.
+ */
+const kOnMessageBegin = 0
+
+interface Parser { duration (): number, [kOnMessageBegin]: unknown }
+interface StreamHandle { fd?: number, reading?: boolean, writeQueueSize?: number, readStart (): number }
+interface SocketInternals { parser?: Parser | null, _httpMessage?: unknown, _handle?: StreamHandle | null }
+
+const internalsOf = (s: net.Socket): SocketInternals => s as unknown as SocketInternals
+
+/** 'http': plain HTTP/1 (it moves); 'tls': HTTP/1 over TLS (it drains here). */
+export type ConnKind = 'http' | 'tls'
+
+export class Conn {
+  readonly socket: net.Socket
+  readonly kind: ConnKind
+  /** Responses not yet finished, oldest first (pipelined requests queue theirs). */
+  readonly responses = new Set<http.ServerResponse>()
+  /** The parser saw the first byte of a message: until then it holds nothing, whatever its clock says. */
+  begun = false
+  /** Exported to the handoff that is running (it resumes or releases it). */
+  exported = false
+  /** Stopped at a boundary after the quiesce, waiting for the commit (move) or a rollback (resume). */
+  held: handoff.Handle | null = null
+  /** Past the drain deadline: its responses say Connection: close, and it closes when idle. */
+  closing = false
+
+  constructor (socket: net.Socket, kind: ConnKind) {
+    this.socket = socket
+    this.kind = kind
+    const parser = internalsOf(socket).parser
+    // Only hook a slot Node left empty: if a future Node uses it, fall back to its own clock alone.
+    if (parser != null && parser[kOnMessageBegin] == null) parser[kOnMessageBegin] = () => { this.begun = true }
+    else this.begun = true
+  }
+
+  /** True when this is no longer an HTTP/1 connection (a WebSocket or CONNECT took it over). */
+  get upgraded (): boolean {
+    return internalsOf(this.socket).parser == null && !this.socket.destroyed
+  }
+
+  /** At a request boundary, with nothing left to write: it may stop reading and move now. */
+  idle (): boolean {
+    const s = internalsOf(this.socket)
+    const parser = s.parser
+    if (this.socket.destroyed || parser == null) return false
+    if (s._httpMessage != null || this.responses.size > 0) return false
+    // duration() is 0 only between a message's end and the next one's first byte.
+    if (this.begun && parser.duration() !== 0) return false
+    return this.socket.writableLength === 0 && (s._handle?.writeQueueSize ?? 0) === 0
+  }
+
+  /** The connection's fd, while it has one. */
+  get fd (): number {
+    const fd = internalsOf(this.socket)._handle?.fd
+    return typeof fd === 'number' ? fd : -1
+  }
+
+  /** Stops reading at the boundary; the handle carries what the stream had buffered. */
+  hold (): handoff.Handle {
+    this.held = handoff.exportSocket(this.socket)
+    return this.held
+  }
+
+  /** Undoes hold(): the bytes it took out of the stream go back first, then reading starts again. */
+  resume (): void {
+    const held = this.held
+    this.held = null
+    if (held === null || this.socket.destroyed) return
+    if (held.pending.length > 0) this.socket.unshift(held.pending)
+    const h = internalsOf(this.socket)._handle
+    if (h != null) {
+      h.reading = true
+      h.readStart()
+    }
+    this.socket.resume()
+  }
+
+  /** Past the deadline: responses not started yet say Connection: close; the rest close after. */
+  closeAfterResponse (): void {
+    this.closing = true
+    for (const res of this.responses) if (!res.headersSent) res.setHeader('Connection', 'close')
+  }
+}
+
+/** An HTTP/2 session: it cannot move (HPACK and stream state live here), so it gets GOAWAY. */
+export interface Session { close (): void, destroy (): void, closed: boolean, on (e: 'close', fn: () => void): unknown }
+
+/** Watches a server's connections and tells the policy when a watched one reaches a boundary. */
+export class Tracker {
+  readonly conns = new Set<Conn>()
+  readonly sessions = new Set<Session>()
+  /** Called (on a later turn) whenever a connection may have become idle. */
+  onMaybeIdle: ((c: Conn) => void) | null = null
+  #bySocket = new WeakMap<net.Socket, Conn>()
+
+  constructor (server: net.Server, protocol: 'http1' | 'http2') {
+    if (protocol === 'http2') {
+      server.on('session', (session: Session) => {
+        this.sessions.add(session)
+        session.on('close', () => this.sessions.delete(session))
+      })
+      return
+    }
+    if (server instanceof tls.Server) server.on('secureConnection', (s: tls.TLSSocket) => this.add(s, 'tls'))
+    else server.on('connection', (s: net.Socket) => this.add(s, 'http'))
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.#request(req, res))
+  }
+
+  add (socket: net.Socket, kind: ConnKind): Conn {
+    const c = new Conn(socket, kind)
+    this.conns.add(c)
+    this.#bySocket.set(socket, c)
+    socket.on('close', () => { this.conns.delete(c); this.#notify(c) })
+    return c
+  }
+
+  #request (req: http.IncomingMessage, res: http.ServerResponse): void {
+    const c = this.#bySocket.get(req.socket)
+    if (c === undefined) return
+    c.responses.add(res)
+    if (c.closing && !res.headersSent) res.setHeader('Connection', 'close')
+    const done = (): void => { c.responses.delete(res); this.#notify(c) }
+    res.on('finish', done)
+    res.on('close', done)
+  }
+
+  #notify (c: Conn): void {
+    if (this.onMaybeIdle !== null) setImmediate(() => this.onMaybeIdle?.(c))
+  }
+}
