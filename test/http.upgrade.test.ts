@@ -1,11 +1,23 @@
 /** pagegift/http under keep-alive load: back-to-back upgrades, exactly once, no new connections. */
 import assert from 'node:assert/strict'
+import type { ChildProcess } from 'node:child_process'
 import { after, test } from 'node:test'
 import { Pool } from 'undici'
 import { exited, Load, Service, sleep } from './fixtures/http-harness.ts'
 
 const services: Service[] = []
 after(async () => { for (const s of services) await s.stop() })
+
+/** 20 upgrades back to back, each successor loading its modules while its predecessor still serves. */
+async function upgrades (svc: Service, pids: number[]): Promise<void> {
+  const prepared = [svc.prepare(), svc.prepare(), svc.prepare()]
+  for (let i = 0; i < 20; i++) {
+    const next = await svc.go(prepared.shift() as ChildProcess)
+    if (i + prepared.length < 19) prepared.push(svc.prepare())
+    pids.push(next.child.pid as number)
+    assert.equal(next.event.generation, i + 2)
+  }
+}
 
 test('32 keep-alive connections across 20 back-to-back upgrades: 0 errors, 0 non-2xx, each answered once, no new connection', async () => {
   const svc = new Service()
@@ -16,14 +28,12 @@ test('32 keep-alive connections across 20 back-to-back upgrades: 0 errors, 0 non
   while (load.connects < 32 && Date.now() < until) await sleep(20)
   assert.equal(load.connects, 32, 'the client opened its 32 connections')
   const pids = [g1.child.pid as number]
-  for (let i = 0; i < 20; i++) {
-    const next = await svc.start()
-    pids.push(next.child.pid as number)
-    assert.equal(next.event.generation, i + 2)
-    await sleep(100)
+  try {
+    await upgrades(svc, pids)
+  } finally {
+    await sleep(300)
+    await load.stop()
   }
-  await sleep(300)
-  await load.stop()
   for (const pid of pids.slice(0, -1)) await exited(pid)
   const last = pids.at(-1) as number
   process.kill(last, 'SIGTERM')
