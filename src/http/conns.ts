@@ -91,6 +91,17 @@ export class Conn {
     this.socket.resume()
   }
 
+  /**
+   * The handoff's rollback restarted reading on an exported socket, but the http server's 'pause'
+   * listener had cleared the handle's `reading` flag: the stream would then start it a second time
+   * (EALREADY) and destroy the connection. Set the flag to what libuv does. (Called while the
+   * stream's own restart is still a tick away.)
+   */
+  markReading (): void {
+    const h = internalsOf(this.socket)._handle
+    if (h != null && !this.socket.destroyed) h.reading = true
+  }
+
   /** Past the deadline: responses not started yet say Connection: close; the rest close after. */
   closeAfterResponse (): void {
     this.closing = true
