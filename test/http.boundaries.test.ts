@@ -18,7 +18,7 @@ test('busy at the quiesce: a 2 s stream, split headers, a slow reader and pipeli
   services.push(svc)
   const g1 = await svc.start()
   const port = g1.event.port as number
-  const next = svc.prepare()
+  const next = await svc.prepared()
   const client = new Client(`http://127.0.0.1:${port}`, { keepAliveTimeout: 600_000 })
   let connects = 0
   client.on('connect', () => { connects++ })
@@ -74,7 +74,7 @@ test('bytes sent while connections are paused wait in the kernel and are answere
   const conns = [new RawConn(port), new RawConn(port), new RawConn(port)]
   for (const c of conns) c.socket.write(RawConn.request('/warm'))
   await Promise.all(conns.map(async (c) => await c.responsesAt(1)))
-  const next = svc.prepare({ PAGEGIFT_TEST_HOOKS: 'http:pause-ms=700' })
+  const next = await svc.prepared({ PAGEGIFT_TEST_HOOKS: 'http:pause-ms=700' })
   const serving = svc.go(next)
   await stderrSays(next, 'pagegift-test-point http:pause') // the old generation has quiesced; the new one holds
   const [one, piped, split] = conns

@@ -39,6 +39,8 @@ export class Conn {
   held: handoff.Handle | null = null
   /** Past the drain deadline: its responses say Connection: close, and it closes when idle. */
   closing = false
+  /** Already counted in the drain report. */
+  counted = false
 
   constructor (socket: net.Socket, kind: ConnKind) {
     this.socket = socket

@@ -130,7 +130,11 @@ export class LiveHttp {
   }
 
   #maybeIdle (c: Conn): void {
-    if (!this.tracker.conns.has(c)) return this.#check()
+    if (!this.tracker.conns.has(c)) {
+      // Closed by the server itself after a Connection: close response (or by the client).
+      if (this.#mode === 'draining' && c.closing && !c.counted) { c.counted = true; this.report.closed++ }
+      return this.#check()
+    }
     if (c.exported || this.#moving.has(c)) return
     if (this.#mode === 'holding') {
       if (c.kind === 'http' && c.held === null && c.idle()) c.hold()
@@ -144,6 +148,7 @@ export class LiveHttp {
   }
 
   #close (c: Conn): void {
+    c.counted = true
     this.report.closed++
     this.tracker.conns.delete(c)
     c.socket.end()
@@ -173,6 +178,7 @@ export class LiveHttp {
   #hardCap (): void {
     for (const c of this.tracker.conns) {
       if (this.#moving.has(c)) continue
+      c.counted = true
       if (c.responses.size > 0 || c.upgraded) this.report.cut++
       c.socket.destroy()
     }
