@@ -6,12 +6,12 @@
  * wrapped server against plain node:http (autocannon, median of alternating runs).
  * Flags: --window=s --reloads=K --cache-mb=M --apps=node,express --methods=... --tp-runs=N --tp-sec=s --quick
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import autocannon from 'autocannon'
 import { Pool } from 'undici'
 import { printTable, stats, writeResults } from './lib.ts'
@@ -106,14 +106,14 @@ function methodFor (name: string, env: Record<string, string>, dir: string): Met
     return {
       start: async () => { const p = new Proc(process.execPath, tsx, e); procs.push(p); await p.wait('serving') },
       reload: async () => {
-        const cli = spawnSync(process.execPath, [join(root, 'bin', 'pagegift.js'), 'upgrade', e.SOCK, '--', 'env', ...Object.entries(e).map(([k, v]) => `${k}=${v}`), process.execPath, ...tsx], { cwd: root, encoding: 'utf8', timeout: 60_000 })
+        const cli = await exec(process.execPath, [join(root, 'bin', 'pagegift.js'), 'upgrade', e.SOCK, '--', 'env', ...Object.entries(e).map(([k, v]) => `${k}=${v}`), process.execPath, ...tsx])
         if (cli.status !== 0) throw new Error(`pagegift upgrade failed: ${cli.stderr}`)
       },
       stop: async () => {
         await killAll()
         // Successors were started by the CLI: find each serving generation through `pagegift status`.
         for (let i = 0; i < 50; i++) {
-          const st = spawnSync(process.execPath, [join(root, 'bin', 'pagegift.js'), 'status', e.SOCK, '--json'], { cwd: root, encoding: 'utf8', timeout: 20_000 })
+          const st = await exec(process.execPath, [join(root, 'bin', 'pagegift.js'), 'status', e.SOCK, '--json'])
           if (st.status !== 0) break
           try { process.kill((JSON.parse(st.stdout) as { pid: number }).pid, 'SIGKILL') } catch {}
           await sleep(200)
@@ -124,11 +124,15 @@ function methodFor (name: string, env: Record<string, string>, dir: string): Met
   if (name === 'pm2') {
     const pm2 = join(root, 'node_modules', '.bin', 'pm2')
     const pe = { ...env, MODE: 'plain', PM2_HOME: join(dir, 'pm2') }
-    const run = (...a: string[]): void => { const r = spawnSync(pm2, a, { cwd: root, env: { ...process.env, ...pe }, encoding: 'utf8', timeout: 120_000 }); if (r.status !== 0) throw new Error(`pm2 ${a[0]}: ${r.stderr}`) }
+    const run = async (...a: string[]): Promise<void> => { const r = await exec(pm2, a, pe); if (r.status !== 0) throw new Error(`pm2 ${a[0]}: ${r.stderr}`) }
     return {
-      start: async () => { run('start', app, '-i', '2', '--name', 'bench-http', '--node-args=--import tsx', '--kill-timeout', '5000'); await waitHttp(Number(env.PORT)) },
-      reload: async () => { run('reload', 'bench-http') },
-      stop: async () => { run('kill') },
+      start: async () => {
+        // pm2 refuses .ts files on Node 20: a one-line JavaScript launcher imports the app through tsx.
+        const launcher = join(dir, 'launch.mjs')
+        writeFileSync(launcher, `import ${JSON.stringify(pathToFileURL(app).href)}\n`)
+        await run('start', launcher, '-i', '2', '--name', 'bench-http', '--node-args=--import tsx', '--kill-timeout', '5000'); await waitHttp(Number(env.PORT)) },
+      reload: async () => { await run('reload', 'bench-http') },
+      stop: async () => { await run('kill') },
     }
   }
   if (name === 'cluster') {
@@ -152,6 +156,19 @@ function methodFor (name: string, env: Record<string, string>, dir: string): Met
     },
     stop: killAll,
   }
+}
+
+/** Runs a command without blocking the event loop (the load generator shares it). */
+async function exec (cmd: string, args: string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<{ status: number | null, stdout: string, stderr: string }> {
+  const child = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => { stdout += String(d) })
+  child.stderr.on('data', (d) => { stderr += String(d) })
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+  const status = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  clearTimeout(timer)
+  return { status, stdout, stderr }
 }
 
 async function waitHttp (port: number): Promise<void> {
