@@ -41,6 +41,7 @@ export class Conn {
   closing = false
   /** Already counted in the drain report. */
   counted = false
+  #flowing = false
 
   constructor (socket: net.Socket, kind: ConnKind) {
     this.socket = socket
@@ -73,10 +74,28 @@ export class Conn {
     return typeof fd === 'number' ? fd : -1
   }
 
-  /** Stops reading at the boundary; the handle carries what the stream had buffered. */
+  /**
+   * Stops reading at the boundary (exportSocket); the handle carries what the stream had buffered.
+   * The stream is paused first: otherwise the http server's 'pause' listener, run inside
+   * exportSocket, clears the handle's reading flag, and exportSocket's own read of the buffered
+   * bytes would start the handle again, reading bytes that belong to the next process.
+   */
+  export (): handoff.Handle {
+    this.#flowing = this.socket.readableFlowing === true
+    this.socket.pause()
+    return handoff.exportSocket(this.socket)
+  }
+
+  /** export(), kept here until the commit (moved) or a rollback (resumed). */
   hold (): handoff.Handle {
-    this.held = handoff.exportSocket(this.socket)
+    this.held = this.export()
     return this.held
+  }
+
+  /** After the handoff resumed an exported socket: it reads again; let the stream flow as before. */
+  afterRollback (): void {
+    this.markReading()
+    if (this.#flowing && !this.socket.destroyed) this.socket.resume()
   }
 
   /** Undoes hold(): the bytes it took out of the stream go back first, then reading starts again. */
@@ -90,7 +109,7 @@ export class Conn {
       h.reading = true
       h.readStart()
     }
-    this.socket.resume()
+    if (this.#flowing) this.socket.resume()
   }
 
   /**

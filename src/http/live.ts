@@ -80,7 +80,7 @@ export class LiveHttp {
     for (const c of this.tracker.conns) {
       if (c.kind !== 'http' || !c.idle()) continue
       c.exported = true
-      handles[`${CONN}${i++}`] = handoff.exportSocket(c.socket)
+      handles[`${CONN}${i++}`] = c.export()
     }
     this.report.movedAtQuiesce = i
     this.#mode = 'holding'
@@ -95,7 +95,7 @@ export class LiveHttp {
     if (this.#successor > 0 && !alive(this.#successor)) rmSync(movesPath(this.#p.socket, this.#successor), { force: true })
     this.#unwatch()
     for (const c of this.tracker.conns) {
-      if (c.exported) c.markReading()
+      if (c.exported) c.afterRollback()
       c.exported = false
       c.resume()
     }
