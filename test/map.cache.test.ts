@@ -54,7 +54,8 @@ test('TTL: an entry expires; LRU: past maxBytes the least recently used go first
     for (let i = 0; i < 100; i++) if (m.get(`hot${i}`) !== undefined) hot++
     let early = 0
     for (let i = 0; i < 100; i++) if (m.get(`cold${i}`) !== undefined) early++
-    assert.ok(hot >= 90, `recently used entries stay: ${hot} of 100`)
+    // Approximate LRU (5 samples, as Redis): most, not all, of the hot entries survive; random eviction would keep a handful.
+    assert.ok(hot >= 75, `recently used entries stay: ${hot} of 100`)
     assert.ok(early <= 20, `the least recently used went: ${early} of 100 left`)
   } finally {
     m.close()
