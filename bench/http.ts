@@ -30,8 +30,8 @@ function parse (args: string[]): Opts {
     windowS: Number(get('window', quick ? '14' : '40')),
     reloads: Number(get('reloads', quick ? '2' : '5')),
     cacheMb: Number(get('cache-mb', quick ? '64' : '1024')),
-    apps: get('apps', 'node,express').split(','),
-    methods: get('methods', 'pagegift,pm2,cluster,stopstart').split(','),
+    apps: get('apps', 'node,express').split(',').filter(Boolean),
+    methods: get('methods', 'pagegift,pm2,cluster,stopstart').split(',').filter(Boolean),
     tpRuns: Number(get('tp-runs', quick ? '1' : '3')),
     tpSec: Number(get('tp-sec', quick ? '3' : '6')),
   }
@@ -273,6 +273,7 @@ export async function run (args: string[]): Promise<void> {
   const med = (xs: number[]): number => stats(xs).median
   const cost = 1 - med(tp.pagegift) / med(tp.plain)
   process.stdout.write(`steady throughput (autocannon, 64 connections, ${o.tpRuns} alternating runs of ${o.tpSec} s): plain node:http ${Math.round(med(tp.plain))} req/s, wrapped ${Math.round(med(tp.pagegift))} req/s, cost ${(cost * 100).toFixed(1)}%\n`)
+  if (results.length === 0) { writeResults('http', { opts: o, rows: [], throughput: { ...tp, cost } }); return }
   const svg = join(root, 'bench', 'results', `http-latency-${new Date().toISOString().replace(/[:.]/g, '-')}.svg`)
   const node = results.filter((r) => r.row.app === (o.apps.includes('node') ? 'node' : o.apps[0]))
   writeFileSync(svg, latencySvg(node.map((r) => ({ name: r.row.method, samples: r.samples, reloads: r.reloads }))))
