@@ -10,14 +10,8 @@ import type net from 'node:net'
 import tls from 'node:tls'
 import { handoff } from '../index.ts'
 
-/**
- * The slot of llhttp's on_message_begin callback on Node's HTTPParser (`HTTPParser.kOnMessageBegin`,
- * 0 since Node 12). Node resets it to null whenever a parser is freed, so a hook set here never
- * outlives its connection.
- */
-const kOnMessageBegin = 0
-
-interface Parser { duration (): number, [kOnMessageBegin]: unknown }
+/** Node's HTTPParser: duration() is the age of the message being parsed, 0 between messages. */
+interface Parser { duration (): number }
 interface StreamHandle { fd?: number, reading?: boolean, writeQueueSize?: number, readStart (): number }
 interface SocketInternals { parser?: Parser | null, _httpMessage?: unknown, _handle?: StreamHandle | null }
 
@@ -29,10 +23,6 @@ export type ConnKind = 'http' | 'tls'
 export class Conn {
   readonly socket: net.Socket
   readonly kind: ConnKind
-  /** Responses not yet finished, oldest first (pipelined requests queue theirs). */
-  readonly responses = new Set<http.ServerResponse>()
-  /** The parser saw the first byte of a message: until then it holds nothing, whatever its clock says. */
-  begun = false
   /** Exported to the handoff that is running (it resumes or releases it). */
   exported = false
   /** Stopped at a boundary after the quiesce, waiting for the commit (move) or a rollback (resume). */
@@ -46,10 +36,11 @@ export class Conn {
   constructor (socket: net.Socket, kind: ConnKind) {
     this.socket = socket
     this.kind = kind
-    const parser = internalsOf(socket).parser
-    // Only hook a slot Node left empty: if a future Node uses it, fall back to its own clock alone.
-    if (parser != null && parser[kOnMessageBegin] == null) parser[kOnMessageBegin] = () => { this.begun = true }
-    else this.begun = true
+  }
+
+  /** A response is being written or queued (pipelined requests queue behind `_httpMessage`). */
+  get responding (): boolean {
+    return internalsOf(this.socket)._httpMessage != null
   }
 
   /** True when this is no longer an HTTP/1 connection (a WebSocket or CONNECT took it over). */
@@ -62,9 +53,10 @@ export class Conn {
     const s = internalsOf(this.socket)
     const parser = s.parser
     if (this.socket.destroyed || parser == null) return false
-    if (s._httpMessage != null || this.responses.size > 0) return false
-    // duration() is 0 only between a message's end and the next one's first byte.
-    if (this.begun && parser.duration() !== 0) return false
+    if (s._httpMessage != null) return false
+    // duration() is 0 only between a message's end and the next one's first byte; a connection
+    // that never sent a byte holds nothing either, though its parser's clock runs from the accept.
+    if (this.socket.bytesRead > 0 && parser.duration() !== 0) return false
     return this.socket.writableLength === 0 && (s._handle?.writeQueueSize ?? 0) === 0
   }
 
@@ -126,7 +118,8 @@ export class Conn {
   /** Past the deadline: responses not started yet say Connection: close; the rest close after. */
   closeAfterResponse (): void {
     this.closing = true
-    for (const res of this.responses) if (!res.headersSent) res.setHeader('Connection', 'close')
+    const res = internalsOf(this.socket)._httpMessage as http.ServerResponse | null | undefined
+    if (res != null && !res.headersSent) res.setHeader('Connection', 'close')
   }
 }
 
@@ -140,6 +133,7 @@ export class Tracker {
   /** Called (on a later turn) whenever a connection may have become idle. */
   onMaybeIdle: ((c: Conn) => void) | null = null
   #bySocket = new WeakMap<net.Socket, Conn>()
+  #closing = 0
 
   constructor (server: net.Server, protocol: 'http1' | 'http2') {
     if (protocol === 'http2') {
@@ -162,14 +156,16 @@ export class Tracker {
     return c
   }
 
+  /** Kept to a lookup per request: the steady state pays for nothing else. */
   #request (req: http.IncomingMessage, res: http.ServerResponse): void {
-    const c = this.#bySocket.get(req.socket)
-    if (c === undefined) return
-    c.responses.add(res)
-    if (c.closing && !res.headersSent) res.setHeader('Connection', 'close')
-    const done = (): void => { c.responses.delete(res); this.#notify(c) }
-    res.on('finish', done)
-    res.on('close', done)
+    if (this.#closing === 0) return
+    if (this.#bySocket.get(req.socket)?.closing === true) res.setHeader('Connection', 'close')
+  }
+
+  /** Past the deadline, new responses on a closing connection say Connection: close. */
+  closeAfterResponse (c: Conn): void {
+    if (!c.closing) this.#closing++
+    c.closeAfterResponse()
   }
 
   #notify (c: Conn): void {

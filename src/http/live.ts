@@ -107,8 +107,8 @@ export class LiveHttp {
     this.#sender = MoveSender.open(this.#p.socket, toPid, 5_000).catch(() => null)
     for (const s of this.tracker.sessions) s.close() // GOAWAY: running streams finish, no new ones.
     for (const wss of this.#p.websockets) for (const ws of wss.clients) ws.close(1012, 'Service Restart')
-    for (const c of this.tracker.conns) if (c.kind === 'tls') c.closeAfterResponse()
-    this.#timers.push(setTimeout(() => { for (const c of this.tracker.conns) c.closeAfterResponse() }, this.#p.drainTimeoutMs))
+    for (const c of this.tracker.conns) if (c.kind === 'tls') this.tracker.closeAfterResponse(c)
+    this.#timers.push(setTimeout(() => { for (const c of this.tracker.conns) this.tracker.closeAfterResponse(c) }, this.#p.drainTimeoutMs))
     this.#timers.push(setTimeout(() => this.#hardCap(), this.#p.hardCapMs))
     this.#sweepAll()
   }
@@ -165,7 +165,7 @@ export class LiveHttp {
     if (r === 'refused') {
       // The successor never read it: serve it here to the end of its next response.
       c.resume()
-      c.closeAfterResponse()
+      this.tracker.closeAfterResponse(c)
     } else {
       if (r === 'adopted') this.report.moved++
       else this.report.cut++
@@ -179,7 +179,7 @@ export class LiveHttp {
     for (const c of this.tracker.conns) {
       if (this.#moving.has(c)) continue
       c.counted = true
-      if (c.responses.size > 0 || c.upgraded) this.report.cut++
+      if (c.responding || c.upgraded) this.report.cut++
       c.socket.destroy()
     }
     for (const s of this.tracker.sessions) { this.report.cut++; s.destroy() }
