@@ -7,7 +7,8 @@
         "native/sys_mem.c",
         "native/sys_sock.c",
         "native/binding_async.c",
-        "native/arraybuffer.cc"
+        "native/arraybuffer.cc",
+        "native/sys_notify.c"
       ],
       "cflags_c": ["-std=gnu11"],
       "cflags_cc": ["-std=gnu++17"],

@@ -279,6 +279,16 @@ static napi_value pagegift__page_size(napi_env env, napi_callback_info info) {
   return pagegift__number(env, (double) sysconf(_SC_PAGESIZE));
 }
 
+/* sdNotify(path, message) -> bytes sent or -errno (the systemd notify datagram, sys_notify.c). */
+int64_t pagegift_notify(const char* path, const char* msg, size_t len);
+static napi_value pagegift__sd_notify(napi_env env, napi_callback_info info) {
+  PAGEGIFT__ARGS(env, info, 2);
+  char path[256], msg[4096];
+  if (pagegift__string(env, argv[0], path, sizeof(path)) != 0) return NULL;
+  if (pagegift__string(env, argv[1], msg, sizeof(msg)) != 0) return NULL;
+  return pagegift__number(env, (double) pagegift_notify(path, msg, strlen(msg)));
+}
+
 static napi_value pagegift__init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
 #define PAGEGIFT__FN(name, fn) { name, NULL, fn, NULL, NULL, NULL, napi_default, NULL }
@@ -308,6 +318,7 @@ static napi_value pagegift__init(napi_env env, napi_value exports) {
     PAGEGIFT__FN("pollStart", pagegift__poll_start),
     PAGEGIFT__FN("pollUpdate", pagegift__poll_update),
     PAGEGIFT__FN("pollClose", pagegift__poll_close),
+    PAGEGIFT__FN("sdNotify", pagegift__sd_notify),
 #undef PAGEGIFT__FN
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

@@ -48,7 +48,7 @@ if (left.length > 0) {
 
 // require('pagegift') is Node's require(esm) (Node >= 20.19) behind a CommonJS entry, so that an
 // older Node says what it needs instead of a bare ERR_REQUIRE_ESM. Same module instance as import.
-for (const [entry, name] of [['index', 'pagegift'], ['qemu/index', 'pagegift/qemu'], ['kv/index', 'pagegift/kv']]) {
+for (const [entry, name] of [['index', 'pagegift'], ['qemu/index', 'pagegift/qemu'], ['kv/index', 'pagegift/kv'], ['http/index', 'pagegift/http'], ['map/index', 'pagegift/map']]) {
   const base = entry.split('/').pop()
   writeFileSync(join(dist, `${entry}.cjs`), `'use strict'
 try {

@@ -72,6 +72,8 @@ export interface Native {
   pollUpdate(handle: PollHandle, events: number): void
   pollClose(handle: PollHandle): void
   constants: Constants
+  /** One systemd notify datagram to `path` ('@' = abstract); bytes sent or -errno. */
+  sdNotify(path: string, message: string): number
 }
 
 /** The C library this process runs on: prebuilds are tagged by it, as node-gyp-build does. */

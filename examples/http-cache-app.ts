@@ -1,0 +1,89 @@
+/**
+ * An HTTP service with a big in-process cache, run four ways by `npm run bench -- http`:
+ *   MODE=pagegift  liveHttp() + attachMap(): upgrades keep the connections and the warm cache
+ *   MODE=plain     server.listen(PORT): for a plain stop/start, and as a pm2 cluster-mode app
+ *   MODE=cluster   a Node cluster primary with 2 plain workers; SIGHUP = rolling restart
+ * APP=node|express. GET /k?i=N answers entry N of the cache (1 KiB); a miss "loads it from the
+ * source" (1 ms) and caches it. CACHE_MB sizes the key space; the cache is filled at start only
+ * while the file PREFILL_FILE exists (the bench removes it after the first start: restarts start cold).
+ */
+import cluster from 'node:cluster'
+import { existsSync } from 'node:fs'
+import http from 'node:http'
+import type net from 'node:net'
+import { liveHttp } from '../src/http/index.ts'
+import { attachMap, LiveMap } from '../src/map/index.ts'
+
+const mode = process.env.MODE ?? 'plain'
+const cacheMb = Number(process.env.CACHE_MB ?? 1024)
+const keys = cacheMb * 1024
+const port = Number(process.env.PORT ?? 8080)
+const say = (e: Record<string, unknown>): void => { process.stdout.write(JSON.stringify({ ...e, pid: process.pid }) + '\n') }
+const valueOf = (i: number): Buffer => Buffer.alloc(1024, `${i};`)
+
+let cache: LiveMap | null = null
+
+function handle (url: string, reply: (status: number, hit: boolean, body: Buffer) => void): void {
+  const i = Number(url.slice(url.indexOf('=') + 1)) % keys
+  const hit = (cache as LiveMap).get(`k${i}`)
+  if (hit !== undefined) return reply(200, true, hit)
+  setTimeout(() => {
+    const v = valueOf(i)
+    cache?.set(`k${i}`, v)
+    reply(200, false, v)
+  }, 1)
+}
+
+async function makeServer (): Promise<net.Server> {
+  const send = (res: http.ServerResponse) => (status: number, hit: boolean, body: Buffer): void => {
+    res.statusCode = status
+    res.setHeader('x-cache', hit ? 'hit' : 'miss')
+    res.setHeader('x-pid', String(process.pid))
+    res.end(body)
+  }
+  if (process.env.APP === 'express') {
+    const express = (await import('express')).default
+    const app = express()
+    app.get('/k', (req, res) => handle(req.url, send(res)))
+    return http.createServer(app)
+  }
+  return http.createServer((req, res) => handle(req.url ?? '/', send(res)))
+}
+
+function prefill (): void {
+  if (process.env.PREFILL_FILE === undefined || !existsSync(process.env.PREFILL_FILE) || cache === null) return
+  for (let i = cache.size; i < keys; i++) cache.set(`k${i}`, valueOf(i))
+}
+
+const maxBytes = Math.ceil(cacheMb * 1.15) << 20
+
+if (mode === 'cluster' && cluster.isPrimary) {
+  cluster.setupPrimary({ execArgv: process.execArgv })
+  const fork = async (): Promise<void> => { const w = cluster.fork({ MODE: 'plain' }); await new Promise((resolve) => w.once('listening', resolve)) }
+  await Promise.all([fork(), fork()])
+  say({ event: 'serving', mode })
+  // Rolling restart: one worker at a time, the new one listening before the old one stops accepting.
+  process.on('SIGHUP', () => void (async () => {
+    for (const old of Object.values(cluster.workers ?? {})) {
+      await fork()
+      old?.disconnect()
+    }
+    say({ event: 'reloaded' })
+  })())
+} else if (mode === 'pagegift') {
+  const server = await makeServer()
+  const gen = await liveHttp(server, { socket: process.env.SOCK as string, listen: { port, host: '127.0.0.1' }, drainTimeoutMs: 10_000 })
+  cache = attachMap(gen, 'cache', { maxBytes })
+  prefill()
+  say({ event: 'serving', mode, generation: gen.generation, entries: cache.size })
+} else {
+  cache = new LiveMap('cache', { maxBytes })
+  prefill()
+  const server = await makeServer()
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
+  say({ event: 'serving', mode, entries: cache.size })
+  // Graceful: stop accepting, close idle keep-alive connections, let requests in flight finish.
+  const stop = (): void => { server.close(() => process.exit(0)) }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+}

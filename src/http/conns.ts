@@ -1,0 +1,174 @@
+/**
+ * The connections of one wrapped server, and the request boundary at which each may move.
+ *
+ * A connection is at a boundary when its last response has finished and left the process, and
+ * Node's parser holds no bytes of a next request. Then reading stops (exportSocket), so whatever
+ * the client sends from that instant waits in the kernel for whichever process reads it next.
+ */
+import type http from 'node:http'
+import type net from 'node:net'
+import tls from 'node:tls'
+import { handoff } from '../index.ts'
+
+/** Node's HTTPParser: duration() is the age of the message being parsed, 0 between messages. */
+interface Parser { duration (): number }
+interface StreamHandle { fd?: number, reading?: boolean, writeQueueSize?: number, readStart (): number }
+interface SocketInternals { parser?: Parser | null, _httpMessage?: unknown, _handle?: StreamHandle | null }
+
+const internalsOf = (s: net.Socket): SocketInternals => s as unknown as SocketInternals
+
+/** 'http': plain HTTP/1 (it moves); 'tls': HTTP/1 over TLS (it drains here). */
+export type ConnKind = 'http' | 'tls'
+
+export class Conn {
+  readonly socket: net.Socket
+  readonly kind: ConnKind
+  /** Exported to the handoff that is running (it resumes or releases it). */
+  exported = false
+  /** Stopped at a boundary after the quiesce, waiting for the commit (move) or a rollback (resume). */
+  held: handoff.Handle | null = null
+  /** Past the drain deadline: its responses say Connection: close, and it closes when idle. */
+  closing = false
+  /** Already counted in the drain report. */
+  counted = false
+  #flowing = false
+
+  constructor (socket: net.Socket, kind: ConnKind) {
+    this.socket = socket
+    this.kind = kind
+  }
+
+  /** A response is being written or queued (pipelined requests queue behind `_httpMessage`). */
+  get responding (): boolean {
+    return internalsOf(this.socket)._httpMessage != null
+  }
+
+  /** True when this is no longer an HTTP/1 connection (a WebSocket or CONNECT took it over). */
+  get upgraded (): boolean {
+    return internalsOf(this.socket).parser == null && !this.socket.destroyed
+  }
+
+  /** At a request boundary, with nothing left to write: it may stop reading and move now. */
+  idle (): boolean {
+    const s = internalsOf(this.socket)
+    const parser = s.parser
+    if (this.socket.destroyed || parser == null) return false
+    if (s._httpMessage != null) return false
+    // duration() is 0 only between a message's end and the next one's first byte; a connection
+    // that never sent a byte holds nothing either, though its parser's clock runs from the accept.
+    if (this.socket.bytesRead > 0 && parser.duration() !== 0) return false
+    return this.socket.writableLength === 0 && (s._handle?.writeQueueSize ?? 0) === 0
+  }
+
+  /** The connection's fd, while it has one. */
+  get fd (): number {
+    const fd = internalsOf(this.socket)._handle?.fd
+    return typeof fd === 'number' ? fd : -1
+  }
+
+  /**
+   * Stops reading at the boundary (exportSocket); the handle carries what the stream had buffered.
+   * The stream is paused first: otherwise the http server's 'pause' listener, run inside
+   * exportSocket, clears the handle's reading flag, and exportSocket's own read of the buffered
+   * bytes would start the handle again, reading bytes that belong to the next process.
+   */
+  export (): handoff.Handle {
+    this.#flowing = this.socket.readableFlowing === true
+    this.socket.pause()
+    return handoff.exportSocket(this.socket)
+  }
+
+  /** export(), kept here until the commit (moved) or a rollback (resumed). */
+  hold (): handoff.Handle {
+    this.held = this.export()
+    return this.held
+  }
+
+  /** After the handoff resumed an exported socket: it reads again; let the stream flow as before. */
+  afterRollback (): void {
+    this.markReading()
+    if (this.#flowing && !this.socket.destroyed) this.socket.resume()
+  }
+
+  /** Undoes hold(): the bytes it took out of the stream go back first, then reading starts again. */
+  resume (): void {
+    const held = this.held
+    this.held = null
+    if (held === null || this.socket.destroyed) return
+    if (held.pending.length > 0) this.socket.unshift(held.pending)
+    const h = internalsOf(this.socket)._handle
+    if (h != null) {
+      h.reading = true
+      h.readStart()
+    }
+    if (this.#flowing) this.socket.resume()
+  }
+
+  /**
+   * The handoff's rollback restarted reading on an exported socket, but the http server's 'pause'
+   * listener had cleared the handle's `reading` flag: the stream would then start it a second time
+   * (EALREADY) and destroy the connection. Set the flag to what libuv does. (Called while the
+   * stream's own restart is still a tick away.)
+   */
+  markReading (): void {
+    const h = internalsOf(this.socket)._handle
+    if (h != null && !this.socket.destroyed) h.reading = true
+  }
+
+  /** Past the deadline: responses not started yet say Connection: close; the rest close after. */
+  closeAfterResponse (): void {
+    this.closing = true
+    const res = internalsOf(this.socket)._httpMessage as http.ServerResponse | null | undefined
+    if (res != null && !res.headersSent) res.setHeader('Connection', 'close')
+  }
+}
+
+/** An HTTP/2 session: it cannot move (HPACK and stream state live here), so it gets GOAWAY. */
+export interface Session { close (): void, destroy (): void, closed: boolean, on (e: 'close', fn: () => void): unknown }
+
+/** Watches a server's connections and tells the policy when a watched one reaches a boundary. */
+export class Tracker {
+  readonly conns = new Set<Conn>()
+  readonly sessions = new Set<Session>()
+  /** Called (on a later turn) whenever a connection may have become idle. */
+  onMaybeIdle: ((c: Conn) => void) | null = null
+  #bySocket = new WeakMap<net.Socket, Conn>()
+  #closing = 0
+
+  constructor (server: net.Server, protocol: 'http1' | 'http2') {
+    if (protocol === 'http2') {
+      server.on('session', (session: Session) => {
+        this.sessions.add(session)
+        session.on('close', () => this.sessions.delete(session))
+      })
+      return
+    }
+    if (server instanceof tls.Server) server.on('secureConnection', (s: tls.TLSSocket) => this.add(s, 'tls'))
+    else server.on('connection', (s: net.Socket) => this.add(s, 'http'))
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.#request(req, res))
+  }
+
+  add (socket: net.Socket, kind: ConnKind): Conn {
+    const c = new Conn(socket, kind)
+    this.conns.add(c)
+    this.#bySocket.set(socket, c)
+    socket.on('close', () => { this.conns.delete(c); this.#notify(c) })
+    return c
+  }
+
+  /** Kept to a lookup per request: the steady state pays for nothing else. */
+  #request (req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (this.#closing === 0) return
+    if (this.#bySocket.get(req.socket)?.closing === true) res.setHeader('Connection', 'close')
+  }
+
+  /** Past the deadline, new responses on a closing connection say Connection: close. */
+  closeAfterResponse (c: Conn): void {
+    if (!c.closing) this.#closing++
+    c.closeAfterResponse()
+  }
+
+  #notify (c: Conn): void {
+    if (this.onMaybeIdle !== null) setImmediate(() => this.onMaybeIdle?.(c))
+  }
+}
