@@ -10,7 +10,7 @@ import { cmaAccess, grantPtracer, revokePtracer } from './ptracer.ts'
 import { Cancel, pump } from './pump.ts'
 import { Sources, type GiftData, type GiftPath, PATHS } from './sources.ts'
 import type { Transport } from './transport.ts'
-import { MAX_DATA, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
+import { INLINE_MAX, MAX_DATA, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
 
 export interface GiftReceipt {
   /** The path the bytes took: 'move' (no copy), 'cma' or 'splice' (one copy), or 'copy'. */
@@ -86,8 +86,10 @@ export class GiftSender {
     const disabled = disabledPaths()
     if (forced !== undefined && disabled.has(forced)) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path '${forced}': disabled by PAGEGIFT_DISABLE`)
     if (this.#t.closed) throw new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed')
-    const sources = Sources.take(data, forced)
+    // PAGEGIFT_DISABLE=copy turns off every path that puts the bytes in socket messages, inline too.
+    const sources = Sources.take(data, forced, disabled.has('copy') ? 0 : INLINE_MAX)
     const id = this.#next++
+    if (sources.inline !== undefined) return await this.#inline(id, sources, metaJson, timeoutMs)
     const offer: Record<string, unknown> = {
       id,
       lengths: sources.lengths,
@@ -119,6 +121,34 @@ export class GiftSender {
       if (p !== undefined && fds.length > 0) p.moveSent = true
     }, (err) => this.#fail(id, err as Error))
     return receipt
+  }
+
+  /**
+   * A small gift travels whole in one message, with no reply: its bytes are the reader's once the
+   * kernel has them, as moved pages are once offered. Until then (a full socket) it can still time
+   * out or fail with the channel, and then its data comes back on the error.
+   */
+  #inline (id: number, sources: Sources, metaJson: string | undefined, timeoutMs: number | undefined): Promise<GiftReceipt> {
+    const json = { id, lengths: sources.lengths, meta: metaJson === undefined ? null : JSON.parse(metaJson) }
+    const { sent, withdraw } = this.#t.sendWithdrawable(Type.Inline, json, sources.inline)
+    return new Promise((resolve, reject) => {
+      const fail = (err: Error): void => {
+        const out = new PagegiftError((err as PagegiftError).code ?? 'ERR_PAGEGIFT_GIFT_FAILED', `The gift was not delivered: ${err.message}`, { cause: err })
+        out.buffers = sources.recover()
+        reject(out)
+      }
+      const timer = timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => { if (withdraw()) fail(new PagegiftError('ERR_PAGEGIFT_TIMEOUT', `The reader did not take the gift within ${timeoutMs} ms`)) }, timeoutMs)
+      sent.then(() => {
+        clearTimeout(timer)
+        sources.release()
+        resolve({ path: 'copy', bytes: sources.total, reason: 'inline' })
+      }, (err: Error) => {
+        clearTimeout(timer)
+        fail(err)
+      })
+    })
   }
 
   /** Handles a message addressed to the writer; returns false when it is not one. */

@@ -39,20 +39,41 @@ export class Transport {
     this.#poll = poll
   }
 
-  /** Sends one message; resolves once the kernel has it. The kernel dups `fds`: the caller keeps its own. */
-  send (type: Type, json: unknown, data?: Uint8Array, fds: number[] = []): Promise<void> {
-    if (this.closed) return Promise.reject(new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed'))
+  /**
+   * Sends one message; resolves once the kernel has it. The kernel dups `fds`: the caller keeps its
+   * own. `data` may be several views, sent as one message's iovecs (no copy here).
+   */
+  send (type: Type, json: unknown, data?: Uint8Array | Uint8Array[], fds: number[] = []): Promise<void> {
+    return this.sendWithdrawable(type, json, data, fds).sent
+  }
+
+  /**
+   * As send(), with `withdraw()`: takes the message back if it is still queued here (the socket was
+   * full), and says whether it did. A SEQPACKET message goes whole or not at all, so a queued one
+   * has sent nothing yet.
+   */
+  sendWithdrawable (type: Type, json: unknown, data?: Uint8Array | Uint8Array[], fds: number[] = []): { sent: Promise<void>, withdraw: () => boolean } {
+    if (this.closed) return { sent: Promise.reject(new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed')), withdraw: () => false }
+    const parts = (data === undefined ? [] : Array.isArray(data) ? data : [data]).filter((d) => d.byteLength > 0)
     let header: Uint8Array
     try {
-      header = encode(type, json, data?.byteLength ?? 0, fds.length)
+      header = encode(type, json, parts.reduce((n, d) => n + d.byteLength, 0), fds.length)
     } catch (err) {
-      return Promise.reject(err)
+      return { sent: Promise.reject(err), withdraw: () => false }
     }
-    const views = data !== undefined && data.byteLength > 0 ? [header, data] : [header]
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ views, fds, resolve, reject })
+    let m: Outgoing | undefined
+    const sent = new Promise<void>((resolve, reject) => {
+      m = { views: [header, ...parts], fds, resolve, reject }
+      this.#queue.push(m)
       if (this.#queue.length === 1) this.#flush()
     })
+    const withdraw = (): boolean => {
+      const i = this.#queue.indexOf(m as Outgoing)
+      if (i < 0) return false
+      this.#queue.splice(i, 1)
+      return true
+    }
+    return { sent, withdraw }
   }
 
   #flush (): void {
