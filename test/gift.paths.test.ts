@@ -89,7 +89,7 @@ describe('automatic choice', () => {
       assert.match(receipt.reason ?? '', why)
     })
   }
-  test('a pooled Buffer forced to a path is copied first, with the reason', async () => {
+  test('a pooled Buffer forced to a path is copied first, never detached', async () => {
     const pooled = Buffer.from('hello pooled world')
     const neighbour = Buffer.from('a neighbour in the pool')
     const report = ask(ch, { op: 'receive' })
@@ -97,7 +97,6 @@ describe('automatic choice', () => {
     assert.equal((await report).digest, digest([Buffer.from('hello pooled world')]))
     assert.equal(neighbour.toString(), 'a neighbour in the pool', 'the pool is not detached')
     assert.equal(receipt.path, 'cma')
-    assert.match(receipt.reason ?? '', /pooled Buffer/)
   })
   test('into a heap target: cma, reason names the target', async () => {
     const { receipt } = await giftToChild([giftable(N * pageSize, 12)], { into: { kind: 'heap', size: N * pageSize, offset: 0 } })
