@@ -50,9 +50,18 @@ interface Pending {
 
 const PIPE_SIZE = 1 << 20
 
+let disabledRaw: string | undefined
+let disabledSet = new Set<string>()
+
 /** Paths turned off for this process, e.g. PAGEGIFT_DISABLE=cma,splice where ptrace or vmsplice is unwanted. */
-export function disabledPaths (): Set<string> {
-  return new Set((process.env.PAGEGIFT_DISABLE ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''))
+export function disabledPaths (): ReadonlySet<string> {
+  // Parsed again only when the variable changes: every gift asks, and small gifts cost microseconds.
+  const raw = process.env.PAGEGIFT_DISABLE ?? ''
+  if (raw !== disabledRaw) {
+    disabledRaw = raw
+    disabledSet = new Set(raw.split(',').map((s) => s.trim()).filter((s) => s !== ''))
+  }
+  return disabledSet
 }
 
 export function timeoutArg (ms: unknown, name: string): number | undefined {

@@ -101,7 +101,9 @@ export class Sources {
       }
       let ab = kept.get(v.buffer)
       if (ab === undefined) {
-        ab = structuredClone(v.buffer as ArrayBuffer, { transfer: [v.buffer as ArrayBuffer] })
+        // A small buffer going inline is copied (a few µs less than a transfer, and its bytes are
+        // copied into the message anyway); anything else changes hands without a copy.
+        ab = inline && v.buffer.byteLength <= inlineMax ? (v.buffer as ArrayBuffer).slice(0) : structuredClone(v.buffer as ArrayBuffer, { transfer: [v.buffer as ArrayBuffer] })
         // structuredClone copies what it may not transfer (buffers marked untransferable, like Node's
         // Buffer pool or an embedder's) and leaves the source attached: detach those by hand.
         if (v.buffer.byteLength !== 0) native.detach(v.buffer as ArrayBuffer)

@@ -20,6 +20,8 @@ export class Transport {
   readonly fd: number
   closed = false
   #poll: PollHandle
+  /** The events #poll watches now: changing them is a syscall, so only a change makes one. */
+  #watching = WATCH
   #queue: Outgoing[] = []
   #recvBuf = new Uint8Array(MAX_MESSAGE + 1)
   #recvOut = new Int32Array(2 + MAX_FDS)
@@ -81,7 +83,7 @@ export class Transport {
       const m = this.#queue[0]
       const n = native.sendmsg(this.fd, m.views, m.fds)
       if (n === EAGAIN) {
-        native.pollUpdate(this.#poll, WATCH | PollEvents.Writable)
+        this.#watch(WATCH | PollEvents.Writable)
         return
       }
       if (n < 0) {
@@ -91,7 +93,13 @@ export class Transport {
       this.#queue.shift()
       m.resolve()
     }
-    if (!this.closed) native.pollUpdate(this.#poll, WATCH)
+    if (!this.closed) this.#watch(WATCH)
+  }
+
+  #watch (events: number): void {
+    if (events === this.#watching) return
+    this.#watching = events
+    native.pollUpdate(this.#poll, events)
   }
 
   #onPoll (status: number, events: number): void {
