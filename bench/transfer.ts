@@ -23,6 +23,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { alloc, channelPair, fdOf, release, type Channel, type GiftPath } from '../src/index.ts'
 import { Memfd, mapExtents, roundUp } from '../src/pages.ts'
+import { INLINE_MAX } from '../src/wire.ts'
 import { formatBytes, nowMs } from './lib.ts'
 import { probeLimits } from './limits.ts'
 import { report, type StreamResult } from './transfer-report.ts'
@@ -47,6 +48,7 @@ export const METHOD = {
   ipc: "child_process IPC, serialization 'advanced'",
   giftAlloc: 'pagegift gift(), alloc() source',
   giftBuffer: 'pagegift gift(), Buffer source',
+  giftBufferWarm: 'pagegift gift(), Buffer source → pre-touched into',
   moveForced: 'pagegift move (forced), alloc() source',
 } as const
 /** Where the child receives: new buffers from receive(), its pre-touched target, or untouched giftable memory. */
@@ -240,6 +242,10 @@ async function measureSize (peer: Peer, server: Server, path: string, size: numb
         : { method: METHOD.ipc, plan: ipcPlan(size), baseline: true, once: async () => await ipcOnce(peer, src) },
       { method: METHOD.giftAlloc, plan, once: async () => { const seed = nextSeed(); return await giftOnce(peer, pages.gift(seed), size, seed, undefined, 'none') } },
       { method: METHOD.giftBuffer, plan, once: async () => { const seed = nextSeed(); return await giftOnce(peer, bufferSource(size, seed), size, seed, undefined, 'none') } },
+      // What the Buffer rows above pay for the reader's fresh memory: the same gift into a warm target.
+      ...(size > INLINE_MAX
+        ? [{ method: METHOD.giftBufferWarm, plan, once: async () => { const seed = nextSeed(); return await giftOnce(peer, bufferSource(size, seed), size, seed, undefined, 'warm') } }]
+        : []),
       ...(size >= 4 * KiB && size <= CROSSOVER_MAX
         ? [{ method: METHOD.moveForced, plan, once: async () => { const seed = nextSeed(); return await giftOnce(peer, pages.gift(seed), size, seed, 'move', 'none') } }]
         : []),

@@ -10,7 +10,7 @@ import { cmaAccess, grantPtracer, revokePtracer } from './ptracer.ts'
 import { Cancel, pump } from './pump.ts'
 import { Sources, type GiftData, type GiftPath, PATHS } from './sources.ts'
 import type { Transport } from './transport.ts'
-import { INLINE_MAX, MAX_DATA, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
+import { INLINE_MAX, INLINE_MAX_PAGES, MAX_DATA, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
 
 export interface GiftReceipt {
   /** The path the bytes took: 'move' (no copy), 'cma' or 'splice' (one copy), or 'copy'. */
@@ -96,7 +96,7 @@ export class GiftSender {
     if (forced !== undefined && disabled.has(forced)) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path '${forced}': disabled by PAGEGIFT_DISABLE`)
     if (this.#t.closed) throw new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed')
     // PAGEGIFT_DISABLE=copy turns off every path that puts the bytes in socket messages, inline too.
-    const sources = Sources.take(data, forced, disabled.has('copy') ? 0 : INLINE_MAX)
+    const sources = Sources.take(data, forced, disabled.has('copy') ? undefined : { pages: disabled.has('move') ? INLINE_MAX : INLINE_MAX_PAGES, other: INLINE_MAX })
     const id = this.#next++
     if (sources.inline !== undefined) return await this.#inline(id, sources, metaJson, timeoutMs)
     const offer: Record<string, unknown> = {
@@ -125,10 +125,12 @@ export class GiftSender {
       if (timeoutMs !== undefined) p.timer = setTimeout(() => this.#timeout(id, timeoutMs), timeoutMs)
       this.#pending.set(id, p)
     })
-    this.#t.send(Type.Offer, offer, undefined, fds).then(() => {
+    // moveSent is set the moment the kernel has the offer: a queued offer may go out in the same
+    // poll callback that then reads the reader's Done, before any promise reaction could run.
+    this.#t.send(Type.Offer, offer, undefined, fds, () => {
       const p = this.#pending.get(id)
       if (p !== undefined && fds.length > 0) p.moveSent = true
-    }, (err) => this.#fail(id, err as Error))
+    }).catch((err) => this.#fail(id, err as Error))
     return receipt
   }
 

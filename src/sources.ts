@@ -59,9 +59,10 @@ export class Sources {
 
   /**
    * Checks `data`, then detaches it from the user: from here on only this object reaches the memory.
-   * A gift of at most `inlineMax` bytes that is not forced to a path keeps its bytes in `inline`.
+   * A gift that is not forced to a path and is small enough keeps its bytes in `inline`: at most
+   * `inlineMax.pages` bytes when its pages could move, else at most `inlineMax.other`.
    */
-  static take (data: GiftData, forced?: GiftPath, inlineMax = 0): Sources {
+  static take (data: GiftData, forced?: GiftPath, inlineMax = { pages: 0, other: 0 }): Sources {
     const list = Array.isArray(data) ? data : [data]
     if (list.length === 0 || list.length > MAX_BUFFERS) throw new RangeError(`The "data" argument must hold 1 to ${MAX_BUFFERS} buffers. Received ${list.length}`)
     const views = list.map((d, i) => {
@@ -75,8 +76,10 @@ export class Sources {
     views.forEach((v, i) => {
       if (v.byteLength === 0) throw new RangeError(`The "data${Array.isArray(data) ? `[${i}]` : ''}" argument is empty or already detached (gifted or released)`)
     })
-    const inline = forced === undefined && views.reduce((n, v) => n + v.byteLength, 0) <= inlineMax
     const planned = views.map((v, i) => ({ v, region: regionOf(v.buffer), pooled: ArrayBuffer.isView(list[i]) && isPooled(list[i] as ArrayBufferView) }))
+    const total = views.reduce((n, v) => n + v.byteLength, 0)
+    const movable = planned.every(({ v, region }) => region !== undefined && whyNotAligned(v.byteOffset, v.byteLength, region.byteLength) === undefined)
+    const inline = forced === undefined && total <= (movable ? inlineMax.pages : inlineMax.other)
     if (forced === 'move') {
       const why = planned.map(({ v, region }) => region === undefined ? NOT_GIFTABLE : whyNotAligned(v.byteOffset, v.byteLength, region.byteLength)).find((w) => w !== undefined)
       if (why !== undefined) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path 'move': ${why}`)
@@ -103,7 +106,7 @@ export class Sources {
       if (ab === undefined) {
         // A small buffer going inline is copied (a few µs less than a transfer, and its bytes are
         // copied into the message anyway); anything else changes hands without a copy.
-        ab = inline && v.buffer.byteLength <= inlineMax ? (v.buffer as ArrayBuffer).slice(0) : structuredClone(v.buffer as ArrayBuffer, { transfer: [v.buffer as ArrayBuffer] })
+        ab = inline && v.buffer.byteLength <= inlineMax.other ? (v.buffer as ArrayBuffer).slice(0) : structuredClone(v.buffer as ArrayBuffer, { transfer: [v.buffer as ArrayBuffer] })
         // structuredClone copies what it may not transfer (buffers marked untransferable, like Node's
         // Buffer pool or an embedder's) and leaves the source attached: detach those by hand.
         if (v.buffer.byteLength !== 0) native.detach(v.buffer as ArrayBuffer)

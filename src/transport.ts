@@ -10,7 +10,7 @@ const { EAGAIN, EPIPE } = errno
 const WATCH = PollEvents.Readable | PollEvents.Disconnect
 const MAX_READS_PER_WAKEUP = 256
 
-interface Outgoing { views: Uint8Array[], fds: number[], resolve: () => void, reject: (err: Error) => void }
+interface Outgoing { views: Uint8Array[], fds: number[], resolve: () => void, reject: (err: Error) => void, onSent?: () => void }
 
 export function closeFds (fds: Iterable<number>): void {
   for (const fd of fds) native.close(fd)
@@ -42,11 +42,12 @@ export class Transport {
   }
 
   /**
-   * Sends one message; resolves once the kernel has it. The kernel dups `fds`: the caller keeps its
-   * own. `data` may be several views, sent as one message's iovecs (no copy here).
+   * Sends one message; resolves once the kernel has it, and calls `onSent` synchronously then. The
+   * kernel dups `fds`: the caller keeps its own. `data` may be several views, sent as one message's
+   * iovecs (no copy here).
    */
-  send (type: Type, json: unknown, data?: Uint8Array | Uint8Array[], fds: number[] = []): Promise<void> {
-    return this.sendWithdrawable(type, json, data, fds).sent
+  send (type: Type, json: unknown, data?: Uint8Array | Uint8Array[], fds: number[] = [], onSent?: () => void): Promise<void> {
+    return this.sendWithdrawable(type, json, data, fds, onSent).sent
   }
 
   /**
@@ -54,7 +55,7 @@ export class Transport {
    * full), and says whether it did. A SEQPACKET message goes whole or not at all, so a queued one
    * has sent nothing yet.
    */
-  sendWithdrawable (type: Type, json: unknown, data?: Uint8Array | Uint8Array[], fds: number[] = []): { sent: Promise<void>, withdraw: () => boolean } {
+  sendWithdrawable (type: Type, json: unknown, data?: Uint8Array | Uint8Array[], fds: number[] = [], onSent?: () => void): { sent: Promise<void>, withdraw: () => boolean } {
     if (this.closed) return { sent: Promise.reject(new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed')), withdraw: () => false }
     const parts = (data === undefined ? [] : Array.isArray(data) ? data : [data]).filter((d) => d.byteLength > 0)
     let header: Uint8Array
@@ -65,7 +66,7 @@ export class Transport {
     }
     let m: Outgoing | undefined
     const sent = new Promise<void>((resolve, reject) => {
-      m = { views: [header, ...parts], fds, resolve, reject }
+      m = { views: [header, ...parts], fds, resolve, reject, onSent }
       this.#queue.push(m)
       if (this.#queue.length === 1) this.#flush()
     })
@@ -91,6 +92,8 @@ export class Transport {
         return
       }
       this.#queue.shift()
+      // At once, not in a promise reaction: a reply to this message may be read in this same poll callback.
+      m.onSent?.()
       m.resolve()
     }
     if (!this.closed) this.#watch(WATCH)

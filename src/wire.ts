@@ -13,11 +13,14 @@ export const MAX_DATA = 64 * 1024
 export const MAX_FDS = 64
 export const MAX_MESSAGE = HEADER_BYTES + MAX_JSON + MAX_DATA
 /**
- * Gifts of at most this many bytes (not forced to a path) travel inline: one message, no reply.
- * Chosen from `npm run bench -- transfer` (see the README): up to one message's data, inline beats
- * every other path; past it a move costs the same at any size.
+ * Gifts of at most INLINE_MAX bytes (not forced to a path) travel inline: one message, no reply.
+ * Chosen from `npm run bench -- transfer` (the crossover in the README): memory whose pages could
+ * move instead goes inline only up to INLINE_MAX_PAGES, past which a move (flat in the size) was
+ * as fast; other memory would next take cma, a round trip more, so it goes inline up to what one
+ * message carries.
  */
 export const INLINE_MAX = MAX_DATA
+export const INLINE_MAX_PAGES = 32 * 1024
 
 export const enum Type {
   Offer = 1, // writer -> reader: a gift, with its fds (move) and addresses (cma)

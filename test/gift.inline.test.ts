@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { Channel, alloc, channelPair, isGiftable, pageSize, release } from '../src/index.ts'
 import { native } from '../src/native.ts'
-import { HEADER_BYTES, INLINE_MAX, MAGIC, MAX_DATA, MAX_MESSAGE, Type, VERSION, decode } from '../src/wire.ts'
+import { HEADER_BYTES, INLINE_MAX, INLINE_MAX_PAGES, MAGIC, MAX_DATA, MAX_MESSAGE, Type, VERSION, decode } from '../src/wire.ts'
 import { ask, digest, fdCount, fillPattern, memfdMappings, settle, spawnPeer, withTimeout } from './helpers.ts'
 
 function packet (type: number, json: string, data: Uint8Array = new Uint8Array(0), nfds = 0): Uint8Array {
@@ -92,6 +92,21 @@ describe('small gifts go inline', () => {
         const g = await got
         assert.equal(receipt.reason === 'inline', inline)
         assert.equal(g.reason === 'inline', inline)
+        for (const buf of g.buffers) if (isGiftable(buf)) release(buf)
+      }
+    } finally {
+      a.close(); b.close()
+    }
+  })
+  test('memory whose pages could move goes inline only up to INLINE_MAX_PAGES, then moves', async () => {
+    const [a, b] = channelPair()
+    try {
+      for (const [size, path] of [[INLINE_MAX_PAGES, 'inline'], [INLINE_MAX_PAGES + pageSize, 'move']] as const) {
+        const got = b.receive()
+        const receipt = await a.gift(alloc(size))
+        const g = await got
+        assert.equal(receipt.reason === 'inline' ? 'inline' : receipt.path, path)
+        assert.equal(g.reason === 'inline' ? 'inline' : g.path, path)
         for (const buf of g.buffers) if (isGiftable(buf)) release(buf)
       }
     } finally {

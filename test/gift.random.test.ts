@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { alloc, pageSize, type Channel } from '../src/index.ts'
-import { INLINE_MAX } from '../src/wire.ts'
+import { INLINE_MAX, INLINE_MAX_PAGES } from '../src/wire.ts'
 import { ask, digest, fillPattern, spawnPeer, type Peer } from './helpers.ts'
 
 const seed = Number(process.env.PAGEGIFT_SEED ?? Math.floor(Math.random() * 2 ** 31))
@@ -44,7 +44,8 @@ test(`100 random gifts arrive intact (seed ${seed})`, async () => {
     assert.equal(got.bytes, total, label)
     if (forced !== undefined) assert.equal(receipt.path, forced, label)
     // Unforced gifts up to the inline limit take one message; bigger ones never do.
-    if (forced === undefined) assert.equal(receipt.reason === 'inline', total <= INLINE_MAX, label)
+    if (forced === undefined && total <= INLINE_MAX_PAGES) assert.equal(receipt.reason, 'inline', label)
+    if (total > INLINE_MAX) assert.notEqual(receipt.reason, 'inline', label)
     if (receipt.reason === 'inline') assert.equal(receipt.path, 'copy', label)
   }
 })
