@@ -4,7 +4,7 @@
  */
 
 export interface Series { name: string, points: Array<[x: number, y: number]> }
-export interface Axis { label: string, log?: boolean, format?: (v: number) => string }
+export interface Axis { label: string, log?: boolean, format?: (v: number) => string, /** Tick values; by default powers of 10 (log) or round steps. */ ticks?: number[] }
 export interface ChartOptions { title: string, x: Axis, y: Axis, width?: number, height?: number }
 
 const COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf']
@@ -29,7 +29,7 @@ function scale (axis: Axis, values: number[], from: number, to: number): { at: (
     const step = [1, 2, 5, 10].map((m) => m * unit).find((s) => s >= raw) ?? raw
     ticks = Array.from({ length: Math.floor(b / step) - Math.ceil(a / step) + 1 }, (_, i) => (Math.ceil(a / step) + i) * step)
   }
-  return { at, ticks }
+  return { at, ticks: axis.ticks?.filter((t) => t > 0 || axis.log !== true) ?? ticks }
 }
 
 /** Renders the chart; points with a non-positive value on a log axis are left out. */

@@ -342,9 +342,16 @@ export async function run (flags: string[]): Promise<void> {
   try {
     for (const size of opts.sizes) {
       process.stdout.write(`${formatBytes(size)}...\n`)
-      rows.push(...await measureSize(peer, server, path, size, opts))
+      try {
+        rows.push(...await measureSize(peer, server, path, size, opts))
+      } catch (err) {
+        // Report what was measured: a failure at 4 GiB should not lose the sizes before it.
+        process.stdout.write(`*** ${formatBytes(size)} failed, the run stops here: ${(err as Error).stack ?? String(err)}\n`)
+        rows.push({ size, method: 'error', samples: [], paths: [], skipped: `failed: ${(err as Error).message}` })
+        break
+      }
     }
-    if (opts.stream) {
+    if (opts.stream && !rows.some((r) => r.method === 'error')) {
       process.stdout.write('stream of 1 KiB messages...\n')
       stream = await measureStream(peer, server, path)
     }
