@@ -104,7 +104,7 @@ function tableRow (r: Row): Record<string, string | number> {
 function chart (rows: Row[]): string {
   const methods = [...new Set(rows.map((r) => r.method))]
   const series = methods.map((method) => ({ method, points: rows.filter((r) => r.method === method && r.samples.length > 0).map((r): [number, number] => [r.size, stats(r.samples).median]) }))
-  return lineChart(series.filter((s) => s.points.length > 1).map((s) => ({ name: s.method, points: s.points })), {
+  return lineChart(series.filter((s) => s.points.length > 0).map((s) => ({ name: s.method, points: s.points })), {
     title: 'Transfer to a child process: median latency against size (log-log)',
     x: { label: 'bytes', log: true, format: (v) => formatBytes(v), ticks: [...new Set(rows.map((r) => r.size))].sort((a, b) => a - b) },
     y: { label: 'median time, send call to bytes usable in the child', log: true, format: (v) => formatMs(v) },
