@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import { cpus, release as kernel } from 'node:os'
-import { INLINE_MAX } from '../src/wire.ts'
+import { INLINE_MAX, INLINE_MAX_PAGES } from '../src/wire.ts'
 import { formatBytes, formatMs, printTable, stats, writeResults, type Stats } from './lib.ts'
 import type { Limits } from './limits.ts'
 import { lineChart } from './svg.ts'
@@ -66,6 +66,25 @@ function targetRatios (rows: Row[]): Ratio[] {
   return out
 }
 
+/** The earlier targets of the move and cma paths, kept so that a regression shows. */
+function pathRatios (rows: Row[]): Ratio[] {
+  const GiB = 2 ** 30
+  const move1g = medianOf(rows, METHOD.giftAlloc, GiB)
+  const move64m = medianOf(rows, METHOD.giftAlloc, 64 * 2 ** 20)
+  const ipc1g = medianOf(rows, METHOD.ipc, GiB)
+  const memcpy1g = medianOf(rows, METHOD.memcpy, GiB)
+  const cma1g = medianOf(rows, METHOD.giftBufferWarm, GiB)
+  const out: Ratio[] = []
+  const add = (name: string, value: number | undefined, target: string, pass: (v: number) => boolean, from: Record<string, number | undefined>, text: (v: number) => string): void => {
+    if (value !== undefined) out.push({ name, value, target, pass: pass(value), from: from as Record<string, number>, text: `${name}: ${text(value)}` })
+  }
+  add('move 1 GiB vs IPC', ipc1g !== undefined && move1g !== undefined ? ipc1g / move1g : undefined, '>= 1000x', (v) => v >= 1000, { move: move1g, ipc: ipc1g }, (v) => `${v.toFixed(0)}x faster (${formatMs(move1g as number)} vs ${formatMs(ipc1g as number)}; target >= 1000x)`)
+  add('move 1 GiB median', move1g, '< 1 ms', (v) => v < 1, { move: move1g }, (v) => `${formatMs(v)} (target < 1 ms)`)
+  add('move growth 64 MiB -> 1 GiB', move1g !== undefined && move64m !== undefined ? move1g / move64m : undefined, '< 2x', (v) => v < 2, { move64m, move1g }, (v) => `${v.toFixed(2)}x (${formatMs(move64m as number)} -> ${formatMs(move1g as number)}; target < 2x)`)
+  add('cma 1 GiB (Buffer into a pre-touched target) vs memcpy', cma1g !== undefined && memcpy1g !== undefined ? memcpy1g / cma1g : undefined, '>= 0.5x', (v) => v >= 0.5, { cma: cma1g, memcpy: memcpy1g }, (v) => `${v.toFixed(2)}x the memcpy bandwidth (${formatMs(cma1g as number)} vs ${formatMs(memcpy1g as number)}; target >= 0.5x)`)
+  return out
+}
+
 /** Inline gifts (the gift() row up to INLINE_MAX) against a forced move of the same size. */
 function crossover (rows: Row[]): string[] {
   return [...new Set(rows.filter((r) => r.method === METHOD.moveForced && r.samples.length > 0).map((r) => r.size))].map((size) => {
@@ -121,11 +140,11 @@ export function report (run: Run): void {
   printTable(rows.map((r) => ({ ...tableRow(r), ...(valid ? {} : { valid: 'INVALID' }) })))
   const skipped = [...new Set(rows.map((r) => r.skipped).filter((x) => x !== undefined))]
   if (skipped.length > 0) process.stdout.write(`* ${skipped.join('; ')}\n`)
-  const ratios = targetRatios(rows)
+  const ratios = [...targetRatios(rows), ...pathRatios(rows)]
   process.stdout.write(`\ntargets (ratios of medians in this run${valid ? '' : ', INVALID RUN'}):\n`)
   for (const r of ratios) process.stdout.write(`  ${r.pass === true ? 'PASS' : 'FAIL'}  ${r.text}\n`)
   const cross = crossover(rows)
-  if (cross.length > 0) process.stdout.write(`\ncrossover (gifts up to ${formatBytes(INLINE_MAX)} go inline):\n${cross.map((c) => `  ${c}\n`).join('')}`)
+  if (cross.length > 0) process.stdout.write(`\ncrossover (alloc() memory goes inline up to ${formatBytes(INLINE_MAX_PAGES)}, other memory up to ${formatBytes(INLINE_MAX)}):\n${cross.map((c) => `  ${c}\n`).join('')}`)
   const streamRatio = streamReport(stream)
   const lim = limitRatios(rows, limits)
   process.stdout.write('\nkernel limits (bench/limits.c):\n')
@@ -136,7 +155,7 @@ export function report (run: Run): void {
   const file = writeResults('transfer', {
     valid, warnings,
     host: { cpus: cpus().length, kernel: kernel(), loadAverage: run.load },
-    options: run.options, elapsedMs: run.elapsedMs, inlineMax: INLINE_MAX,
+    options: run.options, elapsedMs: run.elapsedMs, inlineMax: INLINE_MAX, inlineMaxPages: INLINE_MAX_PAGES,
     rows: rows.map((r) => ({ ...r, stats: r.samples.length > 0 ? { ...stats(r.samples), spread: spread(r.samples) } : undefined })),
     ratios, crossover: cross, stream, streamRatio, limits, limitRatios: lim,
   })
