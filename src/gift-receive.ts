@@ -6,7 +6,8 @@ import { PagegiftError, SystemError } from './errors.ts'
 import { timeoutArg } from './gift-send.ts'
 import { native } from './native.ts'
 import { alloc, release, mapExtents, moveInto, regionOf, type Region } from './pages.ts'
-import { parseCma, parseInline, parseOffer, planMove, unsealed, type Move, type Offer } from './offer.ts'
+import { parseInline, takeInline } from './gift-inline.ts'
+import { parseCma, parseOffer, planMove, unsealed, type Move, type Offer } from './offer.ts'
 import { Cancel, pull, pump, spansOf } from './pump.ts'
 import { MAX_BUFFERS, PATHS, type GiftPath } from './sources.ts'
 import { closeFds, type Transport } from './transport.ts'
@@ -333,25 +334,6 @@ export class GiftReceiver {
     this.#inbox?.wake?.()
     for (const item of this.#inbox?.items ?? []) closeFds(item.fds)
   }
-}
-
-/** An inline gift: its bytes are here already; with `into` they are copied there, in order. */
-function takeInline (offer: Offer, buffers: ArrayBuffer[], into: Uint8Array[] | undefined): Gift {
-  const gift = (out: ArrayBuffer[]): Gift => ({ buffers: out, meta: offer.meta, path: 'copy', bytes: offer.total, reason: 'inline' })
-  if (into === undefined) return gift(buffers)
-  let v = 0
-  let at = 0
-  for (const ab of buffers) {
-    let src = new Uint8Array(ab)
-    while (src.byteLength > 0) {
-      const n = Math.min(src.byteLength, into[v].byteLength - at)
-      into[v].set(src.subarray(0, n), at)
-      src = src.subarray(n)
-      at += n
-      if (at === into[v].byteLength) { v++; at = 0 }
-    }
-  }
-  return gift([...new Set(into.map((view) => view.buffer as ArrayBuffer))])
 }
 
 /**

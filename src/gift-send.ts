@@ -8,6 +8,7 @@ import { PagegiftError, SystemError } from './errors.ts'
 import { SPLICE_F_GIFT, native } from './native.ts'
 import { cmaAccess, grantPtracer, revokePtracer } from './ptracer.ts'
 import { Cancel, pump } from './pump.ts'
+import { sendInline } from './gift-inline.ts'
 import { Sources, type GiftData, type GiftPath, PATHS } from './sources.ts'
 import type { Transport } from './transport.ts'
 import { INLINE_MAX, INLINE_MAX_PAGES, MAX_DATA, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
@@ -98,7 +99,7 @@ export class GiftSender {
     // PAGEGIFT_DISABLE=copy turns off every path that puts the bytes in socket messages, inline too.
     const sources = Sources.take(data, forced, disabled.has('copy') ? undefined : { pages: disabled.has('move') ? INLINE_MAX : INLINE_MAX_PAGES, other: INLINE_MAX })
     const id = this.#next++
-    if (sources.inline !== undefined) return await this.#inline(id, sources, metaJson, timeoutMs)
+    if (sources.inline !== undefined) return await sendInline(this.#t, id, sources, metaJson, timeoutMs)
     const offer: Record<string, unknown> = {
       id,
       lengths: sources.lengths,
@@ -132,34 +133,6 @@ export class GiftSender {
       if (p !== undefined && fds.length > 0) p.moveSent = true
     }).catch((err) => this.#fail(id, err as Error))
     return receipt
-  }
-
-  /**
-   * A small gift travels whole in one message, with no reply: its bytes are the reader's once the
-   * kernel has them, as moved pages are once offered. Until then (a full socket) it can still time
-   * out or fail with the channel, and then its data comes back on the error.
-   */
-  #inline (id: number, sources: Sources, metaJson: string | undefined, timeoutMs: number | undefined): Promise<GiftReceipt> {
-    const json = { id, lengths: sources.lengths, meta: metaJson === undefined ? null : JSON.parse(metaJson) }
-    const { sent, withdraw } = this.#t.sendWithdrawable(Type.Inline, json, sources.inline)
-    return new Promise((resolve, reject) => {
-      const fail = (err: Error): void => {
-        const out = new PagegiftError((err as PagegiftError).code ?? 'ERR_PAGEGIFT_GIFT_FAILED', `The gift was not delivered: ${err.message}`, { cause: err })
-        out.buffers = sources.recover()
-        reject(out)
-      }
-      const timer = timeoutMs === undefined
-        ? undefined
-        : setTimeout(() => { if (withdraw()) fail(new PagegiftError('ERR_PAGEGIFT_TIMEOUT', `The reader did not take the gift within ${timeoutMs} ms`)) }, timeoutMs)
-      sent.then(() => {
-        clearTimeout(timer)
-        sources.release()
-        resolve({ path: 'copy', bytes: sources.total, reason: 'inline' })
-      }, (err: Error) => {
-        clearTimeout(timer)
-        fail(err)
-      })
-    })
   }
 
   /** Handles a message addressed to the writer; returns false when it is not one. */

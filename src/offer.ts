@@ -2,10 +2,9 @@
  * A gift offer as the reader sees it: parsed and checked from the wire, and the plan for moving its
  * pages into a reader's own memory.
  */
-import { native } from './native.ts'
 import { Memfd, isAligned, mappable, regionOf, roundUp, type Extent } from './pages.ts'
 import { MAX_BUFFERS, PATHS, type GiftPath } from './sources.ts'
-import { INLINE_MAX, obj, protocolError, str, uint, uints } from './wire.ts'
+import { obj, protocolError, str, uint, uints } from './wire.ts'
 
 const MAX_TOTAL = 2 ** 47
 
@@ -75,30 +74,6 @@ export function parseCma (x: unknown): { pid: number, iov: number[] } {
   const iov = uints(c.iov, 'cma.iov', 2 * MAX_BUFFERS)
   if (iov.length % 2 !== 0) throw protocolError('cma.iov is not address/length pairs')
   return { pid: uint(c.pid, 'cma.pid', 2 ** 22), iov }
-}
-
-/**
- * Validates an inline offer and copies its bytes out of the receive buffer (which the next read
- * reuses). It may carry no fds (they are closed) and offers no other path.
- */
-export function parseInline (x: unknown, data: Uint8Array, fds: number[]): Offer {
-  if (fds.length > 0) {
-    for (const fd of fds) native.close(fd)
-    throw protocolError(`an inline offer with ${fds.length} fds`)
-  }
-  const o = obj(x, 'inline offer')
-  const lengths = uints(o.lengths, 'lengths', MAX_BUFFERS, INLINE_MAX)
-  const total = lengths.reduce((a, b) => a + b, 0)
-  if (lengths.length === 0 || lengths.includes(0) || total > INLINE_MAX) throw protocolError('inline lengths out of range')
-  if (total !== data.byteLength) throw protocolError(`inline lengths say ${total} bytes, ${data.byteLength} arrived`)
-  if (o.move !== undefined || o.cma !== undefined || o.forced !== undefined) throw protocolError('an inline offer may not offer another path')
-  let at = 0
-  const inline = lengths.map((n) => {
-    const ab = new ArrayBuffer(n)
-    new Uint8Array(ab).set(data.subarray(at, at += n))
-    return ab
-  })
-  return { id: uint(o.id, 'id'), lengths, total, meta: o.meta, memfds: [], inline }
 }
 
 /** Validates an offer; closes the fds it arrived with when it is malformed. */
