@@ -18,6 +18,8 @@ interface Ratio { name: string, value?: number, target?: string, pass?: boolean,
 /** A baseline whose middle half spans more than this (q3/q1) drifted within the run. */
 const MAX_BASELINE_SPREAD = 2
 const ONE_COPY = new Set(['cma', 'splice'])
+/** A ratio with two significant digits however small: 0.0016x, not 0.00x. */
+const ratioText = (v: number): string => `${v < 0.01 ? v.toPrecision(2) : v.toFixed(2)}x`
 const gbps = (size: number, ms: number): string => (size / 1e6 / ms).toFixed(size / 1e6 / ms < 10 ? 3 : 1)
 
 /** Spread of the middle half of the samples: the upper quartile over the lower. */
@@ -59,7 +61,7 @@ function targetRatios (rows: Row[]): Ratio[] {
         if (b === undefined) continue
         const value = gift / b
         const name = `${method} vs ${base === METHOD.net ? 'net' : 'IPC'} at ${formatBytes(size)}`
-        out.push({ name, value, target: `<= ${limit}x`, pass: value <= limit, from: { gift, [base === METHOD.net ? 'net' : 'ipc']: b }, text: `${name}: ${value.toFixed(2)}x (${formatMs(gift)} / ${formatMs(b)}; target <= ${limit}x)` })
+        out.push({ name, value, target: `<= ${limit}x`, pass: value <= limit, from: { gift, [base === METHOD.net ? 'net' : 'ipc']: b }, text: `${name}: ${ratioText(value)} (${formatMs(gift)} / ${formatMs(b)}; target <= ${limit}x)` })
       }
     }
   }
