@@ -1,38 +1,40 @@
 /**
- * `npm run bench -- transfer`: one process hands bytes to another (a real child, forked), by each
- * pagegift path forced, and by Node's own ways in the same run: child_process IPC with
- * serialization 'advanced', a net Unix socket read straight into a preallocated buffer, and
- * Buffer.copy inside one process (the memcpy bound).
+ * `npm run bench -- transfer`: one process hands bytes to another (a real child, forked) with
+ * pagegift's gift() and with Node's own ways, in the same run: child_process IPC with serialization
+ * 'advanced', a net Unix socket read straight into a preallocated buffer, and Buffer.copy inside one
+ * process (the memcpy bound), at every size from 64 B to 4 GiB in powers of 4.
  *
  * A time runs from the sending call (gift(), send(), write()) to the bytes being usable in the child
  * (receive() resolved, 'message' emitted, the last byte read). The child reads the clock, which is
- * CLOCK_MONOTONIC in both processes. Sources and `into` targets are written before the clock starts:
- * this VM is slow the first time it touches fresh memory, so untouched memory would measure the VM.
- * From 64 MiB on, the cases of a size run interleaved, round by round, so that background load falls
- * on all alike.
- * Rows "→ new buffer" let receive() allocate, as a default receive does, and so include that cost;
- * "→ giftable into (untouched)" names never-written giftable memory, which moved pages replace.
+ * CLOCK_MONOTONIC in both processes. Sources and targets are written before the clock starts: this
+ * VM is slow the first time it touches fresh memory. gift() rows receive into new buffers (no
+ * `into`), as a default receive does, and so include that cost. The cases of a size run interleaved,
+ * round by round, baselines included, so that background load falls on all alike.
  *
- * Flags: --4g adds 4 GiB; --full runs the copy path at every size and every path at 4 GiB (by
- * default the copy path stops at 256 MiB, and 4 GiB runs only move, and cma and splice into
- * pre-touched targets; IPC never runs above 1 GiB); --sizes=4K,64M,1G picks sizes.
+ * Flags: --sizes=64,4K,64M,1G picks sizes; --paths adds every path forced; --no-stream skips the
+ * stream of 1 KiB messages; --no-limits skips the C probe of the kernel's limits (bench/limits.c).
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
-import { cpus, loadavg, release as kernel, tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { alloc, channelPair, fdOf, release, type Channel, type GiftPath } from '../src/index.ts'
 import { Memfd, mapExtents, roundUp } from '../src/pages.ts'
-import { formatBytes, formatMs, nowMs, printTable, stats, writeResults } from './lib.ts'
+import { INLINE_MAX } from '../src/wire.ts'
+import { formatBytes, nowMs } from './lib.ts'
+import { probeLimits } from './limits.ts'
+import { report, type StreamResult } from './transfer-report.ts'
 
 const KiB = 1024
 const MiB = 1024 * KiB
 const GiB = 1024 * MiB
-const DEFAULT_SIZES = [4 * KiB, 64 * KiB, MiB, 64 * MiB, 256 * MiB, GiB]
-const COPY_CAP = 256 * MiB
+/** 64 B to 4 GiB in powers of 4. */
+const DEFAULT_SIZES = Array.from({ length: 14 }, (_, i) => 64 * 4 ** i)
+/** The forced-move row, for the crossover with inline gifts, runs up to this size. */
+const CROSSOVER_MAX = MiB
 /**
  * From this size on, untimed settling precedes each run: a full GC (mapping a big ArrayBuffer sets
  * one off), and a pause for the last run's memory to be unmapped and freed on the threadpools.
@@ -40,23 +42,28 @@ const COPY_CAP = 256 * MiB
 const SETTLE_BYTES = 64 * MiB
 const SETTLE_MS_PER_GIB = 200
 
-const METHOD = {
-  memcpy: 'Buffer.copy, one process (memcpy bound)',
+export const METHOD = {
+  memcpy: 'memcpy: Buffer.copy anonymous → anonymous, one process',
   net: 'net Unix socket → preallocated buffer',
   ipc: "child_process IPC, serialization 'advanced'",
+  giftAlloc: 'pagegift gift(), alloc() source',
+  giftBuffer: 'pagegift gift(), Buffer source',
+  giftBufferWarm: 'pagegift gift(), Buffer source → pre-touched into',
+  moveForced: 'pagegift move (forced), alloc() source',
 } as const
 /** Where the child receives: new buffers from receive(), its pre-touched target, or untouched giftable memory. */
 type Into = 'none' | 'warm' | 'untouched'
 const INTO_LABEL: Record<Into, string> = { none: 'new buffer', warm: 'pre-touched into', untouched: 'giftable into (untouched)' }
 const giftMethod = (path: GiftPath, into: Into): string => `pagegift ${path} → ${INTO_LABEL[into]}`
+/** The forced-path rows of --paths. */
 const GIFT_ROWS: ReadonlyArray<readonly [GiftPath, Into]> = [
-  ['move', 'none'], ['move', 'untouched'],
-  ['cma', 'none'], ['cma', 'warm'], ['splice', 'none'], ['splice', 'warm'], ['copy', 'none'], ['copy', 'warm'],
+  ['move', 'untouched'], ['cma', 'none'], ['cma', 'warm'], ['splice', 'none'], ['splice', 'warm'], ['copy', 'none'], ['copy', 'warm'],
 ]
+const COPY_CAP = 256 * MiB
 
-interface Options { sizes: number[], full: boolean }
+interface Options { sizes: number[], paths: boolean, stream: boolean, limits: boolean }
 interface Plan { runs: number, warmup: number }
-interface Row { size: number, method: string, samples: number[], skipped?: string }
+export interface Row { size: number, method: string, samples: number[], paths: string[], baseline?: boolean, skipped?: string }
 
 const gc = (globalThis as { gc?: () => void }).gc ?? ((): void => {})
 let lastSeed = 0
@@ -64,11 +71,12 @@ let lastSeed = 0
 const nextSeed = (): number => (lastSeed = lastSeed % 255 + 1)
 
 function planFor (size: number): Plan {
-  if (size <= 64 * KiB) return { runs: 50, warmup: 10 }
+  if (size <= 64 * KiB) return { runs: 60, warmup: 10 }
   if (size <= MiB) return { runs: 20, warmup: 5 }
   if (size <= 64 * MiB) return { runs: 7, warmup: 1 }
   if (size <= GiB) return { runs: 5, warmup: 1 }
-  return { runs: 3, warmup: 1 }
+  // A 4 GiB gift of a Buffer into new memory takes ~25 s here (the reader's first touch): no warm-up.
+  return { runs: 3, warmup: 0 }
 }
 /** IPC takes seconds a run from 1 GiB on: fewer runs there. */
 const ipcPlan = (size: number): Plan => size >= GiB ? { runs: 3, warmup: 1 } : planFor(size)
@@ -144,18 +152,27 @@ class SourcePages {
   }
 }
 
-async function giftOnce (peer: Peer, pages: SourcePages, size: number, path: GiftPath, into: Into): Promise<number> {
-  const seed = nextSeed()
-  const ab = pages.gift(seed)
+/** One timed run: milliseconds, and the path a gift took. */
+interface Sample { ms: number, path?: string }
+
+/** Gifts `ab` (the source is made before the clock starts) and returns the child's time. */
+async function giftOnce (peer: Peer, ab: ArrayBuffer | Buffer, size: number, seed: number, path: GiftPath | undefined, into: Into): Promise<Sample> {
   await peer.ask({ op: 'gift', size, seed, into })
   const t0 = process.hrtime.bigint()
   const receipt = peer.ch.gift(ab, { path, meta: { t0: String(t0) } })
   const [r, got] = await Promise.all([receipt, peer.reply()])
-  if (r.path !== path || got.path !== path) throw new Error(`gift by ${path} went by ${r.path}/${String(got.path)}`)
-  return Number(got.ns) / 1e6
+  if ((path !== undefined && r.path !== path) || got.path !== r.path) throw new Error(`gift by ${path ?? 'any path'} went by ${r.path}/${String(got.path)}`)
+  return { ms: Number(got.ns) / 1e6, path: r.reason === 'inline' ? 'inline' : r.path }
 }
 
-async function ipcOnce (peer: Peer, src: Buffer): Promise<number> {
+/** A plain (non-pooled) Buffer, written: the other source a user gifts. */
+function bufferSource (size: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafeSlow(size).fill(seed)
+  if (size >= SETTLE_BYTES) gc()
+  return b
+}
+
+async function ipcOnce (peer: Peer, src: Buffer): Promise<Sample> {
   const seed = nextSeed()
   src.fill(seed)
   const reply = peer.reply()
@@ -163,40 +180,53 @@ async function ipcOnce (peer: Peer, src: Buffer): Promise<number> {
   peer.child.send({ t0: String(t0), seed, data: src })
   const got = await reply
   if (src.byteLength >= SETTLE_BYTES) gc()
-  return Number(got.ns) / 1e6
+  return { ms: Number(got.ns) / 1e6 }
 }
 
-async function netOnce (peer: Peer, socket: Socket, src: Buffer): Promise<number> {
+async function netOnce (peer: Peer, socket: Socket, src: Buffer): Promise<Sample> {
   const seed = nextSeed()
   src.fill(seed)
   await peer.ask({ op: 'net', size: src.byteLength, seed })
   const t0 = process.hrtime.bigint()
   const written = new Promise<void>((resolve, reject) => socket.write(src, (err) => err == null ? resolve() : reject(err)))
   const [got] = await Promise.all([peer.reply(), written])
-  return Number(BigInt(got.end as string) - t0) / 1e6
+  return { ms: Number(BigInt(got.end as string) - t0) / 1e6 }
 }
 
-function memcpyOnce (src: Buffer, dst: Buffer): number {
+/**
+ * Anonymous memory into anonymous memory, both written beforehand. At 4 GiB (where a second buffer
+ * would not fit beside the rest) it copies one half of `src` onto the other, then back: the same bytes.
+ */
+function memcpyOnce (src: Buffer, dst: Buffer | undefined): Sample {
+  const half = src.byteLength / 2
   const t0 = nowMs()
-  src.copy(dst)
-  return nowMs() - t0
-}
-
-/** Why a pagegift row is not run at this size by default, or undefined to run it. */
-function giftSkip (size: number, path: GiftPath, into: Into, opts: Options): string | undefined {
-  if (opts.full) return undefined
-  if (path === 'copy' && size > COPY_CAP) return `the copy path is capped at ${formatBytes(COPY_CAP)} to keep the run short (--full runs it)`
-  if (size > GiB && path !== 'move' && into === 'none') return 'above 1 GiB only move and pre-touched targets run (--full runs all)'
-  return undefined
+  if (dst !== undefined) {
+    src.copy(dst)
+  } else {
+    src.copy(src, half, 0, half)
+    src.copy(src, 0, half)
+  }
+  return { ms: nowMs() - t0 }
 }
 
 /** One way to move the bytes of a size: its timed run (absent when skipped) and how many runs it gets. */
-interface Case { method: string, plan: Plan, once?: () => Promise<number>, skipped?: string }
+interface Case { method: string, plan: Plan, baseline?: boolean, once?: () => Promise<Sample>, skipped?: string }
+
+/** The forced-path rows of --paths at one size. */
+function forcedCases (peer: Peer, pages: SourcePages, size: number, plan: Plan): Case[] {
+  return GIFT_ROWS.map(([gift, into]): Case => {
+    const c = { method: giftMethod(gift, into), plan }
+    if (gift === 'copy' && size > COPY_CAP) return { ...c, skipped: `the copy path is capped at ${formatBytes(COPY_CAP)}` }
+    if (size > GiB && into === 'none') return { ...c, skipped: 'above 1 GiB only pre-touched targets run' }
+    return { ...c, once: async () => { const seed = nextSeed(); return await giftOnce(peer, pages.gift(seed), size, seed, gift, into) } }
+  })
+}
 
 /** Sets up every case of one size (source pages, targets, the socket), measures them together, then frees it all. */
 async function measureSize (peer: Peer, server: Server, path: string, size: number, opts: Options): Promise<Row[]> {
-  // Memory in use: the source pages and `dst` here, the target in the child (at 4 GiB, 12 GiB in all).
-  const dst = Buffer.allocUnsafeSlow(size).fill(2)
+  // The anonymous source of memcpy, net and IPC; memcpy's target, except at 4 GiB (see memcpyOnce).
+  const src = Buffer.allocUnsafeSlow(size).fill(1)
+  const dst = size < 4 * GiB ? Buffer.allocUnsafeSlow(size).fill(2) : undefined
   await peer.ask({ op: 'target', size, seed: nextSeed() })
   const accepted = once(server, 'connection')
   await peer.ask({ op: 'net-connect', path })
@@ -206,15 +236,21 @@ async function measureSize (peer: Peer, server: Server, path: string, size: numb
   try {
     const plan = planFor(size)
     const cases: Case[] = [
-      { method: METHOD.memcpy, plan, once: async () => memcpyOnce(pages.view, dst) },
-      { method: METHOD.net, plan, once: async () => await netOnce(peer, socket, pages.view) },
+      { method: METHOD.memcpy, plan, baseline: true, once: async () => memcpyOnce(src, dst) },
+      { method: METHOD.net, plan, baseline: true, once: async () => await netOnce(peer, socket, src) },
       size > GiB
-        ? { method: METHOD.ipc, plan, skipped: 'IPC is not run above 1 GiB (seconds per GiB, and each side holds a serialized copy)' }
-        : { method: METHOD.ipc, plan: ipcPlan(size), once: async () => await ipcOnce(peer, pages.view) },
-      ...GIFT_ROWS.map(([gift, into]): Case => {
-        const c = { method: giftMethod(gift, into), plan, skipped: giftSkip(size, gift, into, opts) }
-        return c.skipped !== undefined ? c : { ...c, once: async () => await giftOnce(peer, pages, size, gift, into) }
-      }),
+        ? { method: METHOD.ipc, plan, baseline: true, skipped: 'IPC is not run above 1 GiB (its frames carry a 32-bit length)' }
+        : { method: METHOD.ipc, plan: ipcPlan(size), baseline: true, once: async () => await ipcOnce(peer, src) },
+      { method: METHOD.giftAlloc, plan, once: async () => { const seed = nextSeed(); return await giftOnce(peer, pages.gift(seed), size, seed, undefined, 'none') } },
+      { method: METHOD.giftBuffer, plan, once: async () => { const seed = nextSeed(); return await giftOnce(peer, bufferSource(size, seed), size, seed, undefined, 'none') } },
+      // What the Buffer rows above pay for the reader's fresh memory: the same gift into a warm target.
+      ...(size > INLINE_MAX
+        ? [{ method: METHOD.giftBufferWarm, plan, once: async () => { const seed = nextSeed(); return await giftOnce(peer, bufferSource(size, seed), size, seed, undefined, 'warm') } }]
+        : []),
+      ...(size >= 4 * KiB && size <= CROSSOVER_MAX
+        ? [{ method: METHOD.moveForced, plan, once: async () => { const seed = nextSeed(); return await giftOnce(peer, pages.gift(seed), size, seed, 'move', 'none') } }]
+        : []),
+      ...(opts.paths ? forcedCases(peer, pages, size, plan) : []),
     ]
     return await measureCases(size, cases)
   } finally {
@@ -226,26 +262,70 @@ async function measureSize (peer: Peer, server: Server, path: string, size: numb
 }
 
 /**
- * Runs every case `warmup + runs` times and keeps the runs after the warm-up. Big sizes go in rounds,
- * one run of each case per round, each round starting one case further on: the machine's background
- * load (other processes share these CPUs) then falls on all cases alike, which keeps the ratios
- * meaningful. Small sizes run case by case, each case straight after its warm-up, as caches matter there.
+ * Runs every case `warmup + runs` times and keeps the runs after the warm-up, in rounds: one run of
+ * each case per round, each round starting one case further on. Background load (other processes
+ * share these CPUs) and whatever one case leaves behind (caches, page cache, GC) then fall on all
+ * cases alike, the baselines included, which keeps the ratios meaningful.
  */
 async function measureCases (size: number, cases: Case[]): Promise<Row[]> {
-  const samples = cases.map((): number[] => [])
+  const samples = cases.map((): Sample[] => [])
   const turns = (i: number): number => cases[i].once === undefined ? 0 : cases[i].plan.warmup + cases[i].plan.runs
   const rounds = Math.max(...cases.map((_, i) => turns(i)))
-  const schedule: Array<[number, number]> = size >= SETTLE_BYTES
-    ? Array.from({ length: rounds }, (_, round) => cases.map((_, k): [number, number] => [(round + k) % cases.length, round])).flat()
-    : cases.flatMap((_, i) => Array.from({ length: rounds }, (_, round): [number, number] => [i, round]))
-  for (const [i, round] of schedule) {
-    const c = cases[i]
-    if (c.once === undefined || round >= turns(i)) continue
-    const ms = await c.once()
-    if (round >= c.plan.warmup) samples[i].push(ms)
-    if (size >= SETTLE_BYTES) await new Promise((resolve) => setTimeout(resolve, SETTLE_MS_PER_GIB * size / GiB))
+  for (let round = 0; round < rounds; round++) {
+    for (let k = 0; k < cases.length; k++) {
+      const i = (round + k) % cases.length
+      const c = cases[i]
+      if (c.once === undefined || round >= turns(i)) continue
+      const s = await c.once()
+      if (round >= c.plan.warmup) samples[i].push(s)
+      if (size >= SETTLE_BYTES) await new Promise((resolve) => setTimeout(resolve, SETTLE_MS_PER_GIB * size / GiB))
+    }
   }
-  return cases.map((c, i) => ({ size, method: c.method, samples: samples[i], skipped: c.skipped }))
+  return cases.map((c, i) => ({
+    size, method: c.method, baseline: c.baseline, skipped: c.skipped,
+    samples: samples[i].map((s) => s.ms),
+    paths: [...new Set(samples[i].map((s) => s.path).filter((p) => p !== undefined))],
+  }))
+}
+
+/** Messages per second for `n` 1 KiB messages with at most `window` in flight: inline gifts, and the net socket. */
+async function measureStream (peer: Peer, server: Server, path: string): Promise<StreamResult[]> {
+  const size = KiB
+  const n = 20_000
+  const window = 64
+  await peer.ask({ op: 'target', size: 64 * KiB, seed: nextSeed() })
+  const accepted = once(server, 'connection')
+  await peer.ask({ op: 'net-connect', path })
+  const socket = (await accepted)[0] as Socket
+  socket.on('error', () => {})
+  const out: StreamResult[] = [{ method: 'pagegift gift() stream, 1 KiB Buffers', rates: [] }, { method: 'net Unix socket stream, 1 KiB writes', rates: [] }]
+  try {
+    for (let round = 0; round < 6; round++) {
+      for (const [i, op] of [[0, 'stream-gift'], [1, 'stream-net']] as const) {
+        const seed = nextSeed()
+        const sources = Array.from({ length: n }, () => Buffer.allocUnsafeSlow(size).fill(seed))
+        await peer.ask({ op, n, size, seed })
+        const t0 = process.hrtime.bigint()
+        const sent = windowed(sources, window, (b) => op === 'stream-gift'
+          ? peer.ch.gift(b).then(() => {})
+          : new Promise<void>((resolve, reject) => socket.write(b, (err) => err == null ? resolve() : reject(err))))
+        const [got] = await Promise.all([peer.reply(), sent])
+        if (round > 0) out[i].rates.push(n / (Number(BigInt(got.end as string) - t0) / 1e9))
+        if (i === 0 && got.reason !== 'inline') throw new Error(`a stream gift went by ${String(got.path)}, not inline`)
+      }
+    }
+  } finally {
+    socket.destroy()
+    await peer.ask({ op: 'drop' })
+  }
+  return out
+}
+
+/** Sends every item, keeping at most `window` sends unsettled. */
+async function windowed<T> (items: T[], window: number, send: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const lane = async (): Promise<void> => { while (next < items.length) await send(items[next++]) }
+  await Promise.all(Array.from({ length: window }, lane))
 }
 
 export async function run (flags: string[]): Promise<void> {
@@ -257,100 +337,42 @@ export async function run (flags: string[]): Promise<void> {
   await once(server, 'listening')
   const peer = new Peer()
   const rows: Row[] = []
+  let stream: StreamResult[] = []
   const started = nowMs()
   const loadBefore = loadavg()[0]
   try {
     for (const size of opts.sizes) {
       process.stdout.write(`${formatBytes(size)}...\n`)
-      rows.push(...await measureSize(peer, server, path, size, opts))
+      try {
+        rows.push(...await measureSize(peer, server, path, size, opts))
+      } catch (err) {
+        // Report what was measured: a failure at 4 GiB should not lose the sizes before it.
+        process.stdout.write(`*** ${formatBytes(size)} failed, the run stops here: ${(err as Error).stack ?? String(err)}\n`)
+        rows.push({ size, method: 'error', samples: [], paths: [], skipped: `failed: ${(err as Error).message}` })
+        break
+      }
+    }
+    if (opts.stream && !rows.some((r) => r.method === 'error')) {
+      process.stdout.write('stream of 1 KiB messages...\n')
+      stream = await measureStream(peer, server, path)
     }
   } finally {
     await peer.stop()
     server.close()
     rmSync(dir, { recursive: true, force: true })
   }
-  report(rows, opts, { elapsedMs: nowMs() - started, load: [loadBefore, loadavg()[0]] })
+  const limits = opts.limits ? probeLimits() : { skipped: 'not run (--no-limits)' }
+  report({ rows, stream, limits, options: opts, elapsedMs: nowMs() - started, load: [loadBefore, loadavg()[0]] })
 }
 
 function parseFlags (flags: string[]): Options {
-  const full = flags.includes('--full')
   const list = flags.find((f) => f.startsWith('--sizes='))?.slice('--sizes='.length)
-  const sizes = list !== undefined ? list.split(',').map(parseSize) : [...DEFAULT_SIZES, ...(flags.includes('--4g') ? [4 * GiB] : [])]
-  return { sizes, full }
+  const sizes = list !== undefined ? list.split(',').map(parseSize) : DEFAULT_SIZES
+  return { sizes, paths: flags.includes('--paths'), stream: !flags.includes('--no-stream'), limits: !flags.includes('--no-limits') }
 }
 
 function parseSize (s: string): number {
   const m = /^(\d+)([KMG]?)$/i.exec(s.trim())
-  if (m === null) throw new RangeError(`--sizes: cannot read '${s}' (use e.g. 4K, 64M, 1G)`)
+  if (m === null) throw new RangeError(`--sizes: cannot read '${s}' (use e.g. 64, 4K, 64M, 1G)`)
   return Number(m[1]) * ({ '': 1, K: KiB, M: MiB, G: GiB } as Record<string, number>)[m[2].toUpperCase()]
-}
-
-const gbps = (size: number, ms: number): string => (size / 1e6 / ms).toFixed(size / 1e6 / ms < 10 ? 3 : 1)
-
-interface RunInfo { elapsedMs: number, load: number[] }
-
-function report (rows: Row[], opts: Options, info: RunInfo): void {
-  process.stdout.write(`\ntransfer to a child process; time from the send call to the bytes usable in the child; GB/s = 1e9 bytes/s\n`)
-  process.stdout.write(`${cpus().length} CPUs, Linux ${kernel()}, Node ${process.version}; 1-min load average ${info.load.map((l) => l.toFixed(1)).join(' at start, ')} at end\n\n`)
-  printTable(rows.map((r) => {
-    if (r.samples.length === 0) return { size: formatBytes(r.size), method: r.method, runs: 0, median: 'not run*', 'min–max': '', 'GB/s': '', 'GB/s min–max': '' }
-    const s = stats(r.samples)
-    return {
-      size: formatBytes(r.size),
-      method: r.method,
-      runs: s.runs,
-      median: formatMs(s.median),
-      'min–max': `${formatMs(s.min)} – ${formatMs(s.max)}`,
-      'GB/s': gbps(r.size, s.median),
-      'GB/s min–max': `${gbps(r.size, s.max)} – ${gbps(r.size, s.min)}`,
-    }
-  }))
-  const skipped = [...new Set(rows.map((r) => r.skipped).filter((x) => x !== undefined))]
-  if (skipped.length > 0) process.stdout.write(`* ${skipped.join('; ')}\n`)
-  const ratios = targetRatios(rows)
-  process.stdout.write('\ntargets (ratios of medians in this run):\n')
-  const verdict = (r: Ratio): string => r.pass !== undefined ? (r.pass ? 'PASS' : 'FAIL') : r.value !== undefined ? 'info' : 'n/a '
-  for (const r of ratios) process.stdout.write(`  ${verdict(r)}  ${r.text}\n`)
-  process.stdout.write(`\n(whole run: ${formatMs(info.elapsedMs)})\n`)
-  writeResults('transfer', {
-    host: { cpus: cpus().length, kernel: kernel(), loadAverage: info.load },
-    options: { ...opts, copyCap: opts.full ? null : COPY_CAP },
-    elapsedMs: info.elapsedMs,
-    rows: rows.map((r) => ({ ...r, stats: r.samples.length > 0 ? stats(r.samples) : undefined })),
-    ratios,
-  })
-}
-
-interface Ratio { name: string, value?: number, pass?: boolean, text: string }
-
-function targetRatios (rows: Row[]): Ratio[] {
-  const median = (method: string, size: number): number | undefined => {
-    const r = rows.find((x) => x.method === method && x.size === size && x.samples.length > 0)
-    return r === undefined ? undefined : stats(r.samples).median
-  }
-  const move1g = median(giftMethod('move', 'none'), GiB)
-  const move64m = median(giftMethod('move', 'none'), 64 * MiB)
-  const ipc1g = median(METHOD.ipc, GiB)
-  const memcpy1g = median(METHOD.memcpy, GiB)
-  const cma1g = median(giftMethod('cma', 'warm'), GiB)
-  const cmaNew1g = median(giftMethod('cma', 'none'), GiB)
-  const out: Ratio[] = []
-  const add = (name: string, value: number | undefined, pass: (v: number) => boolean, text: (v: number) => string): void => {
-    out.push(value === undefined ? { name, text: `${name}: not measured in this run` } : { name, value, pass: pass(value), text: text(value) })
-  }
-  add('move 1 GiB vs IPC', ipc1g !== undefined && move1g !== undefined ? ipc1g / move1g : undefined, (v) => v >= 1000,
-    (v) => `move at 1 GiB is ${v.toFixed(0)}x faster than advanced IPC (${formatMs(move1g as number)} vs ${formatMs(ipc1g as number)}; target >= 1000x)`)
-  add('move 1 GiB median', move1g, (v) => v < 1, (v) => `move at 1 GiB median ${formatMs(v)} (target < 1 ms)`)
-  add('move growth 64 MiB -> 1 GiB', move1g !== undefined && move64m !== undefined ? move1g / move64m : undefined, (v) => v < 2,
-    (v) => `move time grows ${v.toFixed(2)}x from 64 MiB to 1 GiB (${formatMs(move64m as number)} -> ${formatMs(move1g as number)}; target < 2x)`)
-  add('cma 1 GiB vs Buffer.copy', cma1g !== undefined && memcpy1g !== undefined ? memcpy1g / cma1g : undefined, (v) => v >= 0.5,
-    (v) => `cma at 1 GiB into a pre-touched target runs at ${v.toFixed(2)}x the Buffer.copy bandwidth (${gbps(GiB, cma1g as number)} vs ${gbps(GiB, memcpy1g as number)} GB/s; target >= 0.5x)`)
-  const moveInto1g = median(giftMethod('move', 'untouched'), GiB)
-  if (moveInto1g !== undefined) {
-    out.push({ name: 'move 1 GiB into a giftable target', value: moveInto1g, text: `for reference: move at 1 GiB into a giftable target takes ${formatMs(moveInto1g)} (the receiver makes no new ArrayBuffer)` })
-  }
-  if (cmaNew1g !== undefined && memcpy1g !== undefined) {
-    out.push({ name: 'cma 1 GiB new buffer vs Buffer.copy', value: memcpy1g / cmaNew1g, text: `for reference: cma at 1 GiB into a new buffer runs at ${(memcpy1g / cmaNew1g).toFixed(2)}x the Buffer.copy bandwidth (no target)` })
-  }
-  return out
 }

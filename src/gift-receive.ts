@@ -6,6 +6,7 @@ import { PagegiftError, SystemError } from './errors.ts'
 import { timeoutArg } from './gift-send.ts'
 import { native } from './native.ts'
 import { alloc, release, mapExtents, moveInto, regionOf, type Region } from './pages.ts'
+import { parseInline, takeInline } from './gift-inline.ts'
 import { parseCma, parseOffer, planMove, unsealed, type Move, type Offer } from './offer.ts'
 import { Cancel, pull, pump, spansOf } from './pump.ts'
 import { MAX_BUFFERS, PATHS, type GiftPath } from './sources.ts'
@@ -62,13 +63,13 @@ export class GiftReceiver {
 
   /** Handles a message addressed to the reader; returns false when it is not one. Owns `fds`. */
   handle (m: Decoded, fds: number[]): boolean {
-    if (m.type === Type.Offer) {
+    if (m.type === Type.Offer || m.type === Type.Inline) {
       const held = this.#offers.reduce((n, o) => n + o.memfds.length, 0)
       if (this.#offers.length >= MAX_QUEUED_OFFERS || held + fds.length > MAX_QUEUED_OFFER_FDS) {
         closeFds(fds)
         throw new PagegiftError('ERR_PAGEGIFT_OVERFLOW', `The peer queued more than ${MAX_QUEUED_OFFERS} gifts or ${MAX_QUEUED_OFFER_FDS} fds that nobody received`)
       }
-      this.#offers.push(parseOffer(m.json, fds))
+      this.#offers.push(m.type === Type.Inline ? parseInline(m.json, m.data, fds) : parseOffer(m.json, fds))
       for (const wake of this.#wake.splice(0)) wake()
       return true
     }
@@ -138,6 +139,7 @@ export class GiftReceiver {
       throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `The gift was forced to 'move' but ${moveBlocked}; it is still queued and can be received without "into"`)
     }
     this.#offers.shift()
+    if (offer.inline !== undefined) return takeInline(offer, offer.inline, into)
     this.#inbox = { id: offer.id, items: [] }
     this.#active = cancel
     // The targets stay the receive's until it settles: release() refuses them meanwhile.
@@ -319,14 +321,15 @@ export class GiftReceiver {
   }
 
   /**
-   * The channel closed. Gifts whose pages are already here (move offers) stay receivable: their
-   * writer gave them away. Everything else fails with `err`.
+   * The channel closed. Gifts whose pages or bytes are already here (move and inline offers) stay
+   * receivable: their writer gave them away. Everything else fails with `err`.
    */
   abort (err: Error): void {
     this.#closed = err
     this.#active?.cancel(err)
-    for (const o of this.#offers.filter((o) => o.move === undefined)) for (const m of o.memfds) m.unref()
-    this.#offers = this.#offers.filter((o) => o.move !== undefined)
+    const given = (o: Offer): boolean => o.move !== undefined || o.inline !== undefined
+    for (const o of this.#offers.filter((o) => !given(o))) for (const m of o.memfds) m.unref()
+    this.#offers = this.#offers.filter(given)
     for (const wake of this.#wake.splice(0)) wake()
     this.#inbox?.wake?.()
     for (const item of this.#inbox?.items ?? []) closeFds(item.fds)

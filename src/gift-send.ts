@@ -8,9 +8,10 @@ import { PagegiftError, SystemError } from './errors.ts'
 import { SPLICE_F_GIFT, native } from './native.ts'
 import { cmaAccess, grantPtracer, revokePtracer } from './ptracer.ts'
 import { Cancel, pump } from './pump.ts'
+import { sendInline } from './gift-inline.ts'
 import { Sources, type GiftData, type GiftPath, PATHS } from './sources.ts'
 import type { Transport } from './transport.ts'
-import { MAX_DATA, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
+import { INLINE_MAX, INLINE_MAX_PAGES, MAX_DATA, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
 
 export interface GiftReceipt {
   /** The path the bytes took: 'move' (no copy), 'cma' or 'splice' (one copy), or 'copy'. */
@@ -50,9 +51,18 @@ interface Pending {
 
 const PIPE_SIZE = 1 << 20
 
+let disabledRaw: string | undefined
+let disabledSet = new Set<string>()
+
 /** Paths turned off for this process, e.g. PAGEGIFT_DISABLE=cma,splice where ptrace or vmsplice is unwanted. */
-export function disabledPaths (): Set<string> {
-  return new Set((process.env.PAGEGIFT_DISABLE ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''))
+export function disabledPaths (): ReadonlySet<string> {
+  // Parsed again only when the variable changes: every gift asks, and small gifts cost microseconds.
+  const raw = process.env.PAGEGIFT_DISABLE ?? ''
+  if (raw !== disabledRaw) {
+    disabledRaw = raw
+    disabledSet = new Set(raw.split(',').map((s) => s.trim()).filter((s) => s !== ''))
+  }
+  return disabledSet
 }
 
 export function timeoutArg (ms: unknown, name: string): number | undefined {
@@ -86,8 +96,10 @@ export class GiftSender {
     const disabled = disabledPaths()
     if (forced !== undefined && disabled.has(forced)) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path '${forced}': disabled by PAGEGIFT_DISABLE`)
     if (this.#t.closed) throw new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed')
-    const sources = Sources.take(data, forced)
+    // PAGEGIFT_DISABLE=copy turns off every path that puts the bytes in socket messages, inline too.
+    const sources = Sources.take(data, forced, disabled.has('copy') ? undefined : { pages: disabled.has('move') ? INLINE_MAX : INLINE_MAX_PAGES, other: INLINE_MAX })
     const id = this.#next++
+    if (sources.inline !== undefined) return await sendInline(this.#t, id, sources, metaJson, timeoutMs)
     const offer: Record<string, unknown> = {
       id,
       lengths: sources.lengths,
@@ -114,10 +126,12 @@ export class GiftSender {
       if (timeoutMs !== undefined) p.timer = setTimeout(() => this.#timeout(id, timeoutMs), timeoutMs)
       this.#pending.set(id, p)
     })
-    this.#t.send(Type.Offer, offer, undefined, fds).then(() => {
+    // moveSent is set the moment the kernel has the offer: a queued offer may go out in the same
+    // poll callback that then reads the reader's Done, before any promise reaction could run.
+    this.#t.send(Type.Offer, offer, undefined, fds, () => {
       const p = this.#pending.get(id)
       if (p !== undefined && fds.length > 0) p.moveSent = true
-    }, (err) => this.#fail(id, err as Error))
+    }).catch((err) => this.#fail(id, err as Error))
     return receipt
   }
 

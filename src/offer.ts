@@ -19,6 +19,8 @@ export interface Offer {
   move?: Array<Array<{ memfd: Memfd, offset: number, length: number }>>
   memfds: Memfd[]
   cma?: { pid: number, iov: number[] }
+  /** An inline gift's bytes, already here: plain ArrayBuffers, one per buffer. */
+  inline?: ArrayBuffer[]
 }
 
 export interface Move { region: NonNullable<ReturnType<typeof regionOf>>, at: number, extent: Extent }

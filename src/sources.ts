@@ -26,6 +26,8 @@ interface Item {
   offset: number
   /** Why these bytes cannot move as pages, or undefined when they can. */
   why?: string
+  /** An inline gift's copy of giftable bytes, taken before they were detached. */
+  copy?: Uint8Array
 }
 
 function isPooled (view: ArrayBufferView): boolean {
@@ -40,6 +42,8 @@ export class Sources {
   /** Why move is not possible, or undefined when it is. */
   readonly notMovable?: string
   readonly notes: string[]
+  /** The bytes to send inline with the offer (views of them, in order), when the gift is that small. */
+  inline?: Uint8Array[]
 
   /** The user's detached giftable buffers, still mapped until release() or recover(). */
   #detached: Region[]
@@ -53,8 +57,12 @@ export class Sources {
     this.notMovable = items.map((i) => i.why).find((w) => w !== undefined)
   }
 
-  /** Checks `data`, then detaches it from the user: from here on only this object reaches the memory. */
-  static take (data: GiftData, forced?: GiftPath): Sources {
+  /**
+   * Checks `data`, then detaches it from the user: from here on only this object reaches the memory.
+   * A gift that is not forced to a path and is small enough keeps its bytes in `inline`: at most
+   * `inlineMax.pages` bytes when its pages could move, else at most `inlineMax.other`.
+   */
+  static take (data: GiftData, forced?: GiftPath, inlineMax = { pages: 0, other: 0 }): Sources {
     const list = Array.isArray(data) ? data : [data]
     if (list.length === 0 || list.length > MAX_BUFFERS) throw new RangeError(`The "data" argument must hold 1 to ${MAX_BUFFERS} buffers. Received ${list.length}`)
     const views = list.map((d, i) => {
@@ -69,6 +77,9 @@ export class Sources {
       if (v.byteLength === 0) throw new RangeError(`The "data${Array.isArray(data) ? `[${i}]` : ''}" argument is empty or already detached (gifted or released)`)
     })
     const planned = views.map((v, i) => ({ v, region: regionOf(v.buffer), pooled: ArrayBuffer.isView(list[i]) && isPooled(list[i] as ArrayBufferView) }))
+    const total = views.reduce((n, v) => n + v.byteLength, 0)
+    const movable = planned.every(({ v, region }) => region !== undefined && whyNotAligned(v.byteOffset, v.byteLength, region.byteLength) === undefined)
+    const inline = forced === undefined && total <= (movable ? inlineMax.pages : inlineMax.other)
     if (forced === 'move') {
       const why = planned.map(({ v, region }) => region === undefined ? NOT_GIFTABLE : whyNotAligned(v.byteOffset, v.byteLength, region.byteLength)).find((w) => w !== undefined)
       if (why !== undefined) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path 'move': ${why}`)
@@ -82,7 +93,9 @@ export class Sources {
         const start = Math.floor(v.byteOffset / pageSize) * pageSize
         const extents = extentsOf(region, start, roundUp(v.byteOffset + v.byteLength) - start)
         for (const e of extents) e.memfd.ref()
-        return { length: v.byteLength, extents, skew: v.byteOffset - start, region, offset: v.byteOffset, why: whyNotAligned(v.byteOffset, v.byteLength, region.byteLength) }
+        // Copied now: once detached, the mapping has no view to send from.
+        const copy = inline ? new Uint8Array(live) : undefined
+        return { length: v.byteLength, extents, skew: v.byteOffset - start, region, offset: v.byteOffset, copy, why: whyNotAligned(v.byteOffset, v.byteLength, region.byteLength) }
       }
       if (pooled) {
         notes.push('a pooled Buffer cannot be detached without breaking other Buffers, so its bytes were copied first')
@@ -91,7 +104,9 @@ export class Sources {
       }
       let ab = kept.get(v.buffer)
       if (ab === undefined) {
-        ab = structuredClone(v.buffer as ArrayBuffer, { transfer: [v.buffer as ArrayBuffer] })
+        // A small buffer going inline is copied (a few µs less than a transfer, and its bytes are
+        // copied into the message anyway); anything else changes hands without a copy.
+        ab = inline && v.buffer.byteLength <= inlineMax.other ? (v.buffer as ArrayBuffer).slice(0) : structuredClone(v.buffer as ArrayBuffer, { transfer: [v.buffer as ArrayBuffer] })
         // structuredClone copies what it may not transfer (buffers marked untransferable, like Node's
         // Buffer pool or an embedder's) and leaves the source attached: detach those by hand.
         if (v.buffer.byteLength !== 0) native.detach(v.buffer as ArrayBuffer)
@@ -107,7 +122,9 @@ export class Sources {
       region.gifted = true
       native.detach(region.ab)
     }
-    return new Sources(items, notes, [...regions])
+    const sources = new Sources(items, notes, [...regions])
+    if (inline) sources.inline = items.map((item) => item.copy ?? item.heap as Uint8Array)
+    return sources
   }
 
   /** The move descriptor: per buffer, [fdIndex, offset, length] extents; and the fds to send. */
@@ -150,12 +167,14 @@ export class Sources {
 
   /** The gift is delivered: let go of the memory. */
   release (): void {
+    this.inline = undefined
     for (const region of this.#detached.splice(0)) dropRegion(region)
     for (const item of this.items) {
       if (item.mapped !== undefined) dropRegion(regionOf(item.mapped) ?? fail())
       for (const e of item.extents ?? []) e.memfd.unref()
       item.extents = undefined
       item.heap = undefined
+      item.copy = undefined
       item.whole = undefined
       item.region = undefined
     }

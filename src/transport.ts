@@ -10,7 +10,7 @@ const { EAGAIN, EPIPE } = errno
 const WATCH = PollEvents.Readable | PollEvents.Disconnect
 const MAX_READS_PER_WAKEUP = 256
 
-interface Outgoing { views: Uint8Array[], fds: number[], resolve: () => void, reject: (err: Error) => void }
+interface Outgoing { views: Uint8Array[], fds: number[], resolve: () => void, reject: (err: Error) => void, onSent?: () => void }
 
 export function closeFds (fds: Iterable<number>): void {
   for (const fd of fds) native.close(fd)
@@ -20,6 +20,8 @@ export class Transport {
   readonly fd: number
   closed = false
   #poll: PollHandle
+  /** The events #poll watches now: changing them is a syscall, so only a change makes one. */
+  #watching = WATCH
   #queue: Outgoing[] = []
   #recvBuf = new Uint8Array(MAX_MESSAGE + 1)
   #recvOut = new Int32Array(2 + MAX_FDS)
@@ -39,20 +41,42 @@ export class Transport {
     this.#poll = poll
   }
 
-  /** Sends one message; resolves once the kernel has it. The kernel dups `fds`: the caller keeps its own. */
-  send (type: Type, json: unknown, data?: Uint8Array, fds: number[] = []): Promise<void> {
-    if (this.closed) return Promise.reject(new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed'))
+  /**
+   * Sends one message; resolves once the kernel has it, and calls `onSent` synchronously then. The
+   * kernel dups `fds`: the caller keeps its own. `data` may be several views, sent as one message's
+   * iovecs (no copy here).
+   */
+  send (type: Type, json: unknown, data?: Uint8Array | Uint8Array[], fds: number[] = [], onSent?: () => void): Promise<void> {
+    return this.sendWithdrawable(type, json, data, fds, onSent).sent
+  }
+
+  /**
+   * As send(), with `withdraw()`: takes the message back if it is still queued here (the socket was
+   * full), and says whether it did. A SEQPACKET message goes whole or not at all, so a queued one
+   * has sent nothing yet.
+   */
+  sendWithdrawable (type: Type, json: unknown, data?: Uint8Array | Uint8Array[], fds: number[] = [], onSent?: () => void): { sent: Promise<void>, withdraw: () => boolean } {
+    if (this.closed) return { sent: Promise.reject(new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed')), withdraw: () => false }
+    const parts = (data === undefined ? [] : Array.isArray(data) ? data : [data]).filter((d) => d.byteLength > 0)
     let header: Uint8Array
     try {
-      header = encode(type, json, data?.byteLength ?? 0, fds.length)
+      header = encode(type, json, parts.reduce((n, d) => n + d.byteLength, 0), fds.length)
     } catch (err) {
-      return Promise.reject(err)
+      return { sent: Promise.reject(err), withdraw: () => false }
     }
-    const views = data !== undefined && data.byteLength > 0 ? [header, data] : [header]
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ views, fds, resolve, reject })
+    let m: Outgoing | undefined
+    const sent = new Promise<void>((resolve, reject) => {
+      m = { views: [header, ...parts], fds, resolve, reject, onSent }
+      this.#queue.push(m)
       if (this.#queue.length === 1) this.#flush()
     })
+    const withdraw = (): boolean => {
+      const i = this.#queue.indexOf(m as Outgoing)
+      if (i < 0) return false
+      this.#queue.splice(i, 1)
+      return true
+    }
+    return { sent, withdraw }
   }
 
   #flush (): void {
@@ -60,7 +84,7 @@ export class Transport {
       const m = this.#queue[0]
       const n = native.sendmsg(this.fd, m.views, m.fds)
       if (n === EAGAIN) {
-        native.pollUpdate(this.#poll, WATCH | PollEvents.Writable)
+        this.#watch(WATCH | PollEvents.Writable)
         return
       }
       if (n < 0) {
@@ -68,9 +92,17 @@ export class Transport {
         return
       }
       this.#queue.shift()
+      // At once, not in a promise reaction: a reply to this message may be read in this same poll callback.
+      m.onSent?.()
       m.resolve()
     }
-    if (!this.closed) native.pollUpdate(this.#poll, WATCH)
+    if (!this.closed) this.#watch(WATCH)
+  }
+
+  #watch (events: number): void {
+    if (events === this.#watching) return
+    this.#watching = events
+    native.pollUpdate(this.#poll, events)
   }
 
   #onPoll (status: number, events: number): void {

@@ -12,6 +12,15 @@ export const MAX_JSON = 64 * 1024
 export const MAX_DATA = 64 * 1024
 export const MAX_FDS = 64
 export const MAX_MESSAGE = HEADER_BYTES + MAX_JSON + MAX_DATA
+/**
+ * Gifts of at most INLINE_MAX bytes (not forced to a path) travel inline: one message, no reply.
+ * Chosen from `npm run bench -- transfer` (the crossover in the README): memory whose pages could
+ * move instead goes inline only up to INLINE_MAX_PAGES, past which a move (flat in the size) was
+ * as fast; other memory would next take cma, a round trip more, so it goes inline up to what one
+ * message carries.
+ */
+export const INLINE_MAX = MAX_DATA
+export const INLINE_MAX_PAGES = 32 * 1024
 
 export const enum Type {
   Offer = 1, // writer -> reader: a gift, with its fds (move) and addresses (cma)
@@ -23,6 +32,7 @@ export const enum Type {
   Message = 7, // a control message of send()/recv()
   Cma = 8, // writer -> reader: the addresses to process_vm_readv from
   Skip = 9, // writer -> reader: this path is not available here, try the next one
+  Inline = 10, // writer -> reader: a whole small gift, its bytes in this one message; no reply
 }
 
 export interface Decoded { type: Type, json: unknown, data: Uint8Array }
@@ -61,7 +71,7 @@ export function decode (buf: Uint8Array, n: number, nfds: number): Decoded {
     throw new PagegiftError('ERR_PAGEGIFT_VERSION', `Peer speaks protocol version ${version}; this side speaks ${VERSION}`)
   }
   const type = v.getUint16(6, true)
-  if (type < Type.Offer || type > Type.Skip) throw protocolError(`unknown message type ${type}`)
+  if (type < Type.Offer || type > Type.Inline) throw protocolError(`unknown message type ${type}`)
   const jsonLength = v.getUint32(8, true)
   const dataLength = v.getUint32(12, true)
   if (jsonLength > MAX_JSON || dataLength > MAX_DATA) throw protocolError('length over the limit')

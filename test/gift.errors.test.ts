@@ -127,12 +127,12 @@ describe('a peer killed mid-gift', () => {
   }
   test('a move gift whose writer died before it was received is still the reader\'s', async () => {
     const peer = spawnPeer('gift-peer.ts')
-    const reply = await ask(peer.ch, { op: 'gift-then-die', kind: 'alloc', sizes: [4 * pageSize], seed: 3 }).catch(() => undefined)
+    const reply = await ask(peer.ch, { op: 'gift-then-die', kind: 'alloc', sizes: [20 * pageSize], seed: 3 }).catch(() => undefined)
     assert.equal(reply, undefined)
     await peer.exited
     const g = await peer.ch.receive()
     assert.equal(g.path, 'move')
-    const expect = fillPattern(new Uint8Array(4 * pageSize), 3)
+    const expect = fillPattern(new Uint8Array(20 * pageSize), 3)
     assert.equal(digest(g.buffers), digest([expect]))
     release(g.buffers[0])
     peer.ch.close()

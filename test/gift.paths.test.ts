@@ -21,6 +21,8 @@ async function giftToChild (views: ArrayBufferView[] | ArrayBuffer[], opts: { pa
   return { receipt, got }
 }
 
+/** Pages enough to be past the inline limit, so that the ladder decides. */
+const N = 20
 const giftable = (size: number, seed: number): ArrayBuffer => { const ab = alloc(size); fillPattern(new Uint8Array(ab), seed); return ab }
 const heap = (size: number, seed: number): ArrayBuffer => fillPattern(new Uint8Array(size), seed).buffer as ArrayBuffer
 
@@ -63,18 +65,17 @@ describe('forced paths', () => {
 
 describe('automatic choice', () => {
   test('giftable whole pages move', async () => {
-    const { receipt } = await giftToChild([giftable(5 * pageSize, 7)])
-    assert.deepEqual(receipt, { path: 'move', bytes: 5 * pageSize })
+    const { receipt } = await giftToChild([giftable(N * pageSize, 7)])
+    assert.deepEqual(receipt, { path: 'move', bytes: N * pageSize })
   })
   test('a giftable buffer of a partial last page still moves (its tail is its own)', async () => {
-    const { receipt } = await giftToChild([giftable(pageSize + 123, 8)])
+    const { receipt } = await giftToChild([giftable(N * pageSize + 123, 8)])
     assert.equal(receipt.path, 'move')
   })
   const cases: Array<[string, () => ArrayBufferView[] | ArrayBuffer[], RegExp]> = [
-    ['heap source', () => [heap(10_000, 9)], /source not giftable/],
-    ['unaligned view of giftable memory', () => [new Uint8Array(giftable(3 * pageSize, 10), 100, pageSize)], /not page aligned/],
-    ['partial pages inside giftable memory', () => [new Uint8Array(giftable(3 * pageSize, 11), 0, pageSize + 1)], /whole number of pages/],
-    ['pooled Buffer', () => [Buffer.from('hello pooled world')], /pooled Buffer/],
+    ['heap source', () => [heap(100_000, 9)], /source not giftable/],
+    ['unaligned view of giftable memory', () => [new Uint8Array(giftable((N + 2) * pageSize, 10), 100, N * pageSize)], /not page aligned/],
+    ['partial pages inside giftable memory', () => [new Uint8Array(giftable((N + 2) * pageSize, 11), 0, N * pageSize + 1)], /whole number of pages/],
   ]
   for (const [name, make, why] of cases) {
     test(`${name} falls back to cma with the reason`, async () => {
@@ -88,25 +89,34 @@ describe('automatic choice', () => {
       assert.match(receipt.reason ?? '', why)
     })
   }
+  test('a pooled Buffer forced to a path is copied first, never detached', async () => {
+    const pooled = Buffer.from('hello pooled world')
+    const neighbour = Buffer.from('a neighbour in the pool')
+    const report = ask(ch, { op: 'receive' })
+    const receipt = await ch.gift(pooled, { path: 'cma' })
+    assert.equal((await report).digest, digest([Buffer.from('hello pooled world')]))
+    assert.equal(neighbour.toString(), 'a neighbour in the pool', 'the pool is not detached')
+    assert.equal(receipt.path, 'cma')
+  })
   test('into a heap target: cma, reason names the target', async () => {
-    const { receipt } = await giftToChild([giftable(4 * pageSize, 12)], { into: { kind: 'heap', size: 4 * pageSize, offset: 0 } })
+    const { receipt } = await giftToChild([giftable(N * pageSize, 12)], { into: { kind: 'heap', size: N * pageSize, offset: 0 } })
     assert.equal(receipt.path, 'cma')
     assert.match(receipt.reason ?? '', /into target not giftable/)
   })
   test('into an unaligned giftable target: cma', async () => {
-    const { receipt } = await giftToChild([giftable(4 * pageSize, 13)], { into: { kind: 'alloc', size: 4 * pageSize, offset: 8 } })
+    const { receipt } = await giftToChild([giftable(N * pageSize, 13)], { into: { kind: 'alloc', size: N * pageSize, offset: 8 } })
     assert.equal(receipt.path, 'cma')
     assert.match(receipt.reason ?? '', /not page aligned/)
   })
   test('into an aligned giftable target: move, pages land in the reader\'s own buffer', async () => {
-    const { receipt } = await giftToChild([giftable(4 * pageSize, 14), giftable(2 * pageSize, 15)], { into: { kind: 'alloc', size: 6 * pageSize, offset: pageSize } })
+    const { receipt } = await giftToChild([giftable(N * pageSize, 14), giftable(2 * pageSize, 15)], { into: { kind: 'alloc', size: (N + 2) * pageSize, offset: pageSize } })
     assert.equal(receipt.path, 'move')
   })
   test('pages without F_SEAL_SHRINK are never mapped by the reader', async () => {
     // The writer is a child whose alloc() makes unsealed memfds (a test hook); we are the reader.
     const p = spawnPeer('gift-peer.ts', { PAGEGIFT_TEST_HOOKS: 'alloc:unsealed=on' })
     try {
-      const reply = ask(p.ch, { op: 'gift', kind: 'alloc', sizes: [2 * pageSize], seed: 16 })
+      const reply = ask(p.ch, { op: 'gift', kind: 'alloc', sizes: [N * pageSize], seed: 16 })
       const g = await withTimeout(p.ch.receive(), 60_000, 'the unsealed gift')
       const r = await reply
       assert.equal(digest(g.buffers), r.digest)
@@ -118,7 +128,7 @@ describe('automatic choice', () => {
     }
   })
   test('into too small: a clear error, and the gift can still be received', async () => {
-    const buf = giftable(3 * pageSize, 17)
+    const buf = giftable(N * pageSize, 17)
     const want = digest([buf])
     const receipt = ch.gift(buf)
     await assert.rejects(ask(ch, { op: 'receive', into: { kind: 'alloc', size: pageSize, offset: 0 } }), { code: 'ERR_PAGEGIFT_INTO_TOO_SMALL' })

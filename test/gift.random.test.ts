@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { alloc, pageSize, type Channel } from '../src/index.ts'
+import { INLINE_MAX, INLINE_MAX_PAGES } from '../src/wire.ts'
 import { ask, digest, fillPattern, spawnPeer, type Peer } from './helpers.ts'
 
 const seed = Number(process.env.PAGEGIFT_SEED ?? Math.floor(Math.random() * 2 ** 31))
@@ -42,7 +43,10 @@ test(`100 random gifts arrive intact (seed ${seed})`, async () => {
     assert.equal(got.digest, want, label)
     assert.equal(got.bytes, total, label)
     if (forced !== undefined) assert.equal(receipt.path, forced, label)
-    if (forced === undefined && movable) assert.equal(receipt.path, 'move', label)
+    // Unforced gifts up to the inline limit take one message; bigger ones never do.
+    if (forced === undefined && total <= INLINE_MAX_PAGES) assert.equal(receipt.reason, 'inline', label)
+    if (total > INLINE_MAX) assert.notEqual(receipt.reason, 'inline', label)
+    if (receipt.reason === 'inline') assert.equal(receipt.path, 'copy', label)
   }
 })
 
@@ -51,7 +55,8 @@ test('50 gifts in flight at once arrive in order', async () => {
   const wants: string[] = []
   const receipts = []
   for (let i = 0; i < 50; i++) {
-    const size = (i % 7 + 1) * 3000 + (i % 2) * pageSize
+    // Inline gifts and bigger ones mixed: they still arrive in the order given.
+    const size = (i % 7 + 1) * 3000 + (i % 2) * pageSize + (i % 5 === 0 ? 100_000 : 0)
     const ab = i % 3 === 0 ? alloc(size) : new ArrayBuffer(size)
     const v = fillPattern(new Uint8Array(ab), 1000 + i)
     wants.push(digest([v]))
@@ -64,14 +69,14 @@ test('50 gifts in flight at once arrive in order', async () => {
   assert.deepEqual(gifts.map((g) => g.path), all.map((r) => r.path))
 })
 
-test('a 4 KiB gift and a 1 GiB gift both move', async () => {
-  for (const size of [4096, 2 ** 30]) {
+test('a 4 KiB gift goes inline, a 1 GiB gift moves', async () => {
+  for (const [size, path] of [[4096, 'copy'], [2 ** 30, 'move']] as const) {
     const ab = alloc(size)
     const u = new Uint8Array(ab)
     const at = [0, size >> 1, size - 1]
     at.forEach((p, k) => { u[p] = 10 + k })
     const report = ask(ch, { op: 'receive-sample', at })
-    assert.equal((await ch.gift(ab)).path, 'move')
+    assert.equal((await ch.gift(ab)).path, path)
     const got = await report
     assert.deepEqual(got.sample, [10, 11, 12])
     assert.equal(got.bytes, size)
