@@ -3,11 +3,9 @@
  * reply. The writer's send, the reader's check of such a message, and its delivery to receive().
  */
 import { PagegiftError } from './errors.ts'
-import type { Gift } from './gift-receive.ts'
-import type { GiftReceipt } from './gift-send.ts'
 import { native } from './native.ts'
 import type { Offer } from './offer.ts'
-import { MAX_BUFFERS, type Sources } from './sources.ts'
+import { MAX_BUFFERS, type Gift, type GiftReceipt, type Sources } from './sources.ts'
 import type { Transport } from './transport.ts'
 import { INLINE_MAX, Type, obj, protocolError, uint, uints } from './wire.ts'
 

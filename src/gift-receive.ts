@@ -9,19 +9,11 @@ import { alloc, release, mapExtents, moveInto, regionOf, type Region } from './p
 import { parseInline, takeInline } from './gift-inline.ts'
 import { parseCma, parseOffer, planMove, unsealed, type Move, type Offer } from './offer.ts'
 import { Cancel, pull, pump, spansOf } from './pump.ts'
-import { MAX_BUFFERS, PATHS, type GiftPath } from './sources.ts'
+import { MAX_BUFFERS, PATHS, type Gift, type GiftPath } from './sources.ts'
 import { closeFds, type Transport } from './transport.ts'
 import { Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
 
-export interface Gift {
-  /** The received buffers: new giftable ArrayBuffers, or the ArrayBuffers of `into`. */
-  buffers: ArrayBuffer[]
-  meta: unknown
-  path: GiftPath
-  bytes: number
-  /** Why a better path was not taken. */
-  reason?: string
-}
+export type { Gift } from './sources.ts'
 
 export interface ReceiveOptions {
   /** Memory of the reader's own to receive into (the RFC's reader iovec); filled in order. */

@@ -9,17 +9,11 @@ import { SPLICE_F_GIFT, native } from './native.ts'
 import { cmaAccess, grantPtracer, revokePtracer } from './ptracer.ts'
 import { Cancel, pump } from './pump.ts'
 import { sendInline } from './gift-inline.ts'
-import { Sources, type GiftData, type GiftPath, PATHS } from './sources.ts'
+import { Sources, type GiftData, type GiftPath, type GiftReceipt, PATHS } from './sources.ts'
 import type { Transport } from './transport.ts'
 import { INLINE_MAX, INLINE_MAX_PAGES, MAX_DATA, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
 
-export interface GiftReceipt {
-  /** The path the bytes took: 'move' (no copy), 'cma' or 'splice' (one copy), or 'copy'. */
-  path: GiftPath
-  bytes: number
-  /** Why a better path was not taken. */
-  reason?: string
-}
+export type { GiftReceipt } from './sources.ts'
 
 export interface GiftOptions {
   /** JSON-serialisable data that travels with the gift. */

@@ -211,3 +211,23 @@ function whyNotAligned (offset: number, length: number, bufferLength: number): s
   if (!isAligned(length) && offset + length !== bufferLength) return 'source not a whole number of pages'
   return undefined
 }
+
+/** What the writer learns of a delivered gift. */
+export interface GiftReceipt {
+  /** The path the bytes took: 'move' (no copy), 'cma' or 'splice' (one copy), or 'copy'. */
+  path: GiftPath
+  bytes: number
+  /** Why a better path was not taken. */
+  reason?: string
+}
+
+/** What the reader gets. */
+export interface Gift {
+  /** The received buffers: new giftable ArrayBuffers, or the ArrayBuffers of `into`. */
+  buffers: ArrayBuffer[]
+  meta: unknown
+  path: GiftPath
+  bytes: number
+  /** Why a better path was not taken. */
+  reason?: string
+}
