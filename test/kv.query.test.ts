@@ -160,5 +160,7 @@ test('a big query buffer is giftable memory while the command comes in, and its 
   await new Promise((resolve) => setImmediate(resolve))
   assert.equal(Buffer.concat(socket.written).toString(), `+OK\r\n:${3 << 20}\r\n`)
   assert.equal(conn.query.region, null)
+  // release() unmaps on the threadpool: give that job a bounded moment to run.
+  for (const until = Date.now() + 5000; mapped() !== before && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 10))
   assert.equal(mapped(), before, 'the query buffer mapping leaked')
 })
