@@ -132,6 +132,8 @@ export class Tracker {
   readonly sessions = new Set<Session>()
   /** Called (on a later turn) whenever a connection may have become idle. */
   onMaybeIdle: ((c: Conn) => void) | null = null
+  /** Called at once when a connection closes, before anything can see the tracker without it. */
+  onClosed: ((c: Conn) => void) | null = null
   #bySocket = new WeakMap<net.Socket, Conn>()
   #closing = 0
 
@@ -152,7 +154,7 @@ export class Tracker {
     const c = new Conn(socket, kind)
     this.conns.add(c)
     this.#bySocket.set(socket, c)
-    socket.on('close', () => { this.conns.delete(c); this.#notify(c) })
+    socket.on('close', () => { this.conns.delete(c); this.onClosed?.(c); this.#notify(c) })
     return c
   }
 

@@ -115,11 +115,14 @@ export class LiveHttp {
 
   #watch (): void {
     this.tracker.onMaybeIdle = (c) => this.#maybeIdle(c)
+    // Counted when it happens: the deferred onMaybeIdle may come after the drain has finished.
+    this.tracker.onClosed = (c) => this.#countClosed(c)
     this.#sweep ??= setInterval(() => this.#sweepAll(), SWEEP_MS)
   }
 
   #unwatch (): void {
     this.tracker.onMaybeIdle = null
+    this.tracker.onClosed = null
     if (this.#sweep !== null) clearInterval(this.#sweep)
     this.#sweep = null
   }
@@ -132,7 +135,7 @@ export class LiveHttp {
   #maybeIdle (c: Conn): void {
     if (!this.tracker.conns.has(c)) {
       // Closed by the server itself after a Connection: close response (or by the client).
-      if (this.#mode === 'draining' && c.closing && !c.counted) { c.counted = true; this.report.closed++ }
+      this.#countClosed(c)
       return this.#check()
     }
     if (c.exported || this.#moving.has(c)) return
@@ -145,6 +148,11 @@ export class LiveHttp {
         void this.#move(c)
       }
     }
+  }
+
+  /** A connection closed by the server itself after a Connection: close response (or by the client). */
+  #countClosed (c: Conn): void {
+    if (this.#mode === 'draining' && c.closing && !c.counted) { c.counted = true; this.report.closed++ }
   }
 
   #close (c: Conn): void {
