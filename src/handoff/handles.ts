@@ -8,7 +8,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { linkSync, renameSync, rmSync } from 'node:fs'
 import net from 'node:net'
-import tls from 'node:tls'
 import { PagegiftError } from '../errors.ts'
 import { defaultEnv, type Env } from './env.ts'
 
@@ -118,7 +117,7 @@ function describe (addr: net.AddressInfo | string | null): Record<string, string
  * refused. Returns the handle to put in `onHandoff`'s `handles`.
  */
 export function exportServer (server: net.Server): Handle {
-  if (server instanceof tls.Server) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_TLS', 'A TLS server cannot be exported as such: export the underlying net.Server and re-wrap it in the successor')
+  if (isTlsServer(server)) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_TLS', 'A TLS server cannot be exported as such: export the underlying net.Server and re-wrap it in the successor')
   if (!(server instanceof net.Server)) throw new TypeError('The "server" argument must be a net.Server')
   const s = server as unknown as ServerInternals
   const fd = s._handle?.fd
@@ -184,7 +183,7 @@ function drainReadable (socket: net.Socket): Buffer {
  * own writes to the connection wait until it has (see docs/handoff.md, "Draining").
  */
 export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc(0)): Handle {
-  if (socket instanceof tls.TLSSocket) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_TLS', 'A TLS socket cannot move: its session keys live in this process\'s OpenSSL state')
+  if ((socket as { encrypted?: unknown }).encrypted === true) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_TLS', 'A TLS socket cannot move: its session keys live in this process\'s OpenSSL state')
   if (!(socket instanceof net.Socket)) throw new TypeError('The "socket" argument must be a net.Socket')
   if (!Buffer.isBuffer(pending)) throw new TypeError('The "pending" argument must be a Buffer')
   const h = (socket as unknown as SocketInternals)._handle
@@ -289,3 +288,11 @@ export function hasQueuedOutput (h: Handle): boolean { return inner(h).queued?.(
 export function handleClosed (h: Handle): boolean { return inner(h).closed?.() ?? false }
 export function resumeHandle (h: Handle): void { inner(h).resume?.() }
 export function releaseHandle (h: Handle): void { inner(h).release?.() }
+
+/**
+ * A tls.Server (https.Server included), told without loading node:tls: that module costs every
+ * process that merely joins a handoff ~15 ms of start-up. Only TLS servers have setSecureContext.
+ */
+function isTlsServer (server: object): boolean {
+  return typeof (server as { setSecureContext?: unknown }).setSecureContext === 'function'
+}
