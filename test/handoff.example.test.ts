@@ -1,23 +1,15 @@
 /** The README "Live upgrades" example (test/fixtures/handoff-readme.ts) survives `pagegift upgrade`. */
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
-import net from 'node:net'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { LineClient, root, sleep, tempSocket } from './fixtures/handoff-harness.ts'
 import { status } from '../src/handoff/index.ts'
+import { freePort } from '../tools/kv/procs.ts'
 
 const example = join(root, 'test', 'fixtures', 'handoff-readme.ts')
 const pids: number[] = []
 after(() => { for (const pid of pids) { try { process.kill(pid, 'SIGKILL') } catch {} } })
-
-async function freePort (): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const { port } = s.address() as net.AddressInfo
-  await new Promise((resolve) => s.close(resolve))
-  return port
-}
 
 async function exited (c: ChildProcess): Promise<number | null> { return await new Promise((resolve) => c.once('exit', resolve)) }
 

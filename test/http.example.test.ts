@@ -2,23 +2,15 @@
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { Client } from 'undici'
 import { exited, root, sleep } from './fixtures/http-harness.ts'
+import { freePort } from '../tools/kv/procs.ts'
 
 const children: ChildProcess[] = []
 after(() => { for (const c of children) c.kill('SIGKILL') })
-
-async function freePort (): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((resolve) => s.close(resolve))
-  return port
-}
 
 test('README example: a value put in generation 1 is served by generation 2 from the handed-over cache', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pg-http-ex-'))

@@ -5,23 +5,15 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import http2 from 'node:http2'
-import net from 'node:net'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { Client } from 'undici'
 import { WebSocket } from 'ws'
 import { exited, Service, sleep } from './fixtures/http-harness.ts'
+import { freePort } from '../tools/kv/procs.ts'
 
 const services: Service[] = []
 after(async () => { for (const s of services) await s.stop() })
-
-async function freePort (): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((resolve) => s.close(resolve))
-  return port
-}
 
 test('https: the listener moves; a request in flight finishes in the old generation with Connection: close', async () => {
   const port = await freePort()
