@@ -5,6 +5,7 @@
 import { PagegiftError } from './errors.ts'
 import { native } from './native.ts'
 import type { Offer } from './offer.ts'
+import { scatter } from './pump.ts'
 import { MAX_BUFFERS, type Gift, type GiftReceipt, type Sources } from './sources.ts'
 import type { Transport } from './transport.ts'
 import { INLINE_MAX, Type, obj, protocolError, uint, uints } from './wire.ts'
@@ -65,17 +66,7 @@ export function parseInline (x: unknown, data: Uint8Array, fds: number[]): Offer
 export function takeInline (offer: Offer, buffers: ArrayBuffer[], into: Uint8Array[] | undefined): Gift {
   const gift = (out: ArrayBuffer[]): Gift => ({ buffers: out, meta: offer.meta, path: 'copy', bytes: offer.total, reason: 'inline' })
   if (into === undefined) return gift(buffers)
-  let v = 0
-  let at = 0
-  for (const ab of buffers) {
-    let src = new Uint8Array(ab)
-    while (src.byteLength > 0) {
-      const n = Math.min(src.byteLength, into[v].byteLength - at)
-      into[v].set(src.subarray(0, n), at)
-      src = src.subarray(n)
-      at += n
-      if (at === into[v].byteLength) { v++; at = 0 }
-    }
-  }
+  const put = scatter(into)
+  for (const ab of buffers) put(new Uint8Array(ab))
   return gift([...new Set(into.map((view) => view.buffer as ArrayBuffer))])
 }

@@ -8,7 +8,7 @@ import { native } from './native.ts'
 import { alloc, release, mapExtents, moveInto, regionOf, type Region } from './pages.ts'
 import { parseInline, takeInline } from './gift-inline.ts'
 import { parseCma, parseOffer, planMove, unsealed, type Move, type Offer } from './offer.ts'
-import { Cancel, pull, pump, spansOf } from './pump.ts'
+import { Cancel, pull, pump, scatter, spansOf } from './pump.ts'
 import { MAX_BUFFERS, PATHS, type Gift, type GiftPath } from './sources.ts'
 import { closeFds, type Transport } from './transport.ts'
 import { Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
@@ -260,21 +260,14 @@ export class GiftReceiver {
   /** The copy path: the writer's Data chunks land in the views as they arrive. */
   async #copy (offer: Offer, views: Uint8Array[], cancel: Cancel): Promise<string | undefined> {
     const inbox = this.#inbox as Inbox
-    let v = 0
-    let at = 0
+    const put = scatter(views)
     let received = 0
     let finished: () => void = () => {}
     const complete = new Promise<void>((resolve) => { finished = resolve })
     inbox.sink = (chunk) => {
       if (received + chunk.byteLength > offer.total) throw protocolError('more data than the gift holds')
       received += chunk.byteLength
-      while (chunk.byteLength > 0) {
-        const n = Math.min(chunk.byteLength, views[v].byteLength - at)
-        views[v].set(chunk.subarray(0, n), at)
-        chunk = chunk.subarray(n)
-        at += n
-        if (at === views[v].byteLength) { v++; at = 0 }
-      }
+      put(chunk)
       if (received === offer.total) finished()
     }
     try {

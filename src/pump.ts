@@ -123,3 +123,21 @@ export function spansOf (views: Uint8Array[], total: number): Span[] {
   }
   return out
 }
+
+/**
+ * Fills `views` in order from chunks that need not line up with them: returns the function to call
+ * with each chunk. The caller bounds the total; a chunk past the last view's end is a bug there.
+ */
+export function scatter (views: Uint8Array[]): (chunk: Uint8Array) => void {
+  let v = 0
+  let at = 0
+  return (chunk) => {
+    while (chunk.byteLength > 0) {
+      const n = Math.min(chunk.byteLength, views[v].byteLength - at)
+      views[v].set(chunk.subarray(0, n), at)
+      chunk = chunk.subarray(n)
+      at += n
+      if (at === views[v].byteLength) { v++; at = 0 }
+    }
+  }
+}
