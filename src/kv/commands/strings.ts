@@ -3,6 +3,7 @@ import { KEEP_TTL } from '../store.ts'
 import { recordSize } from '../segments.ts'
 import { OOM, SYNTAX, NOT_INT, WRONG, parseInteger, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
+import { expireTime } from './expire.ts'
 
 function replyValue (c: Ctx): void {
   const { seg, off } = c.store
@@ -28,12 +29,9 @@ function setOptions (c: Ctx): SetOptions | null {
     else if (c.is(i, 'get')) o.get = true
     else if (c.is(i, 'keepttl') && !expiry) { o.at = KEEP_TTL; expiry = true }
     else if ((c.is(i, 'ex') || c.is(i, 'px') || c.is(i, 'exat') || c.is(i, 'pxat')) && !expiry && i + 1 < c.argc) {
-      const n = c.num(i + 1)
-      if (n === null) { c.out.error(NOT_INT); return null }
-      if (n <= 0) { c.out.error("ERR invalid expire time in 'set' command"); return null }
-      const seconds = c.is(i, 'ex') || c.is(i, 'exat')
-      const ms = seconds ? n * 1000 : n
-      o.at = c.is(i, 'ex') || c.is(i, 'px') ? c.store.now + ms : ms
+      const at = expireTime(c, i + 1, c.is(i, 'ex') || c.is(i, 'exat') ? 1000 : 1, c.is(i, 'exat') || c.is(i, 'pxat'), 'set', true)
+      if (at === null) return null
+      o.at = at
       expiry = true
       i++
     } else { c.out.error(SYNTAX); return null }
