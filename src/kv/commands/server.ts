@@ -82,9 +82,11 @@ function config (c: Ctx): void {
   }
 }
 
+/** INFO [section [section ...]] */
 function info (c: Ctx): void {
-  if (c.argc > 2) { c.out.error(SYNTAX); return }
-  c.out.bulkString(c.server.info(c.argc === 2 ? c.str(1).toLowerCase() : 'default'))
+  const names: string[] = []
+  for (let i = 1; i < c.argc; i++) names.push(c.str(i).toLowerCase())
+  c.out.bulkString(c.server.info(names.length === 0 ? 'default' : names.join(' ')))
 }
 
 function quit (c: Ctx): void {
