@@ -8,6 +8,10 @@ import { expireCommands } from './expire.ts'
 import { keyCommands } from './keys.ts'
 import { serverCommands } from './server.ts'
 import { stringCommands } from './strings.ts'
+import { multiCommands } from './multi.ts'
+import { pubsubCommands } from './pubsub.ts'
+import { blockingCommands } from './blocking.ts'
+import { helloCommands } from './hello.ts'
 import type { Command } from './types.ts'
 
 const byHash = new Map<number, Command[]>()
@@ -44,6 +48,7 @@ function describe (c: Ctx, cmd: Command): void {
 
 const all: Command[] = [
   ...stringCommands, ...keyCommands, ...expireCommands, ...serverCommands,
+  ...multiCommands, ...pubsubCommands, ...blockingCommands, ...helloCommands,
   { name: 'command', arity: -1, flags: ['random'], keys: [0, 0, 0], run: command }
 ]
 for (const cmd of all) {
