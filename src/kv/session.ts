@@ -35,6 +35,8 @@ export interface Session extends ClientInfo {
   channels: Set<string>
   patterns: Set<string>
   blocked: Waiter | null
+  /** Commands that came with a command that blocked, RESP-encoded: they run once it is answered. */
+  held: Buffer[]
   /** Set while EXEC runs the queued commands: blocking commands do not block there. */
   inExec: boolean
   /** Out-of-band bytes for this client (pub/sub messages, a blocked command's answer). */
