@@ -21,6 +21,8 @@ export interface ClientMeta {
   name: string
   /** It passed AUTH (or came before there was a password): it stays so in the successor. */
   authenticated: boolean
+  /** Its selected database (absent from a predecessor without databases: 0). */
+  db?: number
   /** The name of the region holding its query buffer, and the bytes in use there. */
   region?: string
   length?: number
@@ -28,8 +30,6 @@ export interface ClientMeta {
   pack?: [number, number]
   /** RESP3 after HELLO 3 (absent: RESP2). */
   resp?: 3
-  /** Its selected database (absent: 0). */
-  db?: number
   /** In a MULTI: whether a command failed to queue (the commands are records). */
   tx?: { failed: boolean }
   /** A watched key was touched: its EXEC fails. */
@@ -59,7 +59,7 @@ export interface ExportedClients {
 function describeSession (c: Conn): { meta: ClientMeta, records: Buffer | null } {
   const meta: ClientMeta = { name: c.name, authenticated: c.authenticated }
   if (c.resp === 3) meta.resp = 3
-  if (c.db !== 0) meta.db = c.db
+  meta.db = c.db
   if (c.watchDirty) meta.watchDirty = true
   const records: Buffer[] = []
   if (c.tx !== null) {
@@ -137,7 +137,6 @@ export function restoreSession (s: Session, hub: Hub, m: unknown, regions: Recor
   if (typeof m !== 'object' || m === null) return
   const meta = m as Record<string, unknown>
   if (meta.resp !== undefined) s.resp = check.int(meta.resp, 'resp', 2, 3) as 2 | 3
-  if (meta.db !== undefined) s.db = check.uint(meta.db, 'db', 1 << 20)
   if (meta.tx !== undefined) s.tx = { commands: [], failed: check.bool(check.obj(meta.tx, 'tx').failed, 'tx.failed') }
   if (meta.watchDirty !== undefined) s.watchDirty = check.bool(meta.watchDirty, 'watchDirty')
   const deadline = meta.blockedUntil === undefined ? null : check.uint(meta.blockedUntil, 'blockedUntil')
@@ -176,7 +175,7 @@ export function adoptedClient (m: unknown, regions: Record<string, ArrayBuffer>,
   // A predecessor from before AUTH sent only the name, and had no password.
   const meta = (typeof m === 'string' ? { name: m, authenticated: true } : typeof m === 'object' && m !== null ? m : {}) as Partial<ClientMeta>
   // A client the predecessor did not vouch for must AUTH again.
-  const client: AdoptedClient = { name: typeof meta.name === 'string' ? meta.name : '', authenticated: meta.authenticated === true, bytes: [] }
+  const client: AdoptedClient = { name: typeof meta.name === 'string' ? meta.name : '', authenticated: meta.authenticated === true, db: Number.isInteger(meta.db) && (meta.db as number) >= 0 ? meta.db as number : 0, bytes: [] }
   if (typeof meta.region === 'string') {
     const buffer = regions[meta.region]
     if (!(buffer instanceof ArrayBuffer) || !isLength(meta.length, buffer.byteLength)) throw new TypeError(`pagegift-kv: client query region ${meta.region} is missing or too short`)

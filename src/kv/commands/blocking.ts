@@ -162,8 +162,9 @@ export class Blocking {
 
   /** Tries to answer `w` from the key `id`, in its own database and protocol; false if nothing was there. */
   private serve (c: Ctx, w: Waiter, id: string): boolean {
-    const { client, out } = c
+    const { client, out, store } = c
     c.client = w.session
+    c.store = c.server.dbs.db(w.db)
     c.out = this.aside
     this.aside.resp = w.session.resp
     const key = w.spec.keys[w.ids.indexOf(id)]
@@ -173,6 +174,7 @@ export class Blocking {
     } finally {
       c.client = client
       c.out = out
+      c.store = store
     }
     this.unblock(w)
     w.session.deliver(this.aside.take())

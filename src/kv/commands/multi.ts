@@ -62,11 +62,9 @@ export class Watches {
   }
 }
 
-/** The store of database `db` (the client's own if the server has only one). */
+/** The store of database `db`, if it was ever used. */
 export function storeOf (c: Ctx, db: number): Store | undefined {
-  const dbs = (c.server as { dbs?: Store[] }).dbs
-  if (dbs !== undefined) return dbs[db]
-  return db === sessionOf(c).db ? c.store : undefined
+  return c.server.dbs.peek(db)
 }
 
 function exists (store: Store | undefined, key: Buffer): boolean {
