@@ -27,14 +27,29 @@ export interface StoreMeta {
   active: number
   segmentSize: number
   segments: SegmentMeta[]
+  /** The collections heap's meta, when there is one. */
+  types?: unknown
 }
 
 export interface StoreState { regions: Record<string, ArrayBuffer>, meta: StoreMeta }
 
+/**
+ * What the collections (types/registry.ts) do for the store: free a typed record's collection when
+ * the record is deleted or overwritten, drop them all on flush, and carry their heap's regions.
+ */
+export interface TypesHook {
+  drop (store: Store, seg: Segment, off: number): void
+  flush (store: Store): void
+  exportState (store: Store): { regions: Record<string, ArrayBuffer>, meta: unknown } | null
+}
+
 export const KEEP_TTL = -1
 
 export class Store {
+  static types: TypesHook | null = null
   readonly allocator: Allocator
+  /** A predecessor's collections heap (regions and meta), wrapped on first use by types/registry.ts. */
+  adoptedTypes: { regions: Record<string, ArrayBuffer>, meta: unknown } | null = null
   readonly segmentSize: number
   readonly keyHash: KeyHash
   maxmemory: number
@@ -87,7 +102,9 @@ export class Store {
       if (r === undefined) throw new TypeError(`kv store: segment ${m.id} missing`)
       return new Segment(m.id, r, m.used, m.live)
     })
-    return new Store(opts, { index: new KeyIndex(indexRegion, meta.count), segments, meta })
+    const store = new Store(opts, { index: new KeyIndex(indexRegion, meta.count), segments, meta })
+    if (meta.types !== undefined) store.adoptedTypes = { regions, meta: meta.types }
+    return store
   }
 
   exportState (): StoreState {
@@ -102,6 +119,11 @@ export class Store {
       ...(this.keyHash.legacy ? { version: 1 as const } : { version: 2 as const, seed: [this.keyHash.k0, this.keyHash.k1] as [number, number] }),
       count: this.index.count, expires: this.expires, liveBytes: this.liveBytes,
       active: this.active.id, segmentSize: this.segmentSize, segments
+    }
+    const types = Store.types?.exportState(this) ?? null
+    if (types !== null) {
+      Object.assign(regions, types.regions)
+      meta.types = types.meta
     }
     return { regions, meta }
   }
@@ -165,6 +187,10 @@ export class Store {
       const off = this.off
       const old = seg.recSize(off)
       if (need > old && !this.fits(need - old)) return false
+      if (seg.u32[(off >>> 2) + 3] !== 0) {
+        Store.types?.drop(this, seg, off)
+        seg.u32[(off >>> 2) + 3] = 0
+      }
       const oldAt = seg.expireAt(off)
       const at = expireAt === KEEP_TTL ? oldAt : expireAt
       if ((oldAt !== 0) !== (at !== 0)) this.expires += at !== 0 ? 1 : -1
@@ -204,6 +230,7 @@ export class Store {
     const seg = this.segments[this.index.t[w + 1]] as Segment
     const off = this.index.t[w + 2]
     const size = seg.recSize(off)
+    if (seg.u32[(off >>> 2) + 3] !== 0) Store.types?.drop(this, seg, off)
     if (seg.expireAt(off) !== 0) this.expires--
     seg.live -= size
     this.liveBytes -= size
@@ -242,6 +269,7 @@ export class Store {
   }
 
   flush (): void {
+    Store.types?.flush(this)
     const oldIndex = this.index.region
     const old = this.segments
     this.segments = []
