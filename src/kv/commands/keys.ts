@@ -1,6 +1,7 @@
 /** Keyspace commands: DEL, EXISTS, TYPE, KEYS, SCAN, DBSIZE, FLUSHDB, FLUSHALL, SELECT. */
 import { Glob } from '../glob.ts'
 import type { Store } from '../store.ts'
+import { TYPE_NAMES } from '../segments.ts'
 import { SYNTAX, NOT_INT, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 
@@ -20,7 +21,7 @@ function exists (c: Ctx): void {
 }
 
 function type (c: Ctx): void {
-  c.out.simple(c.store.find(c.buf, c.s(1), c.e(1)) < 0 ? 'none' : 'string')
+  c.out.simple(c.store.find(c.buf, c.s(1), c.e(1)) < 0 ? 'none' : TYPE_NAMES[c.store.typeOf()] ?? 'none')
 }
 
 /** If slot i holds a live key matching `glob` (any key if null), returns true with store.seg/off set. */
@@ -89,19 +90,13 @@ function scan (c: Ctx): void {
   replyKeys(c, slots)
 }
 
+/** FLUSHALL: every database. */
 function flush (c: Ctx): void {
   for (let i = 1; i < c.argc; i++) {
     if (!c.is(i, 'async') && !c.is(i, 'sync')) { c.out.error(SYNTAX); return }
   }
   c.server.flush()
   c.out.ok()
-}
-
-function select (c: Ctx): void {
-  const n = c.num(1)
-  if (n === null) c.out.error(NOT_INT)
-  else if (n !== 0) c.out.error('ERR DB index is out of range')
-  else c.out.ok()
 }
 
 const ro = ['readonly']
@@ -113,7 +108,5 @@ export const keyCommands: Command[] = [
   { name: 'keys', arity: 2, flags: ro, keys: [0, 0, 0], run: keys },
   { name: 'scan', arity: -2, flags: ro, keys: [0, 0, 0], run: scan },
   { name: 'dbsize', arity: 1, flags: [...ro, 'fast'], keys: [0, 0, 0], run: (c) => c.out.int(c.store.size) },
-  { name: 'flushdb', arity: -1, flags: ['write'], keys: [0, 0, 0], run: flush },
-  { name: 'flushall', arity: -1, flags: ['write'], keys: [0, 0, 0], run: flush },
-  { name: 'select', arity: 2, flags: ['fast'], keys: [0, 0, 0], run: select }
+  { name: 'flushall', arity: -1, flags: ['write'], keys: [0, 0, 0], run: flush }
 ]

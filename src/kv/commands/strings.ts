@@ -1,7 +1,7 @@
 /** String commands: GET, SET and friends, INCR family, APPEND, STRLEN, MGET, MSET. */
 import { KEEP_TTL } from '../store.ts'
 import { recordSize } from '../segments.ts'
-import { OOM, SYNTAX, NOT_INT, parseInteger, type Ctx } from './context.ts'
+import { OOM, SYNTAX, NOT_INT, WRONG, parseInteger, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 
 function replyValue (c: Ctx): void {
@@ -11,8 +11,9 @@ function replyValue (c: Ctx): void {
 }
 
 function get (c: Ctx): void {
-  if (c.store.find(c.buf, c.s(1), c.e(1)) < 0) c.out.nil()
-  else replyValue(c)
+  const slot = c.findString(1)
+  if (slot === -1) c.out.nil()
+  else if (slot >= 0) replyValue(c)
 }
 
 interface SetOptions { at: number, nx: boolean, xx: boolean, get: boolean }
@@ -53,7 +54,8 @@ function set (c: Ctx): void {
   const o = setOptions(c)
   if (o === null) return
   const mark = c.out.pos
-  const slot = store.find(c.buf, ks, ke)
+  const slot = o.get ? c.findString(1) : store.find(c.buf, ks, ke)
+  if (slot === WRONG) return
   if (o.get) {
     if (slot < 0) c.out.nil()
     else replyValue(c)
@@ -71,7 +73,8 @@ function set (c: Ctx): void {
 }
 
 function getset (c: Ctx): void {
-  const slot = c.store.find(c.buf, c.s(1), c.e(1))
+  const slot = c.findString(1)
+  if (slot === WRONG) return
   const mark = c.out.pos
   if (slot < 0) c.out.nil()
   else replyValue(c)
@@ -83,7 +86,8 @@ function getset (c: Ctx): void {
 
 function append (c: Ctx): void {
   const store = c.store
-  const slot = store.find(c.buf, c.s(1), c.e(1))
+  const slot = c.findString(1)
+  if (slot === WRONG) return
   let value: Buffer
   if (slot < 0) value = c.copy(2)
   else {
@@ -96,13 +100,15 @@ function append (c: Ctx): void {
 }
 
 function strlen (c: Ctx): void {
-  c.out.int(c.store.find(c.buf, c.s(1), c.e(1)) < 0 ? 0 : c.store.seg.valLen(c.store.off))
+  const slot = c.findString(1)
+  if (slot !== WRONG) c.out.int(slot < 0 ? 0 : c.store.seg.valLen(c.store.off))
 }
 
 function mget (c: Ctx): void {
   c.out.arrayHeader(c.argc - 1)
   for (let i = 1; i < c.argc; i++) {
-    if (c.store.find(c.buf, c.s(i), c.e(i)) < 0) c.out.nil()
+    // MGET answers nil for a key of another type, as Redis does.
+    if (c.store.find(c.buf, c.s(i), c.e(i)) < 0 || c.store.typeOf() !== 0) c.out.nil()
     else replyValue(c)
   }
 }
@@ -127,7 +133,8 @@ function incrBy (c: Ctx, sign: bigint, byArg: number): void {
   const by = byArg === 0 ? 1n : c.int(byArg)
   if (by === null) { c.out.error(NOT_INT); return }
   const store = c.store
-  const slot = store.find(c.buf, c.s(1), c.e(1))
+  const slot = c.findString(1)
+  if (slot === WRONG) return
   let current = 0n
   if (slot >= 0) {
     const vs = store.seg.valStart(store.off)

@@ -4,6 +4,7 @@
  */
 import { hashKey } from '../keyindex.ts'
 import { NOAUTH, WRONG_ARGS, type Ctx } from './context.ts'
+import { databaseCommands } from './databases.ts'
 import { expireCommands } from './expire.ts'
 import { keyCommands } from './keys.ts'
 import { serverCommands } from './server.ts'
@@ -48,7 +49,7 @@ function describe (c: Ctx, cmd: Command): void {
 }
 
 const all: Command[] = [
-  ...stringCommands, ...keyCommands, ...expireCommands, ...serverCommands,
+  ...stringCommands, ...keyCommands, ...databaseCommands, ...expireCommands, ...serverCommands,
   ...hashCommands, ...listCommands, ...setCommands, ...zsetCoreCommands, ...zrangeCommands,
   { name: 'command', arity: -1, flags: ['random'], keys: [0, 0, 0], run: command }
 ]

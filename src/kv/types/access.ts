@@ -5,12 +5,12 @@
  */
 import { Glob } from '../glob.ts'
 import type { Store } from '../store.ts'
-import { NOT_INT, OOM, SYNTAX, type Ctx } from '../commands/context.ts'
+import { NOT_INT, OOM, SYNTAX, WRONGTYPE, type Ctx } from '../commands/context.ts'
 import { TypeHeap } from './heap.ts'
 import { Dict } from './dict.ts'
 import { typesOf, type Types } from './registry.ts'
 
-export const WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
+export { WRONGTYPE }
 export const T_STRING = 0
 export const T_LIST = 1
 export const T_SET = 2
@@ -22,7 +22,7 @@ export let slot = -1
 
 /** The type tag of the record the store found last. */
 export function tagOf (store: Store): number {
-  return store.seg.u32[(store.off >>> 2) + 3] & 0xff
+  return store.typeOf()
 }
 
 /** The collection header ref of the record the store found last. */
@@ -52,13 +52,9 @@ export function create (c: Ctx, i: number, type: number, ref: number): boolean {
 /** Creates key `b[s, e)` whose probe slot is `at` (from a find just before). */
 export function createKey (store: Store, b: Buffer, s: number, e: number, type: number, ref: number, at: number, c?: Ctx): boolean {
   refBuf.writeUInt32LE(ref, 0)
-  if (!store.write(at, b, s, e, refBuf, 0, 4, 0)) {
-    c?.out.error(OOM)
-    return false
-  }
-  store.find(b, s, e)
-  store.seg.u32[(store.off >>> 2) + 3] = type
-  return true
+  if (store.write(at, b, s, e, refBuf, 0, 4, 0, type)) return true
+  c?.out.error(OOM)
+  return false
 }
 
 /** Deletes argument i's key if `count` is 0 (the collection became empty). */
