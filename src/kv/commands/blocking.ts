@@ -5,32 +5,42 @@
  * order. A waiter is its command's own arguments plus the deadline, so it travels to a successor
  * in a live upgrade as it is and waits there until its original deadline.
  *
- * The list and sorted-set operations come from the type modules through `BlockingOps`.
+ * The list and sorted-set operations come from the type modules (commands/list.ts, types/zset.ts).
  */
 import { Reply } from '../reply.ts'
 import { hubOf, keyId, sessionOf, type Session } from '../session.ts'
-import type { Ctx } from './context.ts'
+import { hashOf, refOf, T_LIST, T_ZSET } from '../types/access.ts'
+import { typesOf } from '../types/registry.ts'
+import { mA, mE, mS } from '../types/zset.ts'
+import { WRONGTYPE, type Ctx } from './context.ts'
+import { listPop, listPush } from './list.ts'
 import type { Command } from './types.ts'
 
-/** What blocking commands need from lists and sorted sets; `typeOf` names the key's type ('none' if absent). */
-export interface BlockingOps {
-  typeOf (c: Ctx, key: Buffer): string
-  listPop (c: Ctx, key: Buffer, left: boolean): Buffer | null
-  /** False if the value could not be written (maxmemory). */
-  listPush (c: Ctx, key: Buffer, value: Buffer, left: boolean): boolean
-  zsetPop (c: Ctx, key: Buffer, max: boolean): { member: Buffer, score: number } | null
+/** The key's type: 'none', 'list', 'zset', or 'other'. */
+function typeOf (c: Ctx, key: Buffer): string {
+  if (c.store.find(key, 0, key.length) < 0) return 'none'
+  const t = c.store.typeOf()
+  return t === T_LIST ? 'list' : t === T_ZSET ? 'zset' : 'other'
 }
 
-/** Until lists and sorted sets exist, every existing key is a string: a blocking pop on it is WRONGTYPE. */
-let ops: BlockingOps = {
-  typeOf: (c, key) => c.store.find(key, 0, key.length) >= 0 ? 'string' : 'none',
-  listPop: () => null,
-  listPush: () => false,
-  zsetPop: () => null
-}
-
-export function setBlockingOps (o: BlockingOps): void {
-  ops = o
+/** Pops the lowest (or highest) member of the sorted set at `key`, deleting the key once empty; null if there is none. */
+function zsetPop (c: Ctx, key: Buffer, max: boolean): { member: Buffer, score: number } | null {
+  const store = c.store
+  if (store.find(key, 0, key.length) < 0 || store.typeOf() !== T_ZSET) return null
+  const hd = refOf(store)
+  const z = typesOf(store).zsets
+  if (z.count(hd) === 0) return null
+  const x = max ? z.tail(hd) : z.fwd(z.head(hd), 0)
+  const score = z.score(x)
+  z.member(x)
+  const member = Buffer.from(z.h.b[mA].subarray(mS, mE))
+  z.find(hd, hashOf(c, member, 0, member.length), member, 0, member.length)
+  z.remove(hd, x, z.dict.slot)
+  if (z.count(hd) === 0) {
+    const at = store.find(key, 0, key.length)
+    if (at >= 0) store.removeAt(at)
+  }
+  return { member, score }
 }
 
 type Kind = 'blpop' | 'brpop' | 'blmove' | 'bzpopmin' | 'bzpopmax'
@@ -49,8 +59,6 @@ export interface Waiter {
   deadline: number
   timer: NodeJS.Timeout | null
 }
-
-export const WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
 
 function parseSpec (argv: Buffer[]): Spec | string {
   const name = argv[0].toString('latin1').toLowerCase()
@@ -169,7 +177,7 @@ export class Blocking {
     this.aside.resp = w.session.resp
     const key = w.spec.keys[w.ids.indexOf(id)]
     try {
-      if (ops.typeOf(c, key) === 'none') return false
+      if (typeOf(c, key) === 'none') return false
       if (!popInto(c, w.spec, key)) return false
     } finally {
       c.client = client
@@ -202,7 +210,7 @@ export class Blocking {
 /** Pops for `spec` from `key` and writes the reply; false if the key had nothing of the right type. */
 function popInto (c: Ctx, spec: Spec, key: Buffer): boolean {
   if (spec.kind === 'bzpopmin' || spec.kind === 'bzpopmax') {
-    const got = ops.zsetPop(c, key, spec.kind === 'bzpopmax')
+    const got = zsetPop(c, key, spec.kind === 'bzpopmax')
     if (got === null) return false
     c.out.arrayHeader(3)
     c.out.bulk(key, 0, key.length)
@@ -210,11 +218,13 @@ function popInto (c: Ctx, spec: Spec, key: Buffer): boolean {
     c.out.double(got.score)
     return true
   }
-  const value = ops.listPop(c, key, spec.fromLeft)
+  // BLMOVE to a key of another type serves nobody (Redis leaves the client blocked).
+  if (spec.kind === 'blmove' && !['none', 'list'].includes(typeOf(c, spec.dest as Buffer))) return false
+  const value = listPop(c.store, key, 0, key.length, spec.fromLeft)
   if (value === null) return false
   if (spec.kind === 'blmove') {
     const dest = spec.dest as Buffer
-    ops.listPush(c, dest, value, spec.toLeft)
+    listPush(c.store, dest, 0, dest.length, spec.toLeft, value, 0, value.length)
     const h = hubOf(c)
     const id = keyId(sessionOf(c).db, dest, 0, dest.length)
     h.watches.touch(id)
@@ -242,11 +252,11 @@ function blockingPop (c: Ctx): void {
   const ms = parseTimeout(spec.timeout)
   if (typeof ms === 'string') { c.out.error(ms); return }
   for (const key of spec.keys) {
-    const t = ops.typeOf(c, key)
+    const t = typeOf(c, key)
     if (t === 'none') continue
     if (t !== wantedType(spec)) { c.out.error(WRONGTYPE); return }
     if (spec.kind === 'blmove') {
-      const dt = ops.typeOf(c, spec.dest as Buffer)
+      const dt = typeOf(c, spec.dest as Buffer)
       if (dt !== 'none' && dt !== 'list') { c.out.error(WRONGTYPE); return }
     }
     if (popInto(c, spec, key)) return
