@@ -73,7 +73,6 @@ async function loadSmall (c: KvClient, type: string): Promise<number> {
 async function measure (s: Server, type: typeof TYPES[number], shape: string): Promise<{ rss: number, used: number, elements: number }> {
   const c = await KvClient.connect(s.port)
   try {
-    await c.call('FLUSHALL')
     await sleep(300)
     const rss0 = await settledRss(s.pid)
     const used0 = await usedMemory(c)
@@ -86,28 +85,36 @@ async function measure (s: Server, type: typeof TYPES[number], shape: string): P
     }
     const rss = (await settledRss(s.pid)) - rss0
     const used = (await usedMemory(c)) - used0
-    await c.call('FLUSHALL')
     return { rss, used, elements }
   } finally {
     await c.close()
   }
 }
 
-async function main (): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'kv-mem-'))
+/** Fresh servers for each measure, so that no earlier load's freed memory blurs the next one's RSS. */
+async function startServers (dir: string): Promise<Server[]> {
   const redisPort = await freePort()
   const kv = await startKv(['--port', '0'])
   const redis = await startRedis(redisPort, dir)
-  const servers: Server[] = [
+  return [
     { name: 'pagegift-kv', proc: kv, port: kv.port, pid: kv.proc.pid as number },
     { name: 'redis-server', proc: redis, port: redisPort, pid: redis.proc.pid as number }
   ]
+}
+
+async function main (): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'kv-mem-'))
   const rows: Record<string, string | number>[] = []
   try {
     for (const shape of ['benchmark', 'small']) {
       for (const type of TYPES) {
         const r: Record<string, { rss: number, used: number, elements: number }> = {}
-        for (const s of servers) r[s.name] = await measure(s, type, shape)
+        const servers = await startServers(dir)
+        try {
+          for (const s of servers) r[s.name] = await measure(s, type, shape)
+        } finally {
+          for (const s of servers) await s.proc.stop()
+        }
         const ours = r['pagegift-kv']; const theirs = r['redis-server']
         const per = (x: { rss: number, elements: number }): number => x.rss / Math.max(1, x.elements)
         rows.push({
@@ -123,7 +130,6 @@ async function main (): Promise<void> {
       }
     }
   } finally {
-    for (const s of servers) await s.proc.stop()
     rmSync(dir, { recursive: true, force: true })
   }
   printTable(rows)

@@ -5,7 +5,7 @@ import { equal } from '../types/dict.ts'
 import { offOf } from '../types/heap.ts'
 import { typesOf } from '../types/registry.ts'
 import { open, create, createKey, tagOf, refOf, types, T_LIST, WRONGTYPE } from '../types/access.ts'
-import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
+import { NOT_INT, SYNTAX, WRONG_ARGS, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 
 /** A copy of an element that must outlive its node (LMOVE, pops for blocked clients). */
@@ -41,7 +41,7 @@ function dropIfEmpty (store: Store, b: Buffer, s: number, e: number, hd: number)
 
 function pop (c: Ctx, left: boolean): void {
   let count = -1
-  if (c.argc > 3) { c.out.error(SYNTAX); return }
+  if (c.argc > 3) { c.out.error(WRONG_ARGS(left ? 'lpop' : 'rpop')); return }
   if (c.argc === 3) {
     const n = c.num(2)
     if (n === null || n < 0) { c.out.error('ERR value is out of range, must be positive'); return }
