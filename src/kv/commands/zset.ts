@@ -169,7 +169,8 @@ export function scoreBound (c: Ctx, i: number, r: ScoreRange, isMin: boolean): b
   let s = c.s(i)
   const ex = c.buf[s] === 40
   if (ex) s++
-  const v = parseFloatArg(c.buf, s, c.e(i))
+  // Redis reads the bound with strtod, which takes an empty string as 0.
+  const v = s === c.e(i) ? 0 : parseFloatArg(c.buf, s, c.e(i))
   if (Number.isNaN(v)) return false
   if (isMin) { r.min = v; r.minex = ex } else { r.max = v; r.maxex = ex }
   return true
