@@ -219,10 +219,10 @@ function zrandmember (c: Ctx): void {
   const hd = open(c, 1, T_ZSET)
   if (hd < 0) return
   const z = zs(c)
-  const d = z.dict
+  const rnd = (): number => z.byRank(hd, Math.floor(Math.random() * z.count(hd)))
   if (c.argc === 2) {
     if (hd === 0) c.out.nil()
-    else replyMember(c, z, d.at(hd, d.randomSlot(hd)))
+    else replyMember(c, z, rnd())
     return
   }
   const count = c.num(2)
@@ -231,12 +231,12 @@ function zrandmember (c: Ctx): void {
   if (c.argc > 4 || (c.argc === 4 && !ws)) { c.out.error(SYNTAX); return }
   const refs: number[] = []
   if (hd !== 0) {
-    if (count < 0) for (let i = 0; i < -count; i++) refs.push(d.at(hd, d.randomSlot(hd)))
-    else if (count >= d.count(hd)) for (let x = z.fwd(z.head(hd), 0); x !== 0; x = z.fwd(x, 0)) refs.push(x)
+    if (count < 0) for (let i = 0; i < -count; i++) refs.push(rnd())
+    else if (count >= z.count(hd)) for (let x = z.fwd(z.head(hd), 0); x !== 0; x = z.fwd(x, 0)) refs.push(x)
     else {
-      const seen = new Set<number>()
-      while (seen.size < count) seen.add(d.randomSlot(hd))
-      for (const i of seen) refs.push(d.at(hd, i))
+      const ranks = new Set<number>()
+      while (ranks.size < count) ranks.add(Math.floor(Math.random() * z.count(hd)))
+      for (const r of ranks) refs.push(z.byRank(hd, r))
     }
   }
   c.out.arrayHeader(ws ? 2 * refs.length : refs.length)
@@ -251,15 +251,17 @@ function zscan (c: Ctx): void {
   const z = zs(c)
   const refs: number[] = []
   let cursor = 0
-  if (hd !== 0) {
+  const visit = (x: number): void => {
+    z.member(x)
+    if (o.glob === null || o.glob.matches(z.h.b[mA], mS, mE)) refs.push(x)
+  }
+  if (hd !== 0 && z.packed(hd)) {
+    // As Redis does for a listpack: everything in one call, cursor 0.
+    for (let x = z.fwd(z.head(hd), 0); x !== 0; x = z.fwd(x, 0)) visit(x)
+  } else if (hd !== 0) {
     cursor = o.cursor
     let steps = 0
-    do {
-      cursor = z.dict.scanStep(hd, cursor, (x) => {
-        z.member(x)
-        if (o.glob === null || o.glob.matches(z.h.b[mA], mS, mE)) refs.push(x)
-      })
-    } while (cursor !== 0 && ++steps < o.count)
+    do cursor = z.dict.scanStep(hd, cursor, visit); while (cursor !== 0 && ++steps < o.count)
   }
   c.out.arrayHeader(2)
   c.out.bulkString(String(cursor))

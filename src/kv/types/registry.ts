@@ -17,11 +17,11 @@ export class Types {
   readonly lists: Lists
   readonly zsets: ZSets
 
-  constructor (heap: TypeHeap) {
+  constructor (heap: TypeHeap, hashOf: (b: Buffer, s: number, e: number) => number) {
     this.heap = heap
     this.dict = new Dict(heap)
     this.lists = new Lists(heap)
-    this.zsets = new ZSets(heap, this.dict)
+    this.zsets = new ZSets(heap, this.dict, hashOf)
   }
 
   /** Frees collection `ref` of RDB type `type` (its key is being deleted or overwritten). */
@@ -41,7 +41,7 @@ export function typesOf (store: Store): Types {
     const adopted = store.adoptedTypes
     store.adoptedTypes = null
     if (adopted !== null) return adoptTypes(store, adopted.regions, adopted.meta as HeapMeta)
-    t = new Types(new TypeHeap(store.allocator))
+    t = new Types(new TypeHeap(store.allocator), (b, s, e) => store.keyHash.of(b, s, e))
     byStore.set(store, t)
   }
   return t
@@ -56,7 +56,7 @@ export function adoptTypes (store: Store, regions: Record<string, ArrayBuffer>, 
     if (r === undefined) throw new TypeError(`kv store: collections arena ${i} missing`)
     list.push(r)
   }
-  const t = new Types(new TypeHeap(store.allocator, { regions: list, meta }))
+  const t = new Types(new TypeHeap(store.allocator, { regions: list, meta }), (b, s, e) => store.keyHash.of(b, s, e))
   byStore.set(store, t)
   return t
 }
