@@ -10,6 +10,7 @@ import { TypeHeap, offOf, type HeapMeta } from './heap.ts'
 import { Dict, HASH, SET, ZSET, entryBytes } from './dict.ts'
 import { Lists, eA, eS, eE } from './list.ts'
 import { ZSets, mA, mS, mE } from './zset.ts'
+import { isHeapRecord } from './access.ts'
 
 export class Types {
   readonly heap: TypeHeap
@@ -117,9 +118,12 @@ export function copyCollection (from: Types, type: number, ref: number, to: Type
 for (const type of [1, 2, 3, 4]) {
   typeOps[type] = {
     drop (store: Store, seg: Segment, off: number): void {
+      // Only what this module wrote points into the heap; anything else has nothing to free.
+      if (!isHeapRecord(seg, off) || !typesOf(store).heap.valid(recordRef(seg, off))) return
       typesOf(store).drop(type, recordRef(seg, off))
     },
     copy (from: Store, seg: Segment, off: number, to: Store): Buffer {
+      if (!isHeapRecord(seg, off) || !typesOf(from).heap.valid(recordRef(seg, off))) return Buffer.from(seg.bytes.subarray(seg.valStart(off), seg.valStart(off) + seg.valLen(off)))
       const ref = copyCollection(typesOf(from), type, recordRef(seg, off), typesOf(to), (b, s, e) => to.keyHash.of(b, s, e))
       const out = Buffer.alloc(4)
       out.writeUInt32LE(ref, 0)
