@@ -1,6 +1,8 @@
 /** Sorted set commands over types/zset.ts (skiplist + member dict in the heap). */
 import { ZSets, mA, mS, mE, type ScoreRange, type LexBound } from '../types/zset.ts'
-import { open, create, createKey, dropIfEmpty, types, hashOf, scanArgs, formatFloat, parseFloatArg, T_ZSET } from '../types/access.ts'
+import { open, create, createKey, dropIfEmpty, types, hashOf, scanArgs, formatFloat, parseFloatArg, tagOf, refOf, isHeapRecord, WRONGTYPE, T_ZSET } from '../types/access.ts'
+import { typesOf } from '../types/registry.ts'
+import type { Store } from '../store.ts'
 import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 import { zsetStore } from './zstore.ts'
@@ -267,6 +269,25 @@ function zscan (c: Ctx): void {
   c.out.bulkString(String(cursor))
   c.out.arrayHeader(2 * refs.length)
   for (const x of refs) { replyMember(c, z, x); replyScore(c, z.score(x)) }
+}
+
+/**
+ * Pops the lowest (or, with `max`, highest) member of the sorted set at key `b[s, e)`, for kv-conn's
+ * BZPOPMIN/BZPOPMAX: [member, score], null if there is no such key, or WRONGTYPE's text.
+ */
+export function zsetPop (store: Store, b: Buffer, s: number, e: number, max: boolean): [Buffer, number] | string | null {
+  if (store.find(b, s, e) < 0) return null
+  if (tagOf(store) !== T_ZSET || !isHeapRecord(store.seg, store.off)) return WRONGTYPE
+  const hd = refOf(store)
+  const z = typesOf(store).zsets
+  const x = max ? z.tail(hd) : z.fwd(z.head(hd), 0)
+  z.member(x)
+  const member = Buffer.from(z.h.b[mA].subarray(mS, mE))
+  const score = z.score(x)
+  z.find(hd, store.keyHash.of(member, 0, member.length), member, 0, member.length)
+  z.remove(hd, x, z.dict.slot)
+  if (z.count(hd) === 0) store.removeAt(store.find(b, s, e))
+  return [member, score]
 }
 
 /** Stores a built zset `hd` at argument i (replacing what is there); replies its size. */

@@ -36,7 +36,19 @@ export class Types {
 
 const byStore = new WeakMap<Store, Types>()
 
+/** The last store asked about and its Types: commands ask several times each, mostly for one store. */
+let lastStore: Store | null = null
+let lastTypes: Types | null = null
+
 export function typesOf (store: Store): Types {
+  if (store === lastStore && store.adoptedTypes === null) return lastTypes as Types
+  const t = lookupTypes(store)
+  lastStore = store
+  lastTypes = t
+  return t
+}
+
+function lookupTypes (store: Store): Types {
   let t = byStore.get(store)
   if (t === undefined) {
     const adopted = store.adoptedTypes
