@@ -208,6 +208,7 @@ function hincrby (c: Ctx): void {
 function hincrbyfloat (c: Ctx): void {
   const by = parseFloatArg(c.buf, c.s(3), c.e(3))
   if (Number.isNaN(by)) { c.out.error('ERR value is not a valid float'); return }
+  if (!Number.isFinite(by)) { c.out.error('ERR value is NaN or Infinity'); return }
   const hd = openForWrite(c)
   if (hd < 0) return
   const ref = field(c, hd, 2)

@@ -226,8 +226,7 @@ function setopStore (c: Ctx, op: number): void {
 
 function sintercard (c: Ctx): void {
   const numkeys = c.num(1)
-  if (numkeys === null) { c.out.error(NOT_INT); return }
-  if (numkeys <= 0) { c.out.error('ERR numkeys should be greater than 0'); return }
+  if (numkeys === null || numkeys <= 0) { c.out.error('ERR numkeys should be greater than 0'); return }
   if (numkeys > c.argc - 2) { c.out.error("ERR Number of keys can't be greater than number of args"); return }
   let limit = 0
   for (let i = 2 + numkeys; i < c.argc; i += 2) {
