@@ -102,7 +102,8 @@ export class ZPack {
     const need = 9 + (e - s)
     const used = this.used(p)
     if (used + need > this.cap(p)) {
-      const bigger = this.create(Math.max(used + need, this.cap(p) * 2))
+      // The next size class, not double: classes are a quarter apart, so slack stays under 25%, as a listpack's realloc.
+      const bigger = this.create(used + need)
       this.h.b[p >>> 23].copy(this.h.b[bigger >>> 23], this.at(bigger, 0), this.at(p, 0), this.at(p, used))
       this.h.u32[bigger >>> 23][offOf(bigger) >>> 2] = used
       this.release(p)
