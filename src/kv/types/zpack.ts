@@ -121,6 +121,21 @@ export class ZPack {
     return p
   }
 
+  /** The entry whose member is b[s, e), or 0: a walk over the raw bytes, comparing from the end (numbered members differ there). */
+  find (p: number, b: Buffer, s: number, e: number): number {
+    const buf = this.h.b[p >>> 23]
+    const base = this.at(p, 0)
+    const end = base + this.used(p)
+    const len = e - s
+    for (let at = base; at < end; at += 9 + buf[at + 8]) {
+      if (buf[at + 8] !== len) continue
+      let i = len - 1
+      while (i >= 0 && buf[at + 9 + i] === b[s + i]) i--
+      if (i < 0) return pseudo(p, at - base)
+    }
+    return 0
+  }
+
   /** Removes entry n. */
   remove (n: number): void {
     const p = packOf(n)
