@@ -28,6 +28,8 @@ export function saveSnapshot (store: Store, path: string): SnapshotReport {
       const { seg, off } = store
       const at = seg.expireAt(off)
       if (at !== 0 && at <= Date.now()) continue
+      // A collection's record holds only a ref into the collections heap, which this format does not carry.
+      if (seg.type(off) !== 0) continue
       const size = HEADER + seg.keyLen(off) + seg.valLen(off)
       if (pos + size > out.length) flush()
       if (size > out.length) {
