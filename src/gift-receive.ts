@@ -6,7 +6,7 @@ import { PagegiftError, SystemError } from './errors.ts'
 import { timeoutArg } from './gift-send.ts'
 import { native } from './native.ts'
 import { alloc, release, mapExtents, moveInto, regionOf, type Region } from './pages.ts'
-import { parseInline, takeInline } from './gift-inline.ts'
+import { parseBatch, parseInline, takeInline } from './gift-inline.ts'
 import { parseCma, parseOffer, planMove, unsealed, type Move, type Offer } from './offer.ts'
 import { Cancel, pull, pump, scatter, spansOf } from './pump.ts'
 import { MAX_BUFFERS, PATHS, type Gift, type GiftPath } from './sources.ts'
@@ -38,6 +38,10 @@ const FALLBACK_ERRNOS = new Set(['EPERM', 'EACCES', 'ENOSYS', 'EINVAL'])
 const MAX_QUEUED_OFFERS = 1024
 const MAX_QUEUED_OFFER_FDS = 1024
 
+function overflow (): PagegiftError {
+  return new PagegiftError('ERR_PAGEGIFT_OVERFLOW', `The peer queued more than ${MAX_QUEUED_OFFERS} gifts or ${MAX_QUEUED_OFFER_FDS} fds that nobody received`)
+}
+
 export class GiftReceiver {
   #t: Transport
   #peerPid: () => number
@@ -47,6 +51,8 @@ export class GiftReceiver {
   #inbox?: Inbox
   #closed?: Error
   #active?: Cancel
+  /** Receives called and not yet settled. */
+  #running = 0
 
   constructor (t: Transport, peerPid: () => number) {
     this.#t = t
@@ -55,13 +61,20 @@ export class GiftReceiver {
 
   /** Handles a message addressed to the reader; returns false when it is not one. Owns `fds`. */
   handle (m: Decoded, fds: number[]): boolean {
-    if (m.type === Type.Offer || m.type === Type.Inline) {
-      const held = this.#offers.reduce((n, o) => n + o.memfds.length, 0)
+    if (m.type === Type.Offer || m.type === Type.Inline || m.type === Type.Batch) {
+      // Inline offers hold no fds: only an offer with fds can take the count of held fds over.
+      const held = fds.length === 0 ? 0 : this.#offers.reduce((n, o) => n + o.memfds.length, 0)
       if (this.#offers.length >= MAX_QUEUED_OFFERS || held + fds.length > MAX_QUEUED_OFFER_FDS) {
         closeFds(fds)
-        throw new PagegiftError('ERR_PAGEGIFT_OVERFLOW', `The peer queued more than ${MAX_QUEUED_OFFERS} gifts or ${MAX_QUEUED_OFFER_FDS} fds that nobody received`)
+        throw overflow()
       }
-      this.#offers.push(m.type === Type.Inline ? parseInline(m.json, m.data, fds) : parseOffer(m.json, fds))
+      if (m.type === Type.Batch) {
+        const offers = parseBatch(m.json, m.data, fds)
+        if (this.#offers.length + offers.length > MAX_QUEUED_OFFERS) throw overflow()
+        for (const o of offers) this.#offers.push(o)
+      } else {
+        this.#offers.push(m.type === Type.Inline ? parseInline(m.json, m.data, fds) : parseOffer(m.json, fds))
+      }
       for (const wake of this.#wake.splice(0)) wake()
       return true
     }
@@ -96,6 +109,12 @@ export class GiftReceiver {
   receive (opts: ReceiveOptions = {}): Promise<Gift> {
     const targets = intoArg(opts)
     const timeoutMs = timeoutArg(opts.timeoutMs, 'opts.timeoutMs')
+    // An inline gift already here, with no receive before this one: it is taken at once, without
+    // the queue of receives (a stream of small gifts takes most of them this way).
+    if (this.#running === 0 && targets === undefined && this.#offers[0]?.inline !== undefined) {
+      const offer = this.#offers.shift() as Offer
+      return Promise.resolve(takeInline(offer, offer.inline as ArrayBuffer[], undefined))
+    }
     const cancel = new Cancel()
     const timer = timeoutMs === undefined
       ? undefined
@@ -111,6 +130,9 @@ export class GiftReceiver {
     })()
     // Receives run one at a time, in call order, even when one gives up waiting for the one before.
     this.#chain = Promise.all([prev, run.catch(() => {})])
+    this.#running++
+    const settled = (): void => { this.#running-- }
+    run.then(settled, settled)
     return run
   }
 

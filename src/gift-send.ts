@@ -8,7 +8,7 @@ import { PagegiftError, SystemError } from './errors.ts'
 import { SPLICE_F_GIFT, native } from './native.ts'
 import { cmaAccess, grantPtracer, revokePtracer } from './ptracer.ts'
 import { Cancel, pump } from './pump.ts'
-import { sendInline } from './gift-inline.ts'
+import { InlineBatcher, sendInline } from './gift-inline.ts'
 import { Sources, type GiftData, type GiftPath, type GiftReceipt, PATHS } from './sources.ts'
 import type { Transport } from './transport.ts'
 import { INLINE_MAX, INLINE_MAX_PAGES, MAX_DATA, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
@@ -70,10 +70,17 @@ export class GiftSender {
   #next = 1
   #pending = new Map<number, Pending>()
   #peerPid: () => number
+  readonly #batch: InlineBatcher
 
   constructor (t: Transport, peerPid: () => number) {
     this.#t = t
     this.#peerPid = peerPid
+    this.#batch = new InlineBatcher(t)
+  }
+
+  /** Sends the small gifts held for this turn now (before the channel closes). */
+  flush (): void {
+    this.#batch.flush()
   }
 
   async gift (data: GiftData, opts: GiftOptions = {}): Promise<GiftReceipt> {
@@ -93,7 +100,7 @@ export class GiftSender {
     // PAGEGIFT_DISABLE=copy turns off every path that puts the bytes in socket messages, inline too.
     const sources = Sources.take(data, forced, disabled.has('copy') ? undefined : { pages: disabled.has('move') ? INLINE_MAX : INLINE_MAX_PAGES, other: INLINE_MAX })
     const id = this.#next++
-    if (sources.inline !== undefined) return await sendInline(this.#t, id, sources, metaJson, timeoutMs)
+    if (sources.inline !== undefined) return await (timeoutMs === undefined ? this.#batch.add(id, sources, metaJson) : sendInline(this.#t, id, sources, metaJson, timeoutMs))
     const offer: Record<string, unknown> = {
       id,
       lengths: sources.lengths,
@@ -293,6 +300,7 @@ export class GiftSender {
 
   /** The channel closed: every pending gift fails, and its data is handed back on the error. */
   abort (err: Error): void {
+    this.#batch.abort(err)
     for (const id of [...this.#pending.keys()]) {
       this.#fail(id, new PagegiftError((err as PagegiftError).code ?? 'ERR_PAGEGIFT_CLOSED', `The gift was not delivered: ${err.message}`, { cause: err }))
     }
