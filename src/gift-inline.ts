@@ -7,7 +7,7 @@ import { PagegiftError } from './errors.ts'
 import { native } from './native.ts'
 import type { Offer } from './offer.ts'
 import { scatter } from './pump.ts'
-import { MAX_BUFFERS, type Gift, type GiftReceipt, type Sources } from './sources.ts'
+import { MAX_BUFFERS, Sources, type Gift, type GiftData, type GiftReceipt } from './sources.ts'
 import type { Transport } from './transport.ts'
 import { INLINE_MAX, MAX_BATCH, MAX_DATA, MAX_JSON, Type, obj, protocolError, uint, uints } from './wire.ts'
 
@@ -17,8 +17,12 @@ function offerText (id: number, sources: Sources, metaJson: string | undefined):
 }
 
 function failed (sources: Sources, err: Error): PagegiftError {
+  return failure(err, sources.recover())
+}
+
+function failure (err: Error, buffers: ArrayBuffer[]): PagegiftError {
   const out = new PagegiftError((err as PagegiftError).code ?? 'ERR_PAGEGIFT_GIFT_FAILED', `The gift was not delivered: ${err.message}`, { cause: err })
-  out.buffers = sources.recover()
+  out.buffers = buffers
   return out
 }
 
@@ -62,10 +66,28 @@ const BATCH_JSON_OVERHEAD = 16
 export class InlineBatcher {
   readonly #t: Transport
   #held: Held[] = []
+  /**
+   * Where small gifts' bytes wait, one after another, to be sent as a Batch message's data as they
+   * lie. It is written again from the start once everything in it went out at once (the kernel has
+   * copied it); a message that had to queue keeps it, and the next gifts get a new one.
+   */
+  #chunk = new Uint8Array(MAX_DATA)
+  #used = 0
 
   constructor (t: Transport) {
     this.#t = t
     t.beforeSend = () => this.flush()
+  }
+
+  /** Takes a small plain buffer (Sources.takeSmall) with its bytes copied into the chunk. */
+  takeSmall (data: GiftData): Sources | undefined {
+    return Sources.takeSmall(data, MAX_DATA, (bytes) => {
+      if (this.#used + bytes.byteLength > MAX_DATA) this.flush()
+      const at = this.#used
+      this.#chunk.set(bytes, at)
+      this.#used += bytes.byteLength
+      return this.#chunk.subarray(at, this.#used)
+    })
   }
 
   /** Holds a gift until the turn ends; resolves once the kernel has it. */
@@ -80,6 +102,7 @@ export class InlineBatcher {
     const held = this.#held
     if (held.length === 0) return
     this.#held = []
+    let allSent = true
     for (let i = 0; i < held.length;) {
       let n = 0
       let bytes = 0
@@ -92,31 +115,34 @@ export class InlineBatcher {
         text += more
         n++
       }
-      this.#send(held.slice(i, i + n), bytes)
+      if (!this.#send(held.slice(i, i + n), bytes)) allSent = false
       i += n
     }
+    if (!allSent) this.#chunk = new Uint8Array(MAX_DATA)
+    this.#used = 0
   }
 
   /** The channel closed with gifts still held: each fails, its data back on the error. */
   abort (err: Error): void {
     for (const h of this.#held.splice(0)) h.reject(failed(h.sources, err))
+    this.#chunk = new Uint8Array(MAX_DATA)
+    this.#used = 0
   }
 
-  #send (group: Held[], bytes: number): void {
-    let sent: Promise<void>
-    if (group.length === 1) {
-      sent = this.#t.sendText(Type.Inline, group[0].text, undefined, group[0].sources.inline).sent
-    } else {
-      // One copy into one buffer: a message's iovecs are few, and a batch holds up to MAX_BATCH gifts.
-      const data = new Uint8Array(bytes)
-      let at = 0
-      for (const h of group) {
-        for (const v of h.sources.inline ?? []) {
-          data.set(v, at)
-          at += v.byteLength
-        }
-      }
-      sent = this.#t.sendText(Type.Batch, `{"gifts":[${group.map((h) => h.text).join(',')}]}`, undefined, data).sent
+  /** Sends one message of gifts; says whether the kernel took it at once. */
+  #send (group: Held[], bytes: number): boolean {
+    let now = false
+    const onSent = (): void => { now = true }
+    const sent = group.length === 1
+      ? this.#t.sendText(Type.Inline, group[0].text, undefined, group[0].sources.inline, [], onSent).sent
+      : this.#t.sendText(Type.Batch, `{"gifts":[${group.map((h) => h.text).join(',')}]}`, undefined, this.#data(group, bytes), [], onSent).sent
+    // Until then the bytes may lie in the chunk, which is written again once the kernel has them.
+    if (!now && this.#t.closed) {
+      // The send failed at once (the channel closed under it): the chunk is written again soon,
+      // so each gift's bytes come out of it now.
+      const buffers = group.map((h) => h.sources.recover())
+      sent.then(() => {}, (err: Error) => { group.forEach((h, i) => h.reject(failure(err, buffers[i]))) })
+      return false
     }
     sent.then(() => {
       for (const h of group) {
@@ -126,6 +152,26 @@ export class InlineBatcher {
     }, (err: Error) => {
       for (const h of group) h.reject(failed(h.sources, err))
     })
+    return now
+  }
+
+  /** A group's bytes as one view: where they lie one after another in the chunk, else copied together. */
+  #data (group: Held[], bytes: number): Uint8Array {
+    const views = group.flatMap((h) => h.sources.inline ?? [])
+    let end = views[0].byteOffset
+    let inChunk = true
+    for (const v of views) {
+      inChunk &&= v.buffer === this.#chunk.buffer && v.byteOffset === end
+      end += v.byteLength
+    }
+    if (inChunk) return new Uint8Array(this.#chunk.buffer, views[0].byteOffset, bytes)
+    const data = new Uint8Array(bytes)
+    let at = 0
+    for (const v of views) {
+      data.set(v, at)
+      at += v.byteLength
+    }
+    return data
   }
 }
 
@@ -176,9 +222,12 @@ function inlineOffer (x: unknown, what: string, data: Uint8Array, at: number): O
   if (o.move !== undefined || o.cma !== undefined || o.forced !== undefined) throw protocolError('an inline offer may not offer another path')
   const id = uint(o.id, 'id')
   if (at + total > data.byteLength) return { id, lengths, total, meta: o.meta, memfds: [] }
-  let from = data.byteOffset + at
-  // One call that allocates and copies: the receive buffer is read again for the next message.
-  const inline = lengths.map((n) => data.buffer.slice(from, from += n) as ArrayBuffer)
+  // Copied: the receive buffer is read again for the next message.
+  const inline = lengths.map((n) => {
+    const ab = new ArrayBuffer(n)
+    new Uint8Array(ab).set(data.subarray(at, at += n))
+    return ab
+  })
   return { id, lengths, total, meta: o.meta, memfds: [], inline }
 }
 

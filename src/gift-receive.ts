@@ -11,7 +11,7 @@ import { parseCma, parseOffer, planMove, unsealed, type Move, type Offer } from 
 import { Cancel, pull, pump, scatter, spansOf } from './pump.ts'
 import { MAX_BUFFERS, PATHS, type Gift, type GiftPath } from './sources.ts'
 import { closeFds, type Transport } from './transport.ts'
-import { Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
+import { MAX_BATCH, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
 
 export type { Gift } from './sources.ts'
 
@@ -34,8 +34,16 @@ interface Inbox {
 }
 
 const FALLBACK_ERRNOS = new Set(['EPERM', 'EACCES', 'ENOSYS', 'EINVAL'])
-/** Offers queued unreceived, and the memfds they hold, before the peer counts as flooding us. */
-const MAX_QUEUED_OFFERS = 1024
+/**
+ * Offers queued unreceived at which the channel stops reading (Transport.pause), and below which it
+ * reads again: a writer faster than our receive() calls then waits on the socket, as a stream
+ * socket's does. At most one message more is read after the pause, so past MAX_QUEUED_OFFERS (a
+ * message's worth of offers beyond the pause) only a peer that ignores it could get, and fails.
+ */
+const PAUSE_OFFERS = 1024
+const RESUME_OFFERS = PAUSE_OFFERS / 2
+const MAX_QUEUED_OFFERS = PAUSE_OFFERS + MAX_BATCH
+/** Memfds held by queued offers before the peer counts as flooding us. */
 const MAX_QUEUED_OFFER_FDS = 1024
 
 function overflow (): PagegiftError {
@@ -75,6 +83,7 @@ export class GiftReceiver {
       } else {
         this.#offers.push(m.type === Type.Inline ? parseInline(m.json, m.data, fds) : parseOffer(m.json, fds))
       }
+      if (this.#offers.length >= PAUSE_OFFERS) this.#t.pause()
       for (const wake of this.#wake.splice(0)) wake()
       return true
     }
@@ -112,7 +121,7 @@ export class GiftReceiver {
     // An inline gift already here, with no receive before this one: it is taken at once, without
     // the queue of receives (a stream of small gifts takes most of them this way).
     if (this.#running === 0 && targets === undefined && this.#offers[0]?.inline !== undefined) {
-      const offer = this.#offers.shift() as Offer
+      const offer = this.#taken()
       return Promise.resolve(takeInline(offer, offer.inline as ArrayBuffer[], undefined))
     }
     const cancel = new Cancel()
@@ -136,6 +145,13 @@ export class GiftReceiver {
     return run
   }
 
+  /** Takes the head offer off the queue; reading resumes once the queue has room again. */
+  #taken (): Offer {
+    const offer = this.#offers.shift() as Offer
+    if (this.#offers.length < RESUME_OFFERS) this.#t.resume()
+    return offer
+  }
+
   async #receiveOne (into: Uint8Array[] | undefined, cancel: Cancel): Promise<Gift> {
     while (this.#offers.length === 0) {
       if (this.#closed !== undefined) throw this.#closed
@@ -152,7 +168,7 @@ export class GiftReceiver {
     if (offer.forced === 'move' && typeof moveBlocked === 'string') {
       throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `The gift was forced to 'move' but ${moveBlocked}; it is still queued and can be received without "into"`)
     }
-    this.#offers.shift()
+    this.#taken()
     if (offer.inline !== undefined) return takeInline(offer, offer.inline, into)
     this.#inbox = { id: offer.id, items: [] }
     this.#active = cancel

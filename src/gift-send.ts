@@ -98,7 +98,10 @@ export class GiftSender {
     if (forced !== undefined && disabled.has(forced)) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path '${forced}': disabled by PAGEGIFT_DISABLE`)
     if (this.#t.closed) throw new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed')
     // PAGEGIFT_DISABLE=copy turns off every path that puts the bytes in socket messages, inline too.
-    const sources = Sources.take(data, forced, disabled.has('copy') ? undefined : { pages: disabled.has('move') ? INLINE_MAX : INLINE_MAX_PAGES, other: INLINE_MAX })
+    const inlineMax = disabled.has('copy') || forced !== undefined ? undefined : { pages: disabled.has('move') ? INLINE_MAX : INLINE_MAX_PAGES, other: INLINE_MAX }
+    // Held to share a message with others of this turn, unless it has a timeout: then it goes alone.
+    const batched = inlineMax !== undefined && timeoutMs === undefined
+    const sources = (batched ? this.#batch.takeSmall(data) : undefined) ?? Sources.take(data, forced, inlineMax)
     const id = this.#next++
     if (sources.inline !== undefined) return await (timeoutMs === undefined ? this.#batch.add(id, sources, metaJson) : sendInline(this.#t, id, sources, metaJson, timeoutMs))
     const offer: Record<string, unknown> = {

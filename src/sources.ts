@@ -58,6 +58,24 @@ export class Sources {
   }
 
   /**
+   * The common small gift, taken without the general checks' arrays and maps: one plain (neither
+   * giftable nor pooled) buffer of at most `room` bytes, given whole. Its bytes are copied by `copy`
+   * (which returns where they now are) and the user's buffer is detached, as take() would do.
+   * Anything else: undefined, and nothing is taken.
+   */
+  static takeSmall (data: GiftData, room: number, copy: (bytes: Uint8Array) => Uint8Array): Sources | undefined {
+    const ab = data instanceof ArrayBuffer ? data : ArrayBuffer.isView(data) ? data.buffer : undefined
+    if (!(ab instanceof ArrayBuffer) || ab.byteLength === 0 || ab.byteLength > room || regionOf(ab) !== undefined) return undefined
+    const view = data as ArrayBuffer | ArrayBufferView
+    if (ArrayBuffer.isView(view) && (view.byteOffset !== 0 || view.byteLength !== ab.byteLength || isPooled(view))) return undefined
+    const heap = copy(new Uint8Array(ab))
+    native.detach(ab)
+    const sources = new Sources([{ length: heap.byteLength, skew: 0, offset: 0, heap, why: NOT_GIFTABLE }], [], [])
+    sources.inline = [heap]
+    return sources
+  }
+
+  /**
    * Checks `data`, then detaches it from the user: from here on only this object reaches the memory.
    * A gift that is not forced to a path and is small enough keeps its bytes in `inline`: at most
    * `inlineMax.pages` bytes when its pages could move, else at most `inlineMax.other`.
@@ -189,6 +207,8 @@ export class Sources {
     const regions = new Map<Region, ArrayBuffer>()
     const out = this.items.map((item): ArrayBuffer => {
       if (item.whole !== undefined) return item.whole
+      // A small gift's bytes were copied into a buffer that many share (takeSmall): they come back alone.
+      if (item.heap !== undefined) return item.heap.slice().buffer
       const region = item.region as Region
       let ab = regions.get(region)
       if (ab === undefined) {

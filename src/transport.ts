@@ -22,6 +22,7 @@ export class Transport {
   #poll: PollHandle
   /** The events #poll watches now: changing them is a syscall, so only a change makes one. */
   #watching = WATCH
+  #paused = false
   #queue: Outgoing[] = []
   #recvBuf = new Uint8Array(MAX_MESSAGE + 1)
   #recvOut = new Int32Array(2 + MAX_FDS)
@@ -100,7 +101,7 @@ export class Transport {
       const m = this.#queue[0]
       const n = native.sendmsg(this.fd, m.views, m.fds)
       if (n === EAGAIN) {
-        this.#watch(WATCH | PollEvents.Writable)
+        this.#watch(true)
         return
       }
       if (n < 0) {
@@ -112,10 +113,29 @@ export class Transport {
       m.onSent?.()
       m.resolve()
     }
-    if (!this.closed) this.#watch(WATCH)
+    if (!this.closed) this.#watch(false)
   }
 
-  #watch (events: number): void {
+  /**
+   * Stops reading until resume(): what the peer sends then waits in the kernel's buffer, and once
+   * that is full its sends wait too. The reader's queue of unreceived gifts stays bounded this way
+   * without failing a peer that is only faster than us.
+   */
+  pause (): void {
+    if (this.#paused) return
+    this.#paused = true
+    this.#watch(this.#queue.length > 0)
+  }
+
+  /** Reads again (from the next poll callback: level-triggered, so nothing waiting is missed). */
+  resume (): void {
+    if (!this.#paused || this.closed) return
+    this.#paused = false
+    this.#watch(this.#queue.length > 0)
+  }
+
+  #watch (writable: boolean): void {
+    const events = (this.#paused ? 0 : WATCH) | (writable ? PollEvents.Writable : 0)
     if (events === this.#watching) return
     this.#watching = events
     native.pollUpdate(this.#poll, events)
@@ -140,7 +160,7 @@ export class Transport {
   }
 
   #read (): void {
-    for (let i = 0; i < MAX_READS_PER_WAKEUP && !this.closed; i++) {
+    for (let i = 0; i < MAX_READS_PER_WAKEUP && !this.closed && !this.#paused; i++) {
       const n = native.recvmsg(this.fd, this.#recvBuf, this.#recvOut)
       if (n === EAGAIN) return
       if (n < 0) {
