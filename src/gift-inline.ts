@@ -157,7 +157,8 @@ export class InlineBatcher {
 
   /** A group's bytes as one view: where they lie one after another in the chunk, else copied together. */
   #data (group: Held[], bytes: number): Uint8Array {
-    const views = group.flatMap((h) => h.sources.inline ?? [])
+    const views: Uint8Array[] = []
+    for (const h of group) for (const v of h.sources.inline ?? []) views.push(v)
     let end = views[0].byteOffset
     let inChunk = true
     for (const v of views) {

@@ -48,9 +48,18 @@ const PIPE_SIZE = 1 << 20
 let disabledRaw: string | undefined
 let disabledSet = new Set<string>()
 
-/** Paths turned off for this process, e.g. PAGEGIFT_DISABLE=cma,splice where ptrace or vmsplice is unwanted. */
+let disabledRead = false
+
+/**
+ * Paths turned off for this process, e.g. PAGEGIFT_DISABLE=cma,splice where ptrace or vmsplice is
+ * unwanted. Every gift asks, and reading process.env costs a small gift about a microsecond, so
+ * the variable is read once a turn (a change takes effect from the next one) and parsed again only
+ * when it changed.
+ */
 export function disabledPaths (): ReadonlySet<string> {
-  // Parsed again only when the variable changes: every gift asks, and small gifts cost microseconds.
+  if (disabledRead) return disabledSet
+  disabledRead = true
+  queueMicrotask(() => { disabledRead = false })
   const raw = process.env.PAGEGIFT_DISABLE ?? ''
   if (raw !== disabledRaw) {
     disabledRaw = raw
