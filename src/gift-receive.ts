@@ -61,6 +61,8 @@ export class GiftReceiver {
   #active?: Cancel
   /** Receives called and not yet settled. */
   #running = 0
+  /** The receive that waits to be handed the next offer, when it is the only one (#await). */
+  #direct?: { resolve: (g: Gift) => void, reject: (err: Error) => void, cancel: Cancel }
 
   constructor (t: Transport, peerPid: () => number) {
     this.#t = t
@@ -84,6 +86,7 @@ export class GiftReceiver {
         this.#offers.push(m.type === Type.Inline ? parseInline(m.json, m.data, fds) : parseOffer(m.json, fds))
       }
       if (this.#offers.length >= PAUSE_OFFERS) this.#t.pause()
+      this.#handOver()
       for (const wake of this.#wake.splice(0)) wake()
       return true
     }
@@ -128,6 +131,7 @@ export class GiftReceiver {
     const timer = timeoutMs === undefined
       ? undefined
       : setTimeout(() => cancel.cancel(new PagegiftError('ERR_PAGEGIFT_TIMEOUT', `No gift was received within ${timeoutMs} ms`)), timeoutMs)
+    if (this.#running === 0 && targets === undefined && this.#offers.length === 0 && this.#closed === undefined) return this.#await(cancel, timer)
     const prev = this.#chain
     const run = (async () => {
       try {
@@ -143,6 +147,38 @@ export class GiftReceiver {
     const settled = (): void => { this.#running-- }
     run.then(settled, settled)
     return run
+  }
+
+  /**
+   * The one receive, with nothing queued: it waits to be handed the next offer by handle(), so an
+   * inline gift resolves it straight from the message, without the queue of receives. Receives
+   * called meanwhile queue behind it as usual.
+   */
+  #await (cancel: Cancel, timer: NodeJS.Timeout | undefined): Promise<Gift> {
+    const run = cancel.race(new Promise<Gift>((resolve, reject) => { this.#direct = { resolve, reject, cancel } }))
+    const settled = (): void => {
+      clearTimeout(timer)
+      this.#direct = undefined
+      this.#running--
+    }
+    run.then(settled, settled)
+    this.#running++
+    this.#chain = run.catch(() => {})
+    return run
+  }
+
+  /** Hands the head offer to the receive that waits for it (#await). */
+  #handOver (): void {
+    const direct = this.#direct
+    if (direct === undefined || this.#offers.length === 0) return
+    this.#direct = undefined
+    if (this.#offers[0].inline !== undefined) {
+      const offer = this.#taken()
+      direct.resolve(takeInline(offer, offer.inline as ArrayBuffer[], undefined))
+      return
+    }
+    // Any other offer walks the ladder, from a microtask as a woken receive would.
+    queueMicrotask(() => { this.#receiveOne(undefined, direct.cancel).then(direct.resolve, direct.reject) })
   }
 
   /** Takes the head offer off the queue; reading resumes once the queue has room again. */
@@ -350,6 +386,7 @@ export class GiftReceiver {
   abort (err: Error): void {
     this.#closed = err
     this.#active?.cancel(err)
+    this.#direct?.reject(err)
     const given = (o: Offer): boolean => o.move !== undefined || o.inline !== undefined
     for (const o of this.#offers.filter((o) => !given(o))) for (const m of o.memfds) m.unref()
     this.#offers = this.#offers.filter(given)
