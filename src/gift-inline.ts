@@ -80,8 +80,8 @@ export class InlineBatcher {
   }
 
   /** Takes a small plain buffer (Sources.takeSmall) with its bytes copied into the chunk. */
-  takeSmall (data: GiftData): Sources | undefined {
-    return Sources.takeSmall(data, MAX_DATA, (bytes) => {
+  takeSmall (data: GiftData, pagesRoom: number): Sources | undefined {
+    return Sources.takeSmall(data, MAX_DATA, pagesRoom, (bytes) => {
       if (this.#used + bytes.byteLength > MAX_DATA) this.flush()
       const at = this.#used
       this.#chunk.set(bytes, at)

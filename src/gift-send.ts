@@ -110,7 +110,7 @@ export class GiftSender {
     const inlineMax = disabled.has('copy') || forced !== undefined ? undefined : { pages: disabled.has('move') ? INLINE_MAX : INLINE_MAX_PAGES, other: INLINE_MAX }
     // Held to share a message with others of this turn, unless it has a timeout: then it goes alone.
     const batched = inlineMax !== undefined && timeoutMs === undefined
-    const sources = (batched ? this.#batch.takeSmall(data) : undefined) ?? Sources.take(data, forced, inlineMax)
+    const sources = (batched ? this.#batch.takeSmall(data, inlineMax.pages) : undefined) ?? Sources.take(data, forced, inlineMax)
     const id = this.#next++
     if (sources.inline !== undefined) return await (timeoutMs === undefined ? this.#batch.add(id, sources, metaJson) : sendInline(this.#t, id, sources, metaJson, timeoutMs))
     const offer: Record<string, unknown> = {

@@ -114,7 +114,7 @@ describe('small gifts of one turn share messages', () => {
     const { ch, raw, done } = rawPair()
     native.close(raw)
     try {
-      const srcs = [...gifts(3, 700, 50), new Uint8Array(new ArrayBuffer(64)).fill(9)]
+      const srcs = [...gifts(3, 700, 50), new Uint8Array(new ArrayBuffer(64)).fill(9), fillPattern(new Uint8Array(alloc(1000)), 60)]
       const want = srcs.map((s) => digest([s]))
       const results = await withTimeout(Promise.allSettled(srcs.map((s) => ch.gift(s))), 10_000, 'the gifts')
       results.forEach((r, i) => {
@@ -123,6 +123,8 @@ describe('small gifts of one turn share messages', () => {
         assert.equal(err.code, 'ERR_PAGEGIFT_PEER_CLOSED')
         assert.equal(err.buffers.length, 1)
         assert.equal(digest(err.buffers), want[i])
+        assert.equal(isGiftable(err.buffers[0]), i === 4, 'giftable memory comes back giftable')
+        if (i === 4) release(err.buffers[0])
       })
     } finally {
       ch.close()
