@@ -16,7 +16,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -60,6 +60,7 @@ const GIFT_ROWS: ReadonlyArray<readonly [GiftPath, Into]> = [
   ['move', 'untouched'], ['cma', 'none'], ['cma', 'warm'], ['splice', 'none'], ['splice', 'warm'], ['copy', 'none'], ['copy', 'warm'],
 ]
 const COPY_CAP = 256 * MiB
+const resultsDir = join(dirname(fileURLToPath(import.meta.url)), 'results')
 
 interface Options { sizes: number[], paths: boolean, stream: boolean, limits: boolean }
 interface Plan { runs: number, warmup: number }
@@ -339,6 +340,7 @@ export async function run (flags: string[]): Promise<void> {
   await once(server, 'listening')
   const peer = new Peer()
   const rows: Row[] = []
+  mkdirSync(resultsDir, { recursive: true })
   let stream: StreamResult[] = []
   const started = nowMs()
   const loadBefore = loadavg()[0]
@@ -347,6 +349,8 @@ export async function run (flags: string[]): Promise<void> {
       process.stdout.write(`${formatBytes(size)}...\n`)
       try {
         rows.push(...await measureSize(peer, server, path, size, opts))
+        // What is measured so far survives a run that dies later (the kernel's OOM killer at 4 GiB).
+        writeFileSync(join(resultsDir, 'transfer-partial.json'), JSON.stringify({ date: new Date().toISOString(), rows }) + '\n')
       } catch (err) {
         // Report what was measured: a failure at 4 GiB should not lose the sizes before it.
         process.stdout.write(`*** ${formatBytes(size)} failed, the run stops here: ${(err as Error).stack ?? String(err)}\n`)
