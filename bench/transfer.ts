@@ -16,7 +16,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -60,6 +60,7 @@ const GIFT_ROWS: ReadonlyArray<readonly [GiftPath, Into]> = [
   ['move', 'untouched'], ['cma', 'none'], ['cma', 'warm'], ['splice', 'none'], ['splice', 'warm'], ['copy', 'none'], ['copy', 'warm'],
 ]
 const COPY_CAP = 256 * MiB
+const resultsDir = join(dirname(fileURLToPath(import.meta.url)), 'results')
 
 interface Options { sizes: number[], paths: boolean, stream: boolean, limits: boolean }
 interface Plan { runs: number, warmup: number }
@@ -71,7 +72,9 @@ let lastSeed = 0
 const nextSeed = (): number => (lastSeed = lastSeed % 255 + 1)
 
 function planFor (size: number): Plan {
-  if (size <= 64 * KiB) return { runs: 60, warmup: 10 }
+  // Small sizes take microseconds, so JIT tiering shows: every case (the baselines too) first runs
+  // long enough for V8 to optimise its hot JS, as it would be in a process that sends often.
+  if (size <= 64 * KiB) return { runs: 60, warmup: 300 }
   if (size <= MiB) return { runs: 20, warmup: 5 }
   if (size <= 64 * MiB) return { runs: 7, warmup: 1 }
   if (size <= GiB) return { runs: 5, warmup: 1 }
@@ -337,6 +340,7 @@ export async function run (flags: string[]): Promise<void> {
   await once(server, 'listening')
   const peer = new Peer()
   const rows: Row[] = []
+  mkdirSync(resultsDir, { recursive: true })
   let stream: StreamResult[] = []
   const started = nowMs()
   const loadBefore = loadavg()[0]
@@ -345,6 +349,8 @@ export async function run (flags: string[]): Promise<void> {
       process.stdout.write(`${formatBytes(size)}...\n`)
       try {
         rows.push(...await measureSize(peer, server, path, size, opts))
+        // What is measured so far survives a run that dies later (the kernel's OOM killer at 4 GiB).
+        writeFileSync(join(resultsDir, 'transfer-partial.json'), JSON.stringify({ date: new Date().toISOString(), rows }) + '\n')
       } catch (err) {
         // Report what was measured: a failure at 4 GiB should not lose the sizes before it.
         process.stdout.write(`*** ${formatBytes(size)} failed, the run stops here: ${(err as Error).stack ?? String(err)}\n`)

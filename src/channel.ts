@@ -88,6 +88,8 @@ export class Channel extends EventEmitter {
 
   /** Closes the channel: pending gifts fail (handing their data back on the error), pending receives reject. */
   close (): void {
+    // Small gifts given in this turn are still held back to share a message: they go first.
+    this.#sender.flush()
     this.#t.close()
   }
 

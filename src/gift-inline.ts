@@ -1,41 +1,179 @@
 /**
  * Inline gifts: a gift small enough travels whole in one message, its bytes after the offer, with no
- * reply. The writer's send, the reader's check of such a message, and its delivery to receive().
+ * reply; the small gifts given in one turn share messages (Batch). The writer's send, the reader's
+ * check of such a message, and its delivery to receive().
  */
 import { PagegiftError } from './errors.ts'
 import { native } from './native.ts'
 import type { Offer } from './offer.ts'
 import { scatter } from './pump.ts'
-import { MAX_BUFFERS, type Gift, type GiftReceipt, type Sources } from './sources.ts'
+import { MAX_BUFFERS, Sources, type Gift, type GiftData, type GiftReceipt } from './sources.ts'
 import type { Transport } from './transport.ts'
-import { INLINE_MAX, Type, obj, protocolError, uint, uints } from './wire.ts'
+import { INLINE_MAX, MAX_BATCH, MAX_DATA, MAX_JSON, Type, obj, protocolError, uint, uints } from './wire.ts'
+
+/** The JSON of one inline offer, around the meta the writer serialised once. */
+function offerText (id: number, sources: Sources, metaJson: string | undefined): string {
+  return `{"id":${id},"lengths":[${sources.lengths.join(',')}],"meta":${metaJson ?? 'null'}}`
+}
+
+function failed (sources: Sources, err: Error): PagegiftError {
+  return failure(err, sources.recover())
+}
+
+function failure (err: Error, buffers: ArrayBuffer[]): PagegiftError {
+  const out = new PagegiftError((err as PagegiftError).code ?? 'ERR_PAGEGIFT_GIFT_FAILED', `The gift was not delivered: ${err.message}`, { cause: err })
+  out.buffers = buffers
+  return out
+}
+
+const RECEIPT = 'inline'
 
 /**
  * A small gift travels whole in one message, with no reply: its bytes are the reader's once the
  * kernel has them, as moved pages are once offered. Until then (a full socket) it can still time
- * out or fail with the channel, and then its data comes back on the error.
+ * out or fail with the channel, and then its data comes back on the error. A gift with a timeout
+ * goes alone, so that it can be taken back whole.
  */
-export function sendInline (t: Transport, id: number, sources: Sources, metaJson: string | undefined, timeoutMs: number | undefined): Promise<GiftReceipt> {
-  const json = { id, lengths: sources.lengths, meta: metaJson === undefined ? null : JSON.parse(metaJson) }
-  const { sent, withdraw } = t.sendWithdrawable(Type.Inline, json, sources.inline)
+export function sendInline (t: Transport, id: number, sources: Sources, metaJson: string | undefined, timeoutMs: number): Promise<GiftReceipt> {
+  const { sent, withdraw } = t.sendText(Type.Inline, offerText(id, sources, metaJson), undefined, sources.inline)
   return new Promise((resolve, reject) => {
-    const fail = (err: Error): void => {
-      const out = new PagegiftError((err as PagegiftError).code ?? 'ERR_PAGEGIFT_GIFT_FAILED', `The gift was not delivered: ${err.message}`, { cause: err })
-      out.buffers = sources.recover()
-      reject(out)
-    }
-    const timer = timeoutMs === undefined
-      ? undefined
-      : setTimeout(() => { if (withdraw()) fail(new PagegiftError('ERR_PAGEGIFT_TIMEOUT', `The reader did not take the gift within ${timeoutMs} ms`)) }, timeoutMs)
+    const timer = setTimeout(() => {
+      if (withdraw()) reject(failed(sources, new PagegiftError('ERR_PAGEGIFT_TIMEOUT', `The reader did not take the gift within ${timeoutMs} ms`)))
+    }, timeoutMs)
     sent.then(() => {
       clearTimeout(timer)
       sources.release()
-      resolve({ path: 'copy', bytes: sources.total, reason: 'inline' })
+      resolve({ path: 'copy', bytes: sources.total, reason: RECEIPT })
     }, (err: Error) => {
       clearTimeout(timer)
-      fail(err)
+      reject(failed(sources, err))
     })
   })
+}
+
+interface Held { text: string, sources: Sources, resolve: (r: GiftReceipt) => void, reject: (err: Error) => void }
+
+/** Room in a Batch message's JSON for `{"gifts":[...]}` around the offers. */
+const BATCH_JSON_OVERHEAD = 16
+
+/**
+ * Holds the inline gifts given in one turn of the event loop and sends them in as few messages as
+ * fit (a Batch message each, or an Inline message for a gift alone): one sendmsg for the reader to
+ * wake to and one recvmsg to read, however many gifts. A turn ends at the next microtask checkpoint,
+ * so a gift waits for no timer; anything else the channel sends first flushes what is held
+ * (Transport.beforeSend), so messages keep the order they were given in.
+ */
+export class InlineBatcher {
+  readonly #t: Transport
+  #held: Held[] = []
+  /**
+   * Where small gifts' bytes wait, one after another, to be sent as a Batch message's data as they
+   * lie. It is written again from the start once everything in it went out at once (the kernel has
+   * copied it); a message that had to queue keeps it, and the next gifts get a new one.
+   */
+  #chunk = new Uint8Array(MAX_DATA)
+  #used = 0
+
+  constructor (t: Transport) {
+    this.#t = t
+    t.beforeSend = () => this.flush()
+  }
+
+  /** Takes a small plain buffer (Sources.takeSmall) with its bytes copied into the chunk. */
+  takeSmall (data: GiftData, pagesRoom: number): Sources | undefined {
+    return Sources.takeSmall(data, MAX_DATA, pagesRoom, (bytes) => {
+      if (this.#used + bytes.byteLength > MAX_DATA) this.flush()
+      const at = this.#used
+      this.#chunk.set(bytes, at)
+      this.#used += bytes.byteLength
+      return this.#chunk.subarray(at, this.#used)
+    })
+  }
+
+  /** Holds a gift until the turn ends; resolves once the kernel has it. */
+  add (id: number, sources: Sources, metaJson: string | undefined): Promise<GiftReceipt> {
+    return new Promise((resolve, reject) => {
+      if (this.#held.push({ text: offerText(id, sources, metaJson), sources, resolve, reject }) === 1) queueMicrotask(() => this.flush())
+    })
+  }
+
+  /** Sends every held gift now, packed into messages of at most MAX_BATCH gifts and MAX_DATA bytes. */
+  flush (): void {
+    const held = this.#held
+    if (held.length === 0) return
+    this.#held = []
+    let allSent = true
+    for (let i = 0; i < held.length;) {
+      let n = 0
+      let bytes = 0
+      let text = BATCH_JSON_OVERHEAD
+      while (i + n < held.length && n < MAX_BATCH) {
+        const h = held[i + n]
+        const more = Buffer.byteLength(h.text) + 1
+        if (n > 0 && (bytes + h.sources.total > MAX_DATA || text + more > MAX_JSON)) break
+        bytes += h.sources.total
+        text += more
+        n++
+      }
+      if (!this.#send(held.slice(i, i + n), bytes)) allSent = false
+      i += n
+    }
+    if (!allSent) this.#chunk = new Uint8Array(MAX_DATA)
+    this.#used = 0
+  }
+
+  /** The channel closed with gifts still held: each fails, its data back on the error. */
+  abort (err: Error): void {
+    for (const h of this.#held.splice(0)) h.reject(failed(h.sources, err))
+    this.#chunk = new Uint8Array(MAX_DATA)
+    this.#used = 0
+  }
+
+  /** Sends one message of gifts; says whether the kernel took it at once. */
+  #send (group: Held[], bytes: number): boolean {
+    let now = false
+    const onSent = (): void => { now = true }
+    const sent = group.length === 1
+      ? this.#t.sendText(Type.Inline, group[0].text, undefined, group[0].sources.inline, [], onSent).sent
+      : this.#t.sendText(Type.Batch, `{"gifts":[${group.map((h) => h.text).join(',')}]}`, undefined, this.#data(group, bytes), [], onSent).sent
+    // Until then the bytes may lie in the chunk, which is written again once the kernel has them.
+    if (!now && this.#t.closed) {
+      // The send failed at once (the channel closed under it): the chunk is written again soon,
+      // so each gift's bytes come out of it now.
+      const buffers = group.map((h) => h.sources.recover())
+      sent.then(() => {}, (err: Error) => { group.forEach((h, i) => h.reject(failure(err, buffers[i]))) })
+      return false
+    }
+    sent.then(() => {
+      for (const h of group) {
+        h.sources.release()
+        h.resolve({ path: 'copy', bytes: h.sources.total, reason: RECEIPT })
+      }
+    }, (err: Error) => {
+      for (const h of group) h.reject(failed(h.sources, err))
+    })
+    return now
+  }
+
+  /** A group's bytes as one view: where they lie one after another in the chunk, else copied together. */
+  #data (group: Held[], bytes: number): Uint8Array {
+    const views: Uint8Array[] = []
+    for (const h of group) for (const v of h.sources.inline ?? []) views.push(v)
+    let end = views[0].byteOffset
+    let inChunk = true
+    for (const v of views) {
+      inChunk &&= v.buffer === this.#chunk.buffer && v.byteOffset === end
+      end += v.byteLength
+    }
+    if (inChunk) return new Uint8Array(this.#chunk.buffer, views[0].byteOffset, bytes)
+    const data = new Uint8Array(bytes)
+    let at = 0
+    for (const v of views) {
+      data.set(v, at)
+      at += v.byteLength
+    }
+    return data
+  }
 }
 
 /**
@@ -43,23 +181,55 @@ export function sendInline (t: Transport, id: number, sources: Sources, metaJson
  * reuses). It may carry no fds (they are closed) and offers no other path.
  */
 export function parseInline (x: unknown, data: Uint8Array, fds: number[]): Offer {
-  if (fds.length > 0) {
-    for (const fd of fds) native.close(fd)
-    throw protocolError(`an inline offer with ${fds.length} fds`)
-  }
-  const o = obj(x, 'inline offer')
-  const lengths = uints(o.lengths, 'lengths', MAX_BUFFERS, INLINE_MAX)
-  const total = lengths.reduce((a, b) => a + b, 0)
-  if (lengths.length === 0 || lengths.includes(0) || total > INLINE_MAX) throw protocolError('inline lengths out of range')
-  if (total !== data.byteLength) throw protocolError(`inline lengths say ${total} bytes, ${data.byteLength} arrived`)
-  if (o.move !== undefined || o.cma !== undefined || o.forced !== undefined) throw protocolError('an inline offer may not offer another path')
+  noFds(fds, 'an inline offer')
+  const offer = inlineOffer(x, 'inline offer', data, 0)
+  if (offer.total !== data.byteLength) throw protocolError(`inline lengths say ${offer.total} bytes, ${data.byteLength} arrived`)
+  return offer
+}
+
+/**
+ * Validates a batch of inline offers, `{ gifts: [offer, ...] }` with their bytes one after another,
+ * and copies each gift's bytes out. Every gift is checked as an Inline message's offer is, and
+ * together their lengths must account for every byte that arrived, no more and no fewer.
+ */
+export function parseBatch (x: unknown, data: Uint8Array, fds: number[]): Offer[] {
+  noFds(fds, 'a batch of inline offers')
+  const list = obj(x, 'batch').gifts
+  if (!Array.isArray(list) || list.length === 0 || list.length > MAX_BATCH) throw protocolError(`batch.gifts is not an array of 1 to ${MAX_BATCH} offers`)
   let at = 0
+  const offers = list.map((o: unknown, i: number) => {
+    if (at > data.byteLength) throw protocolError(`batch lengths say more than the ${data.byteLength} bytes that arrived`)
+    const offer = inlineOffer(o, `batch.gifts[${i}]`, data, at)
+    at += offer.total
+    return offer
+  })
+  if (at !== data.byteLength) throw protocolError(`batch lengths say ${at} bytes, ${data.byteLength} arrived`)
+  return offers
+}
+
+function noFds (fds: number[], what: string): void {
+  if (fds.length === 0) return
+  for (const fd of fds) native.close(fd)
+  throw protocolError(`${what} with ${fds.length} fds`)
+}
+
+/** One inline offer whose bytes start at `at` in `data`; short data is caught before any copy. */
+function inlineOffer (x: unknown, what: string, data: Uint8Array, at: number): Offer {
+  const o = obj(x, what)
+  const lengths = uints(o.lengths, 'lengths', MAX_BUFFERS, INLINE_MAX)
+  let total = 0
+  for (const n of lengths) total += n
+  if (lengths.length === 0 || lengths.includes(0) || total > INLINE_MAX) throw protocolError('inline lengths out of range')
+  if (o.move !== undefined || o.cma !== undefined || o.forced !== undefined) throw protocolError('an inline offer may not offer another path')
+  const id = uint(o.id, 'id')
+  if (at + total > data.byteLength) return { id, lengths, total, meta: o.meta, memfds: [] }
+  // Copied: the receive buffer is read again for the next message.
   const inline = lengths.map((n) => {
     const ab = new ArrayBuffer(n)
     new Uint8Array(ab).set(data.subarray(at, at += n))
     return ab
   })
-  return { id: uint(o.id, 'id'), lengths, total, meta: o.meta, memfds: [], inline }
+  return { id, lengths, total, meta: o.meta, memfds: [], inline }
 }
 
 /** An inline gift: its bytes are here already; with `into` they are copied there, in order. */

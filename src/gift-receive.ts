@@ -6,12 +6,12 @@ import { PagegiftError, SystemError } from './errors.ts'
 import { timeoutArg } from './gift-send.ts'
 import { native } from './native.ts'
 import { alloc, release, mapExtents, moveInto, regionOf, type Region } from './pages.ts'
-import { parseInline, takeInline } from './gift-inline.ts'
+import { parseBatch, parseInline, takeInline } from './gift-inline.ts'
 import { parseCma, parseOffer, planMove, unsealed, type Move, type Offer } from './offer.ts'
 import { Cancel, pull, pump, scatter, spansOf } from './pump.ts'
 import { MAX_BUFFERS, PATHS, type Gift, type GiftPath } from './sources.ts'
 import { closeFds, type Transport } from './transport.ts'
-import { Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
+import { MAX_BATCH, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
 
 export type { Gift } from './sources.ts'
 
@@ -34,9 +34,21 @@ interface Inbox {
 }
 
 const FALLBACK_ERRNOS = new Set(['EPERM', 'EACCES', 'ENOSYS', 'EINVAL'])
-/** Offers queued unreceived, and the memfds they hold, before the peer counts as flooding us. */
-const MAX_QUEUED_OFFERS = 1024
+/**
+ * Offers queued unreceived at which the channel stops reading (Transport.pause), and below which it
+ * reads again: a writer faster than our receive() calls then waits on the socket, as a stream
+ * socket's does. At most one message more is read after the pause, so past MAX_QUEUED_OFFERS (a
+ * message's worth of offers beyond the pause) only a peer that ignores it could get, and fails.
+ */
+const PAUSE_OFFERS = 1024
+const RESUME_OFFERS = PAUSE_OFFERS / 2
+const MAX_QUEUED_OFFERS = PAUSE_OFFERS + MAX_BATCH
+/** Memfds held by queued offers before the peer counts as flooding us. */
 const MAX_QUEUED_OFFER_FDS = 1024
+
+function overflow (): PagegiftError {
+  return new PagegiftError('ERR_PAGEGIFT_OVERFLOW', `The peer queued more than ${MAX_QUEUED_OFFERS} gifts or ${MAX_QUEUED_OFFER_FDS} fds that nobody received`)
+}
 
 export class GiftReceiver {
   #t: Transport
@@ -47,6 +59,10 @@ export class GiftReceiver {
   #inbox?: Inbox
   #closed?: Error
   #active?: Cancel
+  /** Receives called and not yet settled. */
+  #running = 0
+  /** The receive that waits to be handed the next offer, when it is the only one (#await). */
+  #direct?: { resolve: (g: Gift) => void, reject: (err: Error) => void, cancel: Cancel }
 
   constructor (t: Transport, peerPid: () => number) {
     this.#t = t
@@ -55,13 +71,22 @@ export class GiftReceiver {
 
   /** Handles a message addressed to the reader; returns false when it is not one. Owns `fds`. */
   handle (m: Decoded, fds: number[]): boolean {
-    if (m.type === Type.Offer || m.type === Type.Inline) {
-      const held = this.#offers.reduce((n, o) => n + o.memfds.length, 0)
+    if (m.type === Type.Offer || m.type === Type.Inline || m.type === Type.Batch) {
+      // Inline offers hold no fds: only an offer with fds can take the count of held fds over.
+      const held = fds.length === 0 ? 0 : this.#offers.reduce((n, o) => n + o.memfds.length, 0)
       if (this.#offers.length >= MAX_QUEUED_OFFERS || held + fds.length > MAX_QUEUED_OFFER_FDS) {
         closeFds(fds)
-        throw new PagegiftError('ERR_PAGEGIFT_OVERFLOW', `The peer queued more than ${MAX_QUEUED_OFFERS} gifts or ${MAX_QUEUED_OFFER_FDS} fds that nobody received`)
+        throw overflow()
       }
-      this.#offers.push(m.type === Type.Inline ? parseInline(m.json, m.data, fds) : parseOffer(m.json, fds))
+      if (m.type === Type.Batch) {
+        const offers = parseBatch(m.json, m.data, fds)
+        if (this.#offers.length + offers.length > MAX_QUEUED_OFFERS) throw overflow()
+        for (const o of offers) this.#offers.push(o)
+      } else {
+        this.#offers.push(m.type === Type.Inline ? parseInline(m.json, m.data, fds) : parseOffer(m.json, fds))
+      }
+      if (this.#offers.length >= PAUSE_OFFERS) this.#t.pause()
+      this.#handOver()
       for (const wake of this.#wake.splice(0)) wake()
       return true
     }
@@ -96,10 +121,17 @@ export class GiftReceiver {
   receive (opts: ReceiveOptions = {}): Promise<Gift> {
     const targets = intoArg(opts)
     const timeoutMs = timeoutArg(opts.timeoutMs, 'opts.timeoutMs')
+    // An inline gift already here, with no receive before this one: it is taken at once, without
+    // the queue of receives (a stream of small gifts takes most of them this way).
+    if (this.#running === 0 && targets === undefined && this.#offers[0]?.inline !== undefined) {
+      const offer = this.#taken()
+      return Promise.resolve(takeInline(offer, offer.inline as ArrayBuffer[], undefined))
+    }
     const cancel = new Cancel()
     const timer = timeoutMs === undefined
       ? undefined
       : setTimeout(() => cancel.cancel(new PagegiftError('ERR_PAGEGIFT_TIMEOUT', `No gift was received within ${timeoutMs} ms`)), timeoutMs)
+    if (this.#running === 0 && targets === undefined && this.#offers.length === 0 && this.#closed === undefined) return this.#await(cancel, timer)
     const prev = this.#chain
     const run = (async () => {
       try {
@@ -111,7 +143,49 @@ export class GiftReceiver {
     })()
     // Receives run one at a time, in call order, even when one gives up waiting for the one before.
     this.#chain = Promise.all([prev, run.catch(() => {})])
+    this.#running++
+    const settled = (): void => { this.#running-- }
+    run.then(settled, settled)
     return run
+  }
+
+  /**
+   * The one receive, with nothing queued: it waits to be handed the next offer by handle(), so an
+   * inline gift resolves it straight from the message, without the queue of receives. Receives
+   * called meanwhile queue behind it as usual.
+   */
+  #await (cancel: Cancel, timer: NodeJS.Timeout | undefined): Promise<Gift> {
+    const run = cancel.race(new Promise<Gift>((resolve, reject) => { this.#direct = { resolve, reject, cancel } }))
+    const settled = (): void => {
+      clearTimeout(timer)
+      this.#direct = undefined
+      this.#running--
+    }
+    run.then(settled, settled)
+    this.#running++
+    this.#chain = run.catch(() => {})
+    return run
+  }
+
+  /** Hands the head offer to the receive that waits for it (#await). */
+  #handOver (): void {
+    const direct = this.#direct
+    if (direct === undefined || this.#offers.length === 0) return
+    this.#direct = undefined
+    if (this.#offers[0].inline !== undefined) {
+      const offer = this.#taken()
+      direct.resolve(takeInline(offer, offer.inline as ArrayBuffer[], undefined))
+      return
+    }
+    // Any other offer walks the ladder, from a microtask as a woken receive would.
+    queueMicrotask(() => { this.#receiveOne(undefined, direct.cancel).then(direct.resolve, direct.reject) })
+  }
+
+  /** Takes the head offer off the queue; reading resumes once the queue has room again. */
+  #taken (): Offer {
+    const offer = this.#offers.shift() as Offer
+    if (this.#offers.length < RESUME_OFFERS) this.#t.resume()
+    return offer
   }
 
   async #receiveOne (into: Uint8Array[] | undefined, cancel: Cancel): Promise<Gift> {
@@ -130,7 +204,7 @@ export class GiftReceiver {
     if (offer.forced === 'move' && typeof moveBlocked === 'string') {
       throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `The gift was forced to 'move' but ${moveBlocked}; it is still queued and can be received without "into"`)
     }
-    this.#offers.shift()
+    this.#taken()
     if (offer.inline !== undefined) return takeInline(offer, offer.inline, into)
     this.#inbox = { id: offer.id, items: [] }
     this.#active = cancel
@@ -312,6 +386,7 @@ export class GiftReceiver {
   abort (err: Error): void {
     this.#closed = err
     this.#active?.cancel(err)
+    this.#direct?.reject(err)
     const given = (o: Offer): boolean => o.move !== undefined || o.inline !== undefined
     for (const o of this.#offers.filter((o) => !given(o))) for (const m of o.memfds) m.unref()
     this.#offers = this.#offers.filter(given)

@@ -8,7 +8,7 @@ import { PagegiftError, SystemError } from './errors.ts'
 import { SPLICE_F_GIFT, native } from './native.ts'
 import { cmaAccess, grantPtracer, revokePtracer } from './ptracer.ts'
 import { Cancel, pump } from './pump.ts'
-import { sendInline } from './gift-inline.ts'
+import { InlineBatcher, sendInline } from './gift-inline.ts'
 import { Sources, type GiftData, type GiftPath, type GiftReceipt, PATHS } from './sources.ts'
 import type { Transport } from './transport.ts'
 import { INLINE_MAX, INLINE_MAX_PAGES, MAX_DATA, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
@@ -48,9 +48,18 @@ const PIPE_SIZE = 1 << 20
 let disabledRaw: string | undefined
 let disabledSet = new Set<string>()
 
-/** Paths turned off for this process, e.g. PAGEGIFT_DISABLE=cma,splice where ptrace or vmsplice is unwanted. */
+let disabledRead = false
+
+/**
+ * Paths turned off for this process, e.g. PAGEGIFT_DISABLE=cma,splice where ptrace or vmsplice is
+ * unwanted. Every gift asks, and reading process.env costs a small gift about a microsecond, so
+ * the variable is read once a turn (a change takes effect from the next one) and parsed again only
+ * when it changed.
+ */
 export function disabledPaths (): ReadonlySet<string> {
-  // Parsed again only when the variable changes: every gift asks, and small gifts cost microseconds.
+  if (disabledRead) return disabledSet
+  disabledRead = true
+  queueMicrotask(() => { disabledRead = false })
   const raw = process.env.PAGEGIFT_DISABLE ?? ''
   if (raw !== disabledRaw) {
     disabledRaw = raw
@@ -70,10 +79,17 @@ export class GiftSender {
   #next = 1
   #pending = new Map<number, Pending>()
   #peerPid: () => number
+  readonly #batch: InlineBatcher
 
   constructor (t: Transport, peerPid: () => number) {
     this.#t = t
     this.#peerPid = peerPid
+    this.#batch = new InlineBatcher(t)
+  }
+
+  /** Sends the small gifts held for this turn now (before the channel closes). */
+  flush (): void {
+    this.#batch.flush()
   }
 
   async gift (data: GiftData, opts: GiftOptions = {}): Promise<GiftReceipt> {
@@ -91,9 +107,12 @@ export class GiftSender {
     if (forced !== undefined && disabled.has(forced)) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path '${forced}': disabled by PAGEGIFT_DISABLE`)
     if (this.#t.closed) throw new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed')
     // PAGEGIFT_DISABLE=copy turns off every path that puts the bytes in socket messages, inline too.
-    const sources = Sources.take(data, forced, disabled.has('copy') ? undefined : { pages: disabled.has('move') ? INLINE_MAX : INLINE_MAX_PAGES, other: INLINE_MAX })
+    const inlineMax = disabled.has('copy') || forced !== undefined ? undefined : { pages: disabled.has('move') ? INLINE_MAX : INLINE_MAX_PAGES, other: INLINE_MAX }
+    // Held to share a message with others of this turn, unless it has a timeout: then it goes alone.
+    const batched = inlineMax !== undefined && timeoutMs === undefined
+    const sources = (batched ? this.#batch.takeSmall(data, inlineMax.pages) : undefined) ?? Sources.take(data, forced, inlineMax)
     const id = this.#next++
-    if (sources.inline !== undefined) return await sendInline(this.#t, id, sources, metaJson, timeoutMs)
+    if (sources.inline !== undefined) return await (timeoutMs === undefined ? this.#batch.add(id, sources, metaJson) : sendInline(this.#t, id, sources, metaJson, timeoutMs))
     const offer: Record<string, unknown> = {
       id,
       lengths: sources.lengths,
@@ -293,6 +312,7 @@ export class GiftSender {
 
   /** The channel closed: every pending gift fails, and its data is handed back on the error. */
   abort (err: Error): void {
+    this.#batch.abort(err)
     for (const id of [...this.#pending.keys()]) {
       this.#fail(id, new PagegiftError((err as PagegiftError).code ?? 'ERR_PAGEGIFT_CLOSED', `The gift was not delivered: ${err.message}`, { cause: err }))
     }

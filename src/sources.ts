@@ -58,6 +58,30 @@ export class Sources {
   }
 
   /**
+   * The common small gift, taken without the general checks' arrays and maps: one buffer given
+   * whole, not pooled, of at most `room` bytes (`pagesRoom` when it is giftable). Its bytes are
+   * copied by `copy` (which returns where they now are) and the user's buffer is detached, as take()
+   * would do. Anything else: undefined, and nothing is taken.
+   */
+  static takeSmall (data: GiftData, room: number, pagesRoom: number, copy: (bytes: Uint8Array) => Uint8Array): Sources | undefined {
+    const ab = data instanceof ArrayBuffer ? data : ArrayBuffer.isView(data) ? data.buffer : undefined
+    if (!(ab instanceof ArrayBuffer) || ab.byteLength === 0) return undefined
+    const view = data as ArrayBuffer | ArrayBufferView
+    if (ArrayBuffer.isView(view) && (view.byteOffset !== 0 || view.byteLength !== ab.byteLength || isPooled(view))) return undefined
+    const region = regionOf(ab)
+    if (ab.byteLength > (region !== undefined ? pagesRoom : room)) return undefined
+    const heap = copy(new Uint8Array(ab))
+    // Giftable memory stays mapped (detached) until the gift settles, as take() keeps it: a failed
+    // gift hands back its pages.
+    if (region !== undefined) region.gifted = true
+    native.detach(ab)
+    const item: Item = { length: heap.byteLength, skew: 0, offset: 0, heap, region, why: region !== undefined ? undefined : NOT_GIFTABLE }
+    const sources = new Sources([item], [], region !== undefined ? [region] : [])
+    sources.inline = [heap]
+    return sources
+  }
+
+  /**
    * Checks `data`, then detaches it from the user: from here on only this object reaches the memory.
    * A gift that is not forced to a path and is small enough keeps its bytes in `inline`: at most
    * `inlineMax.pages` bytes when its pages could move, else at most `inlineMax.other`.
@@ -189,6 +213,8 @@ export class Sources {
     const regions = new Map<Region, ArrayBuffer>()
     const out = this.items.map((item): ArrayBuffer => {
       if (item.whole !== undefined) return item.whole
+      // A small gift's bytes were copied into a buffer that many share (takeSmall): they come back alone.
+      if (item.heap !== undefined && item.region === undefined) return item.heap.slice().buffer
       const region = item.region as Region
       let ab = regions.get(region)
       if (ab === undefined) {

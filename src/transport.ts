@@ -4,7 +4,7 @@
  */
 import { PagegiftError, SystemError } from './errors.ts'
 import { MSG_CTRUNC, MSG_TRUNC, PollEvents, errno, native, type PollHandle } from './native.ts'
-import { MAX_FDS, MAX_MESSAGE, decode, encode, protocolError, type Decoded, type Type } from './wire.ts'
+import { MAX_FDS, MAX_MESSAGE, decode, encode, encodeText, protocolError, type Decoded, type Type } from './wire.ts'
 
 const { EAGAIN, EPIPE } = errno
 const WATCH = PollEvents.Readable | PollEvents.Disconnect
@@ -22,11 +22,17 @@ export class Transport {
   #poll: PollHandle
   /** The events #poll watches now: changing them is a syscall, so only a change makes one. */
   #watching = WATCH
+  #paused = false
   #queue: Outgoing[] = []
   #recvBuf = new Uint8Array(MAX_MESSAGE + 1)
   #recvOut = new Int32Array(2 + MAX_FDS)
   #onMessage: (m: Decoded, fds: number[]) => void
   #onClose: (err: Error) => void
+  /**
+   * Runs before anything is sent: the writer's pending small gifts (held back
+   * to share one message) go out first, so that messages keep the order they were given in.
+   */
+  beforeSend?: () => void
 
   /** Takes ownership of `fd`. `onMessage` owns the fds it is given: it closes or keeps each one. */
   constructor (fd: number, onMessage: (m: Decoded, fds: number[]) => void, onClose: (err: Error) => void) {
@@ -56,17 +62,28 @@ export class Transport {
    * has sent nothing yet.
    */
   sendWithdrawable (type: Type, json: unknown, data?: Uint8Array | Uint8Array[], fds: number[] = [], onSent?: () => void): { sent: Promise<void>, withdraw: () => boolean } {
+    return this.sendText(type, undefined, json, data, fds, onSent)
+  }
+
+  /**
+   * As sendWithdrawable(), with the JSON part given as text when `text` is set (the caller built it,
+   * e.g. around a meta it has serialised once already), else serialised from `json`.
+   */
+  sendText (type: Type, text: string | undefined, json: unknown, data?: Uint8Array | Uint8Array[], fds: number[] = [], onSent?: () => void): { sent: Promise<void>, withdraw: () => boolean } {
+    this.beforeSend?.()
     if (this.closed) return { sent: Promise.reject(new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed')), withdraw: () => false }
-    const parts = (data === undefined ? [] : Array.isArray(data) ? data : [data]).filter((d) => d.byteLength > 0)
+    const parts = data === undefined ? [] : Array.isArray(data) ? data.filter((d) => d.byteLength > 0) : data.byteLength > 0 ? [data] : []
     let header: Uint8Array
     try {
-      header = encode(type, json, parts.reduce((n, d) => n + d.byteLength, 0), fds.length)
+      let length = 0
+      for (const d of parts) length += d.byteLength
+      header = text !== undefined ? encodeText(type, text, length, fds.length) : encode(type, json, length, fds.length)
     } catch (err) {
       return { sent: Promise.reject(err), withdraw: () => false }
     }
     let m: Outgoing | undefined
     const sent = new Promise<void>((resolve, reject) => {
-      m = { views: [header, ...parts], fds, resolve, reject, onSent }
+      m = { views: parts.length === 0 ? [header] : [header, ...parts], fds, resolve, reject, onSent }
       this.#queue.push(m)
       if (this.#queue.length === 1) this.#flush()
     })
@@ -84,7 +101,7 @@ export class Transport {
       const m = this.#queue[0]
       const n = native.sendmsg(this.fd, m.views, m.fds)
       if (n === EAGAIN) {
-        this.#watch(WATCH | PollEvents.Writable)
+        this.#watch(true)
         return
       }
       if (n < 0) {
@@ -96,10 +113,29 @@ export class Transport {
       m.onSent?.()
       m.resolve()
     }
-    if (!this.closed) this.#watch(WATCH)
+    if (!this.closed) this.#watch(false)
   }
 
-  #watch (events: number): void {
+  /**
+   * Stops reading until resume(): what the peer sends then waits in the kernel's buffer, and once
+   * that is full its sends wait too. The reader's queue of unreceived gifts stays bounded this way
+   * without failing a peer that is only faster than us.
+   */
+  pause (): void {
+    if (this.#paused) return
+    this.#paused = true
+    this.#watch(this.#queue.length > 0)
+  }
+
+  /** Reads again (from the next poll callback: level-triggered, so nothing waiting is missed). */
+  resume (): void {
+    if (!this.#paused || this.closed) return
+    this.#paused = false
+    this.#watch(this.#queue.length > 0)
+  }
+
+  #watch (writable: boolean): void {
+    const events = (this.#paused ? 0 : WATCH) | (writable ? PollEvents.Writable : 0)
     if (events === this.#watching) return
     this.#watching = events
     native.pollUpdate(this.#poll, events)
@@ -124,7 +160,7 @@ export class Transport {
   }
 
   #read (): void {
-    for (let i = 0; i < MAX_READS_PER_WAKEUP && !this.closed; i++) {
+    for (let i = 0; i < MAX_READS_PER_WAKEUP && !this.closed && !this.#paused; i++) {
       const n = native.recvmsg(this.fd, this.#recvBuf, this.#recvOut)
       if (n === EAGAIN) return
       if (n < 0) {
