@@ -66,6 +66,7 @@ test('upgrade commits: downtime, bytes and path per region; the new generation s
     assert.equal(r.code, 0, r.err)
     assert.match(r.out, /^committed: generation 2 \(pid \d+\) is serving/m)
     assert.match(r.out, /^downtime: [\d.]+ (ms|µs) \(stopped serving -> successor serving, CLOCK_MONOTONIC\)/m)
+    assert.match(r.out, /^pause by phase: quiesce [\d.]+ (ms|µs), STATE sent [\d.]+ (ms|µs), fds adopted [\d.]+ (ms|µs), READY [\d.]+ (ms|µs), COMMIT [\d.]+ (ms|µs), SERVING [\d.]+ (ms|µs), gate open [\d.]+ (ms|µs)$/m)
     assert.match(r.out, /^moved: 1 MiB in 1 region\(s\), 2 handle\(s\)/m)
     assert.match(r.out, /^ {2}region counters {2}1 MiB {2}share$/m)
     assert.match(r.err, /successor pid \d+ \(v2\) connected/)
@@ -77,6 +78,8 @@ test('upgrade commits: downtime, bytes and path per region; the new generation s
     assert.equal(report.version, 'v2')
     assert.equal(report.history.length, 1)
     assert.ok(report.history[0].downtimeMs > 0)
+    const text = await cli(['status', sock.path])
+    assert.match(text.out, /^last handoff by phase: quiesce [\d.]+ (ms|µs), STATE sent .*, SERVING [\d.]+ (ms|µs), gate open [\d.]+ (ms|µs)$/m)
     c.close()
   } finally {
     sock.cleanup()
