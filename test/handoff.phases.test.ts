@@ -79,3 +79,24 @@ test('the marks a peer sends are validated: absent is fine (an older release), m
   assert.deepEqual((c as { at: unknown }).at, { stopped: 1n, quiesced: 2n, stateSent: 3n, commit: 4n })
   assert.throws(() => parseCommitReply({ t: 'commit', v: 2, marks: { commit: 'soon' } }, 2), { code: 'ERR_PAGEGIFT_HANDOFF_PROTOCOL' })
 })
+
+test('watchPath wakes on a rename of the watched path, long before its timer', async () => {
+  const { mkdtempSync, renameSync, rmSync, writeFileSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join: joinPath } = await import('node:path')
+  const { watchPath } = await import('../src/handoff/pathwatch.ts')
+  const dir = mkdtempSync(joinPath(tmpdir(), 'pg-watch-'))
+  const path = joinPath(dir, 'h.sock')
+  writeFileSync(path, '')
+  const w = watchPath(path)
+  try {
+    const t0 = Date.now()
+    const woke = w.next(10_000)
+    setTimeout(() => renameSync(path, path + '.retired'), 20)
+    await woke
+    assert.ok(Date.now() - t0 < 5000, `woke after ${Date.now() - t0} ms, by the timer rather than the rename`)
+  } finally {
+    w.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+})

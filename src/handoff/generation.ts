@@ -19,6 +19,7 @@ import { code, handOff, type HandoffJob } from './predecessor.ts'
 import { LIMITS, MIN_PROTOCOL_VERSION, msg, negotiate, parseFirst, type HelloMsg } from './protocol.ts'
 import { takeOver, type Inheritance } from './successor.ts'
 import type { HandedOffInfo, HandoffRecord, Inherited, JoinOptions, StatusReport } from './types.ts'
+import { watchPath, type PathWatch } from './pathwatch.ts'
 import { Watchers } from './watchers.ts'
 
 export const DEFAULT_TIMEOUT_MS = 10_000
@@ -115,7 +116,8 @@ export class Generation extends EventEmitter {
     }
     this.#phase = 'serving'
     try {
-      this.#key = ensureKey(this.path)
+      // A successor has the key join() read: reading the file again would cost its first clients the system calls.
+      this.#key = inh?.key ?? ensureKey(this.path)
       this.#server = await this.#listen(inh !== null ? this.#opts.timeoutMs : 0)
     } catch (err) {
       if (inh === null) throw err
@@ -240,14 +242,22 @@ export class Generation extends EventEmitter {
   /** Takes the socket path; a successor waits (up to `retryMs`) for its predecessor to let go of it after SERVING. */
   async #listen (retryMs: number): Promise<HandoffServer> {
     const until = Date.now() + retryMs
-    for (;;) {
-      try {
-        return await this.#env.listen(this.path)
-      } catch (err) {
-        // EADDRINUSE: it still listens. ENOENT, EAGAIN: our probe met it in the middle of retiring.
-        if (!RETRY_LISTEN.has((err as { code?: string }).code ?? '') || Date.now() >= until) throw err
-        await new Promise((resolve) => setTimeout(resolve, 2))
+    let moved: PathWatch | null = null
+    try {
+      for (;;) {
+        try {
+          return await this.#env.listen(this.path)
+        } catch (err) {
+          // EADDRINUSE: it still listens. ENOENT, EAGAIN: our probe met it in the middle of retiring.
+          if (!RETRY_LISTEN.has((err as { code?: string }).code ?? '') || Date.now() >= until) throw err
+          // It renames the path away as soon as it has SERVING: be woken by that, not by a timer
+          // (our clients wait for ready()). Watching starts before the next try, so no rename is missed.
+          if (moved === null) moved = watchPath(this.path)
+          else await moved.next(2)
+        }
       }
+    } finally {
+      moved?.close()
     }
   }
 

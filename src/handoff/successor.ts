@@ -58,6 +58,8 @@ export interface Inheritance {
   gate: SuccessorGate
   /** The clock marks of this handoff so far (phases.ts): ours, and the predecessor's from COMMIT. */
   marks: Partial<Marks>
+  /** The service key we presented (read by join()), null if the service had none. */
+  key: string | null
 }
 
 function closeFds (env: Env, fds: number[]): void { for (const fd of fds) env.closeFd(fd) }
@@ -121,7 +123,7 @@ export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials,
       throw new PagegiftError(head.code, `The predecessor ${head.t === 'refused' ? 'refused the handoff' : 'rolled back'}: ${head.reason}`)
     }
     const bulk = await recvBulk(env, ch, reply, timeoutMs, v)
-    return { ...await adopt(env, ch, bulk.body, bulk.fds, offered, v, creds.layouts, testPoint), history, point: testPoint }
+    return { ...await adopt(env, ch, bulk.body, bulk.fds, offered, v, creds.layouts, testPoint), history, point: testPoint, key: creds.key }
   } catch (err) {
     releaseAll(env, Object.fromEntries(offered))
     ch.close()
@@ -149,7 +151,7 @@ async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fd
 }
 
 /** Validates STATE and takes ownership of its fds: handles and mappings, the rest closed. */
-async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>, testPoint: Point): Promise<Omit<Inheritance, 'history' | 'point'>> {
+async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>, testPoint: Point): Promise<Omit<Inheritance, 'history' | 'point' | 'key'>> {
   const gate = new SuccessorGate()
   const regions: Record<string, ArrayBuffer> = {}
   // fd indices whose ownership moved on (to a handle, or to a mapping); every other received fd is closed here.
