@@ -12,7 +12,7 @@ export interface Marks {
   stopped: bigint
   /** Predecessor: onHandoff returned, its handles checked. */
   quiesced?: bigint
-  /** Predecessor: STATE (and any copied region) sent. */
+  /** Predecessor: STATE handed to the kernel (or, with copied regions, the last of them sent). */
   stateSent?: bigint
   /** Successor: STATE received and validated, its fds wrapped as handles, its regions mapped. */
   adopted?: bigint

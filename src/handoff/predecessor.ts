@@ -108,10 +108,11 @@ async function handOver (env: Env, ch: HandoffChannel, job: HandoffJob, g: Guard
   const plan = planRegions(env, state.regions ?? {}, handleFds.length, offered, job.layouts)
   const handles: HandleWire[] = returned.map(([name, h], i) => ({ name, kind: h.kind, fd: i, pending: h.pending.toString('base64'), info: { ...h.info }, ...(draining.includes(name) ? { draining: true } : {}) }))
   const stateMsg = { t: 'state', v, generation: job.generation + 1, from: { pid: env.pid, version: job.version, generation: job.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null }
-  await race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds], v))
+  // Marked as it goes out, not after: the successor it wakes may take this CPU until it has sent READY.
+  await race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds], v, () => { marks.stateSent = env.now() }))
   await race(point('predecessor:state-sent'))
   const gifted = await race(sendGifts(ch, plan, (region, bytes, total) => { g.kick(); job.event({ event: 'progress', region, bytes, total }) }))
-  marks.stateSent = env.now()
+  if (plan.gifts.length > 0) marks.stateSent = env.now()
   const ready = await race(ch.recv())
   for (const fd of ready.fds) env.closeFd(fd)
   parseReady(ready.msg, v)
