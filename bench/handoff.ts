@@ -48,7 +48,7 @@ function startService (env: Record<string, string>): Service {
 }
 
 /** clientGap: per handoff, the longest gap any client saw across it; clientGaps: every client's. */
-interface SizeResult { bytes: number, clients: number, downtime: Stats, pause: Stats, clientGap: Stats, clientGaps: Stats, windowMaxWait: Stats, phases: Partial<Record<typeof PHASES[number], Stats>>, baseline: Stats | null, paths: string[] }
+interface SizeResult { bytes: number, clients: number, downtime: Stats, pause: Stats, clientGap: Stats, clientGaps: Stats, windowMaxWait: Stats, phases: Partial<Record<typeof PHASES[number], Stats>>, baseline: Stats | null, paths: string[], samples: { downtime: number[], pause: number[], clientGap: number[] } }
 
 type Info = { downtimeMs: number | null, pauseMs: number, regions: { path: string }[], phases?: Record<string, number | null> }
 
@@ -87,7 +87,7 @@ async function handoffs (bytes: number, runs: number, warmup: number, sock: stri
     current.child.kill('SIGTERM')
   }
   const phases = Object.fromEntries(PHASES.filter((p) => s.phases.has(p)).map((p) => [p, stats(s.phases.get(p) as number[])]))
-  return { bytes, clients: nclients, downtime: stats(s.downtime), pause: stats(s.pause), clientGap: stats(s.gap), clientGaps: stats(s.gaps), windowMaxWait: stats(s.wait), phases, paths: [...paths] }
+  return { bytes, clients: nclients, downtime: stats(s.downtime), pause: stats(s.pause), clientGap: stats(s.gap), clientGaps: stats(s.gaps), windowMaxWait: stats(s.wait), phases, paths: [...paths], samples: { downtime: s.downtime, pause: s.pause, clientGap: s.gap } }
 }
 
 /** Stop, write the state to /dev/shm, start a new process that reads it back: stop -> serving. */
