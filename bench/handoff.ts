@@ -48,7 +48,7 @@ function startService (env: Record<string, string>): Service {
 }
 
 /** clientGap: per handoff, the longest gap any client saw across it; clientGaps: every client's. */
-interface SizeResult { bytes: number, clients: number, downtime: Stats, pause: Stats, clientGap: Stats, clientGaps: Stats, windowMaxWait: Stats, phases: Partial<Record<typeof PHASES[number], Stats>>, baseline: Stats | null, paths: string[], samples: { downtime: number[], pause: number[], clientGap: number[] } }
+interface SizeResult { bytes: number, clients: number, downtime: Stats, pause: Stats, clientGap: Stats, clientGaps: Stats, windowMaxWait: Stats, phases: Partial<Record<typeof PHASES[number], Stats>>, baseline: Stats | null, paths: string[], samples: { downtime: number[], pause: number[], clientGap: number[], phases: Array<Record<string, number | null>> } }
 
 type Info = { downtimeMs: number | null, pauseMs: number, regions: { path: string }[], phases?: Record<string, number | null> }
 
@@ -59,7 +59,7 @@ async function handoffs (bytes: number, runs: number, warmup: number, sock: stri
   const { port } = await current.wait('listening') as { port: number }
   await current.wait('serving')
   const clients = Array.from({ length: nclients }, (_, i) => new LoadClient(port, i))
-  const s = { downtime: [] as number[], pause: [] as number[], gap: [] as number[], gaps: [] as number[], wait: [] as number[], phases: new Map<string, number[]>() }
+  const s = { downtime: [] as number[], pause: [] as number[], gap: [] as number[], gaps: [] as number[], wait: [] as number[], phases: new Map<string, number[]>(), each: [] as Array<Record<string, number | null>> }
   const paths = new Set<string>()
   try {
     for (let i = 0; i < warmup + runs; i++) {
@@ -78,6 +78,7 @@ async function handoffs (bytes: number, runs: number, warmup: number, sock: stri
         s.wait.push(Math.max(...clients.map((c) => c.maxWaitMs)))
         for (const r of info.regions) paths.add(r.path)
         for (const [k, v] of Object.entries(info.phases ?? {})) if (v !== null) s.phases.set(k, [...s.phases.get(k) ?? [], v])
+        s.each.push(info.phases ?? {})
       }
       for (const c of clients) c.maxWaitMs = 0
       current = next
@@ -87,7 +88,7 @@ async function handoffs (bytes: number, runs: number, warmup: number, sock: stri
     current.child.kill('SIGTERM')
   }
   const phases = Object.fromEntries(PHASES.filter((p) => s.phases.has(p)).map((p) => [p, stats(s.phases.get(p) as number[])]))
-  return { bytes, clients: nclients, downtime: stats(s.downtime), pause: stats(s.pause), clientGap: stats(s.gap), clientGaps: stats(s.gaps), windowMaxWait: stats(s.wait), phases, paths: [...paths], samples: { downtime: s.downtime, pause: s.pause, clientGap: s.gap } }
+  return { bytes, clients: nclients, downtime: stats(s.downtime), pause: stats(s.pause), clientGap: stats(s.gap), clientGaps: stats(s.gaps), windowMaxWait: stats(s.wait), phases, paths: [...paths], samples: { downtime: s.downtime, pause: s.pause, clientGap: s.gap, phases: s.each } }
 }
 
 /** Stop, write the state to /dev/shm, start a new process that reads it back: stop -> serving. */
