@@ -91,9 +91,10 @@ test('upgrade rolls back: a stuck successor is killed, the old generation still 
   try {
     const c = await firstGeneration({ HANDOFF_SOCK: sock.path })
     assert.equal(await c.request('INC 1'), '1 1')
-    const r = await cli(['upgrade', sock.path, '--timeout', '1500', ...successor([`HANDOFF_SOCK=${sock.path}`, 'HANDOFF_STALL_AT=successor:hello-sent'])])
+    // Long enough for the successor to start and say HELLO on a loaded machine (1.5 s was not, with load averages near 20).
+    const r = await cli(['upgrade', sock.path, '--timeout', '5000', ...successor([`HANDOFF_SOCK=${sock.path}`, 'HANDOFF_STALL_AT=successor:hello-sent'])])
     assert.equal(r.code, 1, r.out + r.err)
-    assert.match(r.err, /no commit within 1500 ms: killed the successor/)
+    assert.match(r.err, /no commit within 5000 ms: killed the successor/)
     assert.match(r.err, /rolled back: .*\[ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE\].*Generation 1 \(pid \d+\) is still serving/)
     assert.equal(await c.request('INC 1'), '1 2')
     const failing = await cli(['upgrade', sock.path, ...successor([`HANDOFF_SOCK=${sock.path}`, 'HANDOFF_KILL_AT=successor:hello-sent'])])
