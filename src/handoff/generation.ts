@@ -254,8 +254,7 @@ export class Generation extends EventEmitter {
         } catch (err) {
           // EADDRINUSE: it still listens. ENOENT, EAGAIN: our probe met it in the middle of retiring.
           if (!RETRY_LISTEN.has((err as { code?: string }).code ?? '') || Date.now() >= until) throw err
-          // It renames the path away as soon as it has SERVING: be woken by that, not by a timer
-          // (our clients wait for ready()). Watching starts before the next try, so no rename is missed.
+          // Woken by its rename (inotify), not a timer; watching starts before the next try.
           if (moved === null) moved = watchPath(this.path)
           else await moved.next(2)
         }
@@ -266,12 +265,9 @@ export class Generation extends EventEmitter {
   }
 
   /**
-   * Lets go of the socket path after SERVING. A successor of this version swaps its own socket in
-   * over the path: we close ours once it has (close() unlinks the path only if it still names ours).
-   * Otherwise (an older successor, or a path with no room for a name beside it) the successor binds
-   * after we let go, and closing alone would race (between our check that the file is ours and our
-   * unlink, the successor may replace it), so the file is first renamed out of the way (atomic); the
-   * successor then binds a fresh one, and ours is removed under its new name.
+   * Lets go of the path after SERVING. A successor of this version swaps its socket in over it: ours
+   * closes once it has (close() unlinks only a path still naming ours). Otherwise it binds after we
+   * let go, and a close would race its bind, so the file is renamed away (atomic) first.
    */
   async #retire (v: number): Promise<void> {
     const server = this.#server
