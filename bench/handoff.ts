@@ -1,29 +1,32 @@
 /**
- * `npm run bench -- handoff [--sizes=64m,1g,4g] [--runs=20] [--baseline-runs=5] [--quick]`
+ * `npm run bench -- handoff [--sizes=64m,1g,4g] [--runs=20 | --handoffs=100] [--clients=1]
+ *   [--baseline-runs=5] [--service-root=<checkout>] [--quick]`
  *
  * A TCP service (tools/handoff-service.ts) whose state is one giftable region of each size
- * hands over to a fresh copy of itself, again and again, while a client keeps sending requests.
- * Downtime runs from "stopped serving" in the old generation to "serving" in the new one, both
- * CLOCK_MONOTONIC. The client gap is what the load client saw: per handoff, the longest it waited
- * for an answer (from sending a request to its answer). The baseline is what a user would otherwise do: stop, write the state to a file
- * on /dev/shm, start the new version, read the file back.
+ * hands over to a fresh copy of itself, again and again, while `--clients` connections each keep
+ * one request in flight. Downtime runs from "stopped serving" in the old generation to "serving" in
+ * the new one, both CLOCK_MONOTONIC, and the record breaks it down by phase. The client gap is what
+ * the clients saw: per handoff, the longest of the clients' gaps between their last answer from the
+ * old generation and their first from the new one. `--service-root` runs another checkout's service
+ * (an older build, for an A/B run with this same harness). The baseline is what a user would
+ * otherwise do: stop, write the state to a file on /dev/shm, start the new version, read it back.
+ * Writes the JSON and an SVG timeline of the pause by phase to bench/results/.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs'
-import net from 'node:net'
+import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { LoadClient, PHASES, timelineSvg } from './handoff-load.ts'
 import { formatBytes, formatMs, printTable, stats, writeResults, type Stats } from './lib.ts'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const fixture = join(root, 'tools', 'handoff-service.ts')
+let root = join(dirname(fileURLToPath(import.meta.url)), '..')
 
 interface Service { child: ChildProcess, events: Record<string, unknown>[], wait: (event: string, ms?: number) => Promise<Record<string, unknown>> }
 
 function startService (env: Record<string, string>): Service {
-  const child = spawn(process.execPath, ['--import', 'tsx', fixture], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'tools', 'handoff-service.ts')], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
   const events: Record<string, unknown>[] = []
   let wake: (() => void) | null = null
   createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
@@ -44,73 +47,48 @@ function startService (env: Record<string, string>): Service {
   return { child, events, wait }
 }
 
-/** A client sending one request at a time; records the longest wait for an answer. */
-class LoadClient {
-  #socket: net.Socket
-  #sentAt = 0n
-  #buf = ''
-  answered = 0
-  maxGapMs = 0
-  failed: string | null = null
-  constructor (port: number) {
-    this.#socket = net.connect(port, '127.0.0.1')
-    this.#socket.on('error', (err) => { this.failed = err.message })
-    this.#socket.on('close', () => { this.failed ??= 'closed' })
-    this.#socket.on('data', (d) => {
-      this.#buf += d.toString()
-      let nl: number
-      while ((nl = this.#buf.indexOf('\n')) >= 0) {
-        this.#buf = this.#buf.slice(nl + 1)
-        this.answered++
-        const gap = Number(process.hrtime.bigint() - this.#sentAt) / 1e6
-        if (gap > this.maxGapMs) this.maxGapMs = gap
-        this.#send()
-      }
-    })
-    this.#send()
-  }
+/** clientGap: per handoff, the longest gap any client saw across it; clientGaps: every client's. */
+interface SizeResult { bytes: number, clients: number, downtime: Stats, pause: Stats, clientGap: Stats, clientGaps: Stats, windowMaxWait: Stats, phases: Partial<Record<typeof PHASES[number], Stats>>, baseline: Stats | null, paths: string[], samples: { downtime: number[], pause: number[], clientGap: number[], phases: Array<Record<string, number | null>> } }
 
-  #send (): void { this.#sentAt = process.hrtime.bigint(); this.#socket.write('INC 1\n') }
-  close (): void { this.#socket.removeAllListeners('close'); this.#socket.destroy() }
-}
+type Info = { downtimeMs: number | null, pauseMs: number, regions: { path: string }[], phases?: Record<string, number | null> }
 
-/** clientGap: per handoff, the longest any request of the load client waited for its answer (what a client sees). */
-interface SizeResult { bytes: number, downtime: Stats, pause: Stats, clientGap: Stats, baseline: Stats | null, paths: string[] }
-
-async function handoffs (bytes: number, runs: number, warmup: number, sock: string): Promise<Omit<SizeResult, 'baseline'>> {
+async function handoffs (bytes: number, runs: number, warmup: number, sock: string, nclients: number): Promise<Omit<SizeResult, 'baseline'>> {
   rmSync(sock, { force: true })
   const env = { HANDOFF_SOCK: sock, HANDOFF_REGION_BYTES: String(bytes), HANDOFF_TOUCH: '1', HANDOFF_VERSION: 'bench' }
   let current = startService(env)
   const { port } = await current.wait('listening') as { port: number }
   await current.wait('serving')
-  const client = new LoadClient(port)
-  const downtimes: number[] = []
-  const pauses: number[] = []
+  const clients = Array.from({ length: nclients }, (_, i) => new LoadClient(port, i))
+  const s = { downtime: [] as number[], pause: [] as number[], gap: [] as number[], gaps: [] as number[], wait: [] as number[], phases: new Map<string, number[]>(), each: [] as Array<Record<string, number | null>> }
   const paths = new Set<string>()
-  const gaps: number[] = []
   try {
     for (let i = 0; i < warmup + runs; i++) {
       const next = startService(env)
       const serving = await next.wait('serving')
       if (serving.generation !== i + 2) throw new Error(`expected generation ${i + 2} to serve, got ${String(serving.generation)}`)
-      const info = (await current.wait('handedOff')).info as { downtimeMs: number | null, pauseMs: number, regions: { path: string }[] }
+      const info = (await current.wait('handedOff')).info as Info
       const old = current.child
       if (old.exitCode === null && old.signalCode === null) await new Promise((resolve) => old.once('exit', resolve))
+      const gaps = await Promise.all(clients.map(async (c) => await c.crossing(i + 2, 10_000)))
       if (i >= warmup) {
-        downtimes.push(info.downtimeMs ?? NaN)
-        pauses.push(info.pauseMs)
+        s.downtime.push(info.downtimeMs ?? NaN)
+        s.pause.push(info.pauseMs)
+        s.gap.push(Math.max(...gaps))
+        s.gaps.push(...gaps)
+        s.wait.push(Math.max(...clients.map((c) => c.maxWaitMs)))
         for (const r of info.regions) paths.add(r.path)
-        gaps.push(client.maxGapMs)
+        for (const [k, v] of Object.entries(info.phases ?? {})) if (v !== null) s.phases.set(k, [...s.phases.get(k) ?? [], v])
+        s.each.push(info.phases ?? {})
       }
-      client.maxGapMs = 0
-      if (client.failed !== null) throw new Error(`load client: ${client.failed}`)
+      for (const c of clients) c.maxWaitMs = 0
       current = next
     }
   } finally {
-    client.close()
+    for (const c of clients) c.close()
     current.child.kill('SIGTERM')
   }
-  return { bytes, downtime: stats(downtimes), pause: stats(pauses), clientGap: stats(gaps), paths: [...paths] }
+  const phases = Object.fromEntries(PHASES.filter((p) => s.phases.has(p)).map((p) => [p, stats(s.phases.get(p) as number[])]))
+  return { bytes, clients: nclients, downtime: stats(s.downtime), pause: stats(s.pause), clientGap: stats(s.gap), clientGaps: stats(s.gaps), windowMaxWait: stats(s.wait), phases, paths: [...paths], samples: { downtime: s.downtime, pause: s.pause, clientGap: s.gap, phases: s.each } }
 }
 
 /** Stop, write the state to /dev/shm, start a new process that reads it back: stop -> serving. */
@@ -157,20 +135,27 @@ function flag (flags: string[], name: string): string | undefined {
 export async function run (flags: string[]): Promise<void> {
   const quick = flags.includes('--quick')
   const sizes = (flag(flags, 'sizes') ?? (quick ? '64m,1g' : '64m,1g,4g')).split(',').map(parseSize)
-  const runs = Number(flag(flags, 'runs') ?? (quick ? 5 : 20))
+  const runs = Number(flag(flags, 'handoffs') ?? flag(flags, 'runs') ?? (quick ? 5 : 20))
+  const nclients = Number(flag(flags, 'clients') ?? 1)
   const baselineRuns = Number(flag(flags, 'baseline-runs') ?? (quick ? 2 : 5))
+  root = flag(flags, 'service-root') ?? root
   const sock = join(tmpdir(), `pagegift-bench-handoff-${process.pid}.sock`)
   const results: SizeResult[] = []
   for (const bytes of sizes) {
-    process.stdout.write(`handoff: ${formatBytes(bytes)} x ${runs} (+2 warm-up) ...\n`)
-    const h = await handoffs(bytes, runs, 2, sock)
+    process.stdout.write(`handoff: ${formatBytes(bytes)} x ${runs} (+2 warm-up), ${nclients} client(s), service from ${root} ...\n`)
+    const h = await handoffs(bytes, runs, 2, sock, nclients)
     process.stdout.write(`baseline (/dev/shm file): ${formatBytes(bytes)} x ${baselineRuns} ...\n`)
     const b = baselineRuns > 0 ? await baseline(bytes, baselineRuns) : null
-    // Free the baseline's buffer now, not in the middle of the next size's handoffs (the load client runs here).
+    // Free the baseline's buffer now, not in the middle of the next size's handoffs (the load clients run here).
     const collect = (globalThis as { gc?: () => void }).gc
     if (collect !== undefined) collect()
     results.push({ ...h, baseline: b })
   }
+  report(results, root)
+}
+
+function report (results: SizeResult[], serviceRoot: string): void {
+  const ms = (x: Stats | undefined): string => x !== undefined ? formatMs(x.median) : '-'
   printTable(results.map((r) => ({
     region: formatBytes(r.bytes),
     'downtime median': formatMs(r.downtime.median),
@@ -184,8 +169,13 @@ export async function run (flags: string[]): Promise<void> {
     speedup: r.baseline !== null ? `${(r.baseline.median / r.downtime.median).toFixed(0)}x` : '-',
     runs: r.downtime.runs,
   })))
+  process.stdout.write('\npause by phase (medians; each from the end of the one before):\n')
+  printTable(results.map((r) => ({ region: formatBytes(r.bytes), ...Object.fromEntries(PHASES.map((p) => [p, ms(r.phases[p])])), 'client gap min': formatMs(r.clientGap.min), 'window max wait median': formatMs(r.windowMaxWait.median) })))
   const first = results[0]
   const last = results[results.length - 1]
   if (results.length > 1) process.stdout.write(`growth ${formatBytes(first.bytes)} -> ${formatBytes(last.bytes)}: ${(last.downtime.median / first.downtime.median).toFixed(2)}x\n`)
-  writeResults('handoff', results)
+  const file = writeResults('handoff', { serviceRoot, results })
+  const svg = file.replace(/\.json$/, '.svg')
+  writeFileSync(svg, timelineSvg(results.map((r) => ({ label: formatBytes(r.bytes), phases: r.phases, clientGap: r.clientGap })), `One handoff by phase (medians of ${results[0].downtime.runs}, ${results[0].clients} client(s))`))
+  process.stdout.write(`timeline: ${svg}\n`)
 }

@@ -1,6 +1,6 @@
 /** `pagegift status <socket> [--json]`: what the generation serving at a handoff socket reports. */
 import { status } from '../handoff/client.ts'
-import type { HandoffRecord, StatusReport } from '../handoff/types.ts'
+import type { HandoffRecord, PausePhases, StatusReport } from '../handoff/types.ts'
 import { formatBytes } from '../format.ts'
 
 const USAGE = 'usage: pagegift status <socket> [--json]'
@@ -21,7 +21,15 @@ export function describeRecord (r: HandoffRecord): string {
   return `generation ${r.generation}: pid ${r.fromPid} -> ${r.toPid}${r.version !== '' ? ` (${r.version})` : ''} at ${r.at}, downtime ${formatMs(r.downtimeMs)}, ${formatBytes(r.bytes)} in ${r.regions.length} region(s) [${paths}], ${r.handles} handle(s)`
 }
 
+const PHASE_LABELS: [keyof PausePhases, string][] = [['quiesce', 'quiesce'], ['state', 'STATE sent'], ['adopt', 'fds adopted'], ['ready', 'READY'], ['commit', 'COMMIT'], ['serving', 'SERVING'], ['open', 'gate open']]
+
+/** The pause by phase, in order ("?" where the peer did not say), e.g. "quiesce 40 µs, STATE sent 90 µs, ...". */
+export function describePhases (p: PausePhases): string {
+  return PHASE_LABELS.filter(([k]) => k !== 'open' || p.open !== null).map(([k, label]) => `${label} ${formatMs(p[k])}`).join(', ')
+}
+
 export function describeStatus (s: StatusReport): string {
+  const last = s.history[s.history.length - 1]
   const lines = [
     `generation ${s.generation}  pid ${s.pid}${s.version !== '' ? `  version ${s.version}` : ''}  uptime ${formatDuration(s.uptimeMs)}  ${s.state}`,
     `regions (${s.regions.length}, ${formatBytes(s.regions.reduce((n, r) => n + r.bytes, 0))}):`,
@@ -30,6 +38,7 @@ export function describeStatus (s: StatusReport): string {
     ...s.handles.map((h) => `  ${h.name}  ${h.kind}`),
     `history (${s.history.length}):`,
     ...s.history.map((r) => `  ${describeRecord(r)}`),
+    ...(last?.phases !== undefined ? [`last handoff by phase: ${describePhases(last.phases)}`] : []),
   ]
   return lines.join('\n')
 }

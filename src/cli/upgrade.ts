@@ -10,7 +10,7 @@ import { spawn as spawnChild, type ChildProcess, type SpawnOptions } from 'node:
 import { status as queryStatus, watch, type Watch } from '../handoff/client.ts'
 import { readKey } from '../handoff/key.ts'
 import type { HandoffRecord, WatchEvent } from '../handoff/types.ts'
-import { formatBytes, formatMs } from './status.ts'
+import { describePhases, formatBytes, formatMs } from './status.ts'
 
 const USAGE = 'usage: pagegift upgrade <socket> [--timeout <ms>] [--json] -- <command ...>'
 const DEFAULT_TIMEOUT_MS = 15_000
@@ -80,10 +80,13 @@ class Follower {
   }
 }
 
-function summary (r: HandoffRecord, successorView: number | null): string {
+/** `mine`: the successor's own record of the handoff (its phases include its gate opening), if it answered. */
+function summary (r: HandoffRecord, mine: HandoffRecord | null): string {
+  const phases = mine?.phases ?? r.phases
   const lines = [
     `committed: generation ${r.generation} (pid ${r.toPid}) is serving; pid ${r.fromPid} exits`,
-    `downtime: ${formatMs(r.downtimeMs)} (stopped serving -> successor serving, CLOCK_MONOTONIC); predecessor pause to COMMIT ${formatMs(r.pauseMs)}${successorView !== null ? `; successor's view ${formatMs(successorView)}` : ''}`,
+    `downtime: ${formatMs(r.downtimeMs)} (stopped serving -> successor serving, CLOCK_MONOTONIC); predecessor pause to COMMIT ${formatMs(r.pauseMs)}${mine !== null ? `; successor's view ${formatMs(mine.downtimeMs)}` : ''}`,
+    ...(phases !== undefined ? [`pause by phase: ${describePhases(phases)}`] : []),
     `moved: ${formatBytes(r.bytes)} in ${r.regions.length} region(s), ${r.handles} handle(s)`,
     ...r.regions.map((x) => `  region ${x.name}  ${formatBytes(x.bytes)}  ${x.path}${x.reason !== undefined ? ` (${x.reason})` : ''}`),
   ]
@@ -225,7 +228,7 @@ function onEvent (a: Args, deps: UpgradeDeps, w: Watch, child: ChildProcess, p: 
     return (async () => {
       const now = await queryStatus(a.socket, { retryMs: 2000 }).catch(() => null)
       const mine = now?.history.find((r) => r.generation === e.record.generation && r.toPid === e.record.toPid)
-      deps.out(a.json ? JSON.stringify({ committed: e.record, successor: mine ?? null }) + '\n' : summary(e.record, mine?.downtimeMs ?? null))
+      deps.out(a.json ? JSON.stringify({ committed: e.record, successor: mine ?? null }) + '\n' : summary(e.record, mine ?? null))
       return 0
     })()
   }

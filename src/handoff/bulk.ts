@@ -11,13 +11,14 @@ const PART_CHARS = 16_000
 const PART_FDS = 60
 const MAX_PARTS = Math.ceil(LIMITS.fds / PART_FDS) + 512
 
-/** Sends `body` as parts at protocol version `v` (the one negotiated on the channel). */
-export async function sendBulk (ch: HandoffChannel, t: string, body: unknown, fds: number[], v = PROTOCOL_VERSION): Promise<void> {
+/** Sends `body` as parts at protocol version `v` (the one negotiated on the channel); `last` is called just before the last part goes to the kernel. */
+export async function sendBulk (ch: HandoffChannel, t: string, body: unknown, fds: number[], v = PROTOCOL_VERSION, last?: () => void): Promise<void> {
   const json = JSON.stringify(body)
   const parts = Math.max(1, Math.ceil(json.length / PART_CHARS), Math.ceil(fds.length / PART_FDS))
   if (parts > MAX_PARTS || fds.length > LIMITS.fds) throw new RangeError(`handoff: state too large (${json.length} chars of JSON, ${fds.length} fds)`)
   for (let part = 0; part < parts; part++) {
     const slice = json.slice(part * PART_CHARS, (part + 1) * PART_CHARS)
+    if (part === parts - 1) last?.()
     await ch.send({ t, v, part, parts, json: slice }, fds.slice(part * PART_FDS, (part + 1) * PART_FDS))
   }
 }

@@ -19,6 +19,7 @@ import { code, handOff, type HandoffJob } from './predecessor.ts'
 import { LIMITS, MIN_PROTOCOL_VERSION, msg, negotiate, parseFirst, type HelloMsg } from './protocol.ts'
 import { takeOver, type Inheritance } from './successor.ts'
 import type { HandedOffInfo, HandoffRecord, Inherited, JoinOptions, StatusReport } from './types.ts'
+import { canSwap, inodeAt, swapIn, untilMoved, watchPath, type PathWatch } from './pathwatch.ts'
 import { Watchers } from './watchers.ts'
 
 export const DEFAULT_TIMEOUT_MS = 10_000
@@ -53,6 +54,8 @@ export class Generation extends EventEmitter {
   #history: HandoffRecord[]
   #startedAt = new Date()
   #key = ''
+  /** The inode of our socket at `path` (to tell whether a successor has put its own there). */
+  #pathIno: number | null = null
 
   constructor (path: string, env: Env, opts: JoinOptions, inheritance: Inheritance | null) {
     super()
@@ -115,8 +118,11 @@ export class Generation extends EventEmitter {
     }
     this.#phase = 'serving'
     try {
-      this.#key = ensureKey(this.path)
-      this.#server = await this.#listen(inh !== null ? this.#opts.timeoutMs : 0)
+      // A successor has the key join() read: reading the file again would cost its first clients the system calls.
+      this.#key = inh?.key ?? ensureKey(this.path)
+      // A successor swaps its socket in over the predecessor's (pathwatch.ts): its clients wait for ready().
+      this.#server = await (inh === null ? this.#listen(0) : canSwap(this.path) ? swapIn(this.#env, this.path) : this.#listen(this.#opts.timeoutMs))
+      this.#pathIno = inodeAt(this.path)
     } catch (err) {
       if (inh === null) throw err
       // We committed and serve; only our own successors cannot reach us. Say so, but do not fail.
@@ -223,10 +229,10 @@ export class Generation extends EventEmitter {
       const err = result.error
       this.#watchers.broadcast({ event: 'resumed', reason: err.message, code: code(err), ...(result.afterCommit ? { afterCommit: true } : {}) })
       this.emit('resumed', err)
+      if (result.afterCommit) await this.#reclaimPath()
       return
     }
-    // The successor waits for the socket path (EADDRINUSE) until we let go of it here.
-    await this.#retire().catch(() => {})
+    await this.#retire(v).catch(() => {})
     this.#phase = 'draining'
     this.#history.push(result.record)
     this.#trimHistory()
@@ -240,32 +246,57 @@ export class Generation extends EventEmitter {
   /** Takes the socket path; a successor waits (up to `retryMs`) for its predecessor to let go of it after SERVING. */
   async #listen (retryMs: number): Promise<HandoffServer> {
     const until = Date.now() + retryMs
-    for (;;) {
-      try {
-        return await this.#env.listen(this.path)
-      } catch (err) {
-        // EADDRINUSE: it still listens. ENOENT, EAGAIN: our probe met it in the middle of retiring.
-        if (!RETRY_LISTEN.has((err as { code?: string }).code ?? '') || Date.now() >= until) throw err
-        await new Promise((resolve) => setTimeout(resolve, 2))
+    let moved: PathWatch | null = null
+    try {
+      for (;;) {
+        try {
+          return await this.#env.listen(this.path)
+        } catch (err) {
+          // EADDRINUSE: it still listens. ENOENT, EAGAIN: our probe met it in the middle of retiring.
+          if (!RETRY_LISTEN.has((err as { code?: string }).code ?? '') || Date.now() >= until) throw err
+          // Woken by its rename (inotify), not a timer; watching starts before the next try.
+          if (moved === null) moved = watchPath(this.path)
+          else await moved.next(2)
+        }
       }
+    } finally {
+      moved?.close()
     }
   }
 
   /**
-   * Lets go of the socket path after SERVING, while the successor may already be trying to listen
-   * there. Closing alone would race: between our check that the file is ours and our unlink, the
-   * successor may replace it. So the file is first renamed out of the way (atomic); the successor
-   * then binds a fresh one, and ours is removed under its new name.
+   * Lets go of the path after SERVING. A successor of this version swaps its socket in over it: ours
+   * closes once it has (close() unlinks only a path still naming ours). Otherwise it binds after we
+   * let go, and a close would race its bind, so the file is renamed away (atomic) first.
    */
-  async #retire (): Promise<void> {
+  async #retire (v: number): Promise<void> {
     const server = this.#server
     this.#server = null
     if (server === null) return
+    if (v >= 2 && canSwap(this.path)) {
+      await untilMoved(this.path, this.#pathIno, this.#opts.timeoutMs)
+      await server.close()
+      return
+    }
     const retired = `${this.path}.${this.#env.pid}.retired`
     let moved = true
     try { renameSync(this.path, retired) } catch { moved = false }
     await server.close()
     if (moved) { try { unlinkSync(retired) } catch {} }
+  }
+
+  /** Resumed after COMMIT: a successor that died after SERVING may have left its socket over our path; ours goes back. */
+  async #reclaimPath (): Promise<void> {
+    if (this.#server === null || inodeAt(this.path) === this.#pathIno) return
+    await this.#server.close()
+    try {
+      this.#server = await this.#listen(0)
+      this.#pathIno = inodeAt(this.path)
+      this.#server.on('connection', (ch) => { void this.#onConnection(ch) })
+    } catch (err) {
+      this.#server = null
+      process.emitWarning(`pagegift handoff: serving again, but cannot listen on ${this.path} for successors: ${(err as Error).message}`)
+    }
   }
 
   #trimHistory (): void {

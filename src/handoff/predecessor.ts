@@ -15,6 +15,7 @@ import { collectingExports, fdHandle, flushHandle, Handle, handleClosed, hasQueu
 import { LIMITS, msg, parsePrepared, parseReady, parseServing, type HandleWire, type HelloMsg } from './protocol.ts'
 import { sendBulk } from './bulk.ts'
 import { offerable, planRegions, sendGifts } from './regions.ts'
+import { COMMIT_MARKS, marksWire, phasesOf, type Marks } from './phases.ts'
 import type { HandoffRecord, HandoffState, RegionReport, SuccessorInfo, WatchEvent } from './types.ts'
 
 /** What the Generation hands the protocol: fixed inputs, and the few questions only it can answer. */
@@ -51,7 +52,7 @@ const peerGone = (err: unknown): boolean => ['ERR_PAGEGIFT_PEER_CLOSED', 'ERR_PA
 export const code = (err: unknown): string => (err as { code?: unknown }).code as string ?? 'ERR_PAGEGIFT_HANDOFF'
 
 /** What the critical section produced, for the commit that follows it. */
-interface Sent { stoppedAt: bigint, pauseNs: bigint, regions: RegionReport[], handles: [string, Handle][], draining: string[] }
+interface Sent { stoppedAt: bigint, pauseNs: bigint, regions: RegionReport[], handles: [string, Handle][], draining: string[], marks: Marks }
 
 /** Runs one handoff on a channel whose HELLO the Generation admitted. Never throws. */
 export async function handOff (env: Env, ch: HandoffChannel, job: HandoffJob): Promise<HandoffResult> {
@@ -69,11 +70,11 @@ export async function handOff (env: Env, ch: HandoffChannel, job: HandoffJob): P
   }
   g.done()
   await (job.point ?? defaultPoint)('predecessor:committed')
-  const servingAt = await awaitServing(env, ch, job)
-  if (servingAt instanceof Error) return await rollback(ch, job.v, servingAt, sent.handles.map(([, h]) => h), true)
+  const serving = await awaitServing(env, ch, job)
+  if (serving instanceof Error) return await rollback(ch, job.v, serving, sent.handles.map(([, h]) => h), true)
   return {
     outcome: 'committed',
-    record: record(env, job, sent, servingAt),
+    record: record(env, job, sent, serving),
     drain: async () => {
       await drain(ch, job, sent)
       ch.close()
@@ -101,14 +102,17 @@ async function handOver (env: Env, ch: HandoffChannel, job: HandoffJob, g: Guard
   const draining = v >= 2 ? returned.filter(([, h]) => hasQueuedOutput(h)).map(([name]) => name) : []
   // A version-1 successor cannot hold its writes for us: its connections flush before they move, as they did then.
   if (v < 2) await race(Promise.all(returned.map(async ([, h]) => await flushHandle(h))))
+  const marks: Marks = { stopped: stoppedAt, quiesced: env.now() }
   await race(point('predecessor:quiesced'))
   const handleFds = returned.map(([, h]) => wireFd(h))
   const plan = planRegions(env, state.regions ?? {}, handleFds.length, offered, job.layouts)
   const handles: HandleWire[] = returned.map(([name, h], i) => ({ name, kind: h.kind, fd: i, pending: h.pending.toString('base64'), info: { ...h.info }, ...(draining.includes(name) ? { draining: true } : {}) }))
   const stateMsg = { t: 'state', v, generation: job.generation + 1, from: { pid: env.pid, version: job.version, generation: job.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null }
-  await race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds], v))
+  // Marked as it goes out, not after: the successor it wakes may take this CPU until it has sent READY.
+  await race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds], v, () => { marks.stateSent = env.now() }))
   await race(point('predecessor:state-sent'))
   const gifted = await race(sendGifts(ch, plan, (region, bytes, total) => { g.kick(); job.event({ event: 'progress', region, bytes, total }) }))
+  if (plan.gifts.length > 0) marks.stateSent = env.now()
   const ready = await race(ch.recv())
   for (const fd of ready.fds) env.closeFd(fd)
   parseReady(ready.msg, v)
@@ -117,9 +121,11 @@ async function handOver (env: Env, ch: HandoffChannel, job: HandoffJob, g: Guard
   // The fence and COMMIT are decided in one turn of the event loop: pagegift upgrade never kills a successor we committed to.
   if (job.fenced()) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_CANCELLED', 'pagegift upgrade gave up on this successor (its --timeout passed) before COMMIT')
   job.event({ event: 'committing', pid: job.hello.pid })
-  await race(ch.send(msg.commit(v)))
+  marks.commit = env.now()
+  // A version-1 successor (the previous release) gets COMMIT as it knows it.
+  await race(ch.send(msg.commit(v, v >= 2 ? marksWire(marks, COMMIT_MARKS) : undefined)))
   const regions = plan.wire.map((r) => gifted.get(r.name) ?? { name: r.name, bytes: r.byteLength, path: 'share' as const })
-  return { stoppedAt, pauseNs: env.now() - stoppedAt, regions, handles: returned, draining }
+  return { stoppedAt, pauseNs: env.now() - stoppedAt, regions, handles: returned, draining, marks }
 }
 
 /**
@@ -143,12 +149,13 @@ async function offerRegions (env: Env, ch: HandoffChannel, job: HandoffJob, race
  * SERVING, it never served a byte nor touched a region, so we resume. If it stays silent (stopped,
  * say) or sends anything else, it may still open its gate later: it is killed before we resume.
  */
-async function awaitServing (env: Env, ch: HandoffChannel, job: HandoffJob): Promise<bigint | Error> {
+async function awaitServing (env: Env, ch: HandoffChannel, job: HandoffJob): Promise<Partial<Marks> | Error> {
   const pid = ch.peer.pid
   try {
     const r = await ch.recv({ timeoutMs: job.timeoutMs })
     for (const fd of r.fds) env.closeFd(fd)
-    return BigInt(parseServing(r.msg, job.v).servingAt)
+    const s = parseServing(r.msg, job.v)
+    return { ...s.at, serving: BigInt(s.servingAt) }
   } catch (err) {
     if (peerGone(err)) return new PagegiftError('ERR_PAGEGIFT_HANDOFF_SUCCESSOR_GONE', `the successor (pid ${pid}) went away after COMMIT, before SERVING: it never served, so this generation resumes`, { cause: err })
     try { process.kill(pid, 'SIGKILL') } catch {}
@@ -175,7 +182,8 @@ async function rollback (ch: HandoffChannel, v: number, err: Error, handles: Han
   return { outcome: 'resumed', error: err, afterCommit }
 }
 
-function record (env: Env, job: HandoffJob, sent: Sent, servingAt: bigint): HandoffRecord {
+function record (env: Env, job: HandoffJob, sent: Sent, serving: Partial<Marks>): HandoffRecord {
+  const servingAt = serving.serving as bigint
   return {
     generation: job.generation + 1,
     fromPid: env.pid,
@@ -187,6 +195,7 @@ function record (env: Env, job: HandoffJob, sent: Sent, servingAt: bigint): Hand
     bytes: sent.regions.reduce((n, r) => n + r.bytes, 0),
     regions: sent.regions,
     handles: sent.handles.length,
+    phases: phasesOf({ ...sent.marks, adopted: serving.adopted, ready: serving.ready, serving: servingAt }),
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * `prime()`: runs the handoff's critical path once in this process, both sides, over a channel
  * pair in memory, with one listener and one connection on an abstract Unix socket (no file, no
- * port) for the export and adopt paths, and no Generation. A fresh process otherwise compiles
+ * port) for the export and adopt paths. A Generation is built but never listens: its contributors
+ * and watchers run the rehearsal's quiesce and events. A fresh process otherwise compiles
  * that code (V8 compiles functions lazily, at their first call) in the middle of its first and only
  * handoff, inside the pause. join() calls it unless told not to (`prime: false`). See
  * docs/handoff.md for what it costs and what it saves.
@@ -9,11 +10,14 @@
 import net from 'node:net'
 import { channelPair } from '../channel.ts'
 import { alloc, pageSize, release } from '../pages.ts'
+import { Contributors } from './contributors.ts'
 import { defaultEnv } from './env.ts'
+import { Generation } from './generation.ts'
 import { adoptServer, adoptSocket, exportServer, exportSocket } from './handles.ts'
 import { handOff, type HandoffJob } from './predecessor.ts'
 import { parseFirst, PROTOCOL_VERSION } from './protocol.ts'
 import { inherit, takeOver } from './successor.ts'
+import { Watchers } from './watchers.ts'
 
 let primed: Promise<boolean> | null = null
 
@@ -40,13 +44,25 @@ async function loopback (): Promise<{ server: net.Server, client: net.Socket, ac
   return { server, client, accepted }
 }
 
+/** A Generation's own code on the handoff path (built, given contributors, asked its status), never listening. */
+function rehearseGeneration (): void {
+  const g = new Generation('\0pagegift-prime', defaultEnv, { version: 'prime', exitOnHandoff: false }, null)
+  g.offerRegions(() => ({})).onHandoff(() => ({})).on('resumed', () => {}).on('handedOff', () => {})
+  g.status()
+}
+
 async function run (): Promise<void> {
   const [a, b] = channelPair()
   const region = alloc(pageSize)
   let received: Record<string, ArrayBuffer> = {}
   const { server, client, accepted } = await loopback()
   const adopted: (net.Server | net.Socket)[] = []
+  const contributors = new Contributors()
+  const watchers = new Watchers(defaultEnv)
   try {
+    // A region that is not giftable takes the gift ladder, as a real one would.
+    contributors.addQuiescer(() => ({ regions: { offered: region, copied: new Uint8Array(16) }, handles: { server: exportServer(server), conn: exportSocket(accepted) }, meta: { prime: true } }))
+    contributors.addOfferer(() => ({ offered: region }))
     const job: HandoffJob = {
       hello: { t: 'hello', v: 1, max: PROTOCOL_VERSION, pid: process.pid, version: 'prime' },
       v: PROTOCOL_VERSION,
@@ -56,11 +72,10 @@ async function run (): Promise<void> {
       pauseBudgetMs: 5000,
       layouts: { offered: 1 },
       history: [],
-      offer: () => ({ offered: region }),
-      // A region that is not giftable takes the gift ladder, as a real one would.
-      quiesce: async () => ({ regions: { offered: region, copied: new Uint8Array(16) }, handles: { server: exportServer(server), conn: exportSocket(accepted) }, meta: { prime: true } }),
-      fenced: () => false,
-      event: () => {},
+      offer: () => contributors.offer(),
+      quiesce: async (successor) => await contributors.quiesce(successor),
+      fenced: () => watchers.fenced,
+      event: (e) => watchers.broadcast(e),
       point: noPoint,
     }
     const inheriting = inherit(defaultEnv, b, { version: 'prime', key: null, layouts: { offered: { version: 1 } } }, 5000, noPoint)
@@ -73,6 +88,7 @@ async function run (): Promise<void> {
     const result = await handing
     if (result.outcome !== 'committed') throw result.error
     await result.drain()
+    rehearseGeneration()
   } finally {
     a.close()
     b.close()

@@ -5,6 +5,7 @@
  */
 import { PagegiftError } from '../errors.ts'
 import { Validator } from '../validate.ts'
+import { COMMIT_MARKS, SERVING_MARKS, type Marks } from './phases.ts'
 import type { HandoffRecord, StatusReport, WatchEvent } from './types.ts'
 
 /**
@@ -50,12 +51,14 @@ export interface StateMsg {
   meta: unknown
 }
 export interface RefusedMsg { t: 'refused', v: number, code: string, reason: string }
-export interface CommitMsg { t: 'commit', v: number }
+/** `marks`: the predecessor's clock marks so far (phases.ts), so the successor's record has the whole breakdown. */
+export interface CommitMsg { t: 'commit', v: number, marks?: Record<string, string> }
 export interface AbortMsg { t: 'abort', v: number, code: string, reason: string }
 export interface ReadyMsg { t: 'ready', v: number }
 /** The successor mapped the OFFER and is ready for the short critical section. */
 export interface PreparedMsg { t: 'prepared', v: number }
-export interface ServingMsg { t: 'serving', v: number, servingAt: string }
+/** `marks`: the successor's clock marks (phases.ts); an older successor sends none. */
+export interface ServingMsg { t: 'serving', v: number, servingAt: string, marks?: Record<string, string> }
 /** After SERVING: the predecessor flushed (ok) or gave up on (not ok) a draining connection's queued output. */
 export interface DrainedMsg { t: 'drained', v: number, handle: string, ok: boolean }
 export interface StatusMsg { t: 'status', v: number, status: StatusReport }
@@ -174,9 +177,9 @@ export function parseHelloReply (x: unknown, v?: number): ({ t: 'refused' | 'abo
   return { t: o.t as 'state' | 'offer', v: o.v as number }
 }
 
-export function parseCommitReply (x: unknown, v: number): CommitMsg | AbortMsg {
+export function parseCommitReply (x: unknown, v: number): (CommitMsg & { at: Partial<Marks> }) | AbortMsg {
   const o = envelope(x, ['commit', 'abort'], v)
-  if (o.t === 'commit') return { t: 'commit', v }
+  if (o.t === 'commit') return { t: 'commit', v, at: parseMarks(o.marks, COMMIT_MARKS) }
   return { t: 'abort', v, code: str(o, 'code', 64), reason: str(o, 'reason') }
 }
 
@@ -190,9 +193,18 @@ export function parseReady (x: unknown, v: number): ReadyMsg {
   return { t: 'ready', v }
 }
 
-export function parseServing (x: unknown, v: number): ServingMsg {
+export function parseServing (x: unknown, v: number): ServingMsg & { at: Partial<Marks> } {
   const o = envelope(x, ['serving'], v)
-  return { t: 'serving', v, servingAt: bigintString(o, 'servingAt') }
+  return { t: 'serving', v, servingAt: bigintString(o, 'servingAt'), at: parseMarks(o.marks, SERVING_MARKS) }
+}
+
+/** Reads the clock marks a peer sent (absent: an older release sends none); a malformed one is a protocol error. */
+function parseMarks (x: unknown, keys: readonly (keyof Marks)[]): Partial<Marks> {
+  if (x === undefined) return {}
+  const o = obj(x, "'marks'")
+  const out: Partial<Marks> = {}
+  for (const k of keys) if (o[k] !== undefined) out[k] = BigInt(bigintString(o, k))
+  return out
 }
 
 export function parseDrained (x: unknown, v: number): DrainedMsg {
@@ -229,11 +241,11 @@ export const msg = {
   hello: (pid: number, version: string, key: string | null): HelloMsg => ({ t: 'hello', v: MIN_PROTOCOL_VERSION, max: PROTOCOL_VERSION, pid, version, ...(key !== null ? { key } : {}) }),
   request: <T extends 'status' | 'watch'>(t: T, key: string | null = null): RequestMsg<T> => ({ t, v: MIN_PROTOCOL_VERSION, max: PROTOCOL_VERSION, ...(key !== null ? { key } : {}) }),
   refused: (v: number, code: string, reason: string): RefusedMsg => ({ t: 'refused', v, code, reason }),
-  commit: (v: number): CommitMsg => ({ t: 'commit', v }),
+  commit: (v: number, marks?: Record<string, string>): CommitMsg => ({ t: 'commit', v, ...(marks !== undefined ? { marks } : {}) }),
   abort: (v: number, code: string, reason: string): AbortMsg => ({ t: 'abort', v, code, reason }),
   ready: (v: number): ReadyMsg => ({ t: 'ready', v }),
   prepared: (v: number): PreparedMsg => ({ t: 'prepared', v }),
-  serving: (v: number, servingAt: bigint): ServingMsg => ({ t: 'serving', v, servingAt: servingAt.toString() }),
+  serving: (v: number, servingAt: bigint, marks?: Record<string, string>): ServingMsg => ({ t: 'serving', v, servingAt: servingAt.toString(), ...(marks !== undefined ? { marks } : {}) }),
   drained: (v: number, handle: string, ok: boolean): DrainedMsg => ({ t: 'drained', v, handle, ok }),
   fence: (v: number) => ({ t: 'fence', v }),
   status: (v: number, status: StatusReport): StatusMsg => ({ t: 'status', v, status }),

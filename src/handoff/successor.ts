@@ -13,6 +13,7 @@ import { inheritedHandle, type Gate, type Handle } from './handles.ts'
 import { msg, parseCommitReply, parseDrained, parseHelloReply, parseOffer, parseState, protocolError, type RegionWire, type StateMsg } from './protocol.ts'
 import { recvBulk } from './bulk.ts'
 import { mapShared, receiveGifts, releaseAll, takeOffered } from './regions.ts'
+import { marksWire, phasesOf, SERVING_MARKS, type Marks } from './phases.ts'
 import type { HandoffRecord, Inherited, LayoutSpec, RegionReport } from './types.ts'
 
 export class SuccessorGate implements Gate {
@@ -55,6 +56,10 @@ export interface Inheritance {
   paths: Map<string, RegionReport['path']>
   inherited: Inherited
   gate: SuccessorGate
+  /** The clock marks of this handoff so far (phases.ts): ours, and the predecessor's from COMMIT. */
+  marks: Partial<Marks>
+  /** The service key we presented (read by join()), null if the service had none. */
+  key: string | null
 }
 
 function closeFds (env: Env, fds: number[]): void { for (const fd of fds) env.closeFd(fd) }
@@ -118,7 +123,7 @@ export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials,
       throw new PagegiftError(head.code, `The predecessor ${head.t === 'refused' ? 'refused the handoff' : 'rolled back'}: ${head.reason}`)
     }
     const bulk = await recvBulk(env, ch, reply, timeoutMs, v)
-    return { ...await adopt(env, ch, bulk.body, bulk.fds, offered, v, creds.layouts, testPoint), history, point: testPoint }
+    return { ...await adopt(env, ch, bulk.body, bulk.fds, offered, v, creds.layouts, testPoint), history, point: testPoint, key: creds.key }
   } catch (err) {
     releaseAll(env, Object.fromEntries(offered))
     ch.close()
@@ -146,7 +151,7 @@ async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fd
 }
 
 /** Validates STATE and takes ownership of its fds: handles and mappings, the rest closed. */
-async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>, testPoint: Point): Promise<Omit<Inheritance, 'history' | 'point'>> {
+async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>, testPoint: Point): Promise<Omit<Inheritance, 'history' | 'point' | 'key'>> {
   const gate = new SuccessorGate()
   const regions: Record<string, ArrayBuffer> = {}
   // fd indices whose ownership moved on (to a handle, or to a mapping); every other received fd is closed here.
@@ -166,8 +171,9 @@ async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[]
     fds.forEach((_, i) => taken.add(i))
     const paths = await receiveGifts(env, ch, state.regions, regions)
     const inherited: Inherited = { regions, handles, meta: state.meta, from: state.from, layouts: Object.fromEntries(state.regions.map((r) => [r.name, r.layout])) }
+    const marks: Partial<Marks> = { adopted: env.now() }
     await testPoint('successor:state-received')
-    return { ch, v, state, inherited, gate, paths }
+    return { ch, v, state, inherited, gate, paths, marks }
   } catch (err) {
     closeFds(env, fds.filter((_, i) => !taken.has(i)))
     gate.abort()
@@ -196,12 +202,14 @@ export async function commit (env: Env, inh: Inheritance, timeoutMs: number): Pr
   try {
     await inh.point('successor:before-ready')
     if (ch.closed) throw new PagegiftError('ERR_PAGEGIFT_PEER_CLOSED', 'handoff channel closed before READY')
+    inh.marks.ready = env.now()
     await ch.send(msg.ready(inh.v))
     await inh.point('successor:ready-sent')
     const r = await ch.recv({ timeoutMs })
     closeFds(env, r.fds)
     const reply = parseCommitReply(r.msg, inh.v)
     if (reply.t === 'abort') throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_ABORTED', `The predecessor rolled back: ${reply.reason} [${reply.code}]`)
+    Object.assign(inh.marks, reply.at)
     return 'commit'
   } catch (err) {
     if (isPeerGone(err) && await gone(env, pid, 2000)) return 'takeover'
@@ -233,13 +241,15 @@ export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, m
   const servingAt = env.now()
   if (how === 'commit') {
     await inh.point('successor:committed')
-    const sent = await inh.ch.send(msg.serving(inh.v, servingAt)).then(() => true, () => false)
+    const marks = inh.v >= 2 ? marksWire(inh.marks, SERVING_MARKS) : undefined
+    const sent = await inh.ch.send(msg.serving(inh.v, servingAt, marks)).then(() => true, () => false)
     if (!sent && !await gone(env, inh.state.from.pid, 2000)) {
       abandon(env, inh)
       throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_ABORTED', `The predecessor (pid ${inh.state.from.pid}) did not get SERVING after COMMIT, so it serves on: nothing was taken over`)
     }
   }
   inh.gate.open()
+  const openAt = env.now()
   await inh.point('successor:serving')
   if (how === 'commit') void awaitDrained(env, inh, timeoutMs)
   else stopDraining(inh)
@@ -257,6 +267,7 @@ export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, m
     bytes: st.regions.reduce((n, r) => n + r.byteLength, 0),
     regions: st.regions.map((r) => ({ name: r.name, bytes: r.byteLength, path: inh.paths.get(r.name) ?? 'share' })),
     handles: st.handles.length,
+    phases: phasesOf({ ...inh.marks, stopped: BigInt(st.stoppedAt), serving: servingAt, open: openAt }),
   }
 }
 

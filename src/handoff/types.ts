@@ -36,6 +36,26 @@ export interface SuccessorInfo { pid: number, uid: number, version: string }
 /** How one region travelled. `share` maps the same sealed memfd pages (no copy). */
 export interface RegionReport { name: string, bytes: number, path: 'share' | 'move' | 'cma' | 'splice' | 'copy', reason?: string }
 
+/**
+ * The pause by phase, in ms, each from the end of the one before (CLOCK_MONOTONIC marks of both
+ * processes, see phases.ts): `quiesce` the onHandoff contributors; `state` STATE built and sent;
+ * `adopt` the successor received it, wrapped its fds and mapped its regions; `ready` the
+ * successor's app adopted them and sent READY; `commit` READY reached the predecessor, which sent
+ * COMMIT; `serving` COMMIT reached the successor, which sent SERVING. Up to `commit` they add up
+ * to at most `pauseMs`, up to `serving` to `downtimeMs`. `open`: SERVING to the successor's gate
+ * opening (it reads and accepts again), in the successor's record only. null: the peer did not
+ * say (an older release).
+ */
+export interface PausePhases {
+  quiesce: number | null
+  state: number | null
+  adopt: number | null
+  ready: number | null
+  commit: number | null
+  serving: number | null
+  open: number | null
+}
+
 /** One finished handoff, as kept in the history and reported by `handedOff` and `pagegift status`. */
 export interface HandoffRecord {
   /** Generation that took over. */
@@ -51,6 +71,8 @@ export interface HandoffRecord {
   bytes: number
   regions: RegionReport[]
   handles: number
+  /** Where the pause went; absent in records an older release wrote. */
+  phases?: PausePhases
 }
 
 /** The `handedOff` event payload. */

@@ -1,0 +1,68 @@
+/**
+ * The handoff socket path changing hands. A successor that sent SERVING binds its own socket beside
+ * the path and renames it over the path, so the path names a live listener throughout (the
+ * predecessor's, then the successor's) and the successor's ready(), which its first clients wait
+ * for, never waits for the predecessor to let go. The predecessor closes its own socket once the
+ * path has moved, woken by inotify.
+ */
+import { lstatSync, renameSync, watch } from 'node:fs'
+import { basename, dirname } from 'node:path'
+import type { Env, HandoffServer } from './env.ts'
+
+const SIDE = '.new'
+
+/** True when a name beside `path` still fits a Unix socket address; otherwise the path is handed over the old way (predecessor renames it away, successor binds). */
+export const canSwap = (path: string): boolean => Buffer.byteLength(path + SIDE) <= 107
+
+/** The inode `path` names, or null if nothing. */
+export function inodeAt (path: string): number | null {
+  try { return lstatSync(path).ino } catch { return null }
+}
+
+/** Successor, after SERVING went out (the path is ours from then on): our socket, renamed over the path. */
+export async function swapIn (env: Env, path: string): Promise<HandoffServer> {
+  const side = path + SIDE
+  // A stale file there (a successor that died here) is replaced by listen(); a live one cannot exist: one successor commits at a time.
+  const server = await env.listen(side)
+  try {
+    renameSync(side, path)
+  } catch (err) {
+    await server.close()
+    throw err
+  }
+  return server
+}
+
+/** Predecessor: waits, up to `ms`, until `path` no longer names the socket with inode `ino`. */
+export async function untilMoved (path: string, ino: number | null, ms: number): Promise<void> {
+  const until = Date.now() + ms
+  const w = watchPath(path)
+  try {
+    while (ino !== null && inodeAt(path) === ino && Date.now() < until) await w.next(Math.min(100, until - Date.now()))
+  } finally {
+    w.close()
+  }
+}
+
+export interface PathWatch { next: (ms: number) => Promise<void>, close: () => void }
+
+/** Wakes on any change to `path`'s directory entry (inotify), or after `ms` at the latest. */
+export function watchPath (path: string): PathWatch {
+  let wake: (() => void) | null = null
+  let w: ReturnType<typeof watch> | null = null
+  try {
+    w = watch(dirname(path), { persistent: false }, (_, name) => { if (name === null || name === basename(path) || name === basename(path) + SIDE) wake?.() })
+    w.on('error', () => {})
+  } catch {
+    // No inotify (limits reached, say): the timer alone.
+  }
+  return {
+    next: async (ms) => {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => { wake = null; resolve() }, ms)
+        wake = () => { clearTimeout(timer); wake = null; resolve() }
+      })
+    },
+    close: () => { w?.close() },
+  }
+}
