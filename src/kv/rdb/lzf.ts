@@ -1,0 +1,102 @@
+/**
+ * LZF, as liblzf (and so Redis) encodes it. A control byte below 32 starts a run of ctrl+1 literal
+ * bytes; otherwise its top 3 bits are a length (7 means "add the next byte") and the rest, with the
+ * next byte, a distance back into the output. Decompression checks every bound: the input is a file.
+ */
+import { rdbError } from './errors.ts'
+
+/** Decompresses `src[s, e)` into exactly `outLen` bytes, or throws ERR_RDB_CORRUPT. */
+export function lzfDecompress (src: Buffer, s: number, e: number, outLen: number): Buffer {
+  const out = Buffer.allocUnsafe(outLen)
+  let ip = s
+  let op = 0
+  while (ip < e) {
+    const ctrl = src[ip++]
+    if (ctrl < 32) {
+      const n = ctrl + 1
+      if (ip + n > e || op + n > outLen) throw rdbError('ERR_RDB_CORRUPT', 'lzf literal run overflows')
+      src.copy(out, op, ip, ip + n)
+      ip += n
+      op += n
+      continue
+    }
+    let len = ctrl >>> 5
+    if (len === 7) {
+      if (ip >= e) throw rdbError('ERR_RDB_CORRUPT', 'lzf back reference cut short')
+      len += src[ip++]
+    }
+    if (ip >= e) throw rdbError('ERR_RDB_CORRUPT', 'lzf back reference cut short')
+    let ref = op - ((ctrl & 0x1f) << 8) - src[ip++] - 1
+    len += 2
+    if (ref < 0 || op + len > outLen) throw rdbError('ERR_RDB_CORRUPT', 'lzf back reference out of range')
+    // Byte by byte: a reference may overlap the bytes it produces.
+    while (len-- > 0) out[op++] = out[ref++]
+  }
+  if (op !== outLen) throw rdbError('ERR_RDB_CORRUPT', `lzf output is ${op} bytes, expected ${outLen}`)
+  return out
+}
+
+const HLOG = 14
+const MAX_OFF = 1 << 13
+const MAX_REF = (1 << 8) + (1 << 3)
+const table = new Int32Array(1 << HLOG)
+
+/**
+ * Compresses `src`; returns null when the result would not be smaller (Redis then stores the string
+ * raw). A hash of each 3-byte sequence remembers where it was last seen.
+ */
+export function lzfCompress (src: Buffer): Buffer | null {
+  const n = src.length
+  if (n < 4) return null
+  const out = Buffer.allocUnsafe(n - 1)
+  const limit = out.length
+  table.fill(-1)
+  let ip = 0
+  let op = 1
+  let lit = 0
+  while (ip + 2 < n) {
+    const h = (((src[ip] << 16) | (src[ip + 1] << 8) | src[ip + 2]) * 0x9e3779b1) >>> (32 - HLOG)
+    const ref = table[h]
+    table[h] = ip
+    const off = ip - ref - 1
+    if (ref >= 0 && off < MAX_OFF && src[ref] === src[ip] && src[ref + 1] === src[ip + 1] && src[ref + 2] === src[ip + 2]) {
+      const max = Math.min(MAX_REF, n - ip)
+      let len = 3
+      while (len < max && src[ref + len] === src[ip + len]) len++
+      if (op + 3 >= limit) return null
+      if (lit === 0) op--
+      else out[op - lit - 1] = lit - 1
+      const l = len - 2
+      if (l < 7) {
+        out[op++] = (l << 5) | (off >>> 8)
+      } else {
+        out[op++] = (7 << 5) | (off >>> 8)
+        out[op++] = l - 7
+      }
+      out[op++] = off & 0xff
+      op++
+      lit = 0
+      ip += len
+      continue
+    }
+    if (op >= limit) return null
+    out[op++] = src[ip++]
+    if (++lit === 32) {
+      out[op - lit - 1] = lit - 1
+      lit = 0
+      op++
+    }
+  }
+  while (ip < n) {
+    if (op >= limit) return null
+    out[op++] = src[ip++]
+    if (++lit === 32) {
+      out[op - lit - 1] = lit - 1
+      lit = 0
+      op++
+    }
+  }
+  if (lit === 0) op--
+  else out[op - lit - 1] = lit - 1
+  return op >= n || op > limit ? null : out.subarray(0, op)
+}
