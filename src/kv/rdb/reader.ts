@@ -29,12 +29,41 @@ export class RdbReader {
   checksum: 'verified' | 'absent' | null = null
   private done = false
 
+  /** Takes ownership of `src`: it is closed if the header is refused, otherwise by `close()`. */
   constructor (src: ByteSource) {
     this.in = new RdbInput(src)
+    try {
+      this.header()
+    } catch (err) {
+      src.close()
+      throw err
+    }
+  }
+
+  private header (): void {
     const magic = this.in.size >= 9 ? this.in.view(9).toString('latin1') : ''
     if (!/^REDIS\d{4}$/.test(magic)) throw rdbError('ERR_RDB_BAD_MAGIC', 'not an RDB file (no REDIS header)', 0)
     this.version = Number(magic.slice(5))
     if (this.version < 1 || this.version > RDB_MAX_READ_VERSION) throw rdbError('ERR_RDB_VERSION', `RDB version ${this.version} is not supported (1 to ${RDB_MAX_READ_VERSION})`, 5)
+  }
+
+  /**
+   * Reads every key into `onKey`, yielding to the event loop every `sliceMs` of work so that a big
+   * file does not stall timers and signals. Closes the source whatever happens.
+   */
+  async forEach (onKey: (k: RdbKey) => void, sliceMs = 10): Promise<void> {
+    try {
+      let slice = performance.now()
+      for (let k = this.next(), n = 0; k !== null; k = this.next(), n++) {
+        onKey(k)
+        if ((n & 63) === 0 && performance.now() - slice > sliceMs) {
+          await new Promise((resolve) => setImmediate(resolve))
+          slice = performance.now()
+        }
+      }
+    } finally {
+      this.close()
+    }
   }
 
   /** The next key, or null at the (verified) end. */
