@@ -10,7 +10,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { KvClient } from '../src/kv/client.ts'
-import { ensurePeers, startRedis } from '../tools/kv/peers.ts'
+import { spawnSync } from 'node:child_process'
+import { startRedis } from '../tools/kv/peers.ts'
 import { freePort, startKv, startProcess, type Proc } from '../tools/kv/procs.ts'
 import { printTable, stats, writeResults } from './lib.ts'
 
@@ -34,15 +35,15 @@ function rowOf (test: string, csv: string): Sample | null {
   return null
 }
 
-/** One redis-benchmark test against one server; `-e` makes error replies visible, and they are counted. */
+/** One redis-benchmark test against one server. redis-benchmark 7 exits at the first error reply, which counts as one. */
 async function benchOne (port: number, test: string, o: Options): Promise<Sample | null> {
   const p = startProcess('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-t', test, '-n', String(o.requests),
-    '-r', '1000000', '-d', '64', '-c', String(o.clients), '-P', String(o.pipeline), '-e', '--csv'])
+    '-r', '1000000', '-d', '64', '-c', String(o.clients), '-P', String(o.pipeline), '--csv'])
   const code = await Promise.race([p.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 300_000))])
   if (code === null) { await p.stop('SIGKILL'); return null }
   const sample = rowOf(test, p.output())
-  const errors = (p.output().match(/error/gi) ?? []).length
-  if (sample === null) return errors > 0 ? { rps: 0, p50Ms: 0, p99Ms: 0, errors } : null
+  const errors = (p.output().match(/Error from server|^ERR /gm) ?? []).length + (code !== 0 ? 1 : 0)
+  if (sample === null || code !== 0) return errors > 0 ? { rps: 0, p50Ms: 0, p99Ms: 0, errors } : null
   return { ...sample, errors }
 }
 
@@ -76,7 +77,7 @@ function median (samples: Sample[]): Sample | null {
 
 export async function run (flags: string[]): Promise<Row[]> {
   const o = parseFlags(flags)
-  ensurePeers()
+  for (const bin of ['redis-server', 'redis-benchmark']) if (spawnSync('which', [bin]).status !== 0) throw new Error(`kv-types bench: ${bin} is not installed (apt-get install redis-server redis-tools)`)
   const dir = mkdtempSync(join(tmpdir(), 'kv-types-bench-'))
   const ports: Record<Target, number> = { 'pagegift-kv': await freePort(), 'redis-server': await freePort() }
   const servers: Proc[] = []

@@ -13,6 +13,9 @@ export type RdbErrorCode =
   | 'ERR_RDB_UNSUPPORTED' // a valid Redis type pagegift-kv does not store (streams, modules)
   | 'ERR_RDB_CORRUPT' // a length, encoding or packed structure that cannot be right
   | 'ERR_RDB_TRAILING' // bytes after the checksum
+  | 'ERR_RDB_DB_RANGE' // a database number the store does not have
+  | 'ERR_RDB_DUPLICATE_KEY' // the same key twice in one database
+  | 'ERR_RDB_OOM' // the data does not fit maxmemory
 
 export interface RdbError extends Error { code: RdbErrorCode, offset?: number }
 

@@ -36,10 +36,10 @@ export function lzfDecompress (src: Buffer, s: number, e: number, outLen: number
   return out
 }
 
-const HLOG = 14
+const MAX_HLOG = 14
 const MAX_OFF = 1 << 13
 const MAX_REF = (1 << 8) + (1 << 3)
-const table = new Int32Array(1 << HLOG)
+const table = new Int32Array(1 << MAX_HLOG)
 
 /**
  * Compresses `src`; returns null when the result would not be smaller (Redis then stores the string
@@ -50,12 +50,15 @@ export function lzfCompress (src: Buffer): Buffer | null {
   if (n < 4) return null
   const out = Buffer.allocUnsafe(n - 1)
   const limit = out.length
-  table.fill(-1)
+  // A table sized to the input: clearing 16K slots for every short value would cost more than compressing it.
+  let hlog = 8
+  while (hlog < MAX_HLOG && 1 << hlog < n) hlog++
+  table.fill(-1, 0, 1 << hlog)
   let ip = 0
   let op = 1
   let lit = 0
   while (ip + 2 < n) {
-    const h = (((src[ip] << 16) | (src[ip + 1] << 8) | src[ip + 2]) * 0x9e3779b1) >>> (32 - HLOG)
+    const h = Math.imul((src[ip] << 16) | (src[ip + 1] << 8) | src[ip + 2], 0x9e3779b1) >>> (32 - hlog)
     const ref = table[h]
     table[h] = ip
     const off = ip - ref - 1
