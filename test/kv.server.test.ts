@@ -65,7 +65,7 @@ test('keyspace: DEL, EXISTS, TYPE, KEYS, SCAN, DBSIZE, SELECT', async () => {
     for (const k of r[1]) seen.add(k)
   } while (cursor !== '0')
   assert.equal(seen.size, 500)
-  assert.deepEqual(await run(['SELECT', 0], ['SELECT', 1], ['SCAN', 'x']), ['OK', 'ERR:ERR DB index is out of range', 'ERR:ERR invalid cursor'])
+  assert.deepEqual(await run(['SELECT', 0], ['SELECT', 16], ['SCAN', 'x']), ['OK', 'ERR:ERR DB index is out of range', 'ERR:ERR invalid cursor'])
 })
 
 test('server commands and errors: PING, ECHO, INFO, CONFIG GET, COMMAND, CLIENT, unknown, arity', async () => {

@@ -24,6 +24,8 @@ export interface ConnHost {
 export interface AdoptedClient {
   name: string
   authenticated: boolean
+  /** Its selected database. */
+  db: number
   /** The predecessor's query buffer region, taken over as is, with `length` bytes in use. */
   region?: { buffer: ArrayBuffer, length: number }
   /** Bytes to put in the query buffer (after the region's): packed small buffers, the socket's unread bytes. */
@@ -48,6 +50,8 @@ export class Conn implements ClientInfo {
   name = ''
   closing = false
   authenticated: boolean
+  /** The selected database (SELECT). */
+  db = 0
   readonly socket: Socket
   readonly query: QueryBuffer
   private readonly host: ConnHost
@@ -78,6 +82,7 @@ export class Conn implements ClientInfo {
       this.frozen = true
       this.adopted = true
       this.name = adopted.name
+      this.db = adopted.db
       if (adopted.region !== undefined) this.query.adopt(adopted.region.buffer, adopted.region.length)
       for (const b of adopted.bytes) if (!this.query.absorb(b)) this.closing = true
     }

@@ -18,6 +18,8 @@ export interface ClientMeta {
   name: string
   /** It passed AUTH (or came before there was a password): it stays so in the successor. */
   authenticated: boolean
+  /** Its selected database (absent from a predecessor without databases: 0). */
+  db?: number
   /** The name of the region holding its query buffer, and the bytes in use there. */
   region?: string
   length?: number
@@ -46,14 +48,14 @@ export function exportClients (conns: Conn[], storeRegions: number, alloc: (byte
   const out: ExportedClients = { regions: {}, clients: {}, pack: null }
   for (const [name, c] of own) {
     out.regions[name] = c.query.region as ArrayBuffer
-    out.clients[`client.${c.id}`] = { name: c.name, authenticated: c.authenticated, region: name, length: c.query.len }
+    out.clients[`client.${c.id}`] = { name: c.name, authenticated: c.authenticated, db: c.db, region: name, length: c.query.len }
   }
   const rest = conns.filter((c) => !(`client.${c.id}` in out.clients))
   const packed = rest.reduce((n, c) => n + c.query.len, 0)
   const pack = packed > 0 ? Buffer.from(out.pack = alloc(packed)) : null
   let at = 0
   for (const c of rest) {
-    const meta: ClientMeta = { name: c.name, authenticated: c.authenticated }
+    const meta: ClientMeta = { name: c.name, authenticated: c.authenticated, db: c.db }
     if (pack !== null && c.query.len > 0) {
       meta.pack = [at, c.query.len]
       at += c.query.pending().copy(pack, at)
@@ -72,7 +74,7 @@ export function adoptedClient (m: unknown, regions: Record<string, ArrayBuffer>,
   // A predecessor from before AUTH sent only the name, and had no password.
   const meta = (typeof m === 'string' ? { name: m, authenticated: true } : typeof m === 'object' && m !== null ? m : {}) as Partial<ClientMeta>
   // A client the predecessor did not vouch for must AUTH again.
-  const client: AdoptedClient = { name: typeof meta.name === 'string' ? meta.name : '', authenticated: meta.authenticated === true, bytes: [] }
+  const client: AdoptedClient = { name: typeof meta.name === 'string' ? meta.name : '', authenticated: meta.authenticated === true, db: Number.isInteger(meta.db) && (meta.db as number) >= 0 ? meta.db as number : 0, bytes: [] }
   if (typeof meta.region === 'string') {
     const buffer = regions[meta.region]
     if (!(buffer instanceof ArrayBuffer) || !isLength(meta.length, buffer.byteLength)) throw new TypeError(`pagegift-kv: client query region ${meta.region} is missing or too short`)

@@ -1,8 +1,7 @@
 /** The INFO reply: Redis's sections that tools read, plus a `pagegift` section about live upgrades. */
 import { memoryUsage } from 'node:process'
-import type { Compactor } from './compactor.ts'
+import type { Databases } from './databases.ts'
 import type { SnapshotReport } from './snapshot.ts'
-import type { Store } from './store.ts'
 
 export interface ServerStats {
   generation: number
@@ -16,15 +15,13 @@ export interface ServerStats {
 }
 
 export interface InfoFacts {
-  store: Store
+  dbs: Databases
   stats: ServerStats
   port: number
   started: number
   clients: number
   commands: number
   connections: number
-  compactor: Compactor
-  expired: number
   lastSave: SnapshotReport | null
 }
 
@@ -39,10 +36,12 @@ const sections: Record<string, Section> = {
   clients: (f) => ({ connected_clients: f.clients, maxclients: 10000 }),
   memory: (f) => {
     const m = memoryUsage()
+    const used = f.dbs.usedBytes()
+    const r = regions(f.dbs)
     return {
-      used_memory: f.store.usedBytes, used_memory_human: human(f.store.usedBytes), used_memory_rss: m.rss,
-      used_memory_rss_human: human(m.rss), used_memory_dataset: f.store.liveBytes, allocated_regions_bytes: f.store.allocatedBytes,
-      js_heap_used: m.heapUsed, maxmemory: f.store.maxmemory, maxmemory_human: human(f.store.maxmemory), maxmemory_policy: 'noeviction'
+      used_memory: used, used_memory_human: human(used), used_memory_rss: m.rss,
+      used_memory_rss_human: human(m.rss), used_memory_dataset: r.live, allocated_regions_bytes: r.bytes,
+      js_heap_used: m.heapUsed, maxmemory: f.dbs.maxmemory, maxmemory_human: human(f.dbs.maxmemory), maxmemory_policy: 'noeviction'
     }
   },
   persistence: (f) => ({
@@ -51,16 +50,31 @@ const sections: Record<string, Section> = {
     pagegift_last_save_ms: f.lastSave === null ? '' : f.lastSave.ms.toFixed(1)
   }),
   stats: (f) => ({
-    total_connections_received: f.connections, total_commands_processed: f.commands, expired_keys: f.expired,
-    evicted_keys: 0, compacted_bytes: f.compactor.movedBytes, compacted_segments: f.compactor.freedSegments
+    total_connections_received: f.connections, total_commands_processed: f.commands, expired_keys: f.dbs.expired,
+    evicted_keys: 0, compacted_bytes: f.dbs.compacted.movedBytes, compacted_segments: f.dbs.compacted.freedSegments
   }),
-  keyspace: (f): Record<string, string> => f.store.size === 0 ? {} : { db0: `keys=${f.store.size},expires=${f.store.expires},avg_ttl=0` },
+  keyspace: (f) => {
+    const out: Record<string, string> = {}
+    for (const [i, s] of f.dbs.used()) if (s.size > 0) out[`db${i}`] = `keys=${s.size},expires=${s.expires},avg_ttl=0`
+    return out
+  },
   pagegift: (f) => ({
     generation: f.stats.generation, upgrades: f.stats.upgrades,
     last_downtime_ms: f.stats.lastDowntimeMs === null ? '' : f.stats.lastDowntimeMs.toFixed(3),
     last_served_at_monotonic_ns: f.stats.lastServedAtNs === null ? '' : String(f.stats.lastServedAtNs),
-    regions: f.store.segments.filter((s) => s !== undefined).length + 1, region_bytes: f.store.allocatedBytes
+    regions: regions(f.dbs).count, region_bytes: regions(f.dbs).bytes
   })
+}
+
+/** The regions of every database: how many, their bytes, and the live bytes in them. */
+function regions (dbs: Databases): { count: number, bytes: number, live: number } {
+  const r = { count: 0, bytes: 0, live: 0 }
+  for (const [, s] of dbs.used()) {
+    r.count += s.segments.filter((x) => x !== undefined).length + 1
+    r.bytes += s.allocatedBytes
+    r.live += s.liveBytes
+  }
+  return r
 }
 
 function human (n: number): string {

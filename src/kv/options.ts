@@ -13,20 +13,22 @@ export interface KvOptions {
   snapshot: string | null
   /** Redis's requirepass: clients must AUTH first. null: no password. */
   requirepass: string | null
+  /** How many databases (Redis's `databases`). */
+  databases: number
 }
 
 /** Where the password may come from besides the command line, which other users can read in `ps`. */
 export const PASSWORD_ENV = 'PAGEGIFT_KV_REQUIREPASS'
 
 export const USAGE = `usage: pagegift-kv [--port 6380] [--bind "127.0.0.1 ..."] [--handoff <socket>] [--maxmemory 4gb]
-                   [--segment-size 64mb] [--snapshot <file>] [--requirepass <password> | --requirepass-file <file>]
+                   [--segment-size 64mb] [--databases 16] [--snapshot <file>] [--requirepass <password> | --requirepass-file <file>]
   --host is an alias of --bind. The password may also come from $${PASSWORD_ENV}.
   Starting it again with the same --handoff socket while one runs performs a live upgrade; a successor
   started without a password keeps its predecessor's.`
 
 /** Parses argv (and the password's environment variable); returns an error message for bad input. */
 export function parseOptions (argv: string[], env: NodeJS.ProcessEnv = process.env): KvOptions | string {
-  const o: KvOptions = { port: 6380, bind: ['127.0.0.1'], handoff: null, maxmemory: 0, segmentSize: 64 * 1024 * 1024, snapshot: null, requirepass: null }
+  const o: KvOptions = { port: 6380, bind: ['127.0.0.1'], handoff: null, maxmemory: 0, segmentSize: 64 * 1024 * 1024, snapshot: null, requirepass: null, databases: 16 }
   let passwordFile: string | null = null
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
@@ -44,6 +46,10 @@ export function parseOptions (argv: string[], env: NodeJS.ProcessEnv = process.e
     else if (a === '--snapshot') o.snapshot = v
     else if (a === '--requirepass') o.requirepass = v
     else if (a === '--requirepass-file') passwordFile = v
+    else if (a === '--databases') {
+      o.databases = Number(v)
+      if (!Number.isInteger(o.databases) || o.databases < 1 || o.databases > 1024) return `pagegift-kv: bad --databases '${v}' (1 to 1024)`
+    }
     else if (a === '--maxmemory' || a === '--segment-size') {
       const n = parseBytes(v)
       if (n === null) return `pagegift-kv: bad ${a} '${v}'`

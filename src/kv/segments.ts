@@ -1,12 +1,21 @@
 /**
  * Values live in log-structured segments: fixed-size regions that records are appended to.
  * A record is 8-byte aligned:
- *   u32 size (whole record, padded) | u32 key length | u32 value length | u32 spare | f64 expireAt (ms, 0 = none) | key | value
+ *   u32 size (whole record, padded) | u32 key length | u32 value length | u32 tag | f64 expireAt (ms, 0 = none) | key | value
+ * The tag's low byte is the value's type, numbered as RDB numbers them (see RecordType); the other
+ * 24 bits are the type's own (its encoding). A release before types wrote 0 there: every record it
+ * made reads as a string, which it was.
  * A record may be rewritten in place when a new value fits its size; otherwise the new version is
  * appended and the old one becomes garbage, counted per segment so compaction knows where to look.
  */
 
 export const HEADER = 24
+
+/** A record's type: RDB's type numbers, so that RDB in and out need no table. */
+export const RecordType = { string: 0, list: 1, set: 2, zset: 3, hash: 4 } as const
+export type RecordTypeName = keyof typeof RecordType
+/** TYPE's answer for each tag value, by RDB number. */
+export const TYPE_NAMES: readonly string[] = ['string', 'list', 'set', 'zset', 'hash']
 
 /** How regions are obtained and given back; the default uses giftable memory when present. */
 export interface Allocator {
@@ -57,7 +66,7 @@ export class Segment {
   }
 
   /** Appends a record whose value is `vsrc[vs, ve)`; returns its offset. The caller checked `fits`. */
-  append (ksrc: Buffer, ks: number, ke: number, vsrc: Buffer, vs: number, ve: number, expireAt: number): number {
+  append (ksrc: Buffer, ks: number, ke: number, vsrc: Buffer, vs: number, ve: number, expireAt: number, tag = 0): number {
     const klen = ke - ks
     const vlen = ve - vs
     const size = recordSize(klen, vlen)
@@ -66,7 +75,7 @@ export class Segment {
     this.u32[w] = size
     this.u32[w + 1] = klen
     this.u32[w + 2] = vlen
-    this.u32[w + 3] = 0
+    this.u32[w + 3] = tag
     this.f64[(off >>> 3) + 2] = expireAt
     copyBytes(ksrc, ks, ke, this.bytes, off + HEADER)
     copyBytes(vsrc, vs, ve, this.bytes, off + HEADER + klen)
@@ -78,6 +87,11 @@ export class Segment {
   recSize (off: number): number { return this.u32[off >>> 2] }
   keyLen (off: number): number { return this.u32[(off >>> 2) + 1] }
   valLen (off: number): number { return this.u32[(off >>> 2) + 2] }
+  /** The whole tag word: type in the low byte, the type's encoding above it. */
+  tag (off: number): number { return this.u32[(off >>> 2) + 3] }
+  setTag (off: number, tag: number): void { this.u32[(off >>> 2) + 3] = tag }
+  /** The record's type (RecordType). */
+  type (off: number): number { return this.u32[(off >>> 2) + 3] & 0xff }
   expireAt (off: number): number { return this.f64[(off >>> 3) + 2] }
   setExpireAt (off: number, at: number): void { this.f64[(off >>> 3) + 2] = at }
   keyStart (off: number): number { return off + HEADER }

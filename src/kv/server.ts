@@ -7,26 +7,23 @@ import net from 'node:net'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { Conn, type AdoptedClient, type ConnHost } from './conn.ts'
 import { Ctx, type ServerView } from './commands/context.ts'
-import { Compactor } from './compactor.ts'
-import { ExpirySweeper } from './expiry.ts'
+import { Databases, DEFAULT_DATABASES } from './databases.ts'
 import { formatInfo, type InfoFacts, type ServerStats } from './info.ts'
 import { Reply } from './reply.ts'
-import type { Store } from './store.ts'
+import { Store } from './store.ts'
 import type { Allocator } from './segments.ts'
 import { parseBytes } from './units.ts'
 import { listenAddress } from './options.ts'
 import { saveSnapshot, type SnapshotReport } from './snapshot.ts'
 
 export class KvServer implements ConnHost, ServerView {
-  store: Store
+  readonly dbs: Databases
   readonly ctx: Ctx
   commands = 0
   connectionsReceived = 0
   readonly conns = new Set<Conn>()
   readonly listeners: net.Server[] = []
   readonly stats: ServerStats
-  readonly compactor: Compactor
-  readonly sweeper: ExpirySweeper
   readonly started = Date.now()
   private nextId = 1
   private timer: NodeJS.Timeout | null = null
@@ -40,12 +37,16 @@ export class KvServer implements ConnHost, ServerView {
   /** The region the small query buffers were packed into for a handoff; released if it rolls back. */
   handoffPack: ArrayBuffer | null = null
 
-  constructor (store: Store, stats: Partial<ServerStats> = {}) {
-    this.store = store
-    this.ctx = new Ctx(store, new Reply(), this)
+  /** A Store alone is database 0 of DEFAULT_DATABASES. */
+  constructor (data: Store | Databases, stats: Partial<ServerStats> = {}) {
+    this.dbs = data instanceof Store ? new Databases(DEFAULT_DATABASES, { allocator: data.allocator, maxmemory: data.maxmemory, segmentSize: data.segmentSize }, data) : data
+    this.ctx = new Ctx(this.dbs.db(0), new Reply(), this)
     this.stats = { generation: 1, lastDowntimeMs: null, upgrades: 0, inheritedCommands: 0, lastServedAtNs: null, ...stats }
-    this.compactor = new Compactor(store)
-    this.sweeper = new ExpirySweeper(store)
+  }
+
+  /** Database 0. */
+  get store (): Store {
+    return this.dbs.db(0)
   }
 
   get allocator (): Allocator {
@@ -54,7 +55,7 @@ export class KvServer implements ConnHost, ServerView {
 
   get config (): Record<string, string> {
     return {
-      maxmemory: String(this.store.maxmemory), save: '', appendonly: 'no', databases: '1',
+      maxmemory: String(this.dbs.maxmemory), save: '', appendonly: 'no', databases: String(this.dbs.count),
       port: String(this.port), bind: this.bind.join(' '), 'maxmemory-policy': 'noeviction'
     }
   }
@@ -83,12 +84,12 @@ export class KvServer implements ConnHost, ServerView {
     if (name !== 'maxmemory') return `ERR Unknown option or number of arguments for CONFIG SET - '${name}'`
     const n = parseBytes(value)
     if (n === null) return "ERR Invalid argument '" + value + "' for CONFIG SET 'maxmemory'"
-    this.store.maxmemory = n
+    this.dbs.maxmemory = n
     return null
   }
 
   flush (): void {
-    this.store.flush()
+    this.dbs.flushAll()
   }
 
   save (): string | null {
@@ -102,7 +103,7 @@ export class KvServer implements ConnHost, ServerView {
   }
 
   beginBatch (): void {
-    this.store.now = Date.now()
+    this.dbs.setNow(Date.now())
   }
 
   /**
@@ -170,9 +171,9 @@ export class KvServer implements ConnHost, ServerView {
 
   info (section: string): string {
     const facts: InfoFacts = {
-      store: this.store, stats: this.stats, port: this.port, started: this.started,
+      dbs: this.dbs, stats: this.stats, port: this.port, started: this.started,
       clients: this.conns.size, commands: this.commands + this.stats.inheritedCommands,
-      connections: this.connectionsReceived, compactor: this.compactor, expired: this.sweeper.expired,
+      connections: this.connectionsReceived,
       lastSave: this.lastSave
     }
     return formatInfo(section, facts)
@@ -205,11 +206,7 @@ export class KvServer implements ConnHost, ServerView {
 
   /** Background work, time-boxed so clients never wait long for it. */
   private housekeeping (): void {
-    this.store.now = Date.now()
-    this.sweeper.sweep(4096)
-    this.store.prepareGrowth(256)
-    this.store.growthStep(65536)
-    this.compactor.step(2)
+    this.dbs.housekeeping(Date.now())
   }
 }
 

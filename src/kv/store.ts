@@ -4,7 +4,8 @@
  */
 import { KeyHash, KeyIndex } from './keyindex.ts'
 import { IndexMigration, SpareIndex } from './migration.ts'
-import { Segment, recordSize, heapAllocator, type Allocator, type SegmentMeta } from './segments.ts'
+import { Segment, HEADER, recordSize, heapAllocator, type Allocator, type SegmentMeta } from './segments.ts'
+import { ExpiryQueue } from './expiry.ts'
 
 export interface StoreOptions {
   allocator?: Allocator
@@ -33,6 +34,23 @@ export interface StoreState { regions: Record<string, ArrayBuffer>, meta: StoreM
 
 export const KEEP_TTL = -1
 
+/**
+ * What a type whose value is not self-contained (its record points at structures of its own) must
+ * do when its record goes away or is copied into another store. Strings need none of it.
+ */
+export interface TypeOps {
+  /** The record at seg/off is being deleted or overwritten: free what it points at. */
+  drop?: (store: Store, seg: Segment, off: number) => void
+  /** The value to write in `to` for a copy of the record at seg/off of `from` (COPY, MOVE). */
+  copy?: (from: Store, seg: Segment, off: number, to: Store) => Buffer
+  /** OBJECT ENCODING's answer for the record at seg/off. */
+  encoding?: (store: Store, seg: Segment, off: number) => string
+  /** The store was flushed (its regions released wholesale): forget what was kept for it. */
+  flushed?: (store: Store) => void
+}
+/** By type number (RecordType); the types' modules register themselves. */
+export const typeOps: (TypeOps | undefined)[] = []
+
 export class Store {
   readonly allocator: Allocator
   readonly segmentSize: number
@@ -45,6 +63,12 @@ export class Store {
   expires = 0
   /** The time used for expiry, refreshed once per batch of commands by the server. */
   now = Date.now()
+  /** Keys with a TTL by time, for active expiry (rebuilt by the sweeper after an adopt). */
+  readonly expiryQueue = new ExpiryQueue()
+  /** Made from a predecessor's regions (its expiry queue must be rebuilt). */
+  readonly adopted: boolean
+  /** Bytes counted against maxmemory: this store's, or (set by Databases) every database's. */
+  usedTotal: () => number = () => this.usedBytes
   /** Set by a successful `find`: where the record is. */
   seg!: Segment
   off = 0
@@ -64,6 +88,7 @@ export class Store {
     this.initialSlots = opts.initialSlots ?? 4096
     this.spare = new SpareIndex(this.allocator)
     this.keyHash = adopted !== undefined ? KeyHash.fromMeta(adopted.meta.version, adopted.meta.seed) : KeyHash.random()
+    this.adopted = adopted !== undefined
     if (adopted !== undefined) {
       this.index = adopted.index
       for (const s of adopted.segments) this.segments[s.id] = s
@@ -76,26 +101,27 @@ export class Store {
     }
   }
 
-  /** Wraps regions handed over by a predecessor. */
-  static adopt (state: StoreState, opts: StoreOptions = {}): Store {
+  /** Wraps regions handed over by a predecessor; `prefix` is its database's prefix of region names. */
+  static adopt (state: StoreState, opts: StoreOptions = {}, prefix = ''): Store {
     const { regions, meta } = state
     if (meta?.version !== 1 && meta?.version !== 2) throw new TypeError('kv store meta: unknown version')
-    const indexRegion = regions.index
+    const indexRegion = regions[`${prefix}index`]
     if (indexRegion === undefined) throw new TypeError('kv store: no index region')
+    if (!Array.isArray(meta.segments)) throw new TypeError('kv store meta: no segment list')
     const segments = meta.segments.map((m) => {
-      const r = regions[`seg.${m.id}`]
+      const r = regions[`${prefix}seg.${m.id}`]
       if (r === undefined) throw new TypeError(`kv store: segment ${m.id} missing`)
       return new Segment(m.id, r, m.used, m.live)
     })
     return new Store(opts, { index: new KeyIndex(indexRegion, meta.count), segments, meta })
   }
 
-  exportState (): StoreState {
-    const regions: Record<string, ArrayBuffer> = { index: this.index.region }
+  exportState (prefix = ''): StoreState {
+    const regions: Record<string, ArrayBuffer> = { [`${prefix}index`]: this.index.region }
     const segments: SegmentMeta[] = []
     for (const s of this.segments) {
       if (s === undefined) continue
-      regions[`seg.${s.id}`] = s.region
+      regions[`${prefix}seg.${s.id}`] = s.region
       segments.push(s.meta())
     }
     const meta: StoreMeta = {
@@ -151,14 +177,15 @@ export class Store {
 
   /** False if `bytes` more would pass maxmemory. */
   fits (bytes: number): boolean {
-    return this.maxmemory === 0 || this.usedBytes + bytes <= this.maxmemory
+    return this.maxmemory === 0 || this.usedTotal() + bytes <= this.maxmemory
   }
 
   /**
    * Sets key to value. `slot` is the result of the `find` just before (no mutation in between).
-   * `expireAt` is ms since the epoch, 0 for none, or KEEP_TTL. Returns false on OOM.
+   * `expireAt` is ms since the epoch, 0 for none, or KEEP_TTL; `tag` the record's type and encoding
+   * (0: a string). Returns false on OOM.
    */
-  write (slot: number, kb: Buffer, ks: number, ke: number, vb: Buffer, vs: number, ve: number, expireAt: number): boolean {
+  write (slot: number, kb: Buffer, ks: number, ke: number, vb: Buffer, vs: number, ve: number, expireAt: number, tag = 0): boolean {
     const need = recordSize(ke - ks, ve - vs)
     if (slot >= 0) {
       const seg = this.seg
@@ -168,13 +195,18 @@ export class Store {
       const oldAt = seg.expireAt(off)
       const at = expireAt === KEEP_TTL ? oldAt : expireAt
       if ((oldAt !== 0) !== (at !== 0)) this.expires += at !== 0 ? 1 : -1
+      // A write of another type replaces the value; one of the same type is that type's own update.
+      const oldType = seg.type(off)
+      if (oldType !== 0 && oldType !== (tag & 0xff)) typeOps[oldType]?.drop?.(this, seg, off)
       if (need <= old) {
         seg.rewriteValue(off, vb, vs, ve)
+        seg.setTag(off, tag)
         seg.setExpireAt(off, at)
+        if (at !== 0 && at !== oldAt) this.expiryQueue.push(at, seg.id, off)
         return true
       }
       const dst = this.room(need)
-      const noff = dst.append(kb, ks, ke, vb, vs, ve, at)
+      const noff = dst.append(kb, ks, ke, vb, vs, ve, at, tag)
       seg.live -= old
       this.liveBytes += need - old
       this.relocate(slot, dst.id, noff)
@@ -189,11 +221,14 @@ export class Store {
       this.find(kb, ks, ke)
     }
     const dst = this.room(need)
-    const off = dst.append(kb, ks, ke, vb, vs, ve, at)
+    const off = dst.append(kb, ks, ke, vb, vs, ve, at, tag)
     this.index.put(this.probe, this.hash, dst.id, off)
     this.migration?.inserted(this.probe, this.hash, dst.id, off)
     this.liveBytes += need
-    if (at !== 0) this.expires++
+    if (at !== 0) {
+      this.expires++
+      this.expiryQueue.push(at, dst.id, off)
+    }
     if (this.migration !== null) this.growthStep(16)
     return true
   }
@@ -205,6 +240,8 @@ export class Store {
     const off = this.index.t[w + 2]
     const size = seg.recSize(off)
     if (seg.expireAt(off) !== 0) this.expires--
+    const type = seg.type(off)
+    if (type !== 0) typeOps[type]?.drop?.(this, seg, off)
     seg.live -= size
     this.liveBytes -= size
     const m = this.migration
@@ -223,6 +260,9 @@ export class Store {
     this.migration?.relocated(slot, t[w], t[w + 1], t[w + 2], seg, off)
     t[w + 1] = seg
     t[w + 2] = off
+    // The queue names records by place: a moved record with a TTL needs an entry at its new place.
+    const at = (this.segments[seg] as Segment).expireAt(off)
+    if (at !== 0) this.expiryQueue.push(at, seg, off)
   }
 
   /** Sets or clears (0) the expiry of the key found last. */
@@ -230,6 +270,31 @@ export class Store {
     const old = this.seg.expireAt(this.off)
     if ((old !== 0) !== (at !== 0)) this.expires += at !== 0 ? 1 : -1
     this.seg.setExpireAt(this.off, at)
+    if (at !== 0 && at !== old) this.expiryQueue.push(at, this.seg.id, this.off)
+  }
+
+  /** The type (RecordType) of the key found last. */
+  typeOf (): number {
+    return this.seg.type(this.off)
+  }
+
+  /**
+   * The slot whose entry points at the record at segment `segId`, offset `off`, or -1: a check that a
+   * place remembered earlier (by the expiry queue) still holds a live record. Bounds are checked
+   * before anything is read, because the place may since hold garbage or another segment.
+   */
+  slotOf (segId: number, off: number): number {
+    const seg = this.segments[segId]
+    if (seg === undefined || (off & 7) !== 0 || off + HEADER > seg.used) return -1
+    const klen = seg.keyLen(off)
+    if (off + HEADER + klen > seg.used) return -1
+    const h = this.keyHash.of(seg.bytes, off + HEADER, off + HEADER + klen)
+    const { t, mask } = this.index
+    for (let i = h & mask; t[i << 2] !== 0; i = (i + 1) & mask) {
+      const w = i << 2
+      if (t[w] === h && t[w + 1] === segId && t[w + 2] === off) return i
+    }
+    return -1
   }
 
   /** Points seg/off at the record in `slot`; false if the slot is empty. */
@@ -249,11 +314,21 @@ export class Store {
     this.active = this.newSegment(this.segmentSize)
     this.liveBytes = 0
     this.expires = 0
+    this.expiryQueue.clear()
     this.allocator.release(oldIndex)
     this.spare.release()
     if (this.migration !== null) this.allocator.release(this.migration.to.region)
     this.migration = null
     for (const s of old) if (s !== undefined) this.allocator.release(s.region)
+    for (const ops of typeOps) ops?.flushed?.(this)
+  }
+
+  /** Gives back every region (FLUSHALL of a database other than 0): the store is not used again. */
+  release (): void {
+    this.flush()
+    this.allocator.release(this.index.region)
+    this.allocator.release(this.active.region)
+    this.segments = []
   }
 
   /** A segment with room for `bytes`: the active one, or a new active one. */

@@ -10,7 +10,8 @@ import { existsSync } from 'node:fs'
 import type { KvOptions } from './options.ts'
 import type { Allocator } from './segments.ts'
 import { KvServer } from './server.ts'
-import { Store, type StoreMeta } from './store.ts'
+import type { StoreMeta } from './store.ts'
+import { Databases, LAYOUTS, type DatabasesMeta } from './databases.ts'
 import { startFresh } from './start.ts'
 import { warmUp } from './warmup.ts'
 import { adoptedClient, exportClients, packOf, queryRegions, type ClientMeta } from './handover.ts'
@@ -23,7 +24,13 @@ const { join, exportServer, exportSocket, adoptServer, adoptSocket } = handoff
 /** What travels as JSON besides the regions. */
 interface KvMeta {
   kind: 'pagegift-kv'
-  store: StoreMeta
+  /**
+   * The databases (layout 2 on). The previous release sent `store` (one database) instead; this
+   * release sends no `store`, so that release, which reads only `store`, refuses it as not
+   * pagegift-kv instead of misreading it.
+   */
+  dbs?: DatabasesMeta
+  store?: StoreMeta
   maxmemory: number
   port: number
   commands: number
@@ -36,7 +43,7 @@ interface KvMeta {
 
 function checkMeta (m: unknown): KvMeta {
   const meta = m as Partial<KvMeta> | null
-  if (meta === null || typeof meta !== 'object' || meta.kind !== 'pagegift-kv' || typeof meta.store !== 'object') {
+  if (meta === null || typeof meta !== 'object' || meta.kind !== 'pagegift-kv' || (typeof meta.store !== 'object' && typeof meta.dbs !== 'object')) {
     throw new TypeError('pagegift-kv: the predecessor on this handoff socket is not pagegift-kv')
   }
   return meta as KvMeta
@@ -49,11 +56,11 @@ export function handOver (server: KvServer): HandoffState {
   server.listeners.forEach((l, i) => { handles[`listener.${i}`] = exportServer(l) })
   const conns = [...server.conns].filter((c) => !c.socket.destroyed && !c.closing)
   for (const conn of conns) handles[`client.${conn.id}`] = exportSocket(conn.socket)
-  const { regions, meta: store } = server.store.exportState()
+  const { regions, meta: dbs } = server.dbs.exportState()
   const moved = exportClients(conns, Object.keys(regions).length, (n) => server.allocator.alloc(n, 'clients.pack'))
   server.handoffPack = moved.pack
   const meta: KvMeta = {
-    kind: 'pagegift-kv', store, maxmemory: server.store.maxmemory, port: server.port,
+    kind: 'pagegift-kv', dbs, maxmemory: server.dbs.maxmemory, port: server.port,
     commands: server.commands + server.stats.inheritedCommands, upgrades: server.stats.upgrades, clients: moved.clients,
     passHash: server.passHash?.toString('hex') ?? null
   }
@@ -62,7 +69,7 @@ export function handOver (server: KvServer): HandoffState {
 
 /** The store's regions and the big query buffers: what a successor may map before the pause. */
 function offered (server: KvServer): Record<string, ArrayBuffer> {
-  const regions = server.store.exportState().regions
+  const regions = server.dbs.exportState().regions
   for (const [name, c] of queryRegions(server.conns, Object.keys(regions).length)) regions[name] = c.query.region as ArrayBuffer
   return regions
 }
@@ -72,8 +79,9 @@ function adopt (gen: Generation, o: KvOptions, allocator: Allocator): KvServer {
   const inh = gen.inherited
   if (inh === null) throw new Error('pagegift-kv: nothing inherited')
   const meta = checkMeta(inh.meta)
-  const store = Store.adopt({ regions: inh.regions, meta: meta.store }, { allocator, maxmemory: o.maxmemory > 0 ? o.maxmemory : meta.maxmemory })
-  const server = new KvServer(store, { generation: gen.generation, upgrades: meta.upgrades + 1, inheritedCommands: meta.commands })
+  const opts = { allocator, maxmemory: o.maxmemory > 0 ? o.maxmemory : meta.maxmemory, segmentSize: o.segmentSize }
+  const dbs = Databases.adopt(inh.regions, { dbs: meta.dbs, legacy: meta.store }, o.databases, opts)
+  const server = new KvServer(dbs, { generation: gen.generation, upgrades: meta.upgrades + 1, inheritedCommands: meta.commands })
   server.snapshotPath = o.snapshot
   inheritPassword(server, o, meta)
   for (const [name, h] of Object.entries(inh.handles)) {
@@ -99,7 +107,7 @@ function inheritPassword (server: KvServer, o: KvOptions, meta: KvMeta): void {
 export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Promise<number> {
   // Only a successor has a pause to shorten; the socket exists while a generation serves.
   if (existsSync(o.handoff as string)) await warmUp()
-  const gen = await join(o.handoff as string, { version: 'pagegift-kv 0.1.0' })
+  const gen = await join(o.handoff as string, { version: 'pagegift-kv 0.1.0', layouts: LAYOUTS })
   let server: KvServer
   if (gen.inherited !== null) {
     server = adopt(gen, o, allocator)

@@ -5,6 +5,7 @@
 import type { RespParser } from '../resp.ts'
 import type { Reply } from '../reply.ts'
 import type { Store } from '../store.ts'
+import type { Databases } from '../databases.ts'
 
 export interface ClientInfo {
   readonly id: number
@@ -13,6 +14,8 @@ export interface ClientInfo {
   closing: boolean
   /** Passed AUTH, or connected while there was no password (as in Redis, it stays so if one is set later). */
   authenticated: boolean
+  /** The selected database (SELECT): picks `Ctx.store` for each of its commands. */
+  db: number
 }
 
 /** The server-wide facts INFO, CONFIG and FLUSHALL need. */
@@ -20,7 +23,9 @@ export interface ServerView {
   info (section: string): string
   config: Record<string, string>
   configSet (name: string, value: string): string | null
+  /** FLUSHALL: every database. */
   flush (): void
+  readonly dbs: Databases
   /** Writes a snapshot; returns an error message or null. */
   save (): string | null
   /** True when there is a password: unauthenticated clients may run only AUTH and QUIT. */
@@ -32,6 +37,10 @@ export const OOM = "OOM command not allowed when used memory > 'maxmemory'."
 export const SYNTAX = 'ERR syntax error'
 export const NOT_INT = 'ERR value is not an integer or out of range'
 export const NOAUTH = 'NOAUTH Authentication required.'
+export const WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
+/** What `findString` returns for a key of another type. */
+export const WRONG = -2
+export const DB_RANGE = 'ERR DB index is out of range'
 export const WRONG_ARGS = (name: string): string => `ERR wrong number of arguments for '${name}' command`
 
 export class Ctx {
@@ -54,10 +63,21 @@ export class Ctx {
     this.buf = p.buf
     this.argc = p.argc
     this.client = client
+    this.store = this.server.dbs.db(client.db)
   }
 
   s (i: number): number { return this.p.start[i] }
   e (i: number): number { return this.p.end[i] }
+
+  /**
+   * Finds the key in argument i for a string command: its slot, -1 if there is none, or WRONG
+   * (having replied WRONGTYPE) if it holds another type. Sets store.seg/off as `find` does.
+   */
+  findString (i: number): number {
+    const slot = this.store.find(this.buf, this.p.start[i], this.p.end[i])
+    if (slot >= 0 && this.store.typeOf() !== 0) { this.out.error(WRONGTYPE); return WRONG }
+    return slot
+  }
 
   /** Argument i as a string (for options and rare paths only). */
   str (i: number): string {

@@ -1,8 +1,9 @@
 /** String commands: GET, SET and friends, INCR family, APPEND, STRLEN, MGET, MSET. */
 import { KEEP_TTL } from '../store.ts'
 import { recordSize } from '../segments.ts'
-import { OOM, SYNTAX, NOT_INT, parseInteger, type Ctx } from './context.ts'
+import { OOM, SYNTAX, NOT_INT, WRONG, parseInteger, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
+import { expireTime } from './expire.ts'
 
 function replyValue (c: Ctx): void {
   const { seg, off } = c.store
@@ -11,8 +12,9 @@ function replyValue (c: Ctx): void {
 }
 
 function get (c: Ctx): void {
-  if (c.store.find(c.buf, c.s(1), c.e(1)) < 0) c.out.nil()
-  else replyValue(c)
+  const slot = c.findString(1)
+  if (slot === -1) c.out.nil()
+  else if (slot >= 0) replyValue(c)
 }
 
 interface SetOptions { at: number, nx: boolean, xx: boolean, get: boolean }
@@ -27,12 +29,9 @@ function setOptions (c: Ctx): SetOptions | null {
     else if (c.is(i, 'get')) o.get = true
     else if (c.is(i, 'keepttl') && !expiry) { o.at = KEEP_TTL; expiry = true }
     else if ((c.is(i, 'ex') || c.is(i, 'px') || c.is(i, 'exat') || c.is(i, 'pxat')) && !expiry && i + 1 < c.argc) {
-      const n = c.num(i + 1)
-      if (n === null) { c.out.error(NOT_INT); return null }
-      if (n <= 0) { c.out.error("ERR invalid expire time in 'set' command"); return null }
-      const seconds = c.is(i, 'ex') || c.is(i, 'exat')
-      const ms = seconds ? n * 1000 : n
-      o.at = c.is(i, 'ex') || c.is(i, 'px') ? c.store.now + ms : ms
+      const at = expireTime(c, i + 1, c.is(i, 'ex') || c.is(i, 'exat') ? 1000 : 1, c.is(i, 'exat') || c.is(i, 'pxat'), 'set', true)
+      if (at === null) return null
+      o.at = at
       expiry = true
       i++
     } else { c.out.error(SYNTAX); return null }
@@ -53,7 +52,8 @@ function set (c: Ctx): void {
   const o = setOptions(c)
   if (o === null) return
   const mark = c.out.pos
-  const slot = store.find(c.buf, ks, ke)
+  const slot = o.get ? c.findString(1) : store.find(c.buf, ks, ke)
+  if (slot === WRONG) return
   if (o.get) {
     if (slot < 0) c.out.nil()
     else replyValue(c)
@@ -71,7 +71,8 @@ function set (c: Ctx): void {
 }
 
 function getset (c: Ctx): void {
-  const slot = c.store.find(c.buf, c.s(1), c.e(1))
+  const slot = c.findString(1)
+  if (slot === WRONG) return
   const mark = c.out.pos
   if (slot < 0) c.out.nil()
   else replyValue(c)
@@ -83,7 +84,8 @@ function getset (c: Ctx): void {
 
 function append (c: Ctx): void {
   const store = c.store
-  const slot = store.find(c.buf, c.s(1), c.e(1))
+  const slot = c.findString(1)
+  if (slot === WRONG) return
   let value: Buffer
   if (slot < 0) value = c.copy(2)
   else {
@@ -96,13 +98,15 @@ function append (c: Ctx): void {
 }
 
 function strlen (c: Ctx): void {
-  c.out.int(c.store.find(c.buf, c.s(1), c.e(1)) < 0 ? 0 : c.store.seg.valLen(c.store.off))
+  const slot = c.findString(1)
+  if (slot !== WRONG) c.out.int(slot < 0 ? 0 : c.store.seg.valLen(c.store.off))
 }
 
 function mget (c: Ctx): void {
   c.out.arrayHeader(c.argc - 1)
   for (let i = 1; i < c.argc; i++) {
-    if (c.store.find(c.buf, c.s(i), c.e(i)) < 0) c.out.nil()
+    // MGET answers nil for a key of another type, as Redis does.
+    if (c.store.find(c.buf, c.s(i), c.e(i)) < 0 || c.store.typeOf() !== 0) c.out.nil()
     else replyValue(c)
   }
 }
@@ -127,7 +131,8 @@ function incrBy (c: Ctx, sign: bigint, byArg: number): void {
   const by = byArg === 0 ? 1n : c.int(byArg)
   if (by === null) { c.out.error(NOT_INT); return }
   const store = c.store
-  const slot = store.find(c.buf, c.s(1), c.e(1))
+  const slot = c.findString(1)
+  if (slot === WRONG) return
   let current = 0n
   if (slot >= 0) {
     const vs = store.seg.valStart(store.off)

@@ -4,6 +4,10 @@
  */
 import { hashKey } from '../keyindex.ts'
 import { NOAUTH, WRONG_ARGS, type Ctx } from './context.ts'
+import { databaseCommands } from './databases.ts'
+import { lcsCommands } from './lcs.ts'
+import { objectCommands } from './object.ts'
+import { moreStringCommands } from './strings-more.ts'
 import { expireCommands } from './expire.ts'
 import { keyCommands } from './keys.ts'
 import { serverCommands } from './server.ts'
@@ -43,7 +47,8 @@ function describe (c: Ctx, cmd: Command): void {
 }
 
 const all: Command[] = [
-  ...stringCommands, ...keyCommands, ...expireCommands, ...serverCommands,
+  ...stringCommands, ...moreStringCommands, ...lcsCommands, ...keyCommands, ...databaseCommands, ...expireCommands,
+  ...objectCommands, ...serverCommands,
   { name: 'command', arity: -1, flags: ['random'], keys: [0, 0, 0], run: command }
 ]
 for (const cmd of all) {
