@@ -28,6 +28,8 @@ export interface StoreMeta {
   active: number
   segmentSize: number
   segments: SegmentMeta[]
+  /** The collections heap's meta (types/heap.ts), when the store has one. */
+  types?: unknown
 }
 
 export interface StoreState { regions: Record<string, ArrayBuffer>, meta: StoreMeta }
@@ -48,11 +50,23 @@ export interface TypeOps {
   /** The store was flushed (its regions released wholesale): forget what was kept for it. */
   flushed?: (store: Store) => void
 }
+
+/**
+ * The regions the collection types keep beside the segments (types/registry.ts), exported with the
+ * store's state under its prefix and adopted with it, so they travel in a live upgrade.
+ */
+export const typeRegions: {
+  exportState?: (store: Store) => { regions: Record<string, ArrayBuffer>, meta: unknown } | null
+  /** Bytes of collection blocks in use, counted in used_memory and against maxmemory. */
+  used?: (store: Store) => number
+} = {}
 /** By type number (RecordType); the types' modules register themselves. */
 export const typeOps: (TypeOps | undefined)[] = []
 
 export class Store {
   readonly allocator: Allocator
+  /** A predecessor's collections heap (regions by unprefixed name, and meta), wrapped on first use by types/registry.ts. */
+  adoptedTypes: { regions: Record<string, ArrayBuffer>, meta: unknown } | null = null
   readonly segmentSize: number
   readonly keyHash: KeyHash
   maxmemory: number
@@ -113,7 +127,13 @@ export class Store {
       if (r === undefined) throw new TypeError(`kv store: segment ${m.id} missing`)
       return new Segment(m.id, r, m.used, m.live)
     })
-    return new Store(opts, { index: new KeyIndex(indexRegion, meta.count), segments, meta })
+    const store = new Store(opts, { index: new KeyIndex(indexRegion, meta.count), segments, meta })
+    if (meta.types !== undefined) {
+      const own: Record<string, ArrayBuffer> = {}
+      for (const [name, r] of Object.entries(regions)) if (name.startsWith(`${prefix}types.`)) own[name.slice(prefix.length)] = r
+      store.adoptedTypes = { regions: own, meta: meta.types }
+    }
+    return store
   }
 
   exportState (prefix = ''): StoreState {
@@ -129,13 +149,18 @@ export class Store {
       count: this.index.count, expires: this.expires, liveBytes: this.liveBytes,
       active: this.active.id, segmentSize: this.segmentSize, segments
     }
+    const types = typeRegions.exportState?.(this) ?? null
+    if (types !== null) {
+      for (const [name, r] of Object.entries(types.regions)) regions[`${prefix}${name}`] = r
+      meta.types = types.meta
+    }
     return { regions, meta }
   }
 
   get size (): number { return this.index.count }
 
   /** Bytes counted against maxmemory: live records plus the index. */
-  get usedBytes (): number { return this.liveBytes + this.index.region.byteLength }
+  get usedBytes (): number { return this.liveBytes + this.index.region.byteLength + (typeRegions.used?.(this) ?? 0) }
 
   /** Bytes of all regions, garbage included. */
   get allocatedBytes (): number {

@@ -12,6 +12,11 @@ import { expireCommands } from './expire.ts'
 import { keyCommands } from './keys.ts'
 import { serverCommands } from './server.ts'
 import { stringCommands } from './strings.ts'
+import { hashCommands } from './hash.ts'
+import { listCommands } from './list.ts'
+import { setCommands } from './set.ts'
+import { zsetCoreCommands } from './zset.ts'
+import { zrangeCommands } from './zrange.ts'
 import type { Command } from './types.ts'
 
 const byHash = new Map<number, Command[]>()
@@ -49,6 +54,7 @@ function describe (c: Ctx, cmd: Command): void {
 const all: Command[] = [
   ...stringCommands, ...moreStringCommands, ...lcsCommands, ...keyCommands, ...databaseCommands, ...expireCommands,
   ...objectCommands, ...serverCommands,
+  ...hashCommands, ...listCommands, ...setCommands, ...zsetCoreCommands, ...zrangeCommands,
   { name: 'command', arity: -1, flags: ['random'], keys: [0, 0, 0], run: command }
 ]
 for (const cmd of all) {

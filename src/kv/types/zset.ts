@@ -1,0 +1,257 @@
+/**
+ * Sorted sets: Redis's skiplist (with spans, for ranks) plus a Dict from member to node, both in
+ * the heap. The header is the Dict's three words then [u32 skiplist head node][u32 tail][u32 level].
+ * A node block is [f64 score][u32 backward][u32 level][u32 member len] then per level
+ * [u32 forward][u32 span], then the member: the Dict's entries are the nodes themselves.
+ */
+import { offOf, type TypeHeap } from './heap.ts'
+import { Dict, ZSET } from './dict.ts'
+
+export const ZHDR = 6
+const MAXLEVEL = 32
+
+/** The member of the node last read by `member`: heap.b[mA][mS, mE). */
+export let mA = 0
+export let mS = 0
+export let mE = 0
+
+/** A score range; ex = exclusive. */
+export interface ScoreRange { min: number, max: number, minex: boolean, maxex: boolean }
+/** A lex range bound: inf -1 is '-', 1 is '+', else [b[s, e) or (b[s, e). */
+export interface LexBound { inf: number, ex: boolean, b: Buffer, s: number, e: number }
+
+const update = new Uint32Array(MAXLEVEL)
+const rank = new Float64Array(MAXLEVEL)
+
+export class ZSets {
+  constructor (readonly h: TypeHeap, readonly dict: Dict) {}
+
+  create (): number {
+    const hd = this.dict.create(ZHDR)
+    const head = this.newNode(MAXLEVEL, 0, EMPTY, 0, 0)
+    const u = this.u(hd); const w = this.w(hd)
+    u[w + 3] = head; u[w + 4] = 0; u[w + 5] = 1
+    return hd
+  }
+
+  destroy (hd: number): void {
+    const head = this.head(hd)
+    this.h.release(head, 20 + 8 * MAXLEVEL)
+    this.dict.destroy(hd, ZSET, ZHDR)
+  }
+
+  private u (ref: number): Uint32Array { return this.h.u32[ref >>> 23] }
+  private w (ref: number): number { return offOf(ref) >>> 2 }
+  count (hd: number): number { return this.dict.count(hd) }
+  head (hd: number): number { return this.u(hd)[this.w(hd) + 3] }
+  tail (hd: number): number { return this.u(hd)[this.w(hd) + 4] }
+  score (n: number): number { return this.h.f64[n >>> 23][offOf(n) >>> 3] }
+  back (n: number): number { return this.u(n)[this.w(n) + 2] }
+  level (n: number): number { return this.u(n)[this.w(n) + 3] }
+  fwd (n: number, i: number): number { return this.u(n)[this.w(n) + 5 + 2 * i] }
+  span (n: number, i: number): number { return this.u(n)[this.w(n) + 6 + 2 * i] }
+  private setFwd (n: number, i: number, v: number): void { this.u(n)[this.w(n) + 5 + 2 * i] = v }
+  private setSpan (n: number, i: number, v: number): void { this.u(n)[this.w(n) + 6 + 2 * i] = v }
+  nodeBytes (n: number): number { return 20 + 8 * this.level(n) + this.u(n)[this.w(n) + 4] }
+
+  member (n: number): void {
+    mA = n >>> 23
+    mS = offOf(n) + 20 + 8 * this.level(n)
+    mE = mS + this.u(n)[this.w(n) + 4]
+  }
+
+  private newNode (level: number, score: number, b: Buffer, s: number, e: number): number {
+    const n = this.h.alloc(20 + 8 * level + (e - s))
+    const u = this.u(n); const w = this.w(n)
+    this.h.f64[n >>> 23][offOf(n) >>> 3] = score
+    u[w + 2] = 0; u[w + 3] = level; u[w + 4] = e - s
+    for (let i = 0; i < level; i++) { u[w + 5 + 2 * i] = 0; u[w + 6 + 2 * i] = 0 }
+    b.copy(this.h.b[n >>> 23], offOf(n) + 20 + 8 * level, s, e)
+    return n
+  }
+
+  /** Node n sorts before (score, b[s, e)). */
+  private before (n: number, score: number, b: Buffer, s: number, e: number): boolean {
+    const ns = this.score(n)
+    if (ns !== score) return ns < score
+    this.member(n)
+    return this.h.b[mA].compare(b, s, e, mS, mE) < 0
+  }
+
+  /** Finds member b[s, e) (with its hash): its node or 0. */
+  find (hd: number, hash: number, b: Buffer, s: number, e: number): number {
+    return this.dict.find(hd, ZSET, hash, b, s, e) ? this.dict.ref : 0
+  }
+
+  /** Adds a member known to be absent. */
+  insert (hd: number, hash: number, score: number, b: Buffer, s: number, e: number): number {
+    const u = this.u(hd); const w = this.w(hd)
+    let x = u[w + 3]
+    const level = u[w + 5]
+    for (let i = level - 1; i >= 0; i--) {
+      rank[i] = i === level - 1 ? 0 : rank[i + 1]
+      for (let f = this.fwd(x, i); f !== 0 && this.before(f, score, b, s, e); f = this.fwd(x, i)) { rank[i] += this.span(x, i); x = f }
+      update[i] = x
+    }
+    let lv = 1
+    while (lv < MAXLEVEL && Math.random() < 0.25) lv++
+    if (lv > level) {
+      for (let i = level; i < lv; i++) { rank[i] = 0; update[i] = u[w + 3]; this.setSpan(u[w + 3], i, this.count(hd)) }
+      u[w + 5] = lv
+    }
+    const n = this.newNode(lv, score, b, s, e)
+    for (let i = 0; i < lv; i++) {
+      const p = update[i]
+      this.setFwd(n, i, this.fwd(p, i))
+      this.setFwd(p, i, n)
+      this.setSpan(n, i, this.span(p, i) - (rank[0] - rank[i]))
+      this.setSpan(p, i, rank[0] - rank[i] + 1)
+    }
+    for (let i = lv; i < u[w + 5]; i++) this.setSpan(update[i], i, this.span(update[i], i) + 1)
+    this.u(n)[this.w(n) + 2] = update[0] === u[w + 3] ? 0 : update[0]
+    const next = this.fwd(n, 0)
+    if (next !== 0) this.u(next)[this.w(next) + 2] = n
+    else u[w + 4] = n
+    this.dict.insert(hd, hash, n)
+    return n
+  }
+
+  /** Removes node n (found with `find`, so dict.slot is its slot) and frees it. */
+  remove (hd: number, n: number, slot: number): void {
+    this.dict.removeSlot(hd, slot)
+    this.unlink(hd, n)
+    this.h.release(n, this.nodeBytes(n))
+  }
+
+  private unlink (hd: number, n: number): void {
+    const u = this.u(hd); const w = this.w(hd)
+    const score = this.score(n)
+    this.member(n)
+    const b = this.h.b[mA]; const s = mS; const e = mE
+    let x = u[w + 3]
+    for (let i = u[w + 5] - 1; i >= 0; i--) {
+      for (let f = this.fwd(x, i); f !== 0 && f !== n && this.before(f, score, b, s, e); f = this.fwd(x, i)) x = f
+      update[i] = x
+    }
+    for (let i = 0; i < u[w + 5]; i++) {
+      const p = update[i]
+      if (this.fwd(p, i) === n) {
+        this.setSpan(p, i, this.span(p, i) + this.span(n, i) - 1)
+        this.setFwd(p, i, this.fwd(n, i))
+      } else {
+        this.setSpan(p, i, this.span(p, i) - 1)
+      }
+    }
+    const next = this.fwd(n, 0)
+    if (next !== 0) this.u(next)[this.w(next) + 2] = this.back(n)
+    else u[w + 4] = this.back(n)
+    while (u[w + 5] > 1 && this.fwd(u[w + 3], u[w + 5] - 1) === 0) u[w + 5]--
+  }
+
+  /** Changes node n's score (n found by `find`, dict.slot its slot); returns the node, which may be new. */
+  rescore (hd: number, n: number, slot: number, score: number): number {
+    const b = this.back(n); const f = this.fwd(n, 0)
+    if ((b === 0 || this.score(b) < score) && (f === 0 || this.score(f) > score)) {
+      this.h.f64[n >>> 23][offOf(n) >>> 3] = score
+      return n
+    }
+    const hash = this.dict.table(hd) !== 0 ? this.hashAt(hd, slot) : 0
+    this.member(n)
+    const len = mE - mS
+    if (len > tmp.length) tmp = Buffer.alloc(len * 2)
+    this.h.b[mA].copy(tmp, 0, mS, mE)
+    this.remove(hd, n, slot)
+    return this.insert(hd, hash, score, tmp, 0, len)
+  }
+
+  private hashAt (hd: number, slot: number): number {
+    const t = this.dict.table(hd)
+    return this.h.u32[t >>> 23][(offOf(t) >>> 2) + 2 * slot]
+  }
+
+  /** 0-based rank of node n. */
+  rankOf (hd: number, n: number): number {
+    const score = this.score(n)
+    this.member(n)
+    const b = this.h.b[mA]; const s = mS; const e = mE
+    let x = this.head(hd)
+    let r = 0
+    for (let i = this.u(hd)[this.w(hd) + 5] - 1; i >= 0; i--) {
+      for (let f = this.fwd(x, i); f !== 0 && (f === n || this.before(f, score, b, s, e)); f = this.fwd(x, i)) {
+        r += this.span(x, i)
+        x = f
+        if (x === n) return r - 1
+      }
+    }
+    return r - 1
+  }
+
+  /** The node at 0-based rank r (0 <= r < count). */
+  byRank (hd: number, r: number): number {
+    let x = this.head(hd)
+    let traversed = 0
+    r += 1
+    for (let i = this.u(hd)[this.w(hd) + 5] - 1; i >= 0; i--) {
+      while (this.fwd(x, i) !== 0 && traversed + this.span(x, i) <= r) { traversed += this.span(x, i); x = this.fwd(x, i) }
+      if (traversed === r) return x
+    }
+    return 0
+  }
+
+  /** First node with score in range (0 if none). */
+  firstInScore (hd: number, r: ScoreRange): number {
+    let x = this.head(hd)
+    for (let i = this.u(hd)[this.w(hd) + 5] - 1; i >= 0; i--) {
+      for (let f = this.fwd(x, i); f !== 0 && !gteMin(this.score(f), r); f = this.fwd(x, i)) x = f
+    }
+    const n = this.fwd(x, 0)
+    return n !== 0 && lteMax(this.score(n), r) ? n : 0
+  }
+
+  /** Last node with score in range (0 if none). */
+  lastInScore (hd: number, r: ScoreRange): number {
+    let x = this.head(hd)
+    for (let i = this.u(hd)[this.w(hd) + 5] - 1; i >= 0; i--) {
+      for (let f = this.fwd(x, i); f !== 0 && lteMax(this.score(f), r); f = this.fwd(x, i)) x = f
+    }
+    return x !== this.head(hd) && gteMin(this.score(x), r) ? x : 0
+  }
+
+  /** Node n is at or past the lex bound `min`. */
+  lexGteMin (n: number, min: LexBound): boolean {
+    if (min.inf !== 0) return min.inf < 0
+    this.member(n)
+    const c = this.h.b[mA].compare(min.b, min.s, min.e, mS, mE)
+    return min.ex ? c > 0 : c >= 0
+  }
+
+  lexLteMax (n: number, max: LexBound): boolean {
+    if (max.inf !== 0) return max.inf > 0
+    this.member(n)
+    const c = this.h.b[mA].compare(max.b, max.s, max.e, mS, mE)
+    return max.ex ? c < 0 : c <= 0
+  }
+
+  firstInLex (hd: number, min: LexBound, max: LexBound): number {
+    let x = this.head(hd)
+    for (let i = this.u(hd)[this.w(hd) + 5] - 1; i >= 0; i--) {
+      for (let f = this.fwd(x, i); f !== 0 && !this.lexGteMin(f, min); f = this.fwd(x, i)) x = f
+    }
+    const n = this.fwd(x, 0)
+    return n !== 0 && this.lexLteMax(n, max) ? n : 0
+  }
+
+  lastInLex (hd: number, min: LexBound, max: LexBound): number {
+    let x = this.head(hd)
+    for (let i = this.u(hd)[this.w(hd) + 5] - 1; i >= 0; i--) {
+      for (let f = this.fwd(x, i); f !== 0 && this.lexLteMax(f, max); f = this.fwd(x, i)) x = f
+    }
+    return x !== this.head(hd) && this.lexGteMin(x, min) ? x : 0
+  }
+}
+
+let tmp = Buffer.alloc(256)
+const EMPTY = Buffer.alloc(0)
+
+export function gteMin (v: number, r: ScoreRange): boolean { return r.minex ? v > r.min : v >= r.min }
+export function lteMax (v: number, r: ScoreRange): boolean { return r.maxex ? v < r.max : v <= r.max }
