@@ -1,7 +1,7 @@
 /** The INFO reply: Redis's sections that tools read, plus a `pagegift` section about live upgrades. */
 import { memoryUsage } from 'node:process'
 import type { Databases } from './databases.ts'
-import type { SnapshotReport } from './snapshot.ts'
+import type { RdbSaveReport } from './rdb/store.ts'
 
 export interface ServerStats {
   generation: number
@@ -22,7 +22,7 @@ export interface InfoFacts {
   clients: number
   commands: number
   connections: number
-  lastSave: SnapshotReport | null
+  lastSave: RdbSaveReport | null
 }
 
 type Section = (f: InfoFacts) => Record<string, string | number>
