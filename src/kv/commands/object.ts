@@ -1,5 +1,6 @@
 /** OBJECT (ENCODING, FREQ, IDLETIME, REFCOUNT, HELP) and FUNCTION FLUSH, which Redis's test harness calls. */
 import { typeOps } from '../store.ts'
+import { STRING_RAW } from '../segments.ts'
 import { parseInteger, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 
@@ -44,7 +45,8 @@ function object (c: Ctx): void {
   if (sub === 'encoding') {
     const type = seg.type(off)
     const vs = seg.valStart(off)
-    c.out.bulkString(type === 0 ? stringEncoding(seg.bytes, vs, vs + seg.valLen(off)) : typeOps[type]?.encoding?.(store, seg, off) ?? 'unknown')
+    const raw = type === 0 && (seg.tag(off) & STRING_RAW) !== 0
+    c.out.bulkString(raw ? 'raw' : type === 0 ? stringEncoding(seg.bytes, vs, vs + seg.valLen(off)) : typeOps[type]?.encoding?.(store, seg, off) ?? 'unknown')
   } else if (sub === 'freq') {
     // Only the noeviction policy exists here, so no access frequency is kept: Redis's answer for a non-LFU policy.
     c.out.error('ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.')

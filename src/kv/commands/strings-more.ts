@@ -3,7 +3,7 @@
  * SETRANGE. LCS is in lcs.ts.
  */
 import { KEEP_TTL } from '../store.ts'
-import { recordSize } from '../segments.ts'
+import { recordSize, STRING_RAW } from '../segments.ts'
 import { OOM, SYNTAX, NOT_INT, WRONG, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 import { expireTime } from './expire.ts'
@@ -164,7 +164,45 @@ function setrange (c: Ctx): void {
   const value = Buffer.alloc(Math.max(old, offset + vlen))
   if (slot >= 0) store.seg.bytes.copy(value, 0, store.seg.valStart(store.off), store.seg.valStart(store.off) + old)
   c.buf.copy(value, offset, c.s(3), c.e(3))
-  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL)) c.out.int(value.length)
+  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL, STRING_RAW)) c.out.int(value.length)
+  else c.out.error(OOM)
+}
+
+const BIT_OFFSET = 'ERR bit offset is not an integer or out of range'
+
+/** Argument i as a bit offset within a 512 MiB string, or null after replying Redis's error. */
+function bitOffset (c: Ctx, i: number): number | null {
+  const n = c.num(i)
+  if (n === null || n < 0 || n >= MAX_STRING * 8) { c.out.error(BIT_OFFSET); return null }
+  return n
+}
+
+function getbit (c: Ctx): void {
+  const bit = bitOffset(c, 2)
+  if (bit === null) return
+  const slot = c.findString(1)
+  if (slot === WRONG) return
+  const byte = bit >>> 3
+  if (slot < 0 || byte >= c.store.seg.valLen(c.store.off)) { c.out.int(0); return }
+  c.out.int((c.store.seg.bytes[c.store.seg.valStart(c.store.off) + byte] >> (7 - (bit & 7))) & 1)
+}
+
+function setbit (c: Ctx): void {
+  const bit = bitOffset(c, 2)
+  if (bit === null) return
+  if (!c.is(3, '0') && !c.is(3, '1')) { c.out.error('ERR bit is not an integer or out of range'); return }
+  const slot = c.findString(1)
+  if (slot === WRONG) return
+  const store = c.store
+  const byte = bit >>> 3
+  const old = slot < 0 ? 0 : store.seg.valLen(store.off)
+  const value = Buffer.alloc(Math.max(old, byte + 1))
+  if (slot >= 0) store.seg.bytes.copy(value, 0, store.seg.valStart(store.off), store.seg.valStart(store.off) + old)
+  const mask = 1 << (7 - (bit & 7))
+  const was = (value[byte] & mask) !== 0 ? 1 : 0
+  if (c.is(3, '1')) value[byte] |= mask
+  else value[byte] &= ~mask
+  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL, STRING_RAW)) c.out.int(was)
   else c.out.error(OOM)
 }
 
@@ -180,5 +218,7 @@ export const moreStringCommands: Command[] = [
   { name: 'incrbyfloat', arity: 3, flags: [...write, 'fast'], keys: [1, 1, 1], run: incrbyfloat },
   { name: 'getrange', arity: 4, flags: ro, keys: [1, 1, 1], run: getrange },
   { name: 'substr', arity: 4, flags: ro, keys: [1, 1, 1], run: getrange },
-  { name: 'setrange', arity: 4, flags: write, keys: [1, 1, 1], run: setrange }
+  { name: 'setrange', arity: 4, flags: write, keys: [1, 1, 1], run: setrange },
+  { name: 'getbit', arity: 3, flags: [...ro, 'fast'], keys: [1, 1, 1], run: getbit },
+  { name: 'setbit', arity: 4, flags: write, keys: [1, 1, 1], run: setbit }
 ]

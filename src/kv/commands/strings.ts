@@ -1,6 +1,6 @@
 /** String commands: GET, SET and friends, INCR family, APPEND, STRLEN, MGET, MSET. */
 import { KEEP_TTL } from '../store.ts'
-import { recordSize } from '../segments.ts'
+import { recordSize, STRING_RAW } from '../segments.ts'
 import { OOM, SYNTAX, NOT_INT, WRONG, parseInteger, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 import { expireTime } from './expire.ts'
@@ -93,7 +93,7 @@ function append (c: Ctx): void {
     const old = store.seg.bytes.subarray(vs, vs + store.seg.valLen(store.off))
     value = Buffer.concat([old, c.buf.subarray(c.s(2), c.e(2))])
   }
-  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL)) c.out.int(value.length)
+  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL, STRING_RAW)) c.out.int(value.length)
   else c.out.error(OOM)
 }
 
