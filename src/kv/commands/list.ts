@@ -4,7 +4,7 @@ import { Lists, eA, eS, eE, pNode, pOff } from '../types/list.ts'
 import { equal } from '../types/dict.ts'
 import { offOf } from '../types/heap.ts'
 import { typesOf } from '../types/registry.ts'
-import { open, create, createKey, tagOf, refOf, types, T_LIST, WRONGTYPE } from '../types/access.ts'
+import { open, create, createKey, tagOf, refOf, isHeapRecord, types, T_LIST, WRONGTYPE } from '../types/access.ts'
 import { NOT_INT, SYNTAX, WRONG_ARGS, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 
@@ -63,7 +63,7 @@ function pop (c: Ctx, left: boolean): void {
 
 /** Pops one element from the list at key `b[s, e)` into a Buffer, or null (no such list). For kv-conn's blocking pops. */
 export function listPop (store: Store, b: Buffer, s: number, e: number, left: boolean): Buffer | null {
-  if (store.find(b, s, e) < 0 || tagOf(store) !== T_LIST) return null
+  if (store.find(b, s, e) < 0 || tagOf(store) !== T_LIST || !isHeapRecord(store.seg, store.off)) return null
   const hd = refOf(store)
   const l = typesOf(store).lists
   l.at(hd, left ? 0 : l.count(hd) - 1)
@@ -79,7 +79,7 @@ export function listPush (store: Store, b: Buffer, s: number, e: number, left: b
   const l = typesOf(store).lists
   let hd: number
   if (at >= 0) {
-    if (tagOf(store) !== T_LIST) return WRONGTYPE
+    if (tagOf(store) !== T_LIST || !isHeapRecord(store.seg, store.off)) return WRONGTYPE
     hd = refOf(store)
   } else {
     hd = l.create()

@@ -132,7 +132,9 @@ function remRange (c: Ctx, by: number): void {
   if (hd <= 0) { if (hd === 0) c.out.int(0); return }
   const z = zs(c)
   collect(c, z, hd, { by, rev: false, offset: 0, limit: -1, withScores: false }, start, stop)
-  for (const x of found) {
+  // From the last: removing a packed entry moves the ones after it, never the ones before.
+  for (let k = found.length - 1; k >= 0; k--) {
+    const x = found[k]
     z.member(x)
     z.find(hd, hashOf(c, z.h.b[mA], mS, mE), z.h.b[mA], mS, mE)
     z.remove(hd, x, z.dict.slot)

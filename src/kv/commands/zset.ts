@@ -1,6 +1,8 @@
 /** Sorted set commands over types/zset.ts (skiplist + member dict in the heap). */
 import { ZSets, mA, mS, mE, type ScoreRange, type LexBound } from '../types/zset.ts'
-import { open, create, createKey, dropIfEmpty, types, hashOf, scanArgs, formatFloat, parseFloatArg, T_ZSET } from '../types/access.ts'
+import { open, create, createKey, dropIfEmpty, types, hashOf, scanArgs, formatFloat, parseFloatArg, tagOf, refOf, isHeapRecord, WRONGTYPE, T_ZSET } from '../types/access.ts'
+import { typesOf } from '../types/registry.ts'
+import type { Store } from '../store.ts'
 import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 import { zsetStore } from './zstore.ts'
@@ -219,10 +221,10 @@ function zrandmember (c: Ctx): void {
   const hd = open(c, 1, T_ZSET)
   if (hd < 0) return
   const z = zs(c)
-  const d = z.dict
+  const rnd = (): number => z.byRank(hd, Math.floor(Math.random() * z.count(hd)))
   if (c.argc === 2) {
     if (hd === 0) c.out.nil()
-    else replyMember(c, z, d.at(hd, d.randomSlot(hd)))
+    else replyMember(c, z, rnd())
     return
   }
   const count = c.num(2)
@@ -231,12 +233,12 @@ function zrandmember (c: Ctx): void {
   if (c.argc > 4 || (c.argc === 4 && !ws)) { c.out.error(SYNTAX); return }
   const refs: number[] = []
   if (hd !== 0) {
-    if (count < 0) for (let i = 0; i < -count; i++) refs.push(d.at(hd, d.randomSlot(hd)))
-    else if (count >= d.count(hd)) for (let x = z.fwd(z.head(hd), 0); x !== 0; x = z.fwd(x, 0)) refs.push(x)
+    if (count < 0) for (let i = 0; i < -count; i++) refs.push(rnd())
+    else if (count >= z.count(hd)) for (let x = z.fwd(z.head(hd), 0); x !== 0; x = z.fwd(x, 0)) refs.push(x)
     else {
-      const seen = new Set<number>()
-      while (seen.size < count) seen.add(d.randomSlot(hd))
-      for (const i of seen) refs.push(d.at(hd, i))
+      const ranks = new Set<number>()
+      while (ranks.size < count) ranks.add(Math.floor(Math.random() * z.count(hd)))
+      for (const r of ranks) refs.push(z.byRank(hd, r))
     }
   }
   c.out.arrayHeader(ws ? 2 * refs.length : refs.length)
@@ -251,20 +253,41 @@ function zscan (c: Ctx): void {
   const z = zs(c)
   const refs: number[] = []
   let cursor = 0
-  if (hd !== 0) {
+  const visit = (x: number): void => {
+    z.member(x)
+    if (o.glob === null || o.glob.matches(z.h.b[mA], mS, mE)) refs.push(x)
+  }
+  if (hd !== 0 && z.packed(hd)) {
+    // As Redis does for a listpack: everything in one call, cursor 0.
+    for (let x = z.fwd(z.head(hd), 0); x !== 0; x = z.fwd(x, 0)) visit(x)
+  } else if (hd !== 0) {
     cursor = o.cursor
     let steps = 0
-    do {
-      cursor = z.dict.scanStep(hd, cursor, (x) => {
-        z.member(x)
-        if (o.glob === null || o.glob.matches(z.h.b[mA], mS, mE)) refs.push(x)
-      })
-    } while (cursor !== 0 && ++steps < o.count)
+    do cursor = z.dict.scanStep(hd, cursor, visit); while (cursor !== 0 && ++steps < o.count)
   }
   c.out.arrayHeader(2)
   c.out.bulkString(String(cursor))
   c.out.arrayHeader(2 * refs.length)
   for (const x of refs) { replyMember(c, z, x); replyScore(c, z.score(x)) }
+}
+
+/**
+ * Pops the lowest (or, with `max`, highest) member of the sorted set at key `b[s, e)`, for kv-conn's
+ * BZPOPMIN/BZPOPMAX: [member, score], null if there is no such key, or WRONGTYPE's text.
+ */
+export function zsetPop (store: Store, b: Buffer, s: number, e: number, max: boolean): [Buffer, number] | string | null {
+  if (store.find(b, s, e) < 0) return null
+  if (tagOf(store) !== T_ZSET || !isHeapRecord(store.seg, store.off)) return WRONGTYPE
+  const hd = refOf(store)
+  const z = typesOf(store).zsets
+  const x = max ? z.tail(hd) : z.fwd(z.head(hd), 0)
+  z.member(x)
+  const member = Buffer.from(z.h.b[mA].subarray(mS, mE))
+  const score = z.score(x)
+  z.find(hd, store.keyHash.of(member, 0, member.length), member, 0, member.length)
+  z.remove(hd, x, z.dict.slot)
+  if (z.count(hd) === 0) store.removeAt(store.find(b, s, e))
+  return [member, score]
 }
 
 /** Stores a built zset `hd` at argument i (replacing what is there); replies its size. */

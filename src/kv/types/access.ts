@@ -5,6 +5,7 @@
  */
 import { Glob } from '../glob.ts'
 import type { Store } from '../store.ts'
+import type { Segment } from '../segments.ts'
 import { NOT_INT, OOM, SYNTAX, WRONGTYPE, type Ctx } from '../commands/context.ts'
 import { TypeHeap } from './heap.ts'
 import { Dict } from './dict.ts'
@@ -16,6 +17,14 @@ export const T_LIST = 1
 export const T_SET = 2
 export const T_ZSET = 3
 export const T_HASH = 4
+/** The tag's encoding bits (above the type byte) of a record whose value is a collections heap ref. */
+export const HEAP_REF = 1 << 8
+const BAD_RECORD = 'ERR the key holds a collection in an encoding this build does not read'
+
+/** True if the record at seg/off is a collection record this module wrote: a 4-byte ref, HEAP_REF encoding. */
+export function isHeapRecord (seg: Segment, off: number): boolean {
+  return (seg.tag(off) & ~0xff) === HEAP_REF && seg.valLen(off) === 4
+}
 
 /** The slot of the key found by the last `open` (-1 if absent). */
 export let slot = -1
@@ -39,6 +48,7 @@ export function open (c: Ctx, i: number, type: number): number {
   slot = store.find(c.buf, c.s(i), c.e(i))
   if (slot < 0) return 0
   if (tagOf(store) !== type) { c.out.error(WRONGTYPE); return -1 }
+  if (!isHeapRecord(store.seg, store.off)) { c.out.error(BAD_RECORD); return -1 }
   return refOf(store)
 }
 
@@ -52,7 +62,7 @@ export function create (c: Ctx, i: number, type: number, ref: number): boolean {
 /** Creates key `b[s, e)` whose probe slot is `at` (from a find just before). */
 export function createKey (store: Store, b: Buffer, s: number, e: number, type: number, ref: number, at: number, c?: Ctx): boolean {
   refBuf.writeUInt32LE(ref, 0)
-  if (store.write(at, b, s, e, refBuf, 0, 4, 0, type)) return true
+  if (store.write(at, b, s, e, refBuf, 0, 4, 0, type | HEAP_REF)) return true
   c?.out.error(OOM)
   return false
 }

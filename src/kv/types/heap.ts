@@ -92,6 +92,12 @@ export class TypeHeap {
     this.free[c] = ref
   }
 
+  /** True if `ref` names a place inside an arena (a check before trusting a ref read from a record). */
+  valid (ref: number): boolean {
+    const a = ref >>> 23
+    return ref !== 0 && a < this.regions.length && ((ref & OFF_MASK) << 3) + 8 <= this.b[a].length
+  }
+
   /** Releases every arena (FLUSHDB). */
   clear (): void {
     for (const r of this.regions) this.allocator.release(r)

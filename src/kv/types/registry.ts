@@ -10,6 +10,7 @@ import { TypeHeap, offOf, type HeapMeta } from './heap.ts'
 import { Dict, HASH, SET, ZSET, entryBytes } from './dict.ts'
 import { Lists, eA, eS, eE } from './list.ts'
 import { ZSets, mA, mS, mE } from './zset.ts'
+import { isHeapRecord } from './access.ts'
 
 export class Types {
   readonly heap: TypeHeap
@@ -17,11 +18,11 @@ export class Types {
   readonly lists: Lists
   readonly zsets: ZSets
 
-  constructor (heap: TypeHeap) {
+  constructor (heap: TypeHeap, hashOf: (b: Buffer, s: number, e: number) => number) {
     this.heap = heap
     this.dict = new Dict(heap)
     this.lists = new Lists(heap)
-    this.zsets = new ZSets(heap, this.dict)
+    this.zsets = new ZSets(heap, this.dict, hashOf)
   }
 
   /** Frees collection `ref` of RDB type `type` (its key is being deleted or overwritten). */
@@ -35,13 +36,25 @@ export class Types {
 
 const byStore = new WeakMap<Store, Types>()
 
+/** The last store asked about and its Types: commands ask several times each, mostly for one store. */
+let lastStore: Store | null = null
+let lastTypes: Types | null = null
+
 export function typesOf (store: Store): Types {
+  if (store === lastStore && store.adoptedTypes === null) return lastTypes as Types
+  const t = lookupTypes(store)
+  lastStore = store
+  lastTypes = t
+  return t
+}
+
+function lookupTypes (store: Store): Types {
   let t = byStore.get(store)
   if (t === undefined) {
     const adopted = store.adoptedTypes
     store.adoptedTypes = null
     if (adopted !== null) return adoptTypes(store, adopted.regions, adopted.meta as HeapMeta)
-    t = new Types(new TypeHeap(store.allocator))
+    t = new Types(new TypeHeap(store.allocator), (b, s, e) => store.keyHash.of(b, s, e))
     byStore.set(store, t)
   }
   return t
@@ -56,7 +69,7 @@ export function adoptTypes (store: Store, regions: Record<string, ArrayBuffer>, 
     if (r === undefined) throw new TypeError(`kv store: collections arena ${i} missing`)
     list.push(r)
   }
-  const t = new Types(new TypeHeap(store.allocator, { regions: list, meta }))
+  const t = new Types(new TypeHeap(store.allocator, { regions: list, meta }), (b, s, e) => store.keyHash.of(b, s, e))
   byStore.set(store, t)
   return t
 }
@@ -117,9 +130,12 @@ export function copyCollection (from: Types, type: number, ref: number, to: Type
 for (const type of [1, 2, 3, 4]) {
   typeOps[type] = {
     drop (store: Store, seg: Segment, off: number): void {
+      // Only what this module wrote points into the heap; anything else has nothing to free.
+      if (!isHeapRecord(seg, off) || !typesOf(store).heap.valid(recordRef(seg, off))) return
       typesOf(store).drop(type, recordRef(seg, off))
     },
     copy (from: Store, seg: Segment, off: number, to: Store): Buffer {
+      if (!isHeapRecord(seg, off) || !typesOf(from).heap.valid(recordRef(seg, off))) return Buffer.from(seg.bytes.subarray(seg.valStart(off), seg.valStart(off) + seg.valLen(off)))
       const ref = copyCollection(typesOf(from), type, recordRef(seg, off), typesOf(to), (b, s, e) => to.keyHash.of(b, s, e))
       const out = Buffer.alloc(4)
       out.writeUInt32LE(ref, 0)

@@ -3,9 +3,13 @@
  * the heap. The header is the Dict's three words then [u32 skiplist head node][u32 tail][u32 level].
  * A node block is [f64 score][u32 backward][u32 level][u32 member len] then per level
  * [u32 forward][u32 span], then the member: the Dict's entries are the nodes themselves.
+ * A small sorted set is a pack instead (zpack.ts): its header's capacity word is 0 and its first
+ * word is the pack; it becomes a skiplist when it passes 128 members or gets one over 64 bytes.
+ * Methods take and return nodes of either kind (a pack's positions are numbers above 2^32).
  */
 import { offOf, type TypeHeap } from './heap.ts'
 import { Dict, ZSET } from './dict.ts'
+import { ZPack, isPseudo, pseudo, PACK_MAX_ENTRIES, PACK_MAX_MEMBER } from './zpack.ts'
 
 export const ZHDR = 6
 const MAXLEVEL = 32
@@ -23,10 +27,42 @@ export interface LexBound { inf: number, ex: boolean, b: Buffer, s: number, e: n
 const update = new Uint32Array(MAXLEVEL)
 const rank = new Float64Array(MAXLEVEL)
 
-export class ZSets {
-  constructor (readonly h: TypeHeap, readonly dict: Dict) {}
+const pm = new Float64Array(3)
 
+export class ZSets {
+  readonly pack: ZPack
+  constructor (readonly h: TypeHeap, readonly dict: Dict, private readonly hashOf: (b: Buffer, s: number, e: number) => number) {
+    this.pack = new ZPack(h)
+  }
+
+  /** A new, empty sorted set (a pack). */
   create (): number {
+    const hd = this.h.alloc(ZHDR * 4)
+    const u = this.u(hd); const w = this.w(hd)
+    u.fill(0, w, w + ZHDR)
+    u[w] = this.pack.create(64)
+    return hd
+  }
+
+  packed (hd: number): boolean { return this.u(hd)[this.w(hd) + 1] === 0 }
+
+  /** Turns pack-encoded `hd` into a skiplist in place (the header block stays, so the key's record does too). */
+  private convert (hd: number): void {
+    const p = this.u(hd)[this.w(hd)]
+    const sl = this.createSkiplist()
+    for (let x = this.pack.next(pseudo(p, -1)); x !== 0; x = this.pack.next(x)) {
+      this.member(x)
+      const b = this.h.b[mA]; const s = mS; const e = mE
+      this.insert(sl, this.hashOf(b, s, e), this.pack.score(x), b, s, e)
+    }
+    this.pack.release(p)
+    const su = this.u(sl); const sw = this.w(sl)
+    const u = this.u(hd); const w = this.w(hd)
+    for (let i = 0; i < ZHDR; i++) u[w + i] = su[sw + i]
+    this.h.release(sl, ZHDR * 4)
+  }
+
+  private createSkiplist (): number {
     const hd = this.dict.create(ZHDR)
     const head = this.newNode(MAXLEVEL, 0, EMPTY, 0, 0)
     const u = this.u(hd); const w = this.w(hd)
@@ -35,6 +71,11 @@ export class ZSets {
   }
 
   destroy (hd: number): void {
+    if (this.packed(hd)) {
+      this.pack.release(this.u(hd)[this.w(hd)])
+      this.h.release(hd, ZHDR * 4)
+      return
+    }
     const head = this.head(hd)
     this.h.release(head, 20 + 8 * MAXLEVEL)
     this.dict.destroy(hd, ZSET, ZHDR)
@@ -43,18 +84,23 @@ export class ZSets {
   private u (ref: number): Uint32Array { return this.h.u32[ref >>> 23] }
   private w (ref: number): number { return offOf(ref) >>> 2 }
   count (hd: number): number { return this.dict.count(hd) }
-  head (hd: number): number { return this.u(hd)[this.w(hd) + 3] }
-  tail (hd: number): number { return this.u(hd)[this.w(hd) + 4] }
-  score (n: number): number { return this.h.f64[n >>> 23][offOf(n) >>> 3] }
-  back (n: number): number { return this.u(n)[this.w(n) + 2] }
+  head (hd: number): number { return this.packed(hd) ? pseudo(this.u(hd)[this.w(hd)], -1) : this.u(hd)[this.w(hd) + 3] }
+  tail (hd: number): number { return this.packed(hd) ? this.pack.last(this.u(hd)[this.w(hd)]) : this.u(hd)[this.w(hd) + 4] }
+  score (n: number): number { return isPseudo(n) ? this.pack.score(n) : this.h.f64[n >>> 23][offOf(n) >>> 3] }
+  back (n: number): number { return isPseudo(n) ? this.pack.prev(n) : this.u(n)[this.w(n) + 2] }
   level (n: number): number { return this.u(n)[this.w(n) + 3] }
-  fwd (n: number, i: number): number { return this.u(n)[this.w(n) + 5 + 2 * i] }
+  fwd (n: number, i: number): number { return isPseudo(n) ? this.pack.next(n) : this.u(n)[this.w(n) + 5 + 2 * i] }
   span (n: number, i: number): number { return this.u(n)[this.w(n) + 6 + 2 * i] }
   private setFwd (n: number, i: number, v: number): void { this.u(n)[this.w(n) + 5 + 2 * i] = v }
   private setSpan (n: number, i: number, v: number): void { this.u(n)[this.w(n) + 6 + 2 * i] = v }
   nodeBytes (n: number): number { return 20 + 8 * this.level(n) + this.u(n)[this.w(n) + 4] }
 
   member (n: number): void {
+    if (isPseudo(n)) {
+      this.pack.member(n, pm)
+      mA = pm[0]; mS = pm[1]; mE = pm[2]
+      return
+    }
     mA = n >>> 23
     mS = offOf(n) + 20 + 8 * this.level(n)
     mE = mS + this.u(n)[this.w(n) + 4]
@@ -80,12 +126,27 @@ export class ZSets {
 
   /** Finds member b[s, e) (with its hash): its node or 0. */
   find (hd: number, hash: number, b: Buffer, s: number, e: number): number {
+    if (this.packed(hd)) {
+      for (let x = this.fwd(this.head(hd), 0); x !== 0; x = this.fwd(x, 0)) {
+        this.member(x)
+        if (mE - mS === e - s && this.h.b[mA].compare(b, s, e, mS, mE) === 0) return x
+      }
+      return 0
+    }
     return this.dict.find(hd, ZSET, hash, b, s, e) ? this.dict.ref : 0
   }
 
   /** Adds a member known to be absent. */
   insert (hd: number, hash: number, score: number, b: Buffer, s: number, e: number): number {
     const u = this.u(hd); const w = this.w(hd)
+    if (u[w + 1] === 0) {
+      if (u[w + 2] < PACK_MAX_ENTRIES && e - s <= PACK_MAX_MEMBER) {
+        u[w] = this.pack.insert(u[w], score, b, s, e, (x) => this.before(x, score, b, s, e))
+        u[w + 2]++
+        return 1
+      }
+      this.convert(hd)
+    }
     let x = u[w + 3]
     const level = u[w + 5]
     for (let i = level - 1; i >= 0; i--) {
@@ -118,6 +179,11 @@ export class ZSets {
 
   /** Removes node n (found with `find`, so dict.slot is its slot) and frees it. */
   remove (hd: number, n: number, slot: number): void {
+    if (isPseudo(n)) {
+      this.pack.remove(n)
+      this.u(hd)[this.w(hd) + 2]--
+      return
+    }
     this.dict.removeSlot(hd, slot)
     this.unlink(hd, n)
     this.h.release(n, this.nodeBytes(n))
@@ -150,6 +216,14 @@ export class ZSets {
 
   /** Changes node n's score (n found by `find`, dict.slot its slot); returns the node, which may be new. */
   rescore (hd: number, n: number, slot: number, score: number): number {
+    if (isPseudo(n)) {
+      this.member(n)
+      const len = mE - mS
+      if (len > tmp.length) tmp = Buffer.alloc(len * 2)
+      this.h.b[mA].copy(tmp, 0, mS, mE)
+      this.remove(hd, n, slot)
+      return this.insert(hd, 0, score, tmp, 0, len)
+    }
     const b = this.back(n); const f = this.fwd(n, 0)
     if ((b === 0 || this.score(b) < score) && (f === 0 || this.score(f) > score)) {
       this.h.f64[n >>> 23][offOf(n) >>> 3] = score
@@ -171,6 +245,7 @@ export class ZSets {
 
   /** 0-based rank of node n. */
   rankOf (hd: number, n: number): number {
+    if (isPseudo(n)) return this.pack.rank(n)
     const score = this.score(n)
     this.member(n)
     const b = this.h.b[mA]; const s = mS; const e = mE
@@ -188,6 +263,7 @@ export class ZSets {
 
   /** The node at 0-based rank r (0 <= r < count). */
   byRank (hd: number, r: number): number {
+    if (this.packed(hd)) return this.pack.byRank(this.u(hd)[this.w(hd)], r)
     let x = this.head(hd)
     let traversed = 0
     r += 1
@@ -199,7 +275,19 @@ export class ZSets {
   }
 
   /** First node with score in range (0 if none). */
+  /** A pack's first (or last) entry passing `ok`, scanning in order: ranges over packs are linear. */
+  private scan (hd: number, ok: (x: number) => boolean, last: boolean): number {
+    let found = 0
+    for (let x = this.fwd(this.head(hd), 0); x !== 0; x = this.fwd(x, 0)) {
+      if (!ok(x)) continue
+      found = x
+      if (!last) break
+    }
+    return found
+  }
+
   firstInScore (hd: number, r: ScoreRange): number {
+    if (this.packed(hd)) return this.scan(hd, (x) => gteMin(this.score(x), r) && lteMax(this.score(x), r), false)
     let x = this.head(hd)
     for (let i = this.u(hd)[this.w(hd) + 5] - 1; i >= 0; i--) {
       for (let f = this.fwd(x, i); f !== 0 && !gteMin(this.score(f), r); f = this.fwd(x, i)) x = f
@@ -210,6 +298,7 @@ export class ZSets {
 
   /** Last node with score in range (0 if none). */
   lastInScore (hd: number, r: ScoreRange): number {
+    if (this.packed(hd)) return this.scan(hd, (x) => gteMin(this.score(x), r) && lteMax(this.score(x), r), true)
     let x = this.head(hd)
     for (let i = this.u(hd)[this.w(hd) + 5] - 1; i >= 0; i--) {
       for (let f = this.fwd(x, i); f !== 0 && lteMax(this.score(f), r); f = this.fwd(x, i)) x = f
@@ -233,6 +322,7 @@ export class ZSets {
   }
 
   firstInLex (hd: number, min: LexBound, max: LexBound): number {
+    if (this.packed(hd)) return this.scan(hd, (x) => this.lexGteMin(x, min) && this.lexLteMax(x, max), false)
     let x = this.head(hd)
     for (let i = this.u(hd)[this.w(hd) + 5] - 1; i >= 0; i--) {
       for (let f = this.fwd(x, i); f !== 0 && !this.lexGteMin(f, min); f = this.fwd(x, i)) x = f
@@ -242,6 +332,7 @@ export class ZSets {
   }
 
   lastInLex (hd: number, min: LexBound, max: LexBound): number {
+    if (this.packed(hd)) return this.scan(hd, (x) => this.lexGteMin(x, min) && this.lexLteMax(x, max), true)
     let x = this.head(hd)
     for (let i = this.u(hd)[this.w(hd) + 5] - 1; i >= 0; i--) {
       for (let f = this.fwd(x, i); f !== 0 && this.lexLteMax(f, max); f = this.fwd(x, i)) x = f
