@@ -1,11 +1,21 @@
 /**
- * A small pipelined RESP2 client, for the demo, the benchmarks and the tests. Every `pipeline` call
- * is one socket write; replies come back in order and resolve each batch's promise.
+ * A small pipelined RESP2/RESP3 client, for the demo, the benchmarks and the tests. Every `pipeline`
+ * call is one socket write; replies come back in order and resolve each batch's promise. Replies
+ * that answer no batch (pub/sub messages, RESP3 pushes, the answers to `send`) wait in an inbox
+ * for `next`.
  */
 import net from 'node:net'
 
 export class RespError extends Error {}
-export type RespValue = string | number | Buffer | null | RespError | RespValue[]
+/** A RESP3 map, in the order sent. */
+export class RespMap {
+  constructor (readonly entries: [RespValue, RespValue][]) {}
+}
+/** A RESP3 push (an out-of-band message). */
+export class RespPush {
+  constructor (readonly items: RespValue[]) {}
+}
+export type RespValue = string | number | boolean | Buffer | null | RespError | RespMap | RespPush | RespValue[]
 export type Arg = string | Buffer | number
 
 interface Batch { left: number, replies: RespValue[], resolve: (r: RespValue[]) => void }
@@ -48,26 +58,43 @@ export function parseReply (b: Buffer, pos: number): [RespValue, number] | typeo
   if (type === 43) return [line, nl + 2]
   if (type === 45) return [new RespError(line), nl + 2]
   if (type === 58) return [Number(line), nl + 2]
-  if (type === 36) {
-    const len = Number(line)
-    if (len < 0) return [null, nl + 2]
-    if (nl + 2 + len + 2 > b.length) return NEED_MORE
-    return [b.subarray(nl + 2, nl + 2 + len), nl + 2 + len + 2]
-  }
-  if (type === 42) {
+  if (type === 36 || type === 61) return parseBulk(b, line, nl, type === 61)
+  if (type === 95) return [null, nl + 2]
+  if (type === 44) return [line === 'inf' ? Infinity : line === '-inf' ? -Infinity : Number(line), nl + 2]
+  if (type === 35) return [line === 't', nl + 2]
+  if (type === 40) return [line, nl + 2]
+  if (type === 42 || type === 126 || type === 62 || type === 37 || type === 124) {
     const n = Number(line)
     if (n < 0) return [null, nl + 2]
-    const items: RespValue[] = []
-    let p = nl + 2
-    for (let i = 0; i < n; i++) {
-      const r = parseReply(b, p)
-      if (r === NEED_MORE) return NEED_MORE
-      items.push(r[0])
-      p = r[1]
-    }
+    const r = parseItems(b, nl + 2, type === 37 || type === 124 ? 2 * n : n)
+    if (r === NEED_MORE) return NEED_MORE
+    const [items, p] = r
+    if (type === 124) return parseReply(b, p) // attributes are skipped
+    if (type === 62) return [new RespPush(items), p]
+    if (type === 37) return [new RespMap(Array.from({ length: n }, (_, i) => [items[2 * i], items[2 * i + 1]])), p]
     return [items, p]
   }
   throw new Error(`RESP client: bad reply type byte ${type}`)
+}
+
+function parseBulk (b: Buffer, line: string, nl: number, verbatim: boolean): [RespValue, number] | typeof NEED_MORE {
+  const len = Number(line)
+  if (len < 0) return [null, nl + 2]
+  if (nl + 2 + len + 2 > b.length) return NEED_MORE
+  // A verbatim string starts with its format ("txt:").
+  return [b.subarray(nl + 2 + (verbatim ? 4 : 0), nl + 2 + len), nl + 2 + len + 2]
+}
+
+function parseItems (b: Buffer, pos: number, n: number): [RespValue[], number] | typeof NEED_MORE {
+  const items: RespValue[] = []
+  let p = pos
+  for (let i = 0; i < n; i++) {
+    const r = parseReply(b, p)
+    if (r === NEED_MORE) return NEED_MORE
+    items.push(r[0])
+    p = r[1]
+  }
+  return [items, p]
 }
 
 export class KvClient {
@@ -75,6 +102,8 @@ export class KvClient {
   private buf: Buffer = Buffer.alloc(0)
   private readonly batches: Batch[] = []
   private failure: Error | null = null
+  private readonly inbox: RespValue[] = []
+  private waiting: ((v: RespValue) => void) | null = null
 
   private constructor (socket: net.Socket) {
     this.socket = socket
@@ -109,6 +138,28 @@ export class KvClient {
     return r
   }
 
+  /** Sends a command whose replies are read with `next` (SUBSCRIBE, a blocking pop). */
+  send (...args: Arg[]): void {
+    if (this.failure !== null) throw this.failure
+    this.socket.write(encode([args]))
+  }
+
+  /** The next reply that answered no batch; rejects after `timeoutMs` or if the connection fails. */
+  async next (timeoutMs = 10_000): Promise<RespValue> {
+    const v = this.inbox.shift()
+    if (v !== undefined) return v
+    if (this.failure !== null) throw this.failure
+    return await new Promise<RespValue>((resolve, reject) => {
+      const timer = setTimeout(() => { this.waiting = null; reject(new Error(`RESP client: no message within ${timeoutMs} ms`)) }, timeoutMs)
+      this.waiting = (x) => { clearTimeout(timer); this.waiting = null; if (x instanceof Error && !(x instanceof RespError)) reject(x); else resolve(x) }
+    })
+  }
+
+  /** Replies that arrived unasked and were not read yet. */
+  get unread (): number {
+    return this.inbox.length
+  }
+
   async close (): Promise<void> {
     this.failure = new Error('RESP client: closed')
     await new Promise<void>((resolve) => this.socket.end(resolve))
@@ -122,7 +173,7 @@ export class KvClient {
       if (r === NEED_MORE) break
       pos = r[1]
       const batch = this.batches[0]
-      if (batch === undefined) { this.fail(new Error('RESP client: reply without a request')); return }
+      if (batch === undefined || r[0] instanceof RespPush) { this.toInbox(r[0]); continue }
       batch.replies.push(r[0])
       if (--batch.left === 0) {
         this.batches.shift()
@@ -132,8 +183,14 @@ export class KvClient {
     this.buf = pos === this.buf.length ? Buffer.alloc(0) : Buffer.from(this.buf.subarray(pos))
   }
 
+  private toInbox (v: RespValue): void {
+    if (this.waiting !== null) this.waiting(v)
+    else this.inbox.push(v)
+  }
+
   private fail (err: Error): void {
     if (this.failure === null) this.failure = err
+    this.waiting?.(err as RespValue)
     for (const b of this.batches.splice(0)) {
       while (b.left-- > 0) b.replies.push(new RespError(err.message))
       b.resolve(b.replies)

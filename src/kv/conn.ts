@@ -5,11 +5,13 @@
  * query buffer is what moves to a successor on a live upgrade.
  */
 import type { Socket } from 'node:net'
-import type { RespParser } from './resp.ts'
-import type { ClientInfo, Ctx } from './commands/context.ts'
-import { dispatch } from './commands/table.ts'
+import { RespParser } from './resp.ts'
+import type { Ctx } from './commands/context.ts'
+import { execute } from './commands/multi.ts'
+import type { Waiter } from './commands/blocking.ts'
 import { QueryBuffer } from './query.ts'
 import type { Allocator } from './segments.ts'
+import { encodeCommand, hubOf, type Session, type Transaction, type WatchedKey } from './session.ts'
 
 export interface ConnHost {
   readonly ctx: Ctx
@@ -31,6 +33,9 @@ export interface AdoptedClient {
   /** Bytes to put in the query buffer (after the region's): packed small buffers, the socket's unread bytes. */
   bytes: Buffer[]
 }
+/** A client whose unsent output passes this when a message comes for it is disconnected (Redis: 32 MiB for pub/sub). */
+const OUTPUT_LIMIT = 32 * 1024 * 1024
+
 /**
  * Replies wait here until every read of this event-loop turn has run, then leave together (as
  * Redis writes in beforeSleep): the clients' wakeups come in one burst instead of between reads.
@@ -45,13 +50,22 @@ function flushUnsent (): void {
   for (const c of list) c.flush()
 }
 
-export class Conn implements ClientInfo {
+export class Conn implements Session {
   readonly id: number
   name = ''
   closing = false
   authenticated: boolean
-  /** The selected database (SELECT). */
+  resp: 2 | 3 = 2
   db = 0
+  tx: Transaction | null = null
+  watched: WatchedKey[] = []
+  watchDirty = false
+  channels = new Set<string>()
+  patterns = new Set<string>()
+  blocked: Waiter | null = null
+  inExec = false
+  /** Whole commands that came in the same read as a command that blocked: they run once it is answered. */
+  held: Buffer[] = []
   readonly socket: Socket
   readonly query: QueryBuffer
   private readonly host: ConnHost
@@ -63,8 +77,11 @@ export class Conn implements ClientInfo {
    */
   private adopted = false
   /** Replies of this turn's reads, not yet written (see `unsent`). */
-  private queued: Buffer | null = null
+  private queued: Buffer[] = []
   private inUnsent = false
+  /** Set while this client's own command runs: messages to it then follow that command's reply. */
+  private running = false
+  private deferred: Buffer[] | null = null
 
   /** An adopted client starts frozen, with its predecessor's unread bytes kept until `thaw`. */
   constructor (id: number, socket: Socket, host: ConnHost, adopted?: AdoptedClient) {
@@ -90,9 +107,11 @@ export class Conn implements ClientInfo {
 
   onData (chunk: Buffer): void {
     if (this.closing) return
-    if (this.frozen) {
+    if (this.frozen || this.blocked !== null) {
+      // A blocked client's next commands wait, unparsed, until its answer (as in Redis).
       if (!this.query.absorb(chunk)) this.closing = true
       if (this.adopted) this.thaw()
+      else if (this.closing) this.queue()
       return
     }
     this.host.beginBatch()
@@ -104,11 +123,57 @@ export class Conn implements ClientInfo {
   private readonly runOne = (p: RespParser): boolean => {
     const ctx = this.host.ctx
     ctx.bind(p, this)
-    dispatch(ctx)
+    if (this.blocked !== null) {
+      this.held.push(encodeCommand(ctx))
+      return true
+    }
+    ctx.out.resp = this.resp
+    this.running = true
+    try {
+      execute(ctx)
+    } finally {
+      this.running = false
+    }
     this.host.commands++
+    if (this.deferred !== null) {
+      for (const b of this.deferred) ctx.out.append(b)
+      this.deferred = null
+    }
+    hubOf(ctx).blocking.serveReady(ctx)
     // AUTH may have run: the parser's limits for the next command follow.
     p.unauthenticated = this.mustAuth()
     return !this.closing
+  }
+
+  /** Out-of-band output: written after this client's current command, or with this turn's replies. */
+  deliver (bytes: Buffer): void {
+    if (this.socket.destroyed) return
+    // Redis's client-output-buffer-limit for pub/sub: a subscriber that does not read is dropped.
+    if (this.socket.writableLength > OUTPUT_LIMIT) { this.socket.destroy(); return }
+    if (this.running) (this.deferred ??= []).push(bytes)
+    else this.enqueue(bytes)
+  }
+
+  /** Its blocked command was answered: what it sent meanwhile runs next turn (unless frozen: then at thaw). */
+  unblocked (): void {
+    setImmediate(() => {
+      if (this.frozen || this.blocked !== null || this.socket.destroyed) return
+      this.host.beginBatch()
+      this.runPending()
+    })
+  }
+
+  /** Runs held commands, then the query buffer, stopping if one blocks. */
+  private runPending (): void {
+    const p = new RespParser()
+    while (this.held.length > 0 && this.blocked === null && !this.closing) {
+      const wire = this.held.shift() as Buffer
+      p.parse(wire, 0, wire.length)
+      this.runOne(p)
+    }
+    if (this.blocked !== null || this.closing) { this.queue(); return }
+    this.query.parser.unauthenticated = this.mustAuth()
+    this.settle(this.query.run(this.runOne))
   }
 
   /** Redis's authRequired(): there is a password and this client has not passed AUTH. */
@@ -126,11 +191,13 @@ export class Conn implements ClientInfo {
   /** Takes this read's replies out of the shared reply buffer; they are written at the end of the turn. */
   private queue (): void {
     const out = this.host.ctx.out
-    if (out.pos === 0 && !this.closing) return
-    if (out.pos > 0) {
-      const bytes = out.take()
-      this.queued = this.queued === null ? bytes : Buffer.concat([this.queued, bytes])
-    }
+    if (out.pos > 0) this.enqueue(out.take())
+    else if (this.closing) this.enqueue(null)
+  }
+
+  /** Adds bytes to what this turn writes, and makes sure it is written. */
+  private enqueue (bytes: Buffer | null): void {
+    if (bytes !== null) this.queued.push(bytes)
     if (this.inUnsent) return
     this.inUnsent = true
     unsent.push(this)
@@ -143,11 +210,11 @@ export class Conn implements ClientInfo {
   /** Writes the queued replies (and ends the connection after QUIT or a protocol error). */
   flush (): void {
     this.inUnsent = false
-    const bytes = this.queued
-    this.queued = null
+    const parts = this.queued
+    this.queued = []
     if (this.socket.destroyed) return
-    if (bytes !== null) {
-      const ok = this.socket.write(bytes)
+    if (parts.length > 0) {
+      const ok = this.socket.write(parts.length === 1 ? parts[0] : Buffer.concat(parts))
       if (!ok && !this.closing) this.socket.pause()
     }
     if (this.closing) this.socket.end()
@@ -171,8 +238,7 @@ export class Conn implements ClientInfo {
     this.adopted = false
     if (!this.closing) {
       this.host.beginBatch()
-      this.query.parser.unauthenticated = this.mustAuth()
-      this.settle(this.query.run(this.runOne))
+      this.runPending()
     } else {
       this.queue()
     }

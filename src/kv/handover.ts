@@ -6,6 +6,9 @@
  * upgrade roll back.
  */
 import type { Conn, AdoptedClient } from './conn.ts'
+import { INCOMPLETE, PROTOCOL_ERROR, RespParser } from './resp.ts'
+import { encodeArgs, keyId, type Hub, type Session } from './session.ts'
+import { Validator } from '../validate.ts'
 
 /** At most this many query buffers move as regions of their own; the rest are copied into the pack. */
 export const QUERY_REGIONS = 64
@@ -25,6 +28,16 @@ export interface ClientMeta {
   length?: number
   /** Where its query buffer is in the pack: offset, length. */
   pack?: [number, number]
+  /** RESP3 after HELLO 3 (absent: RESP2). */
+  resp?: 3
+  /** In a MULTI: whether a command failed to queue (the commands are records). */
+  tx?: { failed: boolean }
+  /** A watched key was touched: its EXEC fails. */
+  watchDirty?: boolean
+  /** Blocked until this epoch ms (0: no timeout); its command is a record. */
+  blockedUntil?: number
+  /** Where its state records (queued and held commands, watched keys, subscriptions) are in the pack. */
+  records?: [number, number]
 }
 
 /** Giftable query buffers to move as regions, the biggest first, within the region budget. */
@@ -42,28 +55,116 @@ export interface ExportedClients {
   pack: ArrayBuffer | null
 }
 
+/** A client's connection state beyond its query buffer, as JSON scalars and RESP-encoded records. */
+function describeSession (c: Conn): { meta: ClientMeta, records: Buffer | null } {
+  const meta: ClientMeta = { name: c.name, authenticated: c.authenticated }
+  if (c.resp === 3) meta.resp = 3
+  meta.db = c.db
+  if (c.watchDirty) meta.watchDirty = true
+  const records: Buffer[] = []
+  if (c.tx !== null) {
+    meta.tx = { failed: c.tx.failed }
+    for (const wire of c.tx.commands) records.push(encodeArgs(['tx', ...argsOf(wire)]))
+  }
+  for (const w of c.watched) records.push(encodeArgs(['watch', String(w.db), String(w.expireAt), w.key]))
+  for (const ch of c.channels) records.push(encodeArgs(['channel', Buffer.from(ch, 'latin1')]))
+  for (const pat of c.patterns) records.push(encodeArgs(['pattern', Buffer.from(pat, 'latin1')]))
+  if (c.blocked !== null) {
+    meta.blockedUntil = c.blocked.deadline
+    records.push(encodeArgs(['block', ...c.blocked.argv]))
+  }
+  for (const wire of c.held) records.push(encodeArgs(['held', ...argsOf(wire)]))
+  return { meta, records: records.length > 0 ? Buffer.concat(records) : null }
+}
+
 /** Describes the frozen clients (by handle name) and the regions their query buffers travel in. */
 export function exportClients (conns: Conn[], storeRegions: number, alloc: (bytes: number) => ArrayBuffer): ExportedClients {
   const own = queryRegions(conns, storeRegions)
+  const owned = new Map([...own].map(([name, c]) => [c, name]))
   const out: ExportedClients = { regions: {}, clients: {}, pack: null }
-  for (const [name, c] of own) {
-    out.regions[name] = c.query.region as ArrayBuffer
-    out.clients[`client.${c.id}`] = { name: c.name, authenticated: c.authenticated, db: c.db, region: name, length: c.query.len }
-  }
-  const rest = conns.filter((c) => !(`client.${c.id}` in out.clients))
-  const packed = rest.reduce((n, c) => n + c.query.len, 0)
+  const described = conns.map((c) => ({ c, ...describeSession(c) }))
+  const packed = described.reduce((n, d) => n + (d.records?.length ?? 0) + (owned.has(d.c) ? 0 : d.c.query.len), 0)
   const pack = packed > 0 ? Buffer.from(out.pack = alloc(packed)) : null
   let at = 0
-  for (const c of rest) {
-    const meta: ClientMeta = { name: c.name, authenticated: c.authenticated, db: c.db }
-    if (pack !== null && c.query.len > 0) {
+  for (const { c, meta, records } of described) {
+    const region = owned.get(c)
+    if (region !== undefined) {
+      out.regions[region] = c.query.region as ArrayBuffer
+      meta.region = region
+      meta.length = c.query.len
+    } else if (pack !== null && c.query.len > 0) {
       meta.pack = [at, c.query.len]
       at += c.query.pending().copy(pack, at)
+    }
+    if (pack !== null && records !== null) {
+      meta.records = [at, records.length]
+      at += records.copy(pack, at)
     }
     out.clients[`client.${c.id}`] = meta
   }
   if (out.pack !== null) out.regions[PACK] = out.pack
   return out
+}
+
+/** The arguments of one RESP-encoded command. */
+function argsOf (wire: Buffer): Buffer[] {
+  const p = new RespParser()
+  if (p.parse(wire, 0, wire.length) < 0) return []
+  return Array.from({ length: p.argc }, (_, i) => wire.subarray(p.start[i], p.end[i]))
+}
+
+const check = new Validator((why) => new TypeError(`pagegift-kv: a client's state from the predecessor: ${why}`))
+
+/** Each record in `bytes` as its arguments (copies); a record that is not whole RESP is an error. */
+function records (bytes: Buffer): Buffer[][] {
+  const out: Buffer[][] = []
+  const p = new RespParser()
+  for (let pos = 0; pos < bytes.length;) {
+    const next = p.parse(bytes, pos, bytes.length)
+    if (next === INCOMPLETE || next === PROTOCOL_ERROR || p.argc < 1) check.fail('a record is not a whole RESP command')
+    out.push(Array.from({ length: p.argc }, (_, i) => Buffer.from(bytes.subarray(p.start[i], p.end[i]))))
+    pos = next
+  }
+  return out
+}
+
+/**
+ * Gives an adopted client its predecessor's connection state: protocol, database, MULTI and its
+ * queued commands, watched keys, subscriptions, and a blocked command with its original deadline.
+ * The server's blocking timers are frozen until it serves.
+ */
+export function restoreSession (s: Session, hub: Hub, m: unknown, regions: Record<string, ArrayBuffer>): void {
+  if (typeof m !== 'object' || m === null) return
+  const meta = m as Record<string, unknown>
+  if (meta.resp !== undefined) s.resp = check.int(meta.resp, 'resp', 2, 3) as 2 | 3
+  if (meta.tx !== undefined) s.tx = { commands: [], failed: check.bool(check.obj(meta.tx, 'tx').failed, 'tx.failed') }
+  if (meta.watchDirty !== undefined) s.watchDirty = check.bool(meta.watchDirty, 'watchDirty')
+  const deadline = meta.blockedUntil === undefined ? null : check.uint(meta.blockedUntil, 'blockedUntil')
+  if (meta.records === undefined) return
+  const pack = regions[PACK]
+  const [off, len] = check.uints(meta.records, 'records', 2)
+  if (!(pack instanceof ArrayBuffer) || off + len > pack.byteLength) check.fail('its records are not in the pack')
+  for (const [kind, ...args] of records(Buffer.from(pack, off, len))) restoreRecord(s, hub, kind.toString('latin1'), args, deadline)
+}
+
+function restoreRecord (s: Session, hub: Hub, kind: string, args: Buffer[], deadline: number | null): void {
+  if (kind === 'tx' && s.tx !== null && args.length > 0) {
+    s.tx.commands.push(encodeArgs(args))
+  } else if (kind === 'watch' && args.length === 3) {
+    const db = check.uint(Number(args[0].toString('latin1')), 'watch db')
+    const expireAt = check.uint(Number(args[1].toString('latin1')), 'watch expireAt')
+    hub.watches.add(s, { id: keyId(db, args[2], 0, args[2].length), db, key: args[2], expireAt })
+  } else if (kind === 'channel' && args.length === 1) {
+    hub.pubsub.subscribe(s, args[0].toString('latin1'))
+  } else if (kind === 'pattern' && args.length === 1) {
+    hub.pubsub.psubscribe(s, args[0].toString('latin1'))
+  } else if (kind === 'block' && deadline !== null) {
+    if (!hub.blocking.restore(s, args, deadline)) check.fail('its blocked command is not a blocking command')
+  } else if (kind === 'held' && args.length > 0) {
+    s.held.push(encodeArgs(args))
+  } else {
+    check.fail(`a '${kind}' record is not understood`)
+  }
 }
 
 /**

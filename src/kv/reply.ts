@@ -1,13 +1,25 @@
 /**
- * RESP2 reply writer. All replies produced while handling one read from a client go into this one
- * growable buffer, then leave in a single socket write (pipelining without a write per command).
+ * Reply writer for RESP2 and RESP3. All replies produced while handling one read from a client go
+ * into this one growable buffer, then leave in a single socket write (pipelining without a write
+ * per command). `resp` is the protocol of the client being answered (set before each command):
+ * commands call `map`, `double`, `null` and friends and get that protocol's encoding.
  */
 
 const CRLF = 0x0a0d
 
+/** Redis's text for a double (RESP2 bulk, RESP3 `,`): the shortest round-trip form, `inf`, `-inf`, `nan`. */
+export function formatDouble (x: number): string {
+  if (Number.isNaN(x)) return 'nan'
+  if (x === Infinity) return 'inf'
+  if (x === -Infinity) return '-inf'
+  return Object.is(x, -0) ? '-0' : String(x)
+}
+
 export class Reply {
   buf: Buffer
   pos = 0
+  /** The protocol of the client being answered: 2, or 3 after HELLO 3. */
+  resp: 2 | 3 = 2
 
   constructor (size = 64 * 1024) {
     this.buf = Buffer.allocUnsafe(size)
@@ -36,6 +48,12 @@ export class Reply {
     this.pos = mark
   }
 
+  /** Bytes already encoded (a pub/sub message, another reply). */
+  append (b: Buffer): void {
+    this.ensure(b.length)
+    this.pos += b.copy(this.buf, this.pos)
+  }
+
   raw (s: string): void {
     this.ensure(s.length * 3)
     this.pos += this.buf.write(s, this.pos, 'latin1')
@@ -62,7 +80,9 @@ export class Reply {
     this.raw('-' + msg + '\r\n')
   }
 
+  /** A null bulk string (RESP3: the null type). */
   nil (): void {
+    if (this.resp === 3) { this.raw('_\r\n'); return }
     this.ensure(5)
     const b = this.buf
     const p = this.pos
@@ -74,8 +94,44 @@ export class Reply {
     this.pos = p + 5
   }
 
+  /** A null array (RESP3: the null type). */
   nilArray (): void {
-    this.raw('*-1\r\n')
+    this.raw(this.resp === 3 ? '_\r\n' : '*-1\r\n')
+  }
+
+  /** The null of either protocol: `$-1` in RESP2, `_` in RESP3. */
+  null (): void {
+    this.nil()
+  }
+
+  /** A map of `n` key/value pairs: RESP3 `%n`, RESP2 a flat array of 2n items. */
+  map (n: number): void {
+    if (this.resp === 3) this.raw('%' + String(n) + '\r\n')
+    else this.arrayHeader(2 * n)
+  }
+
+  /** A set of `n` members: RESP3 `~n`, RESP2 an array. */
+  set (n: number): void {
+    if (this.resp === 3) this.raw('~' + String(n) + '\r\n')
+    else this.arrayHeader(n)
+  }
+
+  /** An out-of-band message (pub/sub) of `n` items: RESP3 `>n`, RESP2 an array. */
+  push (n: number): void {
+    if (this.resp === 3) this.raw('>' + String(n) + '\r\n')
+    else this.arrayHeader(n)
+  }
+
+  /** A double: RESP3 `,x`, RESP2 a bulk string of the same text. */
+  double (x: number): void {
+    if (this.resp === 3) this.raw(',' + formatDouble(x) + '\r\n')
+    else this.bulkString(formatDouble(x))
+  }
+
+  /** A boolean: RESP3 `#t`/`#f`, RESP2 the integers 1 and 0. */
+  bool (b: boolean): void {
+    if (this.resp === 3) this.raw(b ? '#t\r\n' : '#f\r\n')
+    else this.int(b ? 1 : 0)
   }
 
   int (n: number | bigint): void {

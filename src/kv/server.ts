@@ -15,6 +15,11 @@ import type { Allocator } from './segments.ts'
 import { parseBytes } from './units.ts'
 import { listenAddress } from './options.ts'
 import { saveRdb, type RdbSaveReport } from './rdb/store.ts'
+import { dispatch, lookup } from './commands/table.ts'
+import { Watches } from './commands/multi.ts'
+import { PubSub } from './commands/pubsub.ts'
+import { Blocking } from './commands/blocking.ts'
+import type { Hub } from './session.ts'
 
 export class KvServer implements ConnHost, ServerView {
   readonly dbs: Databases
@@ -36,6 +41,8 @@ export class KvServer implements ConnHost, ServerView {
   passHash: Buffer | null = null
   /** The addresses listened on (Redis's `bind`), for CONFIG GET and the start-up line. */
   bind: string[] = ['127.0.0.1']
+  /** Watched keys, channels and blocked clients: per watched key, channel or waiter, never per stored key. */
+  readonly hub: Hub = { watches: new Watches(), pubsub: new PubSub(), blocking: new Blocking(), dispatch, lookup }
   /** The region the small query buffers were packed into for a handoff; released if it rolls back. */
   handoffPack: ArrayBuffer | null = null
 
@@ -171,17 +178,23 @@ export class KvServer implements ConnHost, ServerView {
 
   closed (conn: Conn): void {
     this.conns.delete(conn)
+    this.hub.watches.unwatchAll(conn)
+    this.hub.pubsub.drop(conn)
+    if (conn.blocked !== null) this.hub.blocking.unblock(conn.blocked)
   }
 
   /** Stops background work and freezes every client at a command boundary. */
   freeze (): void {
     this.stopTimer()
+    this.hub.blocking.freeze()
     for (const c of this.conns) c.freeze()
   }
 
   /** Undoes `freeze` after a handoff that failed; in a successor, starts serving adopted clients. */
   thaw (): void {
+    this.hub.blocking.thaw()
     for (const c of this.conns) c.thaw()
+    this.hub.blocking.serveReady(this.ctx)
     this.startTimer()
   }
 

@@ -14,7 +14,7 @@ import type { StoreMeta } from './store.ts'
 import { Databases, LAYOUTS, type DatabasesMeta } from './databases.ts'
 import { startFresh } from './start.ts'
 import { warmUp } from './warmup.ts'
-import { adoptedClient, exportClients, packOf, queryRegions, type ClientMeta } from './handover.ts'
+import { adoptedClient, exportClients, packOf, queryRegions, restoreSession, type ClientMeta } from './handover.ts'
 
 type Generation = handoff.Generation
 type HandoffState = handoff.HandoffState
@@ -85,11 +85,14 @@ function adopt (gen: Generation, o: KvOptions, allocator: Allocator): KvServer {
   server.snapshotPath = o.snapshot
   server.rdbOutPath = o.rdbOut
   inheritPassword(server, o, meta)
+  // Blocked clients' deadlines start counting again once this generation serves (thaw).
+  server.hub.blocking.freeze()
   for (const [name, h] of Object.entries(inh.handles)) {
     if (h.kind === 'server') server.adoptListener(adoptServer(h), meta.port)
     else if (h.kind === 'socket') {
       const { socket, pending } = adoptSocket(h)
-      server.addSocket(socket, adoptedClient(meta.clients[name], inh.regions, pending))
+      const conn = server.addSocket(socket, adoptedClient(meta.clients[name], inh.regions, pending))
+      restoreSession(conn, server.hub, meta.clients[name], inh.regions)
     }
   }
   return server

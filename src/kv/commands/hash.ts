@@ -161,10 +161,10 @@ function hexists (c: Ctx): void {
 function hgetall (c: Ctx, what: number): void {
   const hd = open(c, 1, T_HASH)
   if (hd < 0) return
-  if (hd === 0) { c.out.arrayHeader(0); return }
+  if (hd === 0) { if (what === 3) c.out.map(0); else c.out.arrayHeader(0); return }
   const d = types(c).dict
   const n = d.count(hd)
-  c.out.arrayHeader(what === 3 ? 2 * n : n)
+  if (what === 3) c.out.map(n); else c.out.arrayHeader(n)
   const cap = d.cap(hd)
   for (let i = 0; i < cap; i++) {
     const ref = d.at(hd, i)

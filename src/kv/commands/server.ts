@@ -60,7 +60,7 @@ function config (c: Ctx): void {
         if (glob.matches(Buffer.from(k)) && !pairs.includes(k)) pairs.push(k, v)
       }
     }
-    c.out.arrayHeader(pairs.length)
+    c.out.map(pairs.length / 2)
     for (const s of pairs) c.out.bulkString(s)
   } else if (c.is(1, 'set') && c.argc >= 4 && c.argc % 2 === 0) {
     for (let i = 2; i < c.argc; i += 2) {

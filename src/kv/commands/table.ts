@@ -12,6 +12,10 @@ import { expireCommands } from './expire.ts'
 import { keyCommands } from './keys.ts'
 import { serverCommands } from './server.ts'
 import { stringCommands } from './strings.ts'
+import { multiCommands } from './multi.ts'
+import { pubsubCommands } from './pubsub.ts'
+import { blockingCommands } from './blocking.ts'
+import { helloCommands } from './hello.ts'
 import { hashCommands } from './hash.ts'
 import { listCommands } from './list.ts'
 import { setCommands } from './set.ts'
@@ -54,6 +58,7 @@ function describe (c: Ctx, cmd: Command): void {
 const all: Command[] = [
   ...stringCommands, ...moreStringCommands, ...lcsCommands, ...keyCommands, ...databaseCommands, ...expireCommands,
   ...objectCommands, ...serverCommands,
+  ...multiCommands, ...pubsubCommands, ...blockingCommands, ...helloCommands,
   ...hashCommands, ...listCommands, ...setCommands, ...zsetCoreCommands, ...zrangeCommands,
   { name: 'command', arity: -1, flags: ['random'], keys: [0, 0, 0], run: command }
 ]

@@ -15,7 +15,7 @@ export function replyMember (c: Ctx, z: ZSets, n: number): void {
   z.member(n)
   c.out.bulk(z.h.b[mA], mS, mE)
 }
-export function replyScore (c: Ctx, score: number): void { c.out.bulkString(formatFloat(score)) }
+export function replyScore (c: Ctx, score: number): void { if (c.out.resp === 3) c.out.double(score); else c.out.bulkString(formatFloat(score)) }
 
 /** Opens or creates argument i's sorted set; -1 after an error reply. */
 function openForWrite (c: Ctx, i: number): number {

@@ -1,0 +1,65 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { tmpdir } from 'node:os'
+import { KvClient, RespError, type RespValue } from '../src/kv/client.ts'
+import { startKv, type KvProc } from './fixtures/kv-proc.ts'
+
+const str = (v: RespValue): unknown => Buffer.isBuffer(v) ? v.toString() : Array.isArray(v) ? v.map(str) : v instanceof RespError ? `ERR:${v.message}` : v
+
+async function upgrade (prev: KvProc, args: string[]): Promise<KvProc> {
+  const mark = prev.output().length
+  const exited = new Promise((resolve) => { if (prev.proc.exitCode !== null) resolve(null); else prev.proc.once('exit', resolve) })
+  const next = await startKv(args, 60_000)
+  await exited
+  assert.doesNotMatch(prev.output().slice(mark), /handoff failed/)
+  return next
+}
+
+test('live upgrade: blocked clients stay blocked, are served by pushes in the successor, and time out at their original deadline', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kv-block-'))
+  const args = ['--port', '0', '--handoff', join(dir, 'h.sock')]
+  let gen = await startKv(args)
+  try {
+    const [forever, timed, zset, mover, other] = await Promise.all(Array.from({ length: 5 }, async () => await KvClient.connect(gen.port)))
+    await run(other, ['SELECT', 3])
+    await run(zset, ['HELLO', 3])
+    // A blocked client with a command pipelined behind it: that command waits and moves with it.
+    forever.send('BLPOP', 'q', 0)
+    forever.send('PING', 'after')
+    const t0 = Date.now()
+    timed.send('BRPOP', 'never', 4)
+    zset.send('BZPOPMIN', 'z', 0)
+    await run(mover, ['SELECT', 3])
+    mover.send('BLMOVE', 'src', 'dst', 'LEFT', 'RIGHT', 0)
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    gen = await upgrade(gen, args)
+    const upgraded = Date.now()
+    assert.equal(forever.unread + timed.unread + zset.unread + mover.unread, 0, 'a blocked client was answered by the upgrade')
+    const k = await KvClient.connect(gen.port)
+    await run(k, ['RPUSH', 'q', 'job'], ['ZADD', 'z', '1.5', 'm'])
+    assert.deepEqual([str(await forever.next()), str(await forever.next())], [['q', 'job'], 'after'])
+    assert.deepEqual(str(await zset.next()), ['z', 'm', 1.5])
+    // The mover waits in database 3: a push in database 0 does not serve it, one in database 3 does.
+    await run(k, ['RPUSH', 'src', 'db0'])
+    await run(other, ['RPUSH', 'src', 'v'])
+    assert.deepEqual(str(await mover.next()), 'v')
+    assert.deepEqual(await run(other, ['LRANGE', 'dst', 0, -1]), [['v']])
+    // The timed client: null at t0 + 4 s, not 4 s after the upgrade.
+    assert.equal(str(await timed.next(15_000)), null)
+    const elapsed = Date.now() - t0
+    assert.ok(elapsed >= 3950, `timed out after ${elapsed} ms`)
+    assert.ok(elapsed < Math.max(4000, upgraded - t0) + 1500, `timed out after ${elapsed} ms: the deadline moved (upgrade done at ${upgraded - t0} ms)`)
+    assert.deepEqual(await run(timed, ['PING']), ['PONG'])
+    assert.match(String(await k.call('INFO', 'pagegift')), /generation:2\r\n/)
+    await Promise.all([forever, timed, zset, mover, other, k].map(async (c) => await c.close()))
+  } finally {
+    await gen.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+async function run (k: KvClient, ...cmds: (string | number)[][]): Promise<unknown[]> {
+  return (await k.pipeline(cmds)).map(str)
+}
