@@ -217,7 +217,9 @@ export class Conn implements Session {
       const ok = this.socket.write(parts.length === 1 ? parts[0] : Buffer.concat(parts))
       if (!ok && !this.closing) this.socket.pause()
     }
-    if (this.closing) this.socket.end()
+    // Closed for reading too once the reply is out, as Redis closes: a client that keeps sending
+    // (a protocol desync) must see its writes fail, not fill a half-closed socket forever.
+    if (this.closing) this.socket.end(() => this.socket.destroy())
   }
 
   /**

@@ -58,6 +58,18 @@ function object (c: Ctx): void {
   }
 }
 
+/** MEMORY USAGE key [SAMPLES n]: the bytes of its record plus its index slot (a type may count what its record points at). */
+function memory (c: Ctx): void {
+  if (c.is(1, 'usage') && (c.argc === 3 || (c.argc === 5 && c.is(3, 'samples')))) {
+    const store = c.store
+    if (store.find(c.buf, c.s(2), c.e(2)) < 0) { c.out.nil(); return }
+    const { seg, off } = store
+    c.out.int(seg.recSize(off) + 16 + (typeOps[seg.type(off)]?.extraBytes?.(store, seg, off) ?? 0))
+  } else {
+    c.out.error(`ERR unknown subcommand or wrong number of arguments for '${c.str(1)}'. Try MEMORY HELP.`)
+  }
+}
+
 function fn (c: Ctx): void {
   if (c.is(1, 'flush') && c.argc <= 3) c.out.ok()
   else if (c.is(1, 'list') && c.argc === 2) c.out.arrayHeader(0)
@@ -66,5 +78,6 @@ function fn (c: Ctx): void {
 
 export const objectCommands: Command[] = [
   { name: 'object', arity: -2, flags: ['readonly'], keys: [2, 2, 1], run: object },
+  { name: 'memory', arity: -2, flags: ['readonly'], keys: [0, 0, 0], run: memory },
   { name: 'function', arity: -2, flags: ['noscript'], keys: [0, 0, 0], run: fn }
 ]

@@ -40,7 +40,7 @@ const TOLERATED: Record<string, string> = {
   'lazyfree-lazy-server-del': 'no', 'lazyfree-lazy-user-del': 'no', 'lazyfree-lazy-user-flush': 'no', 'lazyfree-lazy-expire': 'no',
   'notify-keyspace-events': '', 'lua-time-limit': '5000', 'busy-reply-threshold': '5000', 'proto-max-bulk-len': '536870912',
   'client-query-buffer-limit': '1073741824', 'rdb-key-save-delay': '0', 'min-replicas-to-write': '0', 'replica-serve-stale-data': 'yes',
-  'replica-read-only': 'yes', 'active-expire-effort': '1', 'latency-tracking': 'yes', 'slowlog-log-slower-than': '10000'
+  'replica-read-only': 'yes', save: '', appendonly: 'no', 'active-expire-effort': '1', 'latency-tracking': 'yes', 'slowlog-log-slower-than': '10000'
 }
 const tolerated = new WeakMap<object, Record<string, string>>()
 
@@ -82,9 +82,11 @@ function config (c: Ctx): void {
   }
 }
 
+/** INFO [section [section ...]] */
 function info (c: Ctx): void {
-  if (c.argc > 2) { c.out.error(SYNTAX); return }
-  c.out.bulkString(c.server.info(c.argc === 2 ? c.str(1).toLowerCase() : 'default'))
+  const names: string[] = []
+  for (let i = 1; i < c.argc; i++) names.push(c.str(i).toLowerCase())
+  c.out.bulkString(c.server.info(names.length === 0 ? 'default' : names.join(' ')))
 }
 
 function quit (c: Ctx): void {
