@@ -208,7 +208,8 @@ export class Lists {
   private realloc (hd: number, node: number, bytes: number): number {
     const u = this.u(node)
     const w = this.w(node)
-    const want = bytes <= NODE_MAX ? Math.min(NODE_MAX, Math.max(bytes, u[w + 4] * 2)) : bytes
+    // The next size class (a quarter apart), as a listpack's realloc: doubling would leave a node up to half empty.
+    const want = bytes
     const size = blockSize(NH + want)
     const n = this.h.alloc(size)
     this.h.b[node >>> 23].copy(this.h.b[n >>> 23], offOf(n), offOf(node), offOf(node) + NH + u[w + 3])

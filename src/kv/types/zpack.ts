@@ -102,7 +102,8 @@ export class ZPack {
     const need = 9 + (e - s)
     const used = this.used(p)
     if (used + need > this.cap(p)) {
-      const bigger = this.create(Math.max(used + need, this.cap(p) * 2))
+      // The next size class, not double: classes are a quarter apart, so slack stays under 25%, as a listpack's realloc.
+      const bigger = this.create(used + need)
       this.h.b[p >>> 23].copy(this.h.b[bigger >>> 23], this.at(bigger, 0), this.at(p, 0), this.at(p, used))
       this.h.u32[bigger >>> 23][offOf(bigger) >>> 2] = used
       this.release(p)
@@ -118,6 +119,21 @@ export class ZPack {
     b.copy(buf, at + 9, s, e)
     this.h.u32[p >>> 23][offOf(p) >>> 2] = used + need
     return p
+  }
+
+  /** The entry whose member is b[s, e), or 0: a walk over the raw bytes, comparing from the end (numbered members differ there). */
+  find (p: number, b: Buffer, s: number, e: number): number {
+    const buf = this.h.b[p >>> 23]
+    const base = this.at(p, 0)
+    const end = base + this.used(p)
+    const len = e - s
+    for (let at = base; at < end; at += 9 + buf[at + 8]) {
+      if (buf[at + 8] !== len) continue
+      let i = len - 1
+      while (i >= 0 && buf[at + 9 + i] === b[s + i]) i--
+      if (i < 0) return pseudo(p, at - base)
+    }
+    return 0
   }
 
   /** Removes entry n. */

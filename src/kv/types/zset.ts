@@ -126,13 +126,7 @@ export class ZSets {
 
   /** Finds member b[s, e) (with its hash): its node or 0. */
   find (hd: number, hash: number, b: Buffer, s: number, e: number): number {
-    if (this.packed(hd)) {
-      for (let x = this.fwd(this.head(hd), 0); x !== 0; x = this.fwd(x, 0)) {
-        this.member(x)
-        if (mE - mS === e - s && this.h.b[mA].compare(b, s, e, mS, mE) === 0) return x
-      }
-      return 0
-    }
+    if (this.packed(hd)) return this.pack.find(this.u(hd)[this.w(hd)], b, s, e)
     return this.dict.find(hd, ZSET, hash, b, s, e) ? this.dict.ref : 0
   }
 
