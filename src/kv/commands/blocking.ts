@@ -5,15 +5,14 @@
  * order. A waiter is its command's own arguments plus the deadline, so it travels to a successor
  * in a live upgrade as it is and waits there until its original deadline.
  *
- * The list and sorted-set operations come from the type modules (commands/list.ts, types/zset.ts).
+ * The list and sorted-set operations come from the type modules (commands/list.ts, commands/zset.ts).
  */
 import { Reply } from '../reply.ts'
 import { hubOf, keyId, sessionOf, type Session } from '../session.ts'
-import { hashOf, refOf, T_LIST, T_ZSET } from '../types/access.ts'
-import { typesOf } from '../types/registry.ts'
-import { mA, mE, mS } from '../types/zset.ts'
+import { T_LIST, T_ZSET } from '../types/access.ts'
 import { WRONGTYPE, type Ctx } from './context.ts'
 import { listPop, listPush } from './list.ts'
+import { zsetPop } from './zset.ts'
 import type { Command } from './types.ts'
 
 /** The key's type: 'none', 'list', 'zset', or 'other'. */
@@ -21,26 +20,6 @@ function typeOf (c: Ctx, key: Buffer): string {
   if (c.store.find(key, 0, key.length) < 0) return 'none'
   const t = c.store.typeOf()
   return t === T_LIST ? 'list' : t === T_ZSET ? 'zset' : 'other'
-}
-
-/** Pops the lowest (or highest) member of the sorted set at `key`, deleting the key once empty; null if there is none. */
-function zsetPop (c: Ctx, key: Buffer, max: boolean): { member: Buffer, score: number } | null {
-  const store = c.store
-  if (store.find(key, 0, key.length) < 0 || store.typeOf() !== T_ZSET) return null
-  const hd = refOf(store)
-  const z = typesOf(store).zsets
-  if (z.count(hd) === 0) return null
-  const x = max ? z.tail(hd) : z.fwd(z.head(hd), 0)
-  const score = z.score(x)
-  z.member(x)
-  const member = Buffer.from(z.h.b[mA].subarray(mS, mE))
-  z.find(hd, hashOf(c, member, 0, member.length), member, 0, member.length)
-  z.remove(hd, x, z.dict.slot)
-  if (z.count(hd) === 0) {
-    const at = store.find(key, 0, key.length)
-    if (at >= 0) store.removeAt(at)
-  }
-  return { member, score }
 }
 
 type Kind = 'blpop' | 'brpop' | 'blmove' | 'bzpopmin' | 'bzpopmax'
@@ -210,12 +189,12 @@ export class Blocking {
 /** Pops for `spec` from `key` and writes the reply; false if the key had nothing of the right type. */
 function popInto (c: Ctx, spec: Spec, key: Buffer): boolean {
   if (spec.kind === 'bzpopmin' || spec.kind === 'bzpopmax') {
-    const got = zsetPop(c, key, spec.kind === 'bzpopmax')
-    if (got === null) return false
+    const got = zsetPop(c.store, key, 0, key.length, spec.kind === 'bzpopmax')
+    if (got === null || typeof got === 'string') return false
     c.out.arrayHeader(3)
     c.out.bulk(key, 0, key.length)
-    c.out.bulk(got.member, 0, got.member.length)
-    c.out.double(got.score)
+    c.out.bulk(got[0], 0, got[0].length)
+    c.out.double(got[1])
     return true
   }
   // BLMOVE to a key of another type serves nobody (Redis leaves the client blocked).

@@ -133,7 +133,7 @@ function pubsub (c: Ctx): void {
     c.out.arrayHeader(names.length)
     for (const b of names) c.out.bulk(b, 0, b.length)
   } else if (c.is(1, 'numsub')) {
-    c.out.map(c.argc - 2)
+    c.out.arrayHeader(2 * (c.argc - 2))
     for (let i = 2; i < c.argc; i++) {
       c.out.bulk(c.buf, c.s(i), c.e(i))
       c.out.int(ps.channels.get(c.buf.toString('latin1', c.s(i), c.e(i)))?.size ?? 0)
