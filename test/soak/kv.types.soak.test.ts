@@ -14,7 +14,7 @@ import { TypesWorkload } from '../../tools/kv/mixed-types.ts'
 
 const UPGRADES = Number(process.env.KV_TYPES_SOAK_UPGRADES ?? 10)
 
-test(`every type, MULTI and pub/sub across ${UPGRADES} live upgrades: every key, type, TTL and message kept, no client error`, { timeout: 600_000 }, async () => {
+test(`every type, MULTI and pub/sub across ${UPGRADES} live upgrades: every key, type, TTL and message kept, no client error`, { timeout: 600_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'kv-types-soak-'))
   const args = ['--port', '0', '--handoff', join(dir, 'h.sock'), '--segment-size', '8mb']
   let gen: KvProc = await startKv(args)
@@ -29,6 +29,7 @@ test(`every type, MULTI and pub/sub across ${UPGRADES} live upgrades: every key,
       await new Promise((resolve) => setTimeout(resolve, 300))
     }
     const st = await load.stop()
+    t.diagnostic(`batches ${st.batches}, published ${st.published}, received ${st.received}, errors ${st.errors}`)
     assert.equal(st.errors, 0, st.firstError)
     assert.ok(st.batches > UPGRADES * 10, `only ${st.batches} batches ran`)
     assert.ok(st.published > UPGRADES * 10, `only ${st.published} messages published`)
