@@ -57,27 +57,19 @@ export function lzfCompress (src: Buffer): Buffer | null {
   let ip = 0
   let op = 1
   let lit = 0
-  while (ip + 2 < n) {
-    const h = Math.imul((src[ip] << 16) | (src[ip + 1] << 8) | src[ip + 2], 0x9e3779b1) >>> (32 - hlog)
-    const ref = table[h]
-    table[h] = ip
-    const off = ip - ref - 1
-    if (ref >= 0 && off < MAX_OFF && src[ref] === src[ip] && src[ref + 1] === src[ip + 1] && src[ref + 2] === src[ip + 2]) {
-      const max = Math.min(MAX_REF, n - ip)
-      let len = 3
-      while (len < max && src[ref + len] === src[ip + len]) len++
+  while (ip < n) {
+    let len = 0
+    let off = 0
+    if (ip + 2 < n) {
+      const h = Math.imul((src[ip] << 16) | (src[ip + 1] << 8) | src[ip + 2], 0x9e3779b1) >>> (32 - hlog)
+      const ref = table[h]
+      table[h] = ip
+      off = ip - ref - 1
+      if (ref >= 0 && off < MAX_OFF) len = matchLength(src, ref, ip)
+    }
+    if (len >= 3) {
       if (op + 3 >= limit) return null
-      if (lit === 0) op--
-      else out[op - lit - 1] = lit - 1
-      const l = len - 2
-      if (l < 7) {
-        out[op++] = (l << 5) | (off >>> 8)
-      } else {
-        out[op++] = (7 << 5) | (off >>> 8)
-        out[op++] = l - 7
-      }
-      out[op++] = off & 0xff
-      op++
+      op = backReference(out, op, lit, len, off)
       lit = 0
       ip += len
       continue
@@ -90,16 +82,33 @@ export function lzfCompress (src: Buffer): Buffer | null {
       op++
     }
   }
-  while (ip < n) {
-    if (op >= limit) return null
-    out[op++] = src[ip++]
-    if (++lit === 32) {
-      out[op - lit - 1] = lit - 1
-      lit = 0
-      op++
-    }
-  }
   if (lit === 0) op--
   else out[op - lit - 1] = lit - 1
   return op >= n || op > limit ? null : out.subarray(0, op)
+}
+
+/** How many bytes at `ip` repeat those at `ref` (up to LZF's longest reference); under 3 is no match. */
+function matchLength (src: Buffer, ref: number, ip: number): number {
+  const max = Math.min(MAX_REF, src.length - ip)
+  let len = 0
+  while (len < max && src[ref + len] === src[ip + len]) len++
+  return len
+}
+
+/**
+ * Closes the literal run in progress (its header byte was reserved at `op - lit - 1`), writes a
+ * back reference, and reserves the next run's header. Returns the new output position.
+ */
+function backReference (out: Buffer, op: number, lit: number, len: number, off: number): number {
+  if (lit === 0) op--
+  else out[op - lit - 1] = lit - 1
+  const l = len - 2
+  if (l < 7) {
+    out[op++] = (l << 5) | (off >>> 8)
+  } else {
+    out[op++] = (7 << 5) | (off >>> 8)
+    out[op++] = l - 7
+  }
+  out[op++] = off & 0xff
+  return op + 1
 }
