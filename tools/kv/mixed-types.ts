@@ -81,7 +81,7 @@ export class TypesWorkload {
     await c.close()
   }
 
-  /** One batch: a write to each type, an expiry, and a MULTI/EXEC; every reply checked. */
+  /** Batches until stopped, every reply checked. */
   private async work (c: KvClient, w: number): Promise<void> {
     const model: Model = new Map()
     this.models[w] = model
@@ -89,41 +89,7 @@ export class TypesWorkload {
     const sel = await c.pipeline([['SELECT', db]])
     if (String(sel[0]) !== 'OK') this.fail(`SELECT ${db}: ${String(sel[0])}`)
     for (let seq = 0; this.running; seq++) {
-      const k = (t: string): string => `w${w}:${t}:${seq % 7}`
-      const cmds: Arg[][] = []
-      const checks: Array<(r: RespValue) => boolean> = []
-      const add = (cmd: Arg[], check: (r: RespValue) => boolean, apply: () => void): void => { cmds.push(cmd); checks.push(check); apply() }
-      const entry = (key: string, type: string, empty: () => string[] | Map<string, string>): { type: string, value: string[] | Map<string, string>, at: number } => {
-        let e = model.get(key)
-        if (e === undefined) { e = { type, value: empty(), at: 0 }; model.set(key, e) }
-        return e
-      }
-      // Each expectation is computed before its command's effect is applied to the model.
-      add(['SET', k('s'), `v${seq}`], (r) => r === 'OK', () => { model.set(k('s'), { type: 'string', value: [`v${seq}`], at: 0 }) })
-      const list = entry(k('l'), 'list', () => []).value as string[]
-      const len = list.length + 2
-      add(['RPUSH', k('l'), `a${seq}`, `b${seq}`], (r) => r === len, () => { list.push(`a${seq}`, `b${seq}`) })
-      if (seq % 3 === 0) {
-        const first = list[0]
-        add(['LPOP', k('l')], (r) => String(r) === first, () => { list.shift() })
-      }
-      const set = entry(k('set'), 'set', () => new Map()).value as Map<string, string>
-      const sNew = set.has(`m${seq % 13}`) ? 0 : 1
-      add(['SADD', k('set'), `m${seq % 13}`], (r) => r === sNew, () => { set.set(`m${seq % 13}`, '') })
-      const z = entry(k('z'), 'zset', () => new Map()).value as Map<string, string>
-      const zNew = z.has(`z${seq % 11}`) ? 0 : 1
-      add(['ZADD', k('z'), seq / 4, `z${seq % 11}`], (r) => r === zNew, () => { z.set(`z${seq % 11}`, String(seq / 4)) })
-      const h = entry(k('h'), 'hash', () => new Map()).value as Map<string, string>
-      const hNew = h.has(`f${seq % 5}`) ? 0 : 1
-      add(['HSET', k('h'), `f${seq % 5}`, `x${seq}`], (r) => r === hNew, () => { h.set(`f${seq % 5}`, `x${seq}`) })
-      const at = FAR + seq
-      add(['PEXPIREAT', k('h'), at], (r) => r === 1, () => { entry(k('h'), 'hash', () => new Map()).at = at })
-      const counter = entry(`w${w}:counter`, 'string', () => ['0']).value as string[]
-      const incr = Number(counter[0]) + 1
-      cmds.push(['MULTI'], ['INCR', `w${w}:counter`], ['RPUSH', `w${w}:log`, seq], ['EXEC'])
-      checks.push((r) => r === 'OK', (r) => r === 'QUEUED', (r) => r === 'QUEUED', (r) => Array.isArray(r) && r[0] === incr)
-      counter[0] = String(incr)
-      ;(entry(`w${w}:log`, 'list', () => []).value as string[]).push(String(seq))
+      const { cmds, checks } = batch(model, w, seq)
       let replies: RespValue[]
       try {
         replies = await c.pipeline(cmds)
@@ -167,4 +133,44 @@ async function readKey (c: KvClient, key: string, type: string): Promise<string[
   if (type === 'set') return strs(await c.call('SMEMBERS', key)).map((m) => `${m}=`).sort()
   if (type === 'hash') return pairs(strs(await c.call('HGETALL', key)))
   return pairs(strs(await c.call('ZRANGE', key, 0, -1, 'WITHSCORES')))
+}
+
+/** One batch for worker `w`: a write to each type, an expiry and a MULTI/EXEC, applied to its model as built. */
+function batch (model: Model, w: number, seq: number): { cmds: Arg[][], checks: Array<(r: RespValue) => boolean> } {
+    const k = (t: string): string => `w${w}:${t}:${seq % 7}`
+    const cmds: Arg[][] = []
+    const checks: Array<(r: RespValue) => boolean> = []
+    const add = (cmd: Arg[], check: (r: RespValue) => boolean, apply: () => void): void => { cmds.push(cmd); checks.push(check); apply() }
+    const entry = (key: string, type: string, empty: () => string[] | Map<string, string>): { type: string, value: string[] | Map<string, string>, at: number } => {
+      let e = model.get(key)
+      if (e === undefined) { e = { type, value: empty(), at: 0 }; model.set(key, e) }
+      return e
+    }
+    // Each expectation is computed before its command's effect is applied to the model.
+    add(['SET', k('s'), `v${seq}`], (r) => r === 'OK', () => { model.set(k('s'), { type: 'string', value: [`v${seq}`], at: 0 }) })
+    const list = entry(k('l'), 'list', () => []).value as string[]
+    const len = list.length + 2
+    add(['RPUSH', k('l'), `a${seq}`, `b${seq}`], (r) => r === len, () => { list.push(`a${seq}`, `b${seq}`) })
+    if (seq % 3 === 0) {
+      const first = list[0]
+      add(['LPOP', k('l')], (r) => String(r) === first, () => { list.shift() })
+    }
+    const set = entry(k('set'), 'set', () => new Map()).value as Map<string, string>
+    const sNew = set.has(`m${seq % 13}`) ? 0 : 1
+    add(['SADD', k('set'), `m${seq % 13}`], (r) => r === sNew, () => { set.set(`m${seq % 13}`, '') })
+    const z = entry(k('z'), 'zset', () => new Map()).value as Map<string, string>
+    const zNew = z.has(`z${seq % 11}`) ? 0 : 1
+    add(['ZADD', k('z'), seq / 4, `z${seq % 11}`], (r) => r === zNew, () => { z.set(`z${seq % 11}`, String(seq / 4)) })
+    const h = entry(k('h'), 'hash', () => new Map()).value as Map<string, string>
+    const hNew = h.has(`f${seq % 5}`) ? 0 : 1
+    add(['HSET', k('h'), `f${seq % 5}`, `x${seq}`], (r) => r === hNew, () => { h.set(`f${seq % 5}`, `x${seq}`) })
+    const at = FAR + seq
+    add(['PEXPIREAT', k('h'), at], (r) => r === 1, () => { entry(k('h'), 'hash', () => new Map()).at = at })
+    const counter = entry(`w${w}:counter`, 'string', () => ['0']).value as string[]
+    const incr = Number(counter[0]) + 1
+    cmds.push(['MULTI'], ['INCR', `w${w}:counter`], ['RPUSH', `w${w}:log`, seq], ['EXEC'])
+    checks.push((r) => r === 'OK', (r) => r === 'QUEUED', (r) => r === 'QUEUED', (r) => Array.isArray(r) && r[0] === incr)
+    counter[0] = String(incr)
+    ;(entry(`w${w}:log`, 'list', () => []).value as string[]).push(String(seq))
+  return { cmds, checks }
 }
