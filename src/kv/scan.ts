@@ -11,6 +11,9 @@
  */
 import type { Store } from './store.ts'
 
+/** Empty buckets one SCAN call may pass over: cheap, and enough to cover a fresh index in one call. */
+const EMPTY_BUDGET = 65536
+
 /** Reverses the bits of a 32-bit number. */
 function rev32 (v: number): number {
   v = ((v >>> 1) & 0x55555555) | ((v & 0x55555555) << 1)
@@ -34,8 +37,14 @@ export function scanBuckets (store: Store, cursor: number, count: number, take: 
   const { t, mask } = store.index
   let v = cursor >>> 0
   let found = 0
-  for (let buckets = 0; buckets < count * 10 && found < count; buckets++) {
+  let full = 0
+  // Redis visits at most 10 x count buckets; its tables are sized to their keys. This index starts
+  // at thousands of slots, so an empty bucket (one read: its home slot is empty) is not counted
+  // until there have been many, and a small keyspace is still answered in one call.
+  for (let empty = 0; full < count * 10 && empty < EMPTY_BUDGET && found < count;) {
     const b = v & mask
+    if (t[b << 2] === 0) empty++
+    else full++
     for (let i = b; t[i << 2] !== 0; i = (i + 1) & mask) {
       if ((t[i << 2] & mask) === b && take(i)) found++
     }
