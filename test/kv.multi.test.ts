@@ -41,6 +41,7 @@ test('MULTI queues, EXEC runs in order; DISCARD drops; the errors are Redis\'s',
   assert.deepEqual(aborted.slice(0, 3), ['OK', 'QUEUED', "ERR:ERR unknown command 'NOPE', with args beginning with: 'z' "])
   assert.deepEqual(aborted.slice(3), ["ERR:ERR wrong number of arguments for 'get' command", 'QUEUED',
     'ERR:EXECABORT Transaction discarded because of previous errors.', 'PONG', 0])
+  assert.deepEqual(await run(a, ['MULTI'], ['SAVE'], ['EXEC']), ['OK', 'ERR:ERR Command not allowed inside a transaction', 'ERR:EXECABORT Transaction discarded because of previous errors.'])
   // An error while running does not stop the rest (Redis has no rollback).
   assert.deepEqual(await run(a, ['SET', 's', 'abc'], ['MULTI'], ['INCR', 's'], ['SET', 't', '1'], ['EXEC']),
     ['OK', 'OK', 'QUEUED', 'QUEUED', ['ERR:ERR value is not an integer or out of range', 'OK']])

@@ -12,6 +12,8 @@ import type { Command } from './types.ts'
 
 /** Commands that run at once inside MULTI instead of being queued (as in Redis 7.2). */
 const TX_CONTROL = new Set(['exec', 'discard', 'multi', 'watch', 'quit', 'reset'])
+/** Commands Redis 7.2 flags no-multi: refused at queue time, which aborts the transaction. */
+const NO_MULTI = new Set(['save', 'shutdown', 'monitor', 'sync', 'psync', 'replicaof', 'slaveof', 'failover'])
 /** What a RESP2 client may run while subscribed. */
 const SUBSCRIBED_OK = new Set(['subscribe', 'psubscribe', 'unsubscribe', 'punsubscribe', 'ping', 'quit', 'reset'])
 
@@ -97,6 +99,11 @@ export function execute (c: Ctx): void {
     if (cmd === undefined || rejected(c, cmd)) {
       s.tx.failed = true
       h.dispatch(c)
+      return
+    }
+    if (NO_MULTI.has(cmd.name)) {
+      s.tx.failed = true
+      c.out.error('ERR Command not allowed inside a transaction')
       return
     }
     s.tx.commands.push(encodeCommand(c))
