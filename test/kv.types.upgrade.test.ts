@@ -69,7 +69,9 @@ test('every type\'s contents survive live upgrades in two databases, and the hea
       const after = [await dump(c, 0), await dump(c, 7)]
       assert.deepEqual(after, before, `contents after upgrade ${i + 1}`)
     }
-    assert.ok(Number(await c.call('TTL', 'h1000')) > 990)
+    // The TTL set before the upgrades is still counting down (a loaded machine can take a while over them).
+    const ttl = Number(await c.call('TTL', 'h1000'))
+    assert.ok(ttl > 600 && ttl <= 1000, `TTL ${ttl}`)
     // The adopted heap takes new blocks (from its free lists and arenas) without corrupting old ones.
     await c.call('SELECT', 7)
     const grow: Arg[][] = []

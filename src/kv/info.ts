@@ -2,7 +2,7 @@
 import { cpuUsage, memoryUsage } from 'node:process'
 import { commandStats } from './commands/table.ts'
 import type { Databases } from './databases.ts'
-import type { SnapshotReport } from './snapshot.ts'
+import type { RdbSaveReport } from './rdb/store.ts'
 
 export interface ServerStats {
   generation: number
@@ -23,7 +23,7 @@ export interface InfoFacts {
   clients: number
   commands: number
   connections: number
-  lastSave: SnapshotReport | null
+  lastSave: RdbSaveReport | null
 }
 
 type Section = (f: InfoFacts) => Record<string, string | number>

@@ -3,7 +3,8 @@
  * and takes over its data, listeners and clients in a live upgrade.
  */
 import { defaultAllocator } from './alloc.ts'
-import { parseOptions, USAGE } from './options.ts'
+import { parseOptions, USAGE, type KvOptions } from './options.ts'
+import type { Allocator } from './segments.ts'
 import { startFresh } from './start.ts'
 
 export async function main (argv: string[]): Promise<number> {
@@ -16,10 +17,22 @@ export async function main (argv: string[]): Promise<number> {
   // stdout or stderr must not take it down.
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
   const allocator = defaultAllocator()
-  if (o.handoff !== null) {
-    const { serveWithHandoff } = await import('./upgrade.ts')
-    return await serveWithHandoff(o, allocator)
+  try {
+    if (o.handoff !== null) {
+      const { serveWithHandoff } = await import('./upgrade.ts')
+      return await serveWithHandoff(o, allocator)
+    }
+    return await serveAlone(o, allocator)
+  } catch (err) {
+    // A dump that cannot be loaded stops the start with its reason, rather than serve part of it.
+    const code = (err as { code?: string }).code ?? ''
+    if (!code.startsWith('ERR_RDB_') && !(code === 'ENOENT' && o.load !== null)) throw err
+    process.stderr.write(`pagegift-kv: cannot load ${o.load ?? o.snapshot ?? ''}: ${(err as Error).message} (${code})\n`)
+    return 1
   }
+}
+
+async function serveAlone (o: KvOptions, allocator: Allocator): Promise<number> {
   const server = await startFresh(o, allocator)
   server.announce()
   await new Promise<void>((resolve) => {
@@ -27,5 +40,7 @@ export async function main (argv: string[]): Promise<number> {
     process.once('SIGINT', resolve)
   })
   await server.close()
-  return 0
+  const err = server.saveOnShutdown()
+  if (err !== null) process.stderr.write(err + '\n')
+  return err === null ? 0 : 1
 }

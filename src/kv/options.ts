@@ -9,8 +9,12 @@ export interface KvOptions {
   handoff: string | null
   maxmemory: number
   segmentSize: number
-  /** SAVE writes here; a first generation loads it at start if it exists. */
+  /** An RDB file: SAVE writes here; a first generation loads it at start if it exists. */
   snapshot: string | null
+  /** An RDB file a first generation loads at start (it must exist). */
+  load: string | null
+  /** An RDB file SAVE and shutdown write. */
+  rdbOut: string | null
   /** Redis's requirepass: clients must AUTH first. null: no password. */
   requirepass: string | null
   /** How many databases (Redis's `databases`). */
@@ -21,14 +25,15 @@ export interface KvOptions {
 export const PASSWORD_ENV = 'PAGEGIFT_KV_REQUIREPASS'
 
 export const USAGE = `usage: pagegift-kv [--port 6380] [--bind "127.0.0.1 ..."] [--handoff <socket>] [--maxmemory 4gb]
-                   [--segment-size 64mb] [--databases 16] [--snapshot <file>] [--requirepass <password> | --requirepass-file <file>]
+                   [--segment-size 64mb] [--databases 16] [--snapshot <file>] [--load <dump.rdb>] [--rdb-out <file>]
+                   [--requirepass <password> | --requirepass-file <file>]
   --host is an alias of --bind. The password may also come from $${PASSWORD_ENV}.
   Starting it again with the same --handoff socket while one runs performs a live upgrade; a successor
   started without a password keeps its predecessor's.`
 
 /** Parses argv (and the password's environment variable); returns an error message for bad input. */
 export function parseOptions (argv: string[], env: NodeJS.ProcessEnv = process.env): KvOptions | string {
-  const o: KvOptions = { port: 6380, bind: ['127.0.0.1'], handoff: null, maxmemory: 0, segmentSize: 64 * 1024 * 1024, snapshot: null, requirepass: null, databases: 16 }
+  const o: KvOptions = { port: 6380, bind: ['127.0.0.1'], handoff: null, maxmemory: 0, segmentSize: 64 * 1024 * 1024, snapshot: null, load: null, rdbOut: null, requirepass: null, databases: 16 }
   let passwordFile: string | null = null
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
@@ -44,6 +49,8 @@ export function parseOptions (argv: string[], env: NodeJS.ProcessEnv = process.e
       if (o.bind.length === 0) return `pagegift-kv: ${a} needs at least one address`
     } else if (a === '--handoff') o.handoff = v
     else if (a === '--snapshot') o.snapshot = v
+    else if (a === '--load') o.load = v
+    else if (a === '--rdb-out') o.rdbOut = v
     else if (a === '--requirepass') o.requirepass = v
     else if (a === '--requirepass-file') passwordFile = v
     else if (a === '--databases') {

@@ -14,7 +14,7 @@ import { Store } from './store.ts'
 import type { Allocator } from './segments.ts'
 import { parseBytes } from './units.ts'
 import { listenAddress } from './options.ts'
-import { saveSnapshot, type SnapshotReport } from './snapshot.ts'
+import { saveRdb, type RdbSaveReport } from './rdb/store.ts'
 import { dispatch, lookup } from './commands/table.ts'
 import { Watches } from './commands/multi.ts'
 import { PubSub } from './commands/pubsub.ts'
@@ -34,7 +34,9 @@ export class KvServer implements ConnHost, ServerView {
   private timer: NodeJS.Timeout | null = null
   port = 0
   snapshotPath: string | null = null
-  lastSave: SnapshotReport | null = null
+  /** --rdb-out: written by SAVE and at shutdown. */
+  rdbOutPath: string | null = null
+  lastSave: RdbSaveReport | null = null
   /** SHA-256 of the requirepass, or null when there is none: the password itself is kept nowhere. */
   passHash: Buffer | null = null
   /** The addresses listened on (Redis's `bind`), for CONFIG GET and the start-up line. */
@@ -99,13 +101,27 @@ export class KvServer implements ConnHost, ServerView {
     this.dbs.flushAll()
   }
 
+  /** SAVE: an RDB file to --snapshot and --rdb-out (each given). */
   save (): string | null {
-    if (this.snapshotPath === null) return 'ERR no snapshot file: start pagegift-kv with --snapshot <file>'
+    const paths = [this.snapshotPath, this.rdbOutPath].filter((p): p is string => p !== null)
+    if (paths.length === 0) return 'ERR no RDB file: start pagegift-kv with --rdb-out <file> or --snapshot <file>'
     try {
-      this.lastSave = saveSnapshot(this.store, this.snapshotPath)
+      for (const p of new Set(paths)) this.lastSave = saveRdb(this, p)
       return null
     } catch (err) {
       return `ERR ${(err as Error).message}`
+    }
+  }
+
+  /** At shutdown (not after handing off): writes --rdb-out, as Redis saves on SHUTDOWN. Returns an error message or null. */
+  saveOnShutdown (): string | null {
+    if (this.rdbOutPath === null) return null
+    try {
+      this.lastSave = saveRdb(this, this.rdbOutPath)
+      process.stdout.write(`pagegift-kv: saved ${this.lastSave.keys} keys to ${this.rdbOutPath} in ${this.lastSave.ms.toFixed(1)} ms\n`)
+      return null
+    } catch (err) {
+      return `pagegift-kv: could not save ${this.rdbOutPath}: ${(err as Error).message}`
     }
   }
 

@@ -3,18 +3,20 @@ import { existsSync } from 'node:fs'
 import type { KvOptions } from './options.ts'
 import type { Allocator } from './segments.ts'
 import { KvServer } from './server.ts'
-import { loadSnapshot } from './snapshot.ts'
+import { loadRdb } from './rdb/store.ts'
 import { Databases } from './databases.ts'
 
 export async function startFresh (o: KvOptions, allocator: Allocator): Promise<KvServer> {
   const dbs = new Databases(o.databases, { allocator, maxmemory: o.maxmemory, segmentSize: o.segmentSize })
-  const store = dbs.db(0)
-  if (o.snapshot !== null && existsSync(o.snapshot)) {
-    const r = loadSnapshot(store, o.snapshot)
-    process.stdout.write(`pagegift-kv: loaded ${r.keys} keys (${r.bytes} bytes) from ${o.snapshot} in ${r.ms.toFixed(1)} ms\n`)
-  }
   const server = new KvServer(dbs)
+  // --load must exist; --snapshot is loaded if it does (a first start has none yet).
+  const from = o.load ?? (o.snapshot !== null && existsSync(o.snapshot) ? o.snapshot : null)
+  if (from !== null) {
+    const r = await loadRdb(server, from)
+    process.stdout.write(`pagegift-kv: loaded ${r.keys} keys (${r.bytes} bytes, ${r.expiredSkipped} expired skipped, checksum ${r.checksum ?? 'none'}) from ${from} in ${r.ms.toFixed(1)} ms\n`)
+  }
   server.snapshotPath = o.snapshot
+  server.rdbOutPath = o.rdbOut
   server.setPassword(o.requirepass)
   await server.listen(o.port, o.bind)
   return server

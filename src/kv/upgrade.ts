@@ -83,6 +83,7 @@ function adopt (gen: Generation, o: KvOptions, allocator: Allocator): KvServer {
   const dbs = Databases.adopt(inh.regions, { dbs: meta.dbs, legacy: meta.store }, o.databases, opts)
   const server = new KvServer(dbs, { generation: gen.generation, upgrades: meta.upgrades + 1, inheritedCommands: meta.commands })
   server.snapshotPath = o.snapshot
+  server.rdbOutPath = o.rdbOut
   inheritPassword(server, o, meta)
   // Blocked clients' deadlines start counting again once this generation serves (thaw).
   server.hub.blocking.freeze()
@@ -135,7 +136,9 @@ export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Pro
     server.handoffPack = null
     server.thaw()
   })
+  let handedOff = false
   gen.on('handedOff', (info) => {
+    handedOff = true
     process.stdout.write(`pagegift-kv: handed off to pid ${info.toPid} (generation ${info.generation}), downtime ${info.downtimeMs?.toFixed(3) ?? '?'} ms\n`)
   })
   server.announce()
@@ -145,5 +148,8 @@ export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Pro
   })
   await gen.close()
   await server.close()
-  return 0
+  // Only the generation that still holds the data saves it; one that handed off has nothing of its own.
+  const err = handedOff ? null : server.saveOnShutdown()
+  if (err !== null) process.stderr.write(err + '\n')
+  return err === null ? 0 : 1
 }
