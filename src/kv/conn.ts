@@ -150,7 +150,9 @@ export class Conn implements ClientInfo {
       const ok = this.socket.write(bytes)
       if (!ok && !this.closing) this.socket.pause()
     }
-    if (this.closing) this.socket.end()
+    // Closed for reading too once the reply is out, as Redis closes: a client that keeps sending
+    // (a protocol desync) must see its writes fail, not fill a half-closed socket forever.
+    if (this.closing) this.socket.end(() => this.socket.destroy())
   }
 
   /**

@@ -26,6 +26,8 @@ const lower = (c: number): number => (c >= 65 && c <= 90 ? c | 0x20 : c)
 export class Glob {
   /** Work done by `matches` so far (live states visited): bounded by key bytes x tokens per call. */
   steps = 0
+  /** More nested stars than Redis follows: nothing matches. */
+  private tooDeep = false
   private readonly kind: Uint8Array
   /** The byte of a literal (lowercased with nocase), or the class number. */
   private readonly arg: Int32Array
@@ -75,11 +77,16 @@ export class Glob {
         i++
       }
     }
-    return new Glob(kind, arg, classes, nocase, pe === ps)
+    const g = new Glob(kind, arg, classes, nocase, pe === ps)
+    // Redis 7.2's matcher gives up (no match) past 1000 nested stars, as protection against abusive
+    // patterns; the same answer here, though this matcher would cope.
+    g.tooDeep = kind.filter((k) => k === STAR).length > 1000
+    return g
   }
 
   /** True if `s[ss, se)` matches. */
   matches (s: Uint8Array, ss = 0, se = s.length): boolean {
+    if (this.tooDeep) return false
     if (ss >= se) return this.emptyPattern
     let cur = this.cur
     let next = this.next

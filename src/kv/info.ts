@@ -1,5 +1,6 @@
 /** The INFO reply: Redis's sections that tools read, plus a `pagegift` section about live upgrades. */
-import { memoryUsage } from 'node:process'
+import { cpuUsage, memoryUsage } from 'node:process'
+import { commandStats } from './commands/table.ts'
 import type { Databases } from './databases.ts'
 import type { SnapshotReport } from './snapshot.ts'
 
@@ -53,6 +54,12 @@ const sections: Record<string, Section> = {
     total_connections_received: f.connections, total_commands_processed: f.commands, expired_keys: f.dbs.expired,
     evicted_keys: 0, compacted_bytes: f.dbs.compacted.movedBytes, compacted_segments: f.dbs.compacted.freedSegments
   }),
+  replication: () => ({ role: 'master', connected_slaves: 0, master_repl_offset: 0, repl_backlog_active: 0 }),
+  cpu: () => {
+    const u = cpuUsage()
+    return { used_cpu_sys: (u.system / 1e6).toFixed(6), used_cpu_user: (u.user / 1e6).toFixed(6), used_cpu_sys_children: '0.000000', used_cpu_user_children: '0.000000' }
+  },
+  commandstats: () => commandStats(),
   keyspace: (f) => {
     const out: Record<string, string> = {}
     for (const [i, s] of f.dbs.used()) if (s.size > 0) out[`db${i}`] = `keys=${s.size},expires=${s.expires},avg_ttl=0`
@@ -85,8 +92,18 @@ function human (n: number): string {
   return `${n.toFixed(2)}${u[i]}`
 }
 
+/** Redis's default sections (and ours); `all` and `everything` add commandstats. */
+const DEFAULT = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'cpu', 'keyspace', 'pagegift']
+
+/** INFO's text for `section`: one name or several, separated by spaces, each at most once, in our order. */
 export function formatInfo (section: string, f: InfoFacts): string {
-  const names = section === 'default' || section === 'all' || section === 'everything' ? Object.keys(sections) : [section]
+  const asked = new Set<string>()
+  for (const s of section.toLowerCase().split(' ').filter((x) => x !== '')) {
+    if (s === 'default') DEFAULT.forEach((x) => asked.add(x))
+    else if (s === 'all' || s === 'everything') Object.keys(sections).forEach((x) => asked.add(x))
+    else asked.add(s)
+  }
+  const names = Object.keys(sections).filter((n) => asked.has(n))
   const parts: string[] = []
   for (const name of names) {
     const s = sections[name]

@@ -197,7 +197,12 @@ export class RespParser {
     this.end = new Int32Array(cap)
   }
 
-  /** Inline commands (`PING\r\n` from telnet): whitespace-separated words, no quoting. */
+  /**
+   * Inline commands (`PING\r\n` from telnet), split as Redis's sdssplitargs does: words between
+   * spaces, "double quotes" with \n \r \t \b \a \xHH and \<char> escapes, 'single quotes' with
+   * \' only. An unescaped word is a range of the input; a quoted one is unescaped in place (its
+   * bytes never outgrow the input they come from, and the line is consumed by this command).
+   */
   private parseInline (buf: Buffer, limit: number): number {
     const pos = this.base
     const at = Math.max(pos, this.scan)
@@ -211,19 +216,59 @@ export class RespParser {
     this.steps += nl + 1 - at
     let lineEnd = nl
     if (lineEnd > pos && buf[lineEnd - 1] === CR) lineEnd--
-    let argc = 0
-    let p = pos
-    while (p < lineEnd) {
-      while (p < lineEnd && (buf[p] === 32 || buf[p] === 9)) p++
-      if (p >= lineEnd) break
-      const s = p
-      while (p < lineEnd && buf[p] !== 32 && buf[p] !== 9) p++
-      if (argc >= this.start.length) this.grow(argc + 1)
-      this.start[argc] = s
-      this.end[argc] = p
-      argc++
-    }
     this.steps += lineEnd - pos
+    const argc = splitArgs(buf, pos, lineEnd, this)
+    if (argc < 0) return this.fail('unbalanced quotes in request')
     return this.done(nl + 1, argc)
+  }
+
+  /** Records argument `i` as `buf[s, e)`. */
+  setArg (i: number, s: number, e: number): void {
+    if (i >= this.start.length) this.grow(i + 1)
+    this.start[i] = s
+    this.end[i] = e
+  }
+}
+
+const isSpace = (c: number): boolean => c === 32 || (c >= 9 && c <= 13)
+const hex = (c: number): number => c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1
+const ESCAPES: Record<number, number> = { 110: 10, 114: 13, 116: 9, 98: 8, 97: 7 }
+
+/** sdssplitargs over `buf[p, end)`, writing unescaped words in place; returns argc, or -1 for unbalanced quotes. */
+function splitArgs (buf: Buffer, p: number, end: number, out: RespParser): number {
+  let argc = 0
+  for (;;) {
+    while (p < end && isSpace(buf[p])) p++
+    if (p >= end) return argc
+    const s = p
+    let w = p
+    let inq = false
+    let insq = false
+    for (;;) {
+      const c = p < end ? buf[p] : -1
+      if (inq) {
+        if (c === -1) return -1
+        if (c === 92 && p + 3 < end && buf[p + 1] === 120 && hex(buf[p + 2]) >= 0 && hex(buf[p + 3]) >= 0) {
+          buf[w++] = hex(buf[p + 2]) * 16 + hex(buf[p + 3]); p += 4
+        } else if (c === 92 && p + 1 < end) {
+          buf[w++] = ESCAPES[buf[p + 1]] ?? buf[p + 1]; p += 2
+        } else if (c === 34) {
+          // The closing quote must be followed by a space or nothing at all.
+          if (p + 1 < end && !isSpace(buf[p + 1])) return -1
+          p++
+          break
+        } else { buf[w++] = c; p++ }
+      } else if (insq) {
+        if (c === -1) return -1
+        if (c === 92 && p + 1 < end && buf[p + 1] === 39) { buf[w++] = 39; p += 2 } else if (c === 39) {
+          if (p + 1 < end && !isSpace(buf[p + 1])) return -1
+          p++
+          break
+        } else { buf[w++] = c; p++ }
+      } else if (c === -1 || c === 32 || c === 10 || c === 13 || c === 9 || c === 0) {
+        break
+      } else if (c === 34) { inq = true; p++ } else if (c === 39) { insq = true; p++ } else { buf[w++] = c; p++ }
+    }
+    out.setArg(argc++, s, w)
   }
 }

@@ -14,6 +14,8 @@ export const HEADER = 24
 /** A record's type: RDB's type numbers, so that RDB in and out need no table. */
 export const RecordType = { string: 0, list: 1, set: 2, zset: 3, hash: 4 } as const
 export type RecordTypeName = keyof typeof RecordType
+/** A string's tag when it was made by APPEND or SETRANGE: OBJECT ENCODING says raw, as Redis's sds does, whatever it holds. */
+export const STRING_RAW = 1 << 8
 /** TYPE's answer for each tag value, by RDB number. */
 export const TYPE_NAMES: readonly string[] = ['string', 'list', 'set', 'zset', 'hash']
 

@@ -45,6 +45,10 @@ export interface TypeOps {
   drop?: (store: Store, seg: Segment, off: number) => void
   /** The value to write in `to` for a copy of the record at seg/off of `from` (COPY, MOVE). */
   copy?: (from: Store, seg: Segment, off: number, to: Store) => Buffer
+  /** MEMORY USAGE: bytes held for the record at seg/off besides the record itself. */
+  extraBytes?: (store: Store, seg: Segment, off: number) => number
+  /** OBJECT ENCODING's answer for the record at seg/off. */
+  encoding?: (store: Store, seg: Segment, off: number) => string
   /** The store was flushed (its regions released wholesale): forget what was kept for it. */
   flushed?: (store: Store) => void
 }

@@ -27,9 +27,31 @@ function client (c: Ctx): void {
   }
 }
 
+/**
+ * Redis parameters that CONFIG SET accepts and CONFIG GET reports, which change nothing here (or
+ * which a type module reads, through `configValue`): encoding thresholds, lazy freeing, limits.
+ * Tools and test harnesses set them and restore them, and must not fail on it.
+ */
+const TOLERATED: Record<string, string> = {
+  'hash-max-listpack-entries': '128', 'hash-max-listpack-value': '64', 'hash-max-ziplist-entries': '128', 'hash-max-ziplist-value': '64',
+  'list-max-listpack-size': '-2', 'list-max-ziplist-size': '-2', 'list-compress-depth': '0',
+  'set-max-intset-entries': '512', 'set-max-listpack-entries': '128', 'set-max-listpack-value': '64',
+  'zset-max-listpack-entries': '128', 'zset-max-listpack-value': '64', 'zset-max-ziplist-entries': '128', 'zset-max-ziplist-value': '64',
+  'lazyfree-lazy-server-del': 'no', 'lazyfree-lazy-user-del': 'no', 'lazyfree-lazy-user-flush': 'no', 'lazyfree-lazy-expire': 'no',
+  'notify-keyspace-events': '', 'lua-time-limit': '5000', 'busy-reply-threshold': '5000', 'proto-max-bulk-len': '536870912',
+  'client-query-buffer-limit': '1073741824', 'rdb-key-save-delay': '0', 'min-replicas-to-write': '0', 'replica-serve-stale-data': 'yes',
+  'replica-read-only': 'yes', save: '', appendonly: 'no', 'active-expire-effort': '1', 'latency-tracking': 'yes', 'slowlog-log-slower-than': '10000'
+}
+const tolerated = new WeakMap<object, Record<string, string>>()
+
+/** A tolerated parameter's value on this server (CONFIG SET's, or Redis's default). */
+export function configValue (server: object, name: string): string | undefined {
+  return tolerated.get(server)?.[name] ?? TOLERATED[name]
+}
+
 function config (c: Ctx): void {
   if (c.is(1, 'get') && c.argc >= 3) {
-    const cfg = c.server.config
+    const cfg = { ...TOLERATED, ...tolerated.get(c.server), ...c.server.config }
     const pairs: string[] = []
     for (let i = 2; i < c.argc; i++) {
       // Redis matches CONFIG GET patterns without regard to case.
@@ -42,7 +64,14 @@ function config (c: Ctx): void {
     for (const s of pairs) c.out.bulkString(s)
   } else if (c.is(1, 'set') && c.argc >= 4 && c.argc % 2 === 0) {
     for (let i = 2; i < c.argc; i += 2) {
-      const err = c.server.configSet(c.str(i).toLowerCase(), c.str(i + 1))
+      const name = c.str(i).toLowerCase()
+      if (name in TOLERATED) {
+        const mine = tolerated.get(c.server) ?? {}
+        mine[name] = c.str(i + 1)
+        tolerated.set(c.server, mine)
+        continue
+      }
+      const err = c.server.configSet(name, c.str(i + 1))
       if (err !== null) { c.out.error(err); return }
     }
     c.out.ok()
@@ -53,9 +82,11 @@ function config (c: Ctx): void {
   }
 }
 
+/** INFO [section [section ...]] */
 function info (c: Ctx): void {
-  if (c.argc > 2) { c.out.error(SYNTAX); return }
-  c.out.bulkString(c.server.info(c.argc === 2 ? c.str(1).toLowerCase() : 'default'))
+  const names: string[] = []
+  for (let i = 1; i < c.argc; i++) names.push(c.str(i).toLowerCase())
+  c.out.bulkString(c.server.info(names.length === 0 ? 'default' : names.join(' ')))
 }
 
 function quit (c: Ctx): void {
@@ -86,9 +117,18 @@ function save (c: Ctx): void {
   else c.out.error(err)
 }
 
+/** TIME: seconds and microseconds, from the wall clock. */
+function time (c: Ctx): void {
+  const us = BigInt(Date.now()) * 1000n + BigInt(Math.floor((performance.now() % 1) * 1000))
+  c.out.arrayHeader(2)
+  c.out.bulkString(String(us / 1000000n))
+  c.out.bulkString(String(us % 1000000n))
+}
+
 const fast = ['fast']
 export const serverCommands: Command[] = [
   { name: 'ping', arity: -1, flags: fast, keys: [0, 0, 0], run: ping },
+  { name: 'time', arity: 1, flags: ['random', 'fast'], keys: [0, 0, 0], run: time },
   { name: 'echo', arity: 2, flags: fast, keys: [0, 0, 0], run: (c) => c.out.bulk(c.buf, c.s(1), c.e(1)) },
   { name: 'quit', arity: -1, flags: [...fast, 'no-auth'], keys: [0, 0, 0], run: quit, noAuth: true },
   { name: 'auth', arity: -2, flags: ['noscript', 'loading', 'stale', 'fast', 'no-auth', 'sentinel', 'allow-busy'], keys: [0, 0, 0], run: auth, noAuth: true },

@@ -1,8 +1,9 @@
 /** String commands: GET, SET and friends, INCR family, APPEND, STRLEN, MGET, MSET. */
 import { KEEP_TTL } from '../store.ts'
-import { recordSize } from '../segments.ts'
+import { recordSize, STRING_RAW } from '../segments.ts'
 import { OOM, SYNTAX, NOT_INT, WRONG, parseInteger, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
+import { expireTime } from './expire.ts'
 
 function replyValue (c: Ctx): void {
   const { seg, off } = c.store
@@ -28,12 +29,9 @@ function setOptions (c: Ctx): SetOptions | null {
     else if (c.is(i, 'get')) o.get = true
     else if (c.is(i, 'keepttl') && !expiry) { o.at = KEEP_TTL; expiry = true }
     else if ((c.is(i, 'ex') || c.is(i, 'px') || c.is(i, 'exat') || c.is(i, 'pxat')) && !expiry && i + 1 < c.argc) {
-      const n = c.num(i + 1)
-      if (n === null) { c.out.error(NOT_INT); return null }
-      if (n <= 0) { c.out.error("ERR invalid expire time in 'set' command"); return null }
-      const seconds = c.is(i, 'ex') || c.is(i, 'exat')
-      const ms = seconds ? n * 1000 : n
-      o.at = c.is(i, 'ex') || c.is(i, 'px') ? c.store.now + ms : ms
+      const at = expireTime(c, i + 1, c.is(i, 'ex') || c.is(i, 'exat') ? 1000 : 1, c.is(i, 'exat') || c.is(i, 'pxat'), 'set', true)
+      if (at === null) return null
+      o.at = at
       expiry = true
       i++
     } else { c.out.error(SYNTAX); return null }
@@ -95,7 +93,7 @@ function append (c: Ctx): void {
     const old = store.seg.bytes.subarray(vs, vs + store.seg.valLen(store.off))
     value = Buffer.concat([old, c.buf.subarray(c.s(2), c.e(2))])
   }
-  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL)) c.out.int(value.length)
+  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL, STRING_RAW)) c.out.int(value.length)
   else c.out.error(OOM)
 }
 

@@ -5,6 +5,9 @@
 import { hashKey } from '../keyindex.ts'
 import { NOAUTH, WRONG_ARGS, type Ctx } from './context.ts'
 import { databaseCommands } from './databases.ts'
+import { lcsCommands } from './lcs.ts'
+import { objectCommands } from './object.ts'
+import { moreStringCommands } from './strings-more.ts'
 import { expireCommands } from './expire.ts'
 import { keyCommands } from './keys.ts'
 import { serverCommands } from './server.ts'
@@ -25,6 +28,9 @@ function command (c: Ctx): void {
     for (const cmd of all) describe(c, cmd)
   } else if (c.is(1, 'count')) {
     c.out.int(all.length)
+  } else if (c.is(1, 'info') && c.argc === 2) {
+    c.out.arrayHeader(all.length)
+    for (const cmd of all) describe(c, cmd)
   } else if (c.is(1, 'info')) {
     c.out.arrayHeader(c.argc - 2)
     for (let i = 2; i < c.argc; i++) {
@@ -34,22 +40,35 @@ function command (c: Ctx): void {
     }
   } else if (c.is(1, 'docs')) {
     c.out.arrayHeader(0)
+  } else if (c.is(1, 'list') && c.argc === 2) {
+    c.out.arrayHeader(all.length)
+    for (const cmd of all) c.out.bulkString(cmd.name)
+  } else if (c.is(1, 'help') && c.argc === 2) {
+    const lines = ['COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:', '(no subcommand)', '    Return details about all Redis commands.',
+      'COUNT', '    Return the total number of commands in this Redis server.', 'LIST', '    Return a list of all commands in this Redis server.',
+      'INFO [<command-name> ...]', '    Return details about multiple Redis commands.', 'DOCS [<command-name> ...]', '    Return documentation details about multiple Redis commands.',
+      'HELP', '    Print this help.']
+    c.out.arrayHeader(lines.length)
+    for (const l of lines) c.out.simple(l)
   } else {
     c.out.error(`ERR unknown subcommand '${c.str(1)}'. Try COMMAND HELP.`)
   }
 }
 
+/** One command as Redis 7 describes it: name, arity, flags, key positions, then ACL categories, tips, key specs and subcommands (none kept here). */
 function describe (c: Ctx, cmd: Command): void {
-  c.out.arrayHeader(6)
+  c.out.arrayHeader(10)
   c.out.bulkString(cmd.name)
   c.out.int(cmd.arity)
   c.out.arrayHeader(cmd.flags.length)
   for (const f of cmd.flags) c.out.simple(f)
   for (const k of cmd.keys) c.out.int(k)
+  for (let i = 0; i < 4; i++) c.out.arrayHeader(0)
 }
 
 const all: Command[] = [
-  ...stringCommands, ...keyCommands, ...databaseCommands, ...expireCommands, ...serverCommands,
+  ...stringCommands, ...moreStringCommands, ...lcsCommands, ...keyCommands, ...databaseCommands, ...expireCommands,
+  ...objectCommands, ...serverCommands,
   ...hashCommands, ...listCommands, ...setCommands, ...zsetCoreCommands, ...zrangeCommands,
   { name: 'command', arity: -1, flags: ['random'], keys: [0, 0, 0], run: command }
 ]
@@ -57,6 +76,16 @@ for (const cmd of all) {
   const name = Buffer.from(cmd.name)
   const h = hashKey(name, 0, name.length)
   byHash.set(h, [...(byHash.get(h) ?? []), cmd])
+}
+
+/** INFO commandstats: every command run or refused at least once. Time per call is not measured. */
+export function commandStats (): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const cmd of all) {
+    if ((cmd.calls ?? 0) + (cmd.rejected ?? 0) === 0) continue
+    out[`cmdstat_${cmd.name}`] = `calls=${cmd.calls ?? 0},rejected_calls=${cmd.rejected ?? 0},failed_calls=0`
+  }
+  return out
 }
 
 /** Finds the command named by argument 0, or undefined. */
@@ -89,13 +118,16 @@ export function dispatch (c: Ctx): void {
     return
   }
   if ((cmd.arity > 0 && c.argc !== cmd.arity) || (cmd.arity < 0 && c.argc < -cmd.arity)) {
+    cmd.rejected = (cmd.rejected ?? 0) + 1
     c.out.error(WRONG_ARGS(cmd.name))
     return
   }
   // After the name and arity checks, as in Redis: an unknown command says so even before AUTH.
   if (!c.client.authenticated && cmd.noAuth !== true && c.server.requirePass) {
+    cmd.rejected = (cmd.rejected ?? 0) + 1
     c.out.error(NOAUTH)
     return
   }
+  cmd.calls = (cmd.calls ?? 0) + 1
   cmd.run(c)
 }

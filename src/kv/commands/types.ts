@@ -9,4 +9,7 @@ export interface Command {
   /** Runs before AUTH (Redis's no-auth flag). */
   noAuth?: boolean
   run (c: Ctx): void
+  /** Times run, and times refused (arity, AUTH), for INFO commandstats. */
+  calls?: number
+  rejected?: number
 }
