@@ -141,6 +141,11 @@ for (const type of [1, 2, 3, 4]) {
       out.writeUInt32LE(ref, 0)
       return out
     },
+    encoding (store: Store, seg: Segment, off: number): string {
+      if (type === 1) return 'quicklist'
+      if (type !== 3 || !isHeapRecord(seg, off) || !typesOf(store).heap.valid(recordRef(seg, off))) return 'hashtable'
+      return typesOf(store).zsets.packed(recordRef(seg, off)) ? 'listpack' : 'skiplist'
+    },
     flushed (store: Store): void {
       if (store.adoptedTypes !== null) typesOf(store)
       byStore.get(store)?.heap.clear()
