@@ -181,7 +181,8 @@ async function exec (cmd: string, args: string[], env: Record<string, string> = 
 }
 
 async function waitHttp (port: number): Promise<void> {
-  for (let i = 0; i < 600; i++) {
+  // Two instances filling 1 GiB each on a busy 2-core machine take minutes.
+  for (let i = 0; i < 6000; i++) {
     try { const r = await fetch(`http://127.0.0.1:${port}/k?i=0`); await r.arrayBuffer(); return } catch { await sleep(100) }
   }
   throw new Error('bench http: the service never answered')
@@ -209,12 +210,13 @@ async function measure (appName: string, name: string, o: Opts, port: number): P
   const env = { APP: appName, PORT: String(port), CACHE_MB: String(o.cacheMb), PREFILL_FILE: prefillFile }
   const m = methodFor(name, env, dir)
   const count = name === 'pagegift' ? o.reloads : o.otherReloads
-  await m.start()
-  rmSync(prefillFile) // every process started from now on starts with a cold cache, unless it inherits one
-  const load = new Load(port, o.cacheMb * 1024)
   const reloads: [number, number][] = []
   const pauses: [number, number][] = []
+  let load: Load | null = null
   try {
+    await m.start()
+    rmSync(prefillFile) // every process started from now on starts with a cold cache, unless it inherits one
+    load = new Load(port, o.cacheMb * 1024)
     await sleep(4000)
     for (let i = 0; i < count; i++) {
       const at = load.now()
@@ -228,7 +230,7 @@ async function measure (appName: string, name: string, o: Opts, port: number): P
     }
     await sleep(2000)
   } finally {
-    await load.stop()
+    await load?.stop()
     await m.stop()
     rmSync(dir, { recursive: true, force: true })
   }
