@@ -102,7 +102,7 @@ class Load {
 interface Pause { endWall: number, ms: number }
 
 /** One way of running and reloading the service. */
-interface Method { start (): Promise<void>, reload (): Promise<Pause | void>, stop (): Promise<void> }
+interface Method { start (): Promise<void>, reload (): Promise<Pause | 'rolled back' | void>, stop (): Promise<void> }
 
 function methodFor (name: string, env: Record<string, string>, dir: string): Method {
   const tsx = ['--import', 'tsx', app]
@@ -113,7 +113,10 @@ function methodFor (name: string, env: Record<string, string>, dir: string): Met
     return {
       start: async () => { const p = new Proc(process.execPath, tsx, e); procs.push(p); await p.wait('serving') },
       reload: async () => {
-        const cli = await exec(process.execPath, [join(root, 'bin', 'pagegift.js'), 'upgrade', e.SOCK, '--json', '--', 'env', ...Object.entries(e).map(([k, v]) => `${k}=${v}`), process.execPath, ...tsx])
+        // A successor loading its modules on a busy 2-core machine can take longer than the CLI's 15 s default.
+        const cli = await exec(process.execPath, [join(root, 'bin', 'pagegift.js'), 'upgrade', e.SOCK, '--json', '--timeout', '60000', '--', 'env', ...Object.entries(e).map(([k, v]) => `${k}=${v}`), process.execPath, ...tsx])
+        // A rollback leaves the old generation serving: counted, and the run goes on.
+        if (cli.status === 1 && /rolled back/.test(cli.stderr)) return 'rolled back'
         if (cli.status !== 0) throw new Error(`pagegift upgrade failed: ${cli.stderr}`)
         const rec = (JSON.parse(cli.stdout.trim().split('\n').at(-1) as string) as { committed: { at: string, downtimeMs: number | null, pauseMs: number } }).committed
         return { endWall: Date.parse(rec.at), ms: rec.downtimeMs ?? rec.pauseMs }
@@ -189,7 +192,7 @@ async function waitHttp (port: number): Promise<void> {
 }
 
 interface Row {
-  app: string, method: string, reloads: number, errors: number, non2xx: number, newConns: number,
+  app: string, method: string, reloads: number, rollbacks?: number, errors: number, non2xx: number, newConns: number,
   steadyP99: number, steadyMax: number, reloadP99: number, reloadMax: number,
   /** Spread over the reloads: the median and the worst of each reload's own window p99. */
   perReloadP99: { median: number, max: number },
@@ -213,6 +216,7 @@ async function measure (appName: string, name: string, o: Opts, port: number): P
   const reloads: [number, number][] = []
   const pauses: [number, number][] = []
   let load: Load | null = null
+  let rollbacks = 0
   try {
     await m.start()
     rmSync(prefillFile) // every process started from now on starts with a cold cache, unless it inherits one
@@ -222,7 +226,8 @@ async function measure (appName: string, name: string, o: Opts, port: number): P
       const at = load.now()
       const p = await m.reload()
       reloads.push([at, load.now()])
-      if (p !== undefined) {
+      if (p === 'rolled back') rollbacks++
+      else if (p !== undefined) {
         const end = p.endWall - (Date.now() - load.now())
         pauses.push([end - p.ms, end])
       }
@@ -234,7 +239,7 @@ async function measure (appName: string, name: string, o: Opts, port: number): P
     await m.stop()
     rmSync(dir, { recursive: true, force: true })
   }
-  return { row: summarize(appName, name, load, reloads, pauses), samples: load.samples, reloads }
+  return { row: { ...summarize(appName, name, load, reloads, pauses), rollbacks }, samples: load.samples, reloads }
 }
 
 const p99 = (xs: Sample[]): number => xs.length === 0 ? NaN : stats(xs.map((s) => s.ms)).p99
@@ -311,7 +316,7 @@ const range = (xs: number[], d = 0): string => `${med(xs).toFixed(d)} (${stats(x
 
 function printRows (results: Run[]): void {
   printTable(results.map(({ row: r }) => ({
-    app: r.app, method: r.method, reloads: r.reloads, errors: r.errors, non2xx: r.non2xx, 'new conns': r.newConns,
+    app: r.app, method: r.method, reloads: r.reloads, 'rolled back': r.rollbacks ?? 0, errors: r.errors, non2xx: r.non2xx, 'new conns': r.newConns,
     'p99 steady': fmt(r.steadyP99), 'p99 reload': fmt(r.reloadP99), ratio: (r.reloadP99 / r.steadyP99).toFixed(2),
     'per-reload p99 med/max': `${fmt(r.perReloadP99.median)} / ${fmt(r.perReloadP99.max)}`,
     'max steady': fmt(r.steadyMax), 'max reload': fmt(r.reloadMax),
