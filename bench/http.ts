@@ -354,5 +354,7 @@ export async function run (args: string[]): Promise<void> {
     writeFileSync(svg, latencySvg(node.map((r) => ({ name: r.row.method, samples: r.samples, reloads: r.reloads }))))
     process.stdout.write(`latency plot: ${svg}\n`)
   }
-  writeResults('http', { opts: o, rows: results.map((r) => r.row), throughput: tp === null ? null : { ...tp, cost, cpuCost }, svg })
+  // The samples (start ms, latency ms, ok) and reload windows, so that runs made side by side can be plotted together.
+  const series = results.map((r) => ({ app: r.row.app, name: r.row.method, reloads: r.reloads, samples: r.samples.map((x) => [Math.round(x.at), +x.ms.toFixed(2), x.ok ? 1 : 0]) }))
+  writeResults('http', { opts: o, rows: results.map((r) => r.row), throughput: tp === null ? null : { ...tp, cost, cpuCost }, svg, series })
 }
