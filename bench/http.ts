@@ -1,13 +1,15 @@
 /**
  * `npm run bench -- http`: an HTTP service with a big in-process cache (examples/http-cache-app.ts,
- * as node:http and as Express) under keep-alive load from 64 connections, reloaded K times in a
- * fixed window by four methods: `pagegift upgrade`, `pm2 reload` (cluster mode, 2 instances), a
- * Node cluster rolling restart, and a plain stop and start. Then the steady throughput of the
- * wrapped server against plain node:http (autocannon, median of alternating runs).
- * Flags: --window=s --reloads=K --cache-mb=M --apps=node,express --methods=... --tp-runs=N --tp-sec=s --quick
+ * as node:http and as Express) under keep-alive load from 64 connections, reloaded back to back
+ * (a gap of --gap-ms after each) by four methods: `pagegift upgrade` (--reloads times), `pm2 reload`
+ * (cluster mode, 2 instances), a Node cluster rolling restart, and a plain stop and start (each
+ * --other-reloads times). Then the steady throughput of the wrapped server against plain node:http
+ * (autocannon, alternating runs; medians, spread, and the server's CPU time per request).
+ * Flags: --reloads=K --other-reloads=K --gap-ms=ms --cache-mb=M --apps=node,express --methods=...
+ *        --tp-runs=N --tp-sec=s --quick
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -21,19 +23,21 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const app = join(root, 'examples', 'http-cache-app.ts')
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
-interface Opts { windowS: number, reloads: number, cacheMb: number, apps: string[], methods: string[], tpRuns: number, tpSec: number }
+interface Opts { reloads: number, otherReloads: number, gapMs: number, cacheMb: number, apps: string[], methods: string[], tpRuns: number, tpSec: number }
 
 function parse (args: string[]): Opts {
   const get = (k: string, d: string): string => args.find((a) => a.startsWith(`--${k}=`))?.split('=')[1] ?? d
   const quick = args.includes('--quick')
   return {
-    windowS: Number(get('window', quick ? '14' : '40')),
-    reloads: Number(get('reloads', quick ? '2' : '5')),
+    reloads: Number(get('reloads', quick ? '3' : '100')),
+    otherReloads: Number(get('other-reloads', quick ? '2' : '10')),
+    // More than the 1 s after each reload that counts as its window, so windows never overlap.
+    gapMs: Number(get('gap-ms', '1500')),
     cacheMb: Number(get('cache-mb', quick ? '64' : '1024')),
     apps: get('apps', 'node,express').split(',').filter(Boolean),
     methods: get('methods', 'pagegift,pm2,cluster,stopstart').split(',').filter(Boolean),
-    tpRuns: Number(get('tp-runs', quick ? '1' : '3')),
-    tpSec: Number(get('tp-sec', quick ? '3' : '6')),
+    tpRuns: Number(get('tp-runs', quick ? '2' : '8')),
+    tpSec: Number(get('tp-sec', quick ? '3' : '5')),
   }
 }
 
@@ -94,8 +98,11 @@ class Load {
   async stop (): Promise<void> { this.#stop = true; await Promise.all(this.#loops); await this.#pool.destroy() }
 }
 
+/** When the service paused, from `pagegift upgrade --json`: its wall-clock end and length. */
+interface Pause { endWall: number, ms: number }
+
 /** One way of running and reloading the service. */
-interface Method { start (): Promise<void>, reload (): Promise<void>, stop (): Promise<void> }
+interface Method { start (): Promise<void>, reload (): Promise<Pause | 'rolled back' | void>, stop (): Promise<void> }
 
 function methodFor (name: string, env: Record<string, string>, dir: string): Method {
   const tsx = ['--import', 'tsx', app]
@@ -106,8 +113,13 @@ function methodFor (name: string, env: Record<string, string>, dir: string): Met
     return {
       start: async () => { const p = new Proc(process.execPath, tsx, e); procs.push(p); await p.wait('serving') },
       reload: async () => {
-        const cli = await exec(process.execPath, [join(root, 'bin', 'pagegift.js'), 'upgrade', e.SOCK, '--', 'env', ...Object.entries(e).map(([k, v]) => `${k}=${v}`), process.execPath, ...tsx])
+        // A successor loading its modules on a busy 2-core machine can take longer than the CLI's 15 s default.
+        const cli = await exec(process.execPath, [join(root, 'bin', 'pagegift.js'), 'upgrade', e.SOCK, '--json', '--timeout', '60000', '--', 'env', ...Object.entries(e).map(([k, v]) => `${k}=${v}`), process.execPath, ...tsx])
+        // A rollback leaves the old generation serving: counted, and the run goes on.
+        if (cli.status === 1 && /rolled back/.test(cli.stderr)) return 'rolled back'
         if (cli.status !== 0) throw new Error(`pagegift upgrade failed: ${cli.stderr}`)
+        const rec = (JSON.parse(cli.stdout.trim().split('\n').at(-1) as string) as { committed: { at: string, downtimeMs: number | null, pauseMs: number } }).committed
+        return { endWall: Date.parse(rec.at), ms: rec.downtimeMs ?? rec.pauseMs }
       },
       stop: async () => {
         await killAll()
@@ -172,48 +184,70 @@ async function exec (cmd: string, args: string[], env: Record<string, string> = 
 }
 
 async function waitHttp (port: number): Promise<void> {
-  for (let i = 0; i < 600; i++) {
+  // Two instances filling 1 GiB each on a busy 2-core machine take minutes.
+  for (let i = 0; i < 6000; i++) {
     try { const r = await fetch(`http://127.0.0.1:${port}/k?i=0`); await r.arrayBuffer(); return } catch { await sleep(100) }
   }
   throw new Error('bench http: the service never answered')
 }
 
-interface Row { app: string, method: string, reloads: number, errors: number, non2xx: number, newConns: number, steadyP99: number, steadyMax: number, reloadP99: number, reloadMax: number, hitBefore: number, hitAfter: number, rps: number }
+interface Row {
+  app: string, method: string, reloads: number, rollbacks?: number, errors: number, non2xx: number, newConns: number,
+  steadyP99: number, steadyMax: number, reloadP99: number, reloadMax: number,
+  /** Spread over the reloads: the median and the worst of each reload's own window p99. */
+  perReloadP99: { median: number, max: number },
+  /** pagegift only: the service's pause (STOPPED to SERVING), and the p99 of requests in flight during it or in the second after, against the rest of the window. */
+  pause?: { median: number, max: number, p99Around: number, p99Rest: number },
+  hitBefore: number, hitAfter: number, rps: number,
+}
+
+interface Run { row: Row, samples: Sample[], reloads: [number, number][] }
 
 const ratio = (xs: Sample[]): number => xs.length === 0 ? NaN : xs.filter((s) => s.hit).length / xs.length
 
-/** Runs one method on one app: warm steady load, then K reloads spread over the window. */
-async function measure (appName: string, name: string, o: Opts, port: number): Promise<{ row: Row, samples: Sample[], reloads: [number, number][] }> {
+/** Runs one method on one app: warm steady load, then K reloads back to back, each followed by a gap. */
+async function measure (appName: string, name: string, o: Opts, port: number): Promise<Run> {
   const dir = mkdtempSync(join(tmpdir(), 'pg-bench-http-'))
   const prefillFile = join(dir, 'prefill')
   writeFileSync(prefillFile, '')
   const env = { APP: appName, PORT: String(port), CACHE_MB: String(o.cacheMb), PREFILL_FILE: prefillFile }
   const m = methodFor(name, env, dir)
-  await m.start()
-  rmSync(prefillFile) // every process started from now on starts with a cold cache, unless it inherits one
-  const load = new Load(port, o.cacheMb * 1024)
+  const count = name === 'pagegift' ? o.reloads : o.otherReloads
   const reloads: [number, number][] = []
+  const pauses: [number, number][] = []
+  let load: Load | null = null
+  let rollbacks = 0
   try {
-    await sleep(3000)
-    const gap = ((o.windowS - 5) * 1000) / o.reloads
-    for (let i = 0; i < o.reloads; i++) {
+    await m.start()
+    rmSync(prefillFile) // every process started from now on starts with a cold cache, unless it inherits one
+    load = new Load(port, o.cacheMb * 1024)
+    await sleep(4000)
+    for (let i = 0; i < count; i++) {
       const at = load.now()
-      await m.reload()
+      const p = await m.reload()
       reloads.push([at, load.now()])
-      await sleep(Math.max(1000, gap - (load.now() - at)))
+      if (p === 'rolled back') rollbacks++
+      else if (p !== undefined) {
+        const end = p.endWall - (Date.now() - load.now())
+        pauses.push([end - p.ms, end])
+      }
+      await sleep(Math.max(1000, o.gapMs))
     }
-    await sleep(1000)
+    await sleep(2000)
   } finally {
-    await load.stop()
+    await load?.stop()
     await m.stop()
     rmSync(dir, { recursive: true, force: true })
   }
-  return { row: summarize(appName, name, load, reloads), samples: load.samples, reloads }
+  return { row: { ...summarize(appName, name, load, reloads, pauses), rollbacks }, samples: load.samples, reloads }
 }
 
-function summarize (appName: string, name: string, load: Load, reloads: [number, number][]): Row {
-  const inWindow = (s: Sample): boolean => reloads.some(([a, b]) => s.at >= a && s.at <= b + 1000)
-  const warm = load.samples.filter((s) => s.at > 2000)
+const p99 = (xs: Sample[]): number => xs.length === 0 ? NaN : stats(xs.map((s) => s.ms)).p99
+
+function summarize (appName: string, name: string, load: Load, reloads: [number, number][], pauses: [number, number][]): Row {
+  const inReload = ([a, b]: [number, number], s: Sample): boolean => s.at >= a && s.at <= b + 1000
+  const inWindow = (s: Sample): boolean => reloads.some((r) => inReload(r, s))
+  const warm = load.samples.filter((s) => s.at > 3000)
   const steady = warm.filter((s) => !inWindow(s) && s.ok)
   const window = warm.filter(inWindow)
   const before = reloads.flatMap(([a]) => warm.filter((s) => s.at >= a - 1000 && s.at < a && s.ok))
@@ -221,17 +255,37 @@ function summarize (appName: string, name: string, load: Load, reloads: [number,
   const steadyMs = (warm.at(-1)?.at ?? 0) - (warm[0]?.at ?? 0) - reloads.reduce((n, [a, b]) => n + (b + 1000 - a), 0)
   const st = stats(steady.map((s) => s.ms))
   const rl = window.length > 0 ? stats(window.map((s) => s.ms)) : st
+  const each = reloads.map((r) => p99(warm.filter((s) => inReload(r, s)))).filter((x) => !Number.isNaN(x))
+  const spread = each.length > 0 ? stats(each) : st
+  const around = (s: Sample): boolean => pauses.some(([ps, pe]) => s.at < pe + 1000 && s.at + s.ms > ps)
   return {
     app: appName, method: name, reloads: reloads.length,
     errors: Object.values(load.errors).reduce((a, b) => a + b, 0), non2xx: load.non2xx, newConns: load.connects - 64,
     steadyP99: st.p99, steadyMax: st.max, reloadP99: rl.p99, reloadMax: rl.max,
+    perReloadP99: { median: spread.median, max: spread.max },
+    ...(pauses.length > 0 ? { pause: { ...pick(stats(pauses.map(([a, b]) => b - a))), p99Around: p99(window.filter(around)), p99Rest: p99(window.filter((s) => !around(s))) } } : {}),
     hitBefore: ratio(before), hitAfter: ratio(after), rps: steady.length / (steadyMs / 1000),
   }
 }
 
-/** Steady throughput, autocannon, 64 connections: the wrapped server against plain node:http, alternating. */
-async function throughput (o: Opts, port: number): Promise<{ plain: number[], pagegift: number[] }> {
-  const out = { plain: [] as number[], pagegift: [] as number[] }
+const pick = (s: { median: number, max: number }): { median: number, max: number } => ({ median: s.median, max: s.max })
+
+/** The CPU time (user + system, ms) a process has used so far, from /proc. */
+function cpuMs (pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 10 // utime and stime, in USER_HZ (100/s)
+}
+
+interface Tp { rps: number[], cpuUsPerReq: number[] }
+
+/**
+ * Steady throughput, autocannon, 64 connections: the wrapped server against plain node:http, in
+ * alternating runs. The client shares the 2 cores, so req/s also measures the client and whatever
+ * else runs; the server's CPU time per request is the steadier measure of what the wrapper costs.
+ */
+async function throughput (o: Opts, port: number): Promise<{ plain: Tp, pagegift: Tp }> {
+  const out = { plain: { rps: [], cpuUsPerReq: [] } as Tp, pagegift: { rps: [], cpuUsPerReq: [] } as Tp }
   for (let run = 0; run < o.tpRuns; run++) {
     for (const mode of run % 2 === 0 ? ['plain', 'pagegift'] as const : ['pagegift', 'plain'] as const) {
       const dir = mkdtempSync(join(tmpdir(), 'pg-bench-tp-'))
@@ -239,8 +293,12 @@ async function throughput (o: Opts, port: number): Promise<{ plain: number[], pa
       const p = new Proc(process.execPath, ['--import', 'tsx', app], { APP: 'node', MODE: mode, PORT: String(port), CACHE_MB: '64', PREFILL_FILE: join(dir, 'prefill'), SOCK: join(dir, 'h.sock') })
       try {
         await p.wait('serving')
+        const pid = p.child.pid as number
+        await autocannon({ url: `http://127.0.0.1:${port}/k?i=7`, connections: 64, duration: 1 }) // JIT warm-up
+        const cpu0 = cpuMs(pid)
         const r = await autocannon({ url: `http://127.0.0.1:${port}/k?i=7`, connections: 64, duration: o.tpSec })
-        out[mode].push(r.requests.average)
+        out[mode].cpuUsPerReq.push(((cpuMs(pid) - cpu0) * 1000) / r.requests.total)
+        out[mode].rps.push(r.requests.average)
       } finally {
         try { process.kill(-(p.child.pid as number), 'SIGKILL') } catch {}
         await sleep(300)
@@ -253,30 +311,50 @@ async function throughput (o: Opts, port: number): Promise<{ plain: number[], pa
 
 const fmt = (ms: number): string => `${ms.toFixed(1)} ms`
 const pct = (x: number): string => Number.isNaN(x) ? '-' : `${(x * 100).toFixed(1)}%`
+const med = (xs: number[]): number => stats(xs).median
+const range = (xs: number[], d = 0): string => `${med(xs).toFixed(d)} (${stats(xs).min.toFixed(d)}..${stats(xs).max.toFixed(d)})`
+
+function printRows (results: Run[]): void {
+  printTable(results.map(({ row: r }) => ({
+    app: r.app, method: r.method, reloads: r.reloads, 'rolled back': r.rollbacks ?? 0, errors: r.errors, non2xx: r.non2xx, 'new conns': r.newConns,
+    'p99 steady': fmt(r.steadyP99), 'p99 reload': fmt(r.reloadP99), ratio: (r.reloadP99 / r.steadyP99).toFixed(2),
+    'per-reload p99 med/max': `${fmt(r.perReloadP99.median)} / ${fmt(r.perReloadP99.max)}`,
+    'max steady': fmt(r.steadyMax), 'max reload': fmt(r.reloadMax),
+    'hit before': pct(r.hitBefore), 'hit 1st s after': pct(r.hitAfter), 'req/s steady': Math.round(r.rps),
+  })))
+  for (const { row: r } of results) {
+    if (r.pause === undefined) continue
+    process.stdout.write(`${r.app} / ${r.method}: pause median ${fmt(r.pause.median)}, max ${fmt(r.pause.max)}; window p99 of requests in flight during a pause or the second after ${fmt(r.pause.p99Around)}, of the rest of the window ${fmt(r.pause.p99Rest)}\n`)
+  }
+}
 
 export async function run (args: string[]): Promise<void> {
   const o = parse(args)
   const port = 18000 + (process.pid % 1000)
-  const results: { row: Row, samples: Sample[], reloads: [number, number][] }[] = []
+  const results: Run[] = []
   for (const a of o.apps) {
     for (const m of o.methods) {
-      process.stdout.write(`${a} / ${m}: ${o.reloads} reloads in ${o.windowS} s, cache ${o.cacheMb} MiB...\n`)
+      process.stdout.write(`${a} / ${m}: ${m === 'pagegift' ? o.reloads : o.otherReloads} reloads, ${o.gapMs} ms apart, cache ${o.cacheMb} MiB...\n`)
       results.push(await measure(a, m, o, port))
+      printRows(results.slice(-1))
     }
   }
-  printTable(results.map(({ row: r }) => ({
-    app: r.app, method: r.method, reloads: r.reloads, errors: r.errors, non2xx: r.non2xx, 'new conns': r.newConns,
-    'p99 steady': fmt(r.steadyP99), 'p99 reload': fmt(r.reloadP99), 'max steady': fmt(r.steadyMax), 'max reload': fmt(r.reloadMax),
-    'hit before': pct(r.hitBefore), 'hit 1st s after': pct(r.hitAfter), 'req/s steady': Math.round(r.rps),
-  })))
-  const tp = await throughput(o, port)
-  const med = (xs: number[]): number => stats(xs).median
-  const cost = 1 - med(tp.pagegift) / med(tp.plain)
-  process.stdout.write(`steady throughput (autocannon, 64 connections, ${o.tpRuns} alternating runs of ${o.tpSec} s): plain node:http ${Math.round(med(tp.plain))} req/s, wrapped ${Math.round(med(tp.pagegift))} req/s, cost ${(cost * 100).toFixed(1)}%\n`)
-  if (results.length === 0) { writeResults('http', { opts: o, rows: [], throughput: { ...tp, cost } }); return }
-  const svg = join(root, 'bench', 'results', `http-latency-${new Date().toISOString().replace(/[:.]/g, '-')}.svg`)
-  const node = results.filter((r) => r.row.app === (o.apps.includes('node') ? 'node' : o.apps[0]))
-  writeFileSync(svg, latencySvg(node.map((r) => ({ name: r.row.method, samples: r.samples, reloads: r.reloads }))))
-  process.stdout.write(`latency plot: ${svg}\n`)
-  writeResults('http', { opts: o, rows: results.map((r) => r.row), throughput: { ...tp, cost }, svg })
+  if (results.length > 0) printRows(results)
+  const tp = o.tpRuns > 0 ? await throughput(o, port) : null
+  const cost = tp === null ? NaN : 1 - med(tp.pagegift.rps) / med(tp.plain.rps)
+  const cpuCost = tp === null ? NaN : med(tp.pagegift.cpuUsPerReq) / med(tp.plain.cpuUsPerReq) - 1
+  if (tp !== null) {
+    process.stdout.write(`steady throughput (autocannon, 64 connections, ${o.tpRuns} alternating runs of ${o.tpSec} s; median (min..max)): plain node:http ${range(tp.plain.rps)} req/s, wrapped ${range(tp.pagegift.rps)} req/s, cost ${(cost * 100).toFixed(1)}%\n`)
+    process.stdout.write(`server CPU per request: plain ${range(tp.plain.cpuUsPerReq, 1)} us, wrapped ${range(tp.pagegift.cpuUsPerReq, 1)} us, cost ${(cpuCost * 100).toFixed(1)}%\n`)
+  }
+  let svg: string | undefined
+  if (results.length > 0) {
+    svg = join(root, 'bench', 'results', `http-latency-${new Date().toISOString().replace(/[:.]/g, '-')}.svg`)
+    const node = results.filter((r) => r.row.app === (o.apps.includes('node') ? 'node' : o.apps[0]))
+    writeFileSync(svg, latencySvg(node.map((r) => ({ name: r.row.method, samples: r.samples, reloads: r.reloads }))))
+    process.stdout.write(`latency plot: ${svg}\n`)
+  }
+  // The samples (start ms, latency ms, ok) and reload windows, so that runs made side by side can be plotted together.
+  const series = results.map((r) => ({ app: r.row.app, name: r.row.method, reloads: r.reloads, samples: r.samples.map((x) => [Math.round(x.at), +x.ms.toFixed(2), x.ok ? 1 : 0]) }))
+  writeResults('http', { opts: o, rows: results.map((r) => r.row), throughput: tp === null ? null : { ...tp, cost, cpuCost }, svg, series })
 }

@@ -56,6 +56,9 @@ function prefill (): void {
 }
 
 const maxBytes = Math.ceil(cacheMb * 1.15) << 20
+// 128 MiB segments keep a 1 GiB map to ~10 regions: each handoff record lists its regions, and
+// `pagegift status` carries the last 32 records in one message of at most 64 KiB.
+const segmentSize = 128 << 20
 
 if (mode === 'cluster' && cluster.isPrimary) {
   cluster.setupPrimary({ execArgv: process.execArgv })
@@ -73,11 +76,11 @@ if (mode === 'cluster' && cluster.isPrimary) {
 } else if (mode === 'pagegift') {
   const server = await makeServer()
   const gen = await liveHttp(server, { socket: process.env.SOCK as string, listen: { port, host: '127.0.0.1' }, drainTimeoutMs: 10_000 })
-  cache = attachMap(gen, 'cache', { maxBytes })
+  cache = attachMap(gen, 'cache', { maxBytes, segmentSize })
   prefill()
   say({ event: 'serving', mode, generation: gen.generation, entries: cache.size })
 } else {
-  cache = new LiveMap('cache', { maxBytes })
+  cache = new LiveMap('cache', { maxBytes, segmentSize })
   prefill()
   const server = await makeServer()
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))

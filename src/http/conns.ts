@@ -15,6 +15,9 @@ interface Parser { duration (): number }
 interface StreamHandle { fd?: number, reading?: boolean, writeQueueSize?: number, readStart (): number }
 interface SocketInternals { parser?: Parser | null, _httpMessage?: unknown, _handle?: StreamHandle | null }
 
+/** Below this many entries the connection Set is not pruned. */
+const PRUNE_MIN = 1024
+
 const internalsOf = (s: net.Socket): SocketInternals => s as unknown as SocketInternals
 
 /** 'http': plain HTTP/1 (it moves); 'tls': HTTP/1 over TLS (it drains here). */
@@ -126,7 +129,13 @@ export class Conn {
 /** An HTTP/2 session: it cannot move (HPACK and stream state live here), so it gets GOAWAY. */
 export interface Session { close (): void, destroy (): void, closed: boolean, on (e: 'close', fn: () => void): unknown }
 
-/** Watches a server's connections and tells the policy when a watched one reaches a boundary. */
+/**
+ * The connections of a server, and a signal when a watched one may have reached a boundary.
+ *
+ * The steady state pays one Set entry per connection and nothing per request: no 'request' or
+ * 'close' listener. Closed connections are pruned from the Set as it grows; 'close' listeners go on
+ * at the first handoff (watch()), when the drain needs to hear of each close at once.
+ */
 export class Tracker {
   readonly conns = new Set<Conn>()
   readonly sessions = new Set<Session>()
@@ -134,10 +143,13 @@ export class Tracker {
   onMaybeIdle: ((c: Conn) => void) | null = null
   /** Called at once when a connection closes, before anything can see the tracker without it. */
   onClosed: ((c: Conn) => void) | null = null
-  #bySocket = new WeakMap<net.Socket, Conn>()
+  readonly #server: net.Server
+  #bySocket: WeakMap<net.Socket, Conn> | null = null
+  #pruneAt = PRUNE_MIN
   #closing = 0
 
   constructor (server: net.Server, protocol: 'http1' | 'http2') {
+    this.#server = server
     if (protocol === 'http2') {
       server.on('session', (session: Session) => {
         this.sessions.add(session)
@@ -147,27 +159,46 @@ export class Tracker {
     }
     if (server instanceof tls.Server) server.on('secureConnection', (s: tls.TLSSocket) => this.add(s, 'tls'))
     else server.on('connection', (s: net.Socket) => this.add(s, 'http'))
-    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.#request(req, res))
   }
 
   add (socket: net.Socket, kind: ConnKind): Conn {
     const c = new Conn(socket, kind)
     this.conns.add(c)
-    this.#bySocket.set(socket, c)
-    socket.on('close', () => { this.conns.delete(c); this.onClosed?.(c); this.#notify(c) })
+    if (this.#bySocket !== null) this.#watchConn(c)
+    else if (this.conns.size >= this.#pruneAt) this.#prune()
     return c
   }
 
-  /** Kept to a lookup per request: the steady state pays for nothing else. */
-  #request (req: http.IncomingMessage, res: http.ServerResponse): void {
-    if (this.#closing === 0) return
-    if (this.#bySocket.get(req.socket)?.closing === true) res.setHeader('Connection', 'close')
+  /** From the first handoff on: every connection reports its close at once. */
+  watch (): void {
+    if (this.#bySocket !== null) return
+    this.#bySocket = new WeakMap()
+    this.#prune()
+    for (const c of this.conns) this.#watchConn(c)
   }
 
-  /** Past the deadline, new responses on a closing connection say Connection: close. */
+  #watchConn (c: Conn): void {
+    (this.#bySocket as WeakMap<net.Socket, Conn>).set(c.socket, c)
+    c.socket.on('close', () => { this.conns.delete(c); this.onClosed?.(c); this.#notify(c) })
+  }
+
+  /** Drops closed connections (a destroyed socket never reads again); amortized O(1) per connection. */
+  #prune (): void {
+    for (const c of this.conns) if (c.socket.destroyed) this.conns.delete(c)
+    this.#pruneAt = Math.max(PRUNE_MIN, 2 * this.conns.size)
+  }
+
+  /**
+   * Past the deadline, new responses on a closing connection say Connection: close. The 'request'
+   * listener goes on with the first closing connection, ahead of the app's, which may answer at once.
+   */
   closeAfterResponse (c: Conn): void {
-    if (!c.closing) this.#closing++
+    if (!c.closing && this.#closing++ === 0) this.#server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.#request(req, res))
     c.closeAfterResponse()
+  }
+
+  #request (req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (this.#bySocket?.get(req.socket)?.closing === true && !res.headersSent) res.setHeader('Connection', 'close')
   }
 
   #notify (c: Conn): void {

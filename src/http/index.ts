@@ -85,6 +85,8 @@ export async function liveHttp (server: net.Server, opts: LiveHttpOptions): Prom
     await listenOn(front, listen)
     await gen.ready()
   }
+  // Before the pause: every connection starts reporting its close while the service still serves.
+  gen.offerRegions(() => { tracker.watch(); return {} })
   gen.onHandoff((s) => live.quiesce(s.pid))
   gen.on('resumed', () => live.resumed())
   gen.on('handedOff', (info) => live.handedOff(info.toPid))

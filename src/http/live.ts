@@ -75,6 +75,7 @@ export class LiveHttp {
   /** onHandoff: the listener and every idle HTTP/1 connection go now; busy ones finish here first. */
   quiesce (successor: number): handoff.HandoffState {
     this.#successor = successor
+    this.tracker.watch()
     const handles: Record<string, handoff.Handle> = { [LISTENER]: handoff.exportServer(this.#front) }
     let i = 0
     for (const c of this.tracker.conns) {
