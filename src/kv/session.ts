@@ -6,9 +6,6 @@
  */
 import type { ClientInfo, Ctx } from './commands/context.ts'
 import type { Command } from './commands/types.ts'
-import type { Watches } from './commands/multi.ts'
-import type { PubSub } from './commands/pubsub.ts'
-import type { Blocking, Waiter } from './commands/blocking.ts'
 
 /** A MULTI in progress: the queued commands (each RESP-encoded), and whether one failed to queue. */
 export interface Transaction {
@@ -22,6 +19,23 @@ export interface WatchedKey {
   db: number
   key: Buffer
   expireAt: number
+}
+
+export type Kind = 'blpop' | 'brpop' | 'blmove' | 'bzpopmin' | 'bzpopmax'
+
+/** A parsed blocking command: its source keys, and for BLMOVE the destination and both ends. */
+export interface Spec { kind: Kind, keys: Buffer[], dest?: Buffer, fromLeft: boolean, toLeft: boolean, timeout: Buffer }
+
+export interface Waiter {
+  session: Session
+  spec: Spec
+  /** The command's arguments, as the client sent them: what a live upgrade carries. */
+  argv: Buffer[]
+  db: number
+  ids: string[]
+  /** Epoch ms; 0 waits forever. */
+  deadline: number
+  timer: NodeJS.Timeout | null
 }
 
 export interface Session extends ClientInfo {
@@ -47,12 +61,11 @@ export interface Session extends ClientInfo {
 
 /**
  * The server-wide registries, and the command table's entry points (here so that command modules
- * need not import the table that lists them).
+ * need not import the table that lists them). Each registry is added to this interface by the
+ * module that owns it (multi.ts: watches, pubsub.ts: pubsub, blocking.ts: blocking), so this file
+ * imports none of them and they can all import it.
  */
 export interface Hub {
-  readonly watches: Watches
-  readonly pubsub: PubSub
-  readonly blocking: Blocking
   dispatch (c: Ctx): void
   lookup (c: Ctx): Command | undefined
 }

@@ -5,7 +5,7 @@
 import { KeyHash, KeyIndex } from './keyindex.ts'
 import { IndexMigration, SpareIndex } from './migration.ts'
 import { Segment, HEADER, recordSize, heapAllocator, type Allocator, type SegmentMeta } from './segments.ts'
-import { ExpiryQueue } from './expiry.ts'
+import { ExpiryQueue } from './expiry-queue.ts'
 
 export interface StoreOptions {
   allocator?: Allocator

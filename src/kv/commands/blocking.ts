@@ -8,7 +8,7 @@
  * The list and sorted-set operations come from the type modules (commands/list.ts, commands/zset.ts).
  */
 import { Reply } from '../reply.ts'
-import { hubOf, keyId, sessionOf, type Session } from '../session.ts'
+import { hubOf, keyId, sessionOf, type Kind, type Session, type Spec, type Waiter } from '../session.ts'
 import { T_LIST, T_ZSET } from '../types/access.ts'
 import { WRONGTYPE, type Ctx } from './context.ts'
 import { listPop, listPush } from './list.ts'
@@ -20,23 +20,6 @@ function typeOf (c: Ctx, key: Buffer): string {
   if (c.store.find(key, 0, key.length) < 0) return 'none'
   const t = c.store.typeOf()
   return t === T_LIST ? 'list' : t === T_ZSET ? 'zset' : 'other'
-}
-
-type Kind = 'blpop' | 'brpop' | 'blmove' | 'bzpopmin' | 'bzpopmax'
-
-/** A parsed blocking command: its source keys, and for BLMOVE the destination and both ends. */
-interface Spec { kind: Kind, keys: Buffer[], dest?: Buffer, fromLeft: boolean, toLeft: boolean, timeout: Buffer }
-
-export interface Waiter {
-  session: Session
-  spec: Spec
-  /** The command's arguments, as the client sent them: what a live upgrade carries. */
-  argv: Buffer[]
-  db: number
-  ids: string[]
-  /** Epoch ms; 0 waits forever. */
-  deadline: number
-  timer: NodeJS.Timeout | null
 }
 
 function parseSpec (argv: Buffer[]): Spec | string {
@@ -61,6 +44,11 @@ function parseTimeout (b: Buffer): number | string {
   if (v < 0) return 'ERR timeout is negative'
   if (v * 1000 > Number.MAX_SAFE_INTEGER) return 'ERR timeout is out of range'
   return Math.ceil(v * 1000)
+}
+
+declare module '../session.ts' {
+  /** The blocked clients' registry, which this module owns (session.ts does not import it). */
+  interface Hub { readonly blocking: Blocking }
 }
 
 export class Blocking {

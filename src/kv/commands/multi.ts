@@ -20,6 +20,11 @@ const SUBSCRIBED_OK = new Set(['subscribe', 'psubscribe', 'unsubscribe', 'punsub
 interface WatchEntry { db: number, key: Buffer, sessions: Set<Session> }
 
 /** The watched keys of all clients: one entry per watched key, only while watched. */
+declare module '../session.ts' {
+  /** The WATCHed keys' registry, which this module owns (session.ts does not import it). */
+  interface Hub { readonly watches: Watches }
+}
+
 export class Watches {
   private readonly byKey = new Map<string, WatchEntry>()
 

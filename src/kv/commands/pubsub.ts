@@ -18,6 +18,11 @@ function message (resp: 2 | 3, parts: Buffer[]): Buffer {
   return Buffer.concat(out)
 }
 
+declare module '../session.ts' {
+  /** The channels' and patterns' registry, which this module owns (session.ts does not import it). */
+  interface Hub { readonly pubsub: PubSub }
+}
+
 export class PubSub {
   readonly channels = new Map<string, Set<Session>>()
   readonly patterns = new Map<string, Pattern>()

@@ -20,6 +20,7 @@ import { hashCommands } from './hash.ts'
 import { listCommands } from './list.ts'
 import { setCommands } from './set.ts'
 import { zsetCoreCommands } from './zset.ts'
+import { zstoreCommands } from './zstore.ts'
 import { zrangeCommands } from './zrange.ts'
 import type { Command } from './types.ts'
 
@@ -74,7 +75,7 @@ const all: Command[] = [
   ...stringCommands, ...moreStringCommands, ...lcsCommands, ...keyCommands, ...databaseCommands, ...expireCommands,
   ...objectCommands, ...serverCommands,
   ...multiCommands, ...pubsubCommands, ...blockingCommands, ...helloCommands,
-  ...hashCommands, ...listCommands, ...setCommands, ...zsetCoreCommands, ...zrangeCommands,
+  ...hashCommands, ...listCommands, ...setCommands, ...zsetCoreCommands, ...zstoreCommands, ...zrangeCommands,
   { name: 'command', arity: -1, flags: ['random'], keys: [0, 0, 0], run: command }
 ]
 for (const cmd of all) {

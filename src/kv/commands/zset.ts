@@ -5,7 +5,6 @@ import { typesOf } from '../types/registry.ts'
 import type { Store } from '../store.ts'
 import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
-import { zsetStore } from './zstore.ts'
 
 export const NOT_FLOAT = 'ERR value is not a valid float'
 
@@ -315,7 +314,5 @@ export const zsetCoreCommands: Command[] = [
   { name: 'zpopmin', arity: -2, flags: ['write', 'fast'], keys: [1, 1, 1], run: (c) => zpop(c, false) },
   { name: 'zpopmax', arity: -2, flags: ['write', 'fast'], keys: [1, 1, 1], run: (c) => zpop(c, true) },
   { name: 'zrandmember', arity: -2, flags: ['readonly', 'random'], keys: [1, 1, 1], run: zrandmember },
-  { name: 'zscan', arity: -3, flags: ['readonly'], keys: [1, 1, 1], run: zscan },
-  { name: 'zunionstore', arity: -4, flags: ['write', 'denyoom'], keys: [1, 1, 1], run: (c) => zsetStore(c, true) },
-  { name: 'zinterstore', arity: -4, flags: ['write', 'denyoom'], keys: [1, 1, 1], run: (c) => zsetStore(c, false) }
+  { name: 'zscan', arity: -3, flags: ['readonly'], keys: [1, 1, 1], run: zscan }
 ]

@@ -4,6 +4,7 @@ import { mA, mS, mE } from '../types/zset.ts'
 import { parseFloatArg, hashOf, T_SET, T_ZSET, WRONGTYPE, tagOf, refOf } from '../types/access.ts'
 import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
 import { zs, storeResult } from './zset.ts'
+import type { Command } from './types.ts'
 
 interface Source { hd: number, type: number, weight: number }
 
@@ -124,3 +125,8 @@ export function zsetStore (c: Ctx, union: boolean): void {
   }
   storeResult(c, 1, out)
 }
+
+export const zstoreCommands: Command[] = [
+  { name: 'zunionstore', arity: -4, flags: ['write', 'denyoom'], keys: [1, 1, 1], run: (c) => zsetStore(c, true) },
+  { name: 'zinterstore', arity: -4, flags: ['write', 'denyoom'], keys: [1, 1, 1], run: (c) => zsetStore(c, false) }
+]

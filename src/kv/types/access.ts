@@ -9,7 +9,9 @@ import type { Segment } from '../segments.ts'
 import { NOT_INT, OOM, SYNTAX, WRONGTYPE, type Ctx } from '../commands/context.ts'
 import { TypeHeap } from './heap.ts'
 import { Dict } from './dict.ts'
-import { typesOf, type Types } from './registry.ts'
+import { typesOf, HEAP_REF, isHeapRecord, type Types } from './registry.ts'
+
+export { HEAP_REF, isHeapRecord }
 
 export { WRONGTYPE }
 export const T_STRING = 0
@@ -17,14 +19,8 @@ export const T_LIST = 1
 export const T_SET = 2
 export const T_ZSET = 3
 export const T_HASH = 4
-/** The tag's encoding bits (above the type byte) of a record whose value is a collections heap ref. */
-export const HEAP_REF = 1 << 8
 const BAD_RECORD = 'ERR the key holds a collection in an encoding this build does not read'
 
-/** True if the record at seg/off is a collection record this module wrote: a 4-byte ref, HEAP_REF encoding. */
-export function isHeapRecord (seg: Segment, off: number): boolean {
-  return (seg.tag(off) & ~0xff) === HEAP_REF && seg.valLen(off) === 4
-}
 
 /** The slot of the key found by the last `open` (-1 if absent). */
 export let slot = -1

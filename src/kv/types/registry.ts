@@ -10,7 +10,14 @@ import { TypeHeap, offOf, type HeapMeta } from './heap.ts'
 import { Dict, HASH, SET, ZSET, entryBytes } from './dict.ts'
 import { Lists, eA, eS, eE } from './list.ts'
 import { ZSets, mA, mS, mE } from './zset.ts'
-import { isHeapRecord } from './access.ts'
+
+/** The tag's encoding bits (above the type byte) of a record whose value is a collections heap ref. */
+export const HEAP_REF = 1 << 8
+
+/** True if the record at seg/off is a collection record this module wrote: a 4-byte ref, HEAP_REF encoding. */
+export function isHeapRecord (seg: Segment, off: number): boolean {
+  return (seg.tag(off) & ~0xff) === HEAP_REF && seg.valLen(off) === 4
+}
 
 export class Types {
   readonly heap: TypeHeap
