@@ -3,11 +3,10 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { rawExchange, startKv, runTool, type KvProc } from './fixtures/kv-proc.ts'
-import { KvClient, RespError, type RespValue } from '../src/kv/client.ts'
+import { rawExchange, startKv, runTool, type KvProc, replyText as str } from './fixtures/kv-proc.ts'
+import { KvClient } from '../src/kv/client.ts'
 import { parseOptions, PASSWORD_ENV, type KvOptions } from '../src/kv/options.ts'
 
-const str = (v: RespValue): unknown => Buffer.isBuffer(v) ? v.toString() : Array.isArray(v) ? v.map(str) : v instanceof RespError ? `ERR:${v.message}` : v
 const NOAUTH = 'ERR:NOAUTH Authentication required.'
 const WRONGPASS = 'ERR:WRONGPASS invalid username-password pair or user is disabled.'
 

@@ -3,19 +3,9 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { KvClient, RespError, type RespValue } from '../src/kv/client.ts'
-import { startKv, type KvProc } from './fixtures/kv-proc.ts'
+import { KvClient } from '../src/kv/client.ts'
+import { startKv, type KvProc, upgradeKv as upgrade, replyText as str } from './fixtures/kv-proc.ts'
 
-const str = (v: RespValue): unknown => Buffer.isBuffer(v) ? v.toString() : Array.isArray(v) ? v.map(str) : v instanceof RespError ? `ERR:${v.message}` : v
-
-async function upgrade (prev: KvProc, args: string[]): Promise<KvProc> {
-  const mark = prev.output().length
-  const exited = new Promise((resolve) => { if (prev.proc.exitCode !== null) resolve(null); else prev.proc.once('exit', resolve) })
-  const next = await startKv(args, 60_000)
-  await exited
-  assert.doesNotMatch(prev.output().slice(mark), /handoff failed/)
-  return next
-}
 
 test('live upgrade: blocked clients stay blocked, are served by pushes in the successor, and time out at their original deadline', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kv-block-'))

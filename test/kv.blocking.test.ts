@@ -2,8 +2,8 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { Store } from '../src/kv/store.ts'
 import { KvServer } from '../src/kv/server.ts'
-import { KvClient, RespError, type RespValue } from '../src/kv/client.ts'
-import { rawExchange } from './fixtures/kv-proc.ts'
+import { KvClient } from '../src/kv/client.ts'
+import { rawExchange, replyText as str } from './fixtures/kv-proc.ts'
 
 let server: KvServer
 let port: number
@@ -19,7 +19,6 @@ after(async () => {
   await server.close()
 })
 
-const str = (v: RespValue): unknown => Buffer.isBuffer(v) ? v.toString() : Array.isArray(v) ? v.map(str) : v instanceof RespError ? `ERR:${v.message}` : v
 const run = async (k: KvClient, ...cmds: (string | number)[][]): Promise<unknown[]> => (await k.pipeline(cmds)).map(str)
 const clients = async (n: number): Promise<KvClient[]> => await Promise.all(Array.from({ length: n }, async () => await KvClient.connect(port)))
 const settle = async (): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, 50)) }

@@ -7,8 +7,8 @@ import { Store } from '../src/kv/store.ts'
 import { Databases, LAYOUTS } from '../src/kv/databases.ts'
 import { RecordType } from '../src/kv/segments.ts'
 import { KvServer } from '../src/kv/server.ts'
-import { KvClient, RespError, type RespValue } from '../src/kv/client.ts'
-import { startKv, type KvProc } from './fixtures/kv-proc.ts'
+import { KvClient } from '../src/kv/client.ts'
+import { startKv, type KvProc, replyText as str } from './fixtures/kv-proc.ts'
 
 let server: KvServer
 let c: KvClient
@@ -22,7 +22,6 @@ after(async () => {
   await server.close()
 })
 
-const str = (v: RespValue): unknown => Buffer.isBuffer(v) ? v.toString() : Array.isArray(v) ? v.map(str) : v instanceof RespError ? `ERR:${v.message}` : v
 const run = async (...cmds: (string | number)[][]): Promise<unknown[]> => (await c.pipeline(cmds)).map(str)
 const WRONGTYPE = 'ERR:WRONGTYPE Operation against a key holding the wrong kind of value'
 

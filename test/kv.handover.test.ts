@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { startKv, KV_BIN, type KvProc } from './fixtures/kv-proc.ts'
+import { startKv, KV_BIN, type KvProc, upgradeKv as upgrade } from './fixtures/kv-proc.ts'
 import { KvClient } from '../src/kv/client.ts'
 
 /** A raw client that collects replies; `write` resolves once the bytes are with the kernel. */
@@ -25,16 +25,6 @@ function value (size: number, salt: number): Buffer {
 }
 
 const setCommand = (key: string, v: Buffer): Buffer => Buffer.concat([Buffer.from(`*3\r\n$3\r\nSET\r\n$${key.length}\r\n${key}\r\n$${v.length}\r\n`), v, Buffer.from('\r\n')])
-
-/** Starts a successor on the same handoff socket; resolves once the predecessor has exited. */
-async function upgrade (prev: KvProc, args: string[]): Promise<KvProc> {
-  const mark = prev.output().length
-  const exited = new Promise((resolve) => { if (prev.proc.exitCode !== null) resolve(null); else prev.proc.once('exit', resolve) })
-  const next = await startKv(args, 60_000)
-  await exited
-  assert.doesNotMatch(prev.output().slice(mark), /handoff failed/)
-  return next
-}
 
 async function until (what: string, ok: () => boolean, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms

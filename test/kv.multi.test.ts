@@ -5,8 +5,8 @@ import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { Store } from '../src/kv/store.ts'
 import { KvServer } from '../src/kv/server.ts'
-import { KvClient, RespError, type RespValue } from '../src/kv/client.ts'
-import { startKv, type KvProc } from './fixtures/kv-proc.ts'
+import { KvClient } from '../src/kv/client.ts'
+import { startKv, type KvProc, upgradeKv as upgrade, replyText as str } from './fixtures/kv-proc.ts'
 
 let server: KvServer
 let port: number
@@ -25,7 +25,6 @@ after(async () => {
   await server.close()
 })
 
-const str = (v: RespValue): unknown => Buffer.isBuffer(v) ? v.toString() : Array.isArray(v) ? v.map(str) : v instanceof RespError ? `ERR:${v.message}` : v
 const run = async (c: KvClient, ...cmds: (string | number)[][]): Promise<unknown[]> => (await c.pipeline(cmds)).map(str)
 
 test('MULTI queues, EXEC runs in order; DISCARD drops; the errors are Redis\'s', async () => {
@@ -80,16 +79,6 @@ test('watches live on the server only while watched: EXEC, UNWATCH and a closed 
   await run(a, ['WATCH', 'k'], ['MULTI'], ['EXEC'])
   assert.equal(server.hub.watches.active, false)
 })
-
-/** Starts a successor on the same handoff socket; resolves once the predecessor has exited. */
-async function upgrade (prev: KvProc, args: string[]): Promise<KvProc> {
-  const mark = prev.output().length
-  const exited = new Promise((resolve) => { if (prev.proc.exitCode !== null) resolve(null); else prev.proc.once('exit', resolve) })
-  const next = await startKv(args, 60_000)
-  await exited
-  assert.doesNotMatch(prev.output().slice(mark), /handoff failed/)
-  return next
-}
 
 test('live upgrade: clients in the middle of MULTI continue their transactions in the successor, with their WATCHes', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kv-multi-'))

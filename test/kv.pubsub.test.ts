@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { Store } from '../src/kv/store.ts'
 import { KvServer } from '../src/kv/server.ts'
 import { KvClient, RespError, RespPush, type RespValue } from '../src/kv/client.ts'
-import { rawExchange, startKv, type KvProc } from './fixtures/kv-proc.ts'
+import { rawExchange, startKv, type KvProc, upgradeKv as upgrade } from './fixtures/kv-proc.ts'
 
 let server: KvServer
 let port: number
@@ -84,15 +84,6 @@ test('a closed subscriber leaves its channels and patterns', async () => {
   assert.equal(server.hub.pubsub.patterns.size, 0)
   assert.equal(str(await pub.call('PUBLISH', 'gone', 'x')), 0)
 })
-
-async function upgrade (prev: KvProc, args: string[]): Promise<KvProc> {
-  const mark = prev.output().length
-  const exited = new Promise((resolve) => { if (prev.proc.exitCode !== null) resolve(null); else prev.proc.once('exit', resolve) })
-  const next = await startKv(args, 60_000)
-  await exited
-  assert.doesNotMatch(prev.output().slice(mark), /handoff failed/)
-  return next
-}
 
 /** Publishes `${tag}:${i}` one after the other until told to stop; records each PUBLISH's receiver count. */
 function publisher (c: KvClient, tag: string): { stop: () => Promise<number[]> } {

@@ -6,8 +6,8 @@ import { KvServer } from '../src/kv/server.ts'
 import { RecordType } from '../src/kv/segments.ts'
 import { ExpirySweeper } from '../src/kv/expiry.ts'
 import { nextCursor } from '../src/kv/scan.ts'
-import { KvClient, RespError, type RespValue } from '../src/kv/client.ts'
-import { rawExchange } from './fixtures/kv-proc.ts'
+import { KvClient } from '../src/kv/client.ts'
+import { rawExchange, replyText as str } from './fixtures/kv-proc.ts'
 
 let server: KvServer
 let port: number
@@ -23,7 +23,6 @@ after(async () => {
   await server.close()
 })
 
-const str = (v: RespValue): unknown => Buffer.isBuffer(v) ? v.toString() : Array.isArray(v) ? v.map(str) : v instanceof RespError ? `ERR:${v.message}` : v
 const run = async (...cmds: (string | number)[][]): Promise<unknown[]> => (await c.pipeline(cmds)).map(str)
 
 function put (st: Store, k: string, at = 0, type = 0): void {

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict'
 import net from 'node:net'
 import { Store } from '../src/kv/store.ts'
 import { KvServer } from '../src/kv/server.ts'
-import { KvClient, RespError, type RespValue } from '../src/kv/client.ts'
-import { rawExchange } from './fixtures/kv-proc.ts'
+import { KvClient } from '../src/kv/client.ts'
+import { rawExchange, replyText as str } from './fixtures/kv-proc.ts'
 
 let server: KvServer
 let port: number
@@ -20,7 +20,6 @@ after(async () => {
   await server.close()
 })
 
-const str = (v: RespValue): unknown => Buffer.isBuffer(v) ? v.toString() : Array.isArray(v) ? v.map(str) : v instanceof RespError ? `ERR:${v.message}` : v
 const run = async (...cmds: (string | number)[][]): Promise<unknown[]> => (await c.pipeline(cmds)).map(str)
 
 /** A raw socket that collects everything the server sends until it closes or `ms` pass. */

@@ -3,8 +3,9 @@ import assert from 'node:assert/strict'
 import { Store } from '../src/kv/store.ts'
 import { KvServer } from '../src/kv/server.ts'
 import { RecordType } from '../src/kv/segments.ts'
-import { KvClient, RespError, type RespValue } from '../src/kv/client.ts'
+import { KvClient } from '../src/kv/client.ts'
 import { formatFloat } from '../src/kv/commands/strings-more.ts'
+import { replyText as str } from './fixtures/kv-proc.ts'
 
 let server: KvServer
 let c: KvClient
@@ -18,7 +19,6 @@ after(async () => {
   await server.close()
 })
 
-const str = (v: RespValue): unknown => Buffer.isBuffer(v) ? v.toString() : Array.isArray(v) ? v.map(str) : v instanceof RespError ? `ERR:${v.message}` : v
 const run = async (...cmds: (string | number)[][]): Promise<unknown[]> => (await c.pipeline(cmds)).map(str)
 const WRONGTYPE = 'ERR:WRONGTYPE Operation against a key holding the wrong kind of value'
 const NOT_INT = 'ERR:ERR value is not an integer or out of range'
