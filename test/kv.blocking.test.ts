@@ -86,3 +86,20 @@ test('timeouts: a null array (BLMOVE: a null bulk; RESP3: null) at the deadline,
   for (const until = Date.now() + 5000; server.hub.blocking.active && Date.now() < until;) await settle()
   assert.equal(server.hub.blocking.active, false)
 })
+
+test('INFO clients counts the blocked clients (blocked_clients), as Redis\'s test suite waits on it', async () => {
+  await run(c, ['FLUSHALL'])
+  const blocked = async (): Promise<string | undefined> => /blocked_clients:(\d+)/.exec(String(str((await c.pipeline([['INFO', 'clients']]))[0])))?.[1]
+  assert.equal(await blocked(), '0')
+  const [a, b] = await clients(2)
+  try {
+    const got = [a.pipeline([['BLPOP', 'q', 10]]), b.pipeline([['BLMPOP', 10, 1, 'q', 'LEFT']])]
+    await settle()
+    assert.equal(await blocked(), '2')
+    await run(c, ['RPUSH', 'q', 'x', 'y'])
+    assert.deepEqual((await Promise.all(got)).map((r) => r.map(str)), [[['q', 'x']], [['q', ['y']]]])
+    assert.equal(await blocked(), '0')
+  } finally {
+    await Promise.all([a.close(), b.close()])
+  }
+})
