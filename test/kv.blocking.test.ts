@@ -103,3 +103,17 @@ test('INFO clients counts the blocked clients (blocked_clients), as Redis\'s tes
     await Promise.all([a.close(), b.close()])
   }
 })
+
+test('a blocked BRPOPLPUSH whose destination became another type is woken with WRONGTYPE and pops nothing', async () => {
+  await run(c, ['FLUSHALL'], ['SET', 'target', 'nolist'])
+  const [a] = await clients(1)
+  try {
+    const got = a.pipeline([['BRPOPLPUSH', 'blist', 'target', 10]])
+    await settle()
+    await run(c, ['RPUSH', 'blist', 'a', 'b', 'c'])
+    assert.deepEqual((await got).map(str), ['ERR:WRONGTYPE Operation against a key holding the wrong kind of value'])
+    assert.deepEqual(await run(c, ['LRANGE', 'blist', 0, -1], ['GET', 'target']), [['a', 'b', 'c'], 'nolist'])
+  } finally {
+    await a.close()
+  }
+})

@@ -188,8 +188,8 @@ function popInto (c: Ctx, spec: Spec, key: Buffer): boolean {
     c.out.double(got[1])
     return true
   }
-  // BLMOVE to a key of another type serves nobody (Redis leaves the client blocked).
-  if (spec.kind === 'blmove' && !['none', 'list'].includes(typeOf(c, spec.dest as Buffer))) return false
+  // A woken BLMOVE whose destination holds another type gets WRONGTYPE and pops nothing (Redis 7.0).
+  if (spec.kind === 'blmove' && !['none', 'list'].includes(typeOf(c, spec.dest as Buffer))) { c.out.error(WRONGTYPE); return true }
   const value = listPop(c.store, key, 0, key.length, spec.fromLeft)
   if (value === null) return false
   if (spec.kind === 'blmove') {
