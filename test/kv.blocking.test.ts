@@ -117,3 +117,17 @@ test('a blocked BRPOPLPUSH whose destination became another type is woken with W
     await a.close()
   }
 })
+
+test('SWAPDB wakes a client blocked on a key the swap brings in', async () => {
+  await run(c, ['FLUSHALL'], ['SELECT', 1], ['RPUSH', 'k', 'hello'], ['SELECT', 9])
+  const [a] = await clients(1)
+  try {
+    const got = a.pipeline([['SELECT', 9], ['BRPOP', 'k', 10]])
+    await settle()
+    assert.deepEqual(await run(c, ['SWAPDB', 1, 9]), ['OK'])
+    assert.deepEqual((await got).map(str), ['OK', ['k', 'hello']])
+  } finally {
+    await run(c, ['SELECT', 0])
+    await a.close()
+  }
+})

@@ -73,6 +73,12 @@ export class Blocking {
     if (this.byKey.has(id)) this.ready.add(id)
   }
 
+  /** SWAPDB: every waited-on key of database `db` may now hold something (its content was swapped in). */
+  signalDb (db: number): void {
+    const prefix = `${db}:`
+    for (const id of this.byKey.keys()) if (id.startsWith(prefix)) this.ready.add(id)
+  }
+
   /** Blocks a client: last in the FIFO of each of its keys. */
   block (s: Session, spec: Spec, argv: Buffer[], deadline: number): void {
     const ids = spec.keys.map((k) => keyId(s.db, k, 0, k.length))
