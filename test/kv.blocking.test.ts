@@ -86,3 +86,48 @@ test('timeouts: a null array (BLMOVE: a null bulk; RESP3: null) at the deadline,
   for (const until = Date.now() + 5000; server.hub.blocking.active && Date.now() < until;) await settle()
   assert.equal(server.hub.blocking.active, false)
 })
+
+test('INFO clients counts the blocked clients (blocked_clients), as Redis\'s test suite waits on it', async () => {
+  await run(c, ['FLUSHALL'])
+  const blocked = async (): Promise<string | undefined> => /blocked_clients:(\d+)/.exec(String(str((await c.pipeline([['INFO', 'clients']]))[0])))?.[1]
+  assert.equal(await blocked(), '0')
+  const [a, b] = await clients(2)
+  try {
+    const got = [a.pipeline([['BLPOP', 'q', 10]]), b.pipeline([['BLMPOP', 10, 1, 'q', 'LEFT']])]
+    await settle()
+    assert.equal(await blocked(), '2')
+    await run(c, ['RPUSH', 'q', 'x', 'y'])
+    assert.deepEqual((await Promise.all(got)).map((r) => r.map(str)), [[['q', 'x']], [['q', ['y']]]])
+    assert.equal(await blocked(), '0')
+  } finally {
+    await Promise.all([a.close(), b.close()])
+  }
+})
+
+test('a blocked BRPOPLPUSH whose destination became another type is woken with WRONGTYPE and pops nothing', async () => {
+  await run(c, ['FLUSHALL'], ['SET', 'target', 'nolist'])
+  const [a] = await clients(1)
+  try {
+    const got = a.pipeline([['BRPOPLPUSH', 'blist', 'target', 10]])
+    await settle()
+    await run(c, ['RPUSH', 'blist', 'a', 'b', 'c'])
+    assert.deepEqual((await got).map(str), ['ERR:WRONGTYPE Operation against a key holding the wrong kind of value'])
+    assert.deepEqual(await run(c, ['LRANGE', 'blist', 0, -1], ['GET', 'target']), [['a', 'b', 'c'], 'nolist'])
+  } finally {
+    await a.close()
+  }
+})
+
+test('SWAPDB wakes a client blocked on a key the swap brings in', async () => {
+  await run(c, ['FLUSHALL'], ['SELECT', 1], ['RPUSH', 'k', 'hello'], ['SELECT', 9])
+  const [a] = await clients(1)
+  try {
+    const got = a.pipeline([['SELECT', 9], ['BRPOP', 'k', 10]])
+    await settle()
+    assert.deepEqual(await run(c, ['SWAPDB', 1, 9]), ['OK'])
+    assert.deepEqual((await got).map(str), ['OK', ['k', 'hello']])
+  } finally {
+    await run(c, ['SELECT', 0])
+    await a.close()
+  }
+})

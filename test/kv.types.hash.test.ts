@@ -1,5 +1,6 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { rawExchange } from './fixtures/kv-proc.ts'
 import { startPair, items, pairs, type Pair } from './fixtures/kv-types.ts'
 
 let p: Pair
@@ -92,4 +93,14 @@ test('hashes: WRONGTYPE both ways, and a hash replaced by SET is freed', async (
     ['SET', 's', 'v'], ['HSET', 's', 'a', '1'], ['HGET', 's', 'a'], ['HGETALL', 's'], ['HLEN', 's'], ['HSET', 'h', 'a', '1'],
     ['GET', 'h'], ['INCR', 'h'], ['SET', 'h', 'now a string'], ['GET', 'h'], ['TYPE', 'h'], ['HSET', 'h2', 'a', '1'], ['TYPE', 'h2']
   ])
+})
+
+test('hashes: HRANDFIELD count ranges are Redis 7.2\'s, and RESP3 WITHVALUES pairs each field with its value', async () => {
+  await p.same([['FLUSHALL'], ['HSET', 'h', 'a', '1']])
+  assert.deepEqual(await p.ours(['HRANDFIELD', 'h', '-9223372036854770000', 'WITHVALUES'], ['HRANDFIELD', 'h', '-9223372036854775808', 'WITHVALUES'],
+    ['HRANDFIELD', 'h', '-9223372036854775808'], ['HRANDFIELD', 'h', '-2', 'WITHVALUES']), [
+    'ERR:ERR value is out of range', 'ERR:ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807',
+    'ERR:ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807', ['a', '1', 'a', '1']])
+  const r = await rawExchange(p.kvProc.port, async (s) => { s.write('HELLO 3\r\nHRANDFIELD h 1 WITHVALUES\r\n') }, 500)
+  assert.ok(r.text.endsWith('*1\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n'), JSON.stringify(r.text.slice(-40)))
 })

@@ -70,3 +70,11 @@ test('lists: LPUSH/RPOP as a queue of 20,000 keeps order and frees its nodes', a
   // Every node went back to the heap with its list: nothing in use but what other keys hold (none).
   assert.match(info, /used_memory:\d+/)
 })
+
+test('lists: LPOS RANK takes -LONG_MAX..LONG_MAX as Redis 7.2 does, and huge ranks, counts and maxlens mean "all"', async () => {
+  await p.same([['FLUSHALL'], ['RPUSH', 'l', 'a', 'b', 'c', 'c']])
+  assert.deepEqual(await p.ours(['LPOS', 'l', 'c', 'RANK', '-9223372036854775808'], ['LPOS', 'l', 'c', 'RANK', '-9223372036854775807'], ['LPOS', 'l', 'c', 'RANK', '9223372036854775807'],
+    ['LPOS', 'l', 'c', 'COUNT', '9223372036854775807'], ['LPOS', 'l', 'c', 'RANK', '-1', 'MAXLEN', '9223372036854775807'], ['LPOS', 'l', 'c', 'RANK', '9223372036854775808']), [
+    'ERR:ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807', null, null, [2, 3], 3,
+    'ERR:ERR value is not an integer or out of range'])
+})

@@ -21,6 +21,8 @@ export interface InfoFacts {
   port: number
   started: number
   clients: number
+  /** Clients waiting in a blocking command (Redis's test suite waits on this count). */
+  blocked: number
   commands: number
   connections: number
   lastSave: RdbSaveReport | null
@@ -34,7 +36,7 @@ const sections: Record<string, Section> = {
     arch_bits: 64, process_id: process.pid, tcp_port: f.port, uptime_in_seconds: Math.floor((Date.now() - f.started) / 1000),
     executable: process.argv[1] ?? ''
   }),
-  clients: (f) => ({ connected_clients: f.clients, maxclients: 10000 }),
+  clients: (f) => ({ connected_clients: f.clients, blocked_clients: f.blocked, maxclients: 10000 }),
   memory: (f) => {
     const m = memoryUsage()
     const used = f.dbs.usedBytes()

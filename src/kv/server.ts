@@ -201,7 +201,7 @@ export class KvServer implements ConnHost, ServerView {
   info (section: string): string {
     const facts: InfoFacts = {
       dbs: this.dbs, stats: this.stats, port: this.port, started: this.started,
-      clients: this.conns.size, commands: this.commands + this.stats.inheritedCommands,
+      clients: this.conns.size, blocked: this.hub.blocking.waiters().length, commands: this.commands + this.stats.inheritedCommands,
       connections: this.connectionsReceived,
       lastSave: this.lastSave
     }

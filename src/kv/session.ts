@@ -21,10 +21,10 @@ export interface WatchedKey {
   expireAt: number
 }
 
-export type Kind = 'blpop' | 'brpop' | 'blmove' | 'bzpopmin' | 'bzpopmax'
+export type Kind = 'blpop' | 'brpop' | 'blmove' | 'bzpopmin' | 'bzpopmax' | 'blmpop' | 'bzmpop'
 
-/** A parsed blocking command: its source keys, and for BLMOVE the destination and both ends. */
-export interface Spec { kind: Kind, keys: Buffer[], dest?: Buffer, fromLeft: boolean, toLeft: boolean, timeout: Buffer }
+/** A parsed blocking command: its source keys, for BLMOVE the destination and both ends, for B[LZ]MPOP the count. */
+export interface Spec { kind: Kind, keys: Buffer[], dest?: Buffer, fromLeft: boolean, toLeft: boolean, timeout: Buffer, count?: number }
 
 export interface Waiter {
   session: Session

@@ -1,5 +1,5 @@
 /**
- * Blocking pops: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BZPOPMIN, BZPOPMAX. A client that finds nothing
+ * Blocking pops: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BZPOPMIN, BZPOPMAX, BLMPOP, BZMPOP. A client that finds nothing
  * to pop waits, with an absolute deadline, in a FIFO per key; a write to such a key (by any client,
  * inside EXEC too) marks it ready, and after the command that wrote it the waiters are served in
  * order. A waiter is its command's own arguments plus the deadline, so it travels to a successor
@@ -13,6 +13,7 @@ import { T_LIST, T_ZSET } from '../types/access.ts'
 import { WRONGTYPE, type Ctx } from './context.ts'
 import { listPop, listPush } from './list.ts'
 import { zsetPop } from './zset.ts'
+import { mpopInto, parseMpop } from './mpop.ts'
 import type { Command } from './types.ts'
 
 /** The key's type: 'none', 'list', 'zset', or 'other'. */
@@ -24,6 +25,7 @@ function typeOf (c: Ctx, key: Buffer): string {
 
 function parseSpec (argv: Buffer[]): Spec | string {
   const name = argv[0].toString('latin1').toLowerCase()
+  if (name === 'blmpop' || name === 'bzmpop') return parseMpop(argv, 2)
   const timeout = argv[argv.length - 1]
   if (name === 'blmove' || name === 'brpoplpush') {
     const side = (b: Buffer): boolean | null => { const w = b.toString('latin1').toLowerCase(); return w === 'left' ? true : w === 'right' ? false : null }
@@ -69,6 +71,12 @@ export class Blocking {
   /** A write to key `id`: if someone waits there, serve them after this command. */
   signal (id: string): void {
     if (this.byKey.has(id)) this.ready.add(id)
+  }
+
+  /** SWAPDB: every waited-on key of database `db` may now hold something (its content was swapped in). */
+  signalDb (db: number): void {
+    const prefix = `${db}:`
+    for (const id of this.byKey.keys()) if (id.startsWith(prefix)) this.ready.add(id)
   }
 
   /** Blocks a client: last in the FIFO of each of its keys. */
@@ -176,6 +184,7 @@ export class Blocking {
 
 /** Pops for `spec` from `key` and writes the reply; false if the key had nothing of the right type. */
 function popInto (c: Ctx, spec: Spec, key: Buffer): boolean {
+  if (spec.kind === 'blmpop' || spec.kind === 'bzmpop') return mpopInto(c, spec, key)
   if (spec.kind === 'bzpopmin' || spec.kind === 'bzpopmax') {
     const got = zsetPop(c.store, key, 0, key.length, spec.kind === 'bzpopmax')
     if (got === null || typeof got === 'string') return false
@@ -185,8 +194,8 @@ function popInto (c: Ctx, spec: Spec, key: Buffer): boolean {
     c.out.double(got[1])
     return true
   }
-  // BLMOVE to a key of another type serves nobody (Redis leaves the client blocked).
-  if (spec.kind === 'blmove' && !['none', 'list'].includes(typeOf(c, spec.dest as Buffer))) return false
+  // A woken BLMOVE whose destination holds another type gets WRONGTYPE and pops nothing (Redis 7.0).
+  if (spec.kind === 'blmove' && !['none', 'list'].includes(typeOf(c, spec.dest as Buffer))) { c.out.error(WRONGTYPE); return true }
   const value = listPop(c.store, key, 0, key.length, spec.fromLeft)
   if (value === null) return false
   if (spec.kind === 'blmove') {
@@ -208,7 +217,7 @@ function popInto (c: Ctx, spec: Spec, key: Buffer): boolean {
 }
 
 function wantedType (spec: Spec): string {
-  return spec.kind === 'bzpopmin' || spec.kind === 'bzpopmax' ? 'zset' : 'list'
+  return spec.kind === 'bzpopmin' || spec.kind === 'bzpopmax' || spec.kind === 'bzmpop' ? 'zset' : 'list'
 }
 
 /** The command: pop at once if any key has something, else null inside EXEC, else block. */
@@ -244,5 +253,8 @@ export const blockingCommands: Command[] = [
   { name: 'blmove', arity: 6, flags: [...flags, 'denyoom'], keys: [1, 2, 1], run: blockingPop },
   { name: 'brpoplpush', arity: 4, flags: [...flags, 'denyoom'], keys: [1, 2, 1], run: blockingPop },
   { name: 'bzpopmin', arity: -3, flags: [...flags, 'fast'], keys: [1, -2, 1], run: blockingPop },
-  { name: 'bzpopmax', arity: -3, flags: [...flags, 'fast'], keys: [1, -2, 1], run: blockingPop }
+  { name: 'bzpopmax', arity: -3, flags: [...flags, 'fast'], keys: [1, -2, 1], run: blockingPop },
+  // Keys found through numkeys (movablekeys, as Redis's COMMAND says): the pops touch WATCH themselves.
+  { name: 'blmpop', arity: -5, flags, keys: [0, 0, 0], run: blockingPop },
+  { name: 'bzmpop', arity: -5, flags, keys: [0, 0, 0], run: blockingPop }
 ]

@@ -234,13 +234,21 @@ function hrandfield (c: Ctx): void {
     else replyField(c, d.at(hd, d.randomSlot(hd)))
     return
   }
-  const count = c.num(2)
-  if (count === null || count < -Number.MAX_SAFE_INTEGER / 2 || count > Number.MAX_SAFE_INTEGER / 2) { c.out.error(NOT_INT); return }
+  const big = c.int(2)
+  if (big === null) { c.out.error(NOT_INT); return }
+  // Redis 7.2's ranges: -LONG_MAX..LONG_MAX, and half that WITHVALUES (the reply doubles it).
+  if (big === -(2n ** 63n)) { c.out.error('ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807'); return }
   const withValues = c.argc === 4 && c.is(3, 'withvalues')
   if (c.argc > 4 || (c.argc === 4 && !withValues)) { c.out.error('ERR syntax error'); return }
+  if (withValues && (big < -(2n ** 62n - 1n) || big > 2n ** 62n - 1n)) { c.out.error('ERR value is out of range'); return }
+  const count = c.num(2)
+  if (count === null || count < -Number.MAX_SAFE_INTEGER / 2 || count > Number.MAX_SAFE_INTEGER / 2) { c.out.error(NOT_INT); return }
   const refs = hd === 0 ? [] : pickRandom(c, hd, count)
-  c.out.arrayHeader(withValues ? refs.length * 2 : refs.length)
+  // RESP3 pairs each field with its value; RESP2 is one flat array.
+  const pairs = withValues && c.out.resp === 3
+  c.out.arrayHeader(withValues && !pairs ? refs.length * 2 : refs.length)
   for (const ref of refs) {
+    if (pairs) c.out.arrayHeader(2)
     replyField(c, ref)
     if (withValues) replyValue(c, ref)
   }

@@ -224,9 +224,13 @@ function lposOptions (c: Ctx): LposOptions | null {
   const o: LposOptions = { rank: 1, count: -1, maxlen: 0 }
   for (let i = 3; i < c.argc; i += 2) {
     if (i + 1 >= c.argc) { c.out.error(SYNTAX); return null }
-    const n = c.num(i + 1)
-    if (n === null) { c.out.error(NOT_INT); return null }
+    const big = c.int(i + 1)
+    if (big === null) { c.out.error(NOT_INT); return null }
+    // Beyond 2^53 a rank, count or maxlen means "all" anyway: clamp rather than refuse (Redis takes any long).
+    const n = Number(big < -(2n ** 53n) ? -(2n ** 53n) : big > 2n ** 53n ? 2n ** 53n : big)
     if (c.is(i, 'rank')) {
+      // Redis 7.2 takes -LONG_MAX..LONG_MAX, so that the rank can be negated.
+      if (big === -(2n ** 63n)) { c.out.error('ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807'); return null }
       if (n === 0) { c.out.error("ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list"); return null }
       o.rank = n
     } else if (c.is(i, 'count')) {

@@ -132,6 +132,7 @@ function run (c: Ctx, cmd: Command | undefined): void {
   if (cmd === undefined || (!h.watches.active && !h.blocking.active) || rejected(c, cmd)) { h.dispatch(c); return }
   if (h.watches.active) touchDatabases(c, cmd)
   h.dispatch(c)
+  if (cmd.name === 'swapdb' && c.argc === 3 && h.blocking.active) wakeSwapped(c)
   if (!cmd.flags.includes('write') || cmd.keys[0] <= 0) return
   const [first, last, step] = cmd.keys
   const end = last < 0 ? c.argc + last : last
@@ -141,6 +142,15 @@ function run (c: Ctx, cmd: Command | undefined): void {
     h.watches.touch(id)
     h.blocking.signal(id)
   }
+}
+
+/** SWAPDB wakes the clients blocked on keys of either database, as Redis does (their keys may now hold something). */
+function wakeSwapped (c: Ctx): void {
+  const a = c.num(1)
+  const b = c.num(2)
+  if (a === null || b === null) return
+  hubOf(c).blocking.signalDb(a)
+  hubOf(c).blocking.signalDb(b)
 }
 
 /** FLUSHDB, FLUSHALL and SWAPDB touch the watched keys they change: those that exist, as in Redis. */

@@ -3,6 +3,8 @@ import { typeOps } from '../store.ts'
 import { STRING_RAW } from '../segments.ts'
 import { parseInteger, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
+import { configValue } from './server.ts'
+import { collectionEncoding } from '../types/encoding.ts'
 
 /** A string's encoding as Redis reports it: int for a 64-bit integer, embstr up to 44 bytes, else raw. */
 function stringEncoding (b: Buffer, s: number, e: number): string {
@@ -28,6 +30,13 @@ const HELP = [
   '    Print this help.'
 ]
 
+/** A collection's encoding as Redis would choose it under this server's CONFIG thresholds. */
+function typeEncoding (c: Ctx, type: number): string {
+  const { seg, off } = c.store
+  if (type < 1 || type > 4) return typeOps[type]?.encoding?.(c.store, seg, off) ?? 'unknown'
+  return collectionEncoding(c.store, seg, off, type, (name) => Number(configValue(c.server, name)))
+}
+
 function object (c: Ctx): void {
   if (c.argc === 2 && c.is(1, 'help')) {
     c.out.arrayHeader(HELP.length)
@@ -46,7 +55,7 @@ function object (c: Ctx): void {
     const type = seg.type(off)
     const vs = seg.valStart(off)
     const raw = type === 0 && (seg.tag(off) & STRING_RAW) !== 0
-    c.out.bulkString(raw ? 'raw' : type === 0 ? stringEncoding(seg.bytes, vs, vs + seg.valLen(off)) : typeOps[type]?.encoding?.(store, seg, off) ?? 'unknown')
+    c.out.bulkString(raw ? 'raw' : type === 0 ? stringEncoding(seg.bytes, vs, vs + seg.valLen(off)) : typeEncoding(c, type))
   } else if (sub === 'freq') {
     // Only the noeviction policy exists here, so no access frequency is kept: Redis's answer for a non-LFU policy.
     c.out.error('ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.')

@@ -68,6 +68,9 @@ function config (c: Ctx): void {
       if (name in TOLERATED) {
         const mine = tolerated.get(c.server) ?? {}
         mine[name] = c.str(i + 1)
+        // The 6.x ziplist names are aliases of the listpack ones (OBJECT ENCODING reads the latter).
+        const alias = name.includes('ziplist') ? name.replace('ziplist', 'listpack') : name.replace('listpack', 'ziplist')
+        if (alias in TOLERATED) mine[alias] = mine[name]
         tolerated.set(c.server, mine)
         continue
       }

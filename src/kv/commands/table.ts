@@ -15,6 +15,7 @@ import { stringCommands } from './strings.ts'
 import { multiCommands } from './multi.ts'
 import { pubsubCommands } from './pubsub.ts'
 import { blockingCommands } from './blocking.ts'
+import { mpopCommands } from './mpop.ts'
 import { helloCommands } from './hello.ts'
 import { hashCommands } from './hash.ts'
 import { listCommands } from './list.ts'
@@ -74,7 +75,7 @@ function describe (c: Ctx, cmd: Command): void {
 const all: Command[] = [
   ...stringCommands, ...moreStringCommands, ...lcsCommands, ...keyCommands, ...databaseCommands, ...expireCommands,
   ...objectCommands, ...serverCommands,
-  ...multiCommands, ...pubsubCommands, ...blockingCommands, ...helloCommands,
+  ...multiCommands, ...pubsubCommands, ...blockingCommands, ...mpopCommands, ...helloCommands,
   ...hashCommands, ...listCommands, ...setCommands, ...zsetCoreCommands, ...zstoreCommands, ...zrangeCommands,
   { name: 'command', arity: -1, flags: ['random'], keys: [0, 0, 0], run: command }
 ]
