@@ -15,6 +15,7 @@
  * whole scan is returned at least once across deletes and growth.
  */
 import { blockSize, offOf, type TypeHeap } from './heap.ts'
+import { nextCursor } from '../scan.ts'
 
 export const HASH = 0
 export const SET = 1
@@ -171,10 +172,7 @@ export class Dict {
     for (let i = home; tu[tw + 2 * i + 1] !== 0; i = (i + 1) & mask) {
       if ((tu[tw + 2 * i] & mask) === home) fn(tu[tw + 2 * i + 1])
     }
-    let v = (cursor | ~mask) >>> 0
-    v = rev32(v)
-    v = (v + 1) >>> 0
-    return rev32(v)
+    return nextCursor(cursor, mask)
   }
 
   private newTable (cap: number): number {
@@ -216,14 +214,6 @@ export function equal (a: Buffer, as: number, b: Buffer, bs: number, len: number
   if (len > 32) return a.compare(b, bs, bs + len, as, as + len) === 0
   for (let i = 0; i < len; i++) if (a[as + i] !== b[bs + i]) return false
   return true
-}
-
-function rev32 (v: number): number {
-  v = ((v >>> 1) & 0x55555555) | ((v & 0x55555555) << 1)
-  v = ((v >>> 2) & 0x33333333) | ((v & 0x33333333) << 2)
-  v = ((v >>> 4) & 0x0f0f0f0f) | ((v & 0x0f0f0f0f) << 4)
-  v = ((v >>> 8) & 0x00ff00ff) | ((v & 0x00ff00ff) << 8)
-  return ((v >>> 16) | (v << 16)) >>> 0
 }
 
 /** The bytes a table of `cap` slots takes (for memory accounting). */
