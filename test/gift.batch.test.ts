@@ -6,30 +6,11 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { Channel, alloc, channelPair, isGiftable, pageSize, release } from '../src/index.ts'
+import { alloc, channelPair, isGiftable, pageSize, release } from '../src/index.ts'
 import { native } from '../src/native.ts'
-import { HEADER_BYTES, INLINE_MAX, MAGIC, MAX_BATCH, MAX_DATA, MAX_MESSAGE, Type, VERSION, decode } from '../src/wire.ts'
-import { digest, fdCount, fillPattern, memfdMappings, settle, withTimeout } from './helpers.ts'
-
-function packet (type: number, json: string, data: Uint8Array = new Uint8Array(0)): Uint8Array {
-  const body = Buffer.from(json)
-  const out = new Uint8Array(HEADER_BYTES + body.length + data.byteLength)
-  const v = new DataView(out.buffer)
-  v.setUint32(0, MAGIC, true)
-  v.setUint16(4, VERSION, true)
-  v.setUint16(6, type, true)
-  v.setUint32(8, body.length, true)
-  v.setUint32(12, data.byteLength, true)
-  out.set(body, HEADER_BYTES)
-  out.set(data, HEADER_BYTES + body.length)
-  return out
-}
-
-function rawPair (): { ch: Channel, raw: number, done: () => void } {
-  const pair = native.seqpacketPair() as number[]
-  const ch = new Channel(pair[0])
-  return { ch, raw: pair[1], done: () => { ch.close(); native.close(pair[1]) } }
-}
+import { INLINE_MAX, MAX_BATCH, MAX_DATA, MAX_MESSAGE, Type, decode } from '../src/wire.ts'
+import { digest, fillPattern, withTimeout } from './helpers.ts'
+import { expectRefused, packet, rawPair } from './fixtures/raw-wire.ts'
 
 /** Every packet waiting on the raw end now, decoded (their data copied out). */
 function readAll (fd: number): Array<{ type: Type, json: unknown, data: Uint8Array }> {
@@ -175,27 +156,7 @@ describe('hostile batches close the channel with a clear error and leak no fd', 
   ]
   for (const [name, make, why, nfds = 0] of cases) {
     test(name, async () => {
-      await settle()
-      const before = fdCount()
-      const maps = memfdMappings()
-      const fds = Array.from({ length: nfds }, () => native.dup(0))
-      const { ch, raw, done } = rawPair()
-      const closed = new Promise<Error>((resolve) => ch.once('close', resolve))
-      const pending = ch.receive()
-      pending.catch(() => {})
-      const bytes = make()
-      if (nfds > 0) new DataView(bytes.buffer).setUint16(16, nfds, true)
-      assert.ok(native.sendmsg(raw, [bytes], fds) >= 0)
-      const err = await withTimeout(closed, 10_000, 'the channel to close')
-      assert.equal((err as NodeJS.ErrnoException).code, 'ERR_PAGEGIFT_PROTOCOL')
-      assert.match(err.message, /Malformed message from peer/)
-      assert.match(err.message, why)
-      await assert.rejects(pending, { code: 'ERR_PAGEGIFT_PROTOCOL' })
-      for (const fd of fds) native.close(fd)
-      done()
-      await settle()
-      assert.equal(fdCount(), before)
-      assert.equal(memfdMappings(), maps)
+      await expectRefused(make, () => Array.from({ length: nfds }, () => native.dup(0)), why)
     })
   }
 

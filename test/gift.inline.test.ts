@@ -7,31 +7,11 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { Channel, alloc, channelPair, isGiftable, pageSize, release } from '../src/index.ts'
 import { native } from '../src/native.ts'
-import { HEADER_BYTES, INLINE_MAX, INLINE_MAX_PAGES, MAGIC, MAX_DATA, MAX_MESSAGE, Type, VERSION, decode } from '../src/wire.ts'
-import { ask, digest, fdCount, fillPattern, memfdMappings, settle, spawnPeer, withTimeout } from './helpers.ts'
-
-function packet (type: number, json: string, data: Uint8Array = new Uint8Array(0), nfds = 0): Uint8Array {
-  const body = Buffer.from(json)
-  const out = new Uint8Array(HEADER_BYTES + body.length + data.byteLength)
-  const v = new DataView(out.buffer)
-  v.setUint32(0, MAGIC, true)
-  v.setUint16(4, VERSION, true)
-  v.setUint16(6, type, true)
-  v.setUint32(8, body.length, true)
-  v.setUint32(12, data.byteLength, true)
-  v.setUint16(16, nfds, true)
-  out.set(body, HEADER_BYTES)
-  out.set(data, HEADER_BYTES + body.length)
-  return out
-}
+import { INLINE_MAX, INLINE_MAX_PAGES, MAX_DATA, MAX_MESSAGE, Type, decode } from '../src/wire.ts'
+import { ask, digest, fillPattern, spawnPeer, withTimeout } from './helpers.ts'
+import { expectRefused, packet, rawPair } from './fixtures/raw-wire.ts'
 
 /** A Channel on one end of a real socketpair; the test plays the peer on the other, raw. */
-function rawPair (): { ch: Channel, raw: number, done: () => void } {
-  const pair = native.seqpacketPair() as number[]
-  const ch = new Channel(pair[0])
-  return { ch, raw: pair[1], done: () => { ch.close(); native.close(pair[1]) } }
-}
-
 /** Reads one packet from the raw end, waiting (with a deadline) for it to arrive. */
 async function readRaw (fd: number): Promise<{ type: Type, json: unknown, data: Uint8Array, fds: number } | undefined> {
   const buf = new Uint8Array(MAX_MESSAGE + 1)
@@ -222,25 +202,7 @@ describe('hostile inline offers close the channel with a clear error and leak no
   ]
   for (const [name, make, why, nfds = 0] of cases) {
     test(name, async () => {
-      await settle()
-      const before = fdCount()
-      const maps = memfdMappings()
-      const fds = nfds === -1 ? [native.memfdCreate('evil', pageSize, true)] : Array.from({ length: nfds }, () => native.dup(0))
-      const { ch, raw, done } = rawPair()
-      const closed = new Promise<Error>((resolve) => ch.once('close', resolve))
-      const pending = ch.receive()
-      pending.catch(() => {})
-      assert.ok(native.sendmsg(raw, [make()], fds) >= 0)
-      const err = await withTimeout(closed, 10_000, 'the channel to close')
-      assert.equal((err as NodeJS.ErrnoException).code, 'ERR_PAGEGIFT_PROTOCOL')
-      assert.match(err.message, /Malformed message from peer/)
-      assert.match(err.message, why)
-      await assert.rejects(pending, { code: 'ERR_PAGEGIFT_PROTOCOL' })
-      for (const fd of fds) native.close(fd)
-      done()
-      await settle()
-      assert.equal(fdCount(), before)
-      assert.equal(memfdMappings(), maps)
+      await expectRefused(make, () => nfds === -1 ? [native.memfdCreate('evil', pageSize, true)] : Array.from({ length: nfds }, () => native.dup(0)), why)
     })
   }
   test('an old-format offer (previous release) is still read after inline ones', async () => {
