@@ -96,7 +96,11 @@ async function stopServer (s: Server): Promise<void> {
 /** Runs one unit against a server; resolves with the parsed results (a unit past its deadline is killed). */
 async function runUnit (suite: string, unit: string, port: number, ex: Exclusions, skipfile: string): Promise<UnitResult> {
   // runtest is a shell script that only finds a tclsh and runs this.
+  // The harness takes its own client port from the 32 below --baseport: a random base per unit keeps two
+  // suite runs at the same time (two checkouts, two developers) from clashing on its default 21111.
+  const baseport = 22_000 + 64 * Math.floor(Math.random() * 600)
   const args = ['tests/test_helper.tcl', '--host', '127.0.0.1', '--port', String(port), '--single', unit, '--timeout', '120',
+    '--baseport', String(baseport),
     '--tags', ex.tags.map((t) => `-${t}`).join(' '), '--skipfile', skipfile]
   const p = spawn('tclsh', args, { cwd: suite, stdio: ['ignore', 'pipe', 'pipe'] })
   let text = ''
