@@ -63,6 +63,7 @@ export class GiftServer extends EventEmitter implements AsyncIterable<Channel> {
   #closed = false
   #retryTimer?: NodeJS.Timeout
   #retryMs = 0
+  #short = false
 
   constructor (path: string, fd: number, allowed: Set<number>) {
     super()
@@ -78,7 +79,12 @@ export class GiftServer extends EventEmitter implements AsyncIterable<Channel> {
   #accept (): void {
     while (!this.#closed && this.#retryTimer === undefined) {
       const fd = native.accept(this.#fd)
-      if (fd === EAGAIN) return
+      if (fd === EAGAIN) {
+        // Only now is a shortage over: the kernel checks for a free fd before it looks at the backlog,
+        // so an EMFILE right after a successful accept is the same shortage, not a new one to report.
+        this.#short = false
+        return
+      }
       if (fd < 0 && PEER_GONE.has(fd)) continue // That one peer is gone; the next may be fine.
       if (fd < 0) {
         this.#pauseAccepting(new SystemError(fd, 'accept4'))
@@ -106,10 +112,12 @@ export class GiftServer extends EventEmitter implements AsyncIterable<Channel> {
    * Out of fds (EMFILE, ENFILE) or memory: the socket stays readable, so polling on would spin.
    * Stop polling and look again after a delay that grows while the shortage lasts. The peer waits
    * in the kernel's backlog meanwhile (libuv's TCP accept would accept and drop it through a
-   * reserve fd instead). The shortage is reported once, as a 'rejected' event.
+   * reserve fd instead). The shortage is reported once, as a 'rejected' event, however many peers
+   * get through it while fds free up one at a time.
    */
   #pauseAccepting (err: SystemError): void {
-    const first = this.#retryMs === 0
+    const first = !this.#short
+    this.#short = true
     this.#retryMs = Math.min(Math.max(this.#retryMs * 2, ACCEPT_RETRY_MIN_MS), ACCEPT_RETRY_MAX_MS)
     native.pollUpdate(this.#poll, 0)
     this.#retryTimer = setTimeout(() => {
