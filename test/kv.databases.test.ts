@@ -1,4 +1,4 @@
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
@@ -6,28 +6,18 @@ import { tmpdir } from 'node:os'
 import { Store } from '../src/kv/store.ts'
 import { Databases, LAYOUTS } from '../src/kv/databases.ts'
 import { RecordType } from '../src/kv/segments.ts'
-import { KvServer } from '../src/kv/server.ts'
 import { KvClient } from '../src/kv/client.ts'
 import { startKv, type KvProc, replyText as str } from './fixtures/kv-proc.ts'
+import { localKv } from './fixtures/kv-local.ts'
 
-let server: KvServer
-let c: KvClient
+const kv = localKv()
 
-before(async () => {
-  server = new KvServer(new Store({ segmentSize: 1024 * 1024 }))
-  c = await KvClient.connect(await server.listen(0))
-})
-after(async () => {
-  await c.close()
-  await server.close()
-})
-
-const run = async (...cmds: (string | number)[][]): Promise<unknown[]> => (await c.pipeline(cmds)).map(str)
+const run = kv.run
 const WRONGTYPE = 'ERR:WRONGTYPE Operation against a key holding the wrong kind of value'
 
 /** Writes a record of another type straight into database `db`, as the type modules do. */
 function putTyped (db: number, key: string, type: number): void {
-  const s = server.dbs.db(db)
+  const s = kv.server.dbs.db(db)
   const k = Buffer.from(key)
   const v = Buffer.from('opaque')
   assert.ok(s.write(s.find(k, 0, k.length), k, 0, k.length, v, 0, v.length, 0, type | (7 << 8)))
@@ -42,7 +32,7 @@ test('type tags: TYPE answers from the tag; string commands answer WRONGTYPE; ke
   assert.deepEqual(await run(['TYPE', 'h'], ['TYPE', 'l'], ['TYPE', 'z'], ['TYPE', 's'], ['SET', 'str', 'v'], ['TYPE', 'str']), ['hash', 'list', 'zset', 'set', 'OK', 'string'])
   assert.deepEqual(await run(['GET', 'h'], ['APPEND', 'h', 'x'], ['INCR', 'h'], ['INCRBY', 'h', 2], ['STRLEN', 'h'], ['GETSET', 'h', 'x'], ['SET', 'h', 'x', 'GET'], ['MGET', 'h', 'str']),
     [WRONGTYPE, WRONGTYPE, WRONGTYPE, WRONGTYPE, WRONGTYPE, WRONGTYPE, WRONGTYPE, [null, 'v']])
-  assert.equal(server.dbs.db(0).find(Buffer.from('h'), 0, 1) >= 0 && server.dbs.db(0).seg.tag(server.dbs.db(0).off), RecordType.hash | (7 << 8), 'the encoding bits are kept')
+  assert.equal(kv.server.dbs.db(0).find(Buffer.from('h'), 0, 1) >= 0 && kv.server.dbs.db(0).seg.tag(kv.server.dbs.db(0).off), RecordType.hash | (7 << 8), 'the encoding bits are kept')
   assert.deepEqual(await run(['EXPIRE', 'l', 100], ['TTL', 'l'], ['EXISTS', 'l', 'z'], ['DEL', 'z'], ['TYPE', 'z'], ['PERSIST', 'l'], ['TTL', 'l']), [1, 100, 2, 1, 'none', 1, -1])
   // A plain SET replaces a value of any type with a string.
   assert.deepEqual(await run(['SET', 's', 'now a string'], ['TYPE', 's'], ['GET', 's']), ['OK', 'string', 'now a string'])
@@ -63,7 +53,7 @@ test('databases: SELECT, per-db keys, MOVE, SWAPDB, FLUSHDB, FLUSHALL, and their
   assert.deepEqual(await run(['SWAPDB', 0, 9], ['GET', 'k'], ['GET', 'only9'], ['SELECT', 9], ['GET', 'k'], ['SELECT', 0]), ['OK', 'db9', 'x', 'OK', 'db0', 'OK'])
   assert.deepEqual(await run(['FLUSHDB'], ['DBSIZE'], ['SELECT', 9], ['DBSIZE'], ['FLUSHDB', 'ASYNC'], ['DBSIZE'], ['FLUSHDB', 'x'], ['SELECT', 3], ['DBSIZE'], ['FLUSHALL'], ['DBSIZE'], ['SELECT', 0]),
     ['OK', 0, 'OK', 1, 'OK', 0, 'ERR:ERR syntax error', 'OK', 2, 'OK', 0, 'OK'])
-  assert.match(String(await c.call('CONFIG', 'GET', 'databases')), /databases,16/)
+  assert.match(String(await kv.c.call('CONFIG', 'GET', 'databases')), /databases,16/)
 })
 
 test('RENAME, RENAMENX, COPY (DB, REPLACE) keep value, type and TTL, with Redis\'s errors', async () => {

@@ -1,29 +1,16 @@
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
 import { Store } from '../src/kv/store.ts'
-import { KvServer } from '../src/kv/server.ts'
 import { RecordType } from '../src/kv/segments.ts'
 import { ExpirySweeper } from '../src/kv/expiry.ts'
 import { nextCursor } from '../src/kv/scan.ts'
-import { KvClient } from '../src/kv/client.ts'
 import { rawExchange, replyText as str } from './fixtures/kv-proc.ts'
+import { localKv } from './fixtures/kv-local.ts'
 
-let server: KvServer
-let port: number
-let c: KvClient
+const kv = localKv({ initialSlots: 64 })
 
-before(async () => {
-  server = new KvServer(new Store({ segmentSize: 1024 * 1024, initialSlots: 64 }))
-  port = await server.listen(0)
-  c = await KvClient.connect(port)
-})
-after(async () => {
-  await c.close()
-  await server.close()
-})
-
-const run = async (...cmds: (string | number)[][]): Promise<unknown[]> => (await c.pipeline(cmds)).map(str)
+const run = kv.run
 
 function put (st: Store, k: string, at = 0, type = 0): void {
   const kb = Buffer.from(k)
@@ -49,8 +36,8 @@ test('SCAN returns every key present throughout, while keys are added (the index
   const setup: (string | number)[][] = []
   for (let i = 0; i < 1500; i++) { stable.add(`stable:${i}`); setup.push(['SET', `stable:${i}`, 'v']) }
   for (let i = 0; i < 1500; i++) setup.push(['SET', `gone:${i}`, 'v'])
-  await c.pipeline(setup)
-  const store = server.dbs.db(0)
+  await kv.c.pipeline(setup)
+  const store = kv.server.dbs.db(0)
   const capacityBefore = store.index.capacity
   const seen = new Set<string>()
   let cursor = '0'
@@ -63,7 +50,7 @@ test('SCAN returns every key present throughout, while keys are added (the index
     const churn: (string | number)[][] = []
     for (let i = 0; i < 60; i++) churn.push(['SET', `new:${round}:${i}`, 'v'])
     for (let i = 0; i < 15; i++) churn.push(['DEL', `gone:${round * 15 + i}`])
-    await c.pipeline(churn)
+    await kv.c.pipeline(churn)
     migratingSeen ||= (store as unknown as { migration: unknown }).migration !== null
     round++
   } while (cursor !== '0')
@@ -74,7 +61,7 @@ test('SCAN returns every key present throughout, while keys are added (the index
 
 test('SCAN TYPE filters by the record\'s type; an unknown type matches nothing; MATCH and COUNT errors', async () => {
   await run(['FLUSHALL'])
-  const store = server.dbs.db(0)
+  const store = kv.server.dbs.db(0)
   for (let i = 0; i < 50; i++) put(store, `h:${i}`, 0, RecordType.hash)
   for (let i = 0; i < 30; i++) put(store, `s:${i}`)
   const collect = async (...opts: (string | number)[]): Promise<string[]> => {
@@ -132,7 +119,7 @@ test('an adopted store has no queue yet: the sweep rebuilds it over one lap, and
   assert.equal(store.size, 60)
 })
 
-test('keys with a TTL expire actively on a live server (the suite\'s "actively expire keys incrementally")', async () => {
+test('keys with a TTL expire actively on a live kv.server (the suite\'s "actively expire keys incrementally")', async () => {
   await run(['FLUSHALL'], ['PSETEX', 'key1', 300, 'a'], ['PSETEX', 'key2', 300, 'a'], ['PSETEX', 'key3', 300, 'a'])
   assert.deepEqual(await run(['DBSIZE']), [3])
   const deadline = Date.now() + 5000
@@ -141,10 +128,10 @@ test('keys with a TTL expire actively on a live server (the suite\'s "actively e
 })
 
 test('inline commands: quotes and escapes as sdssplitargs; unbalanced quotes are a protocol error that closes', async () => {
-  const { text } = await rawExchange(port, (s: net.Socket) => s.write('SET "a b" \'it\\\'s\'\r\nGET "a b"\r\nSET q "x\\x41\\n\\"y"\r\nSTRLEN q\r\nECHO ""\r\n'))
+  const { text } = await rawExchange(kv.port, (s: net.Socket) => s.write('SET "a b" \'it\\\'s\'\r\nGET "a b"\r\nSET q "x\\x41\\n\\"y"\r\nSTRLEN q\r\nECHO ""\r\n'))
   assert.equal(text, '+OK\r\n$4\r\nit\'s\r\n+OK\r\n:5\r\n$0\r\n\r\n')
   for (const bad of ['SET "a b\r\n', 'SET "a"b c\r\n', "GET 'x\r\n"]) {
-    const r = await rawExchange(port, (s: net.Socket) => s.write(bad))
+    const r = await rawExchange(kv.port, (s: net.Socket) => s.write(bad))
     assert.equal(r.text, '-ERR Protocol error: unbalanced quotes in request\r\n', bad)
     assert.ok(r.closed)
   }
@@ -152,7 +139,7 @@ test('inline commands: quotes and escapes as sdssplitargs; unbalanced quotes are
 
 test('protocol desync: a client that keeps sending after a protocol error sees its connection closed, not half-open', async () => {
   for (const seq of ['\x00', '*\x00', '$\x00']) {
-    const s = net.connect(port, '127.0.0.1')
+    const s = net.connect(kv.port, '127.0.0.1')
     await new Promise((resolve) => s.once('connect', resolve))
     let reply = ''
     s.on('data', (d) => { reply += d.toString() })
@@ -165,7 +152,7 @@ test('protocol desync: a client that keeps sending after a protocol error sees i
       s.write('payload'.repeat(1000))
       await new Promise((resolve) => setTimeout(resolve, 5))
     }
-    assert.ok(done, `the server closed the connection after ${JSON.stringify(seq)}`)
+    assert.ok(done, `the kv.server closed the connection after ${JSON.stringify(seq)}`)
     assert.match(reply, /Protocol error/)
     s.destroy()
   }

@@ -1,29 +1,15 @@
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
-import { Store } from '../src/kv/store.ts'
-import { KvServer } from '../src/kv/server.ts'
-import { KvClient } from '../src/kv/client.ts'
 import { rawExchange, replyText as str } from './fixtures/kv-proc.ts'
+import { localKv } from './fixtures/kv-local.ts'
 
-let server: KvServer
-let port: number
-let c: KvClient
+const kv = localKv()
 
-before(async () => {
-  server = new KvServer(new Store({ segmentSize: 1024 * 1024 }))
-  port = await server.listen(0)
-  c = await KvClient.connect(port)
-})
-after(async () => {
-  await c.close()
-  await server.close()
-})
+const run = kv.run
 
-const run = async (...cmds: (string | number)[][]): Promise<unknown[]> => (await c.pipeline(cmds)).map(str)
-
-/** A raw socket that collects everything the server sends until it closes or `ms` pass. */
-const raw = async (send: (s: net.Socket) => Promise<void>, ms = 300): Promise<{ text: string, closed: boolean }> => await rawExchange(port, send, ms)
+/** A raw socket that collects everything the kv.server sends until it closes or `ms` pass. */
+const raw = async (send: (s: net.Socket) => Promise<void>, ms = 300): Promise<{ text: string, closed: boolean }> => await rawExchange(kv.port, send, ms)
 
 test('strings: SET options, GET, GETSET, APPEND, STRLEN, MSET, MGET, INCR family', async () => {
   await run(['FLUSHALL'])
@@ -53,7 +39,7 @@ test('keyspace: DEL, EXISTS, TYPE, KEYS, SCAN, DBSIZE, SELECT', async () => {
   const cmds: string[][] = []
   for (let i = 0; i < 500; i++) cmds.push(['SET', `user:${i}`, `${i}`])
   cmds.push(['SET', 'other', 'x'])
-  await c.pipeline(cmds)
+  await kv.c.pipeline(cmds)
   assert.deepEqual(await run(['DBSIZE'], ['EXISTS', 'user:1', 'user:2', 'nope'], ['TYPE', 'other'], ['TYPE', 'nope'], ['DEL', 'other', 'nope']), [501, 2, 'string', 'none', 1])
   assert.deepEqual(((await run(['KEYS', 'user:1?']))[0] as string[]).sort(), Array.from({ length: 10 }, (_, i) => `user:1${i}`).sort())
   const seen = new Set<string>()
@@ -79,7 +65,7 @@ test('server commands and errors: PING, ECHO, INFO, CONFIG GET, COMMAND, CLIENT,
 test('a long pipeline in one write gets every reply in order', async () => {
   const cmds: string[][] = []
   for (let i = 0; i < 5000; i++) cmds.push(i % 2 === 0 ? ['SET', `p${i}`, `v${i}`] : ['GET', `p${i - 1}`])
-  const r = await c.pipeline(cmds)
+  const r = await kv.c.pipeline(cmds)
   for (let i = 1; i < 5000; i += 2) assert.equal(String(r[i]), `v${i - 1}`)
 })
 
@@ -87,7 +73,7 @@ test('malformed RESP closes only that client; a half command that stalls blocks 
   const bad = await raw(async (s) => { s.write('*1\r\n$999999999999\r\n') })
   assert.match(bad.text, /^-ERR Protocol error: invalid bulk length\r\n$/)
   assert.ok(bad.closed)
-  const stall = net.connect(port, '127.0.0.1')
+  const stall = net.connect(kv.port, '127.0.0.1')
   await new Promise((resolve) => stall.once('connect', resolve))
   let got = ''
   stall.on('data', (d) => { got += d.toString() })
@@ -108,7 +94,7 @@ test('a 4 MiB value sent in small pieces arrives whole', async () => {
     for (let i = 0; i < msg.length; i += 65536) s.write(msg.subarray(i, i + 65536))
   })
   assert.equal(text, '+OK\r\n')
-  const v = await c.call('GET', 'big')
+  const v = await kv.c.call('GET', 'big')
   assert.ok(Buffer.isBuffer(v) && v.equals(big))
 })
 
@@ -117,7 +103,7 @@ test('maxmemory: writes past it get the OOM error, reads still work', async () =
   const v = 'x'.repeat(1000)
   const cmds: string[][] = []
   for (let i = 0; i < 400; i++) cmds.push(['SET', `m${i}`, v])
-  const r = (await c.pipeline(cmds)).map(str)
+  const r = (await kv.c.pipeline(cmds)).map(str)
   const oom = r.filter((x) => x === "ERR:OOM command not allowed when used memory > 'maxmemory'.").length
   assert.ok(oom > 50 && r.length - oom > 200, `${oom} OOM`)
   assert.deepEqual(await run(['GET', 'm0'], ['CONFIG', 'SET', 'maxmemory', '0']), [v, 'OK'])

@@ -1,30 +1,18 @@
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Store } from '../src/kv/store.ts'
-import { KvServer } from '../src/kv/server.ts'
 import { RecordType } from '../src/kv/segments.ts'
-import { KvClient } from '../src/kv/client.ts'
 import { formatFloat } from '../src/kv/commands/strings-more.ts'
 import { replyText as str } from './fixtures/kv-proc.ts'
+import { localKv } from './fixtures/kv-local.ts'
 
-let server: KvServer
-let c: KvClient
+const kv = localKv()
 
-before(async () => {
-  server = new KvServer(new Store({ segmentSize: 1024 * 1024 }))
-  c = await KvClient.connect(await server.listen(0))
-})
-after(async () => {
-  await c.close()
-  await server.close()
-})
-
-const run = async (...cmds: (string | number)[][]): Promise<unknown[]> => (await c.pipeline(cmds)).map(str)
+const run = kv.run
 const WRONGTYPE = 'ERR:WRONGTYPE Operation against a key holding the wrong kind of value'
 const NOT_INT = 'ERR:ERR value is not an integer or out of range'
 
 function putList (key: string): void {
-  const s = server.dbs.db(0)
+  const s = kv.server.dbs.db(0)
   const k = Buffer.from(key)
   s.write(s.find(k, 0, k.length), k, 0, k.length, k, 0, k.length, 0, RecordType.list)
 }
