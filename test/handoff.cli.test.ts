@@ -1,9 +1,8 @@
 /** `pagegift upgrade` and `pagegift status` against real service processes. */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { join } from 'node:path'
 import { after, test } from 'node:test'
-import { LineClient, root, serviceFixture, startService, tempSocket, type Service } from './fixtures/handoff-harness.ts'
+import { LineClient, serviceFixture, startService, tempSocket, type Service } from './fixtures/handoff-harness.ts'
+import { runCli } from './helpers.ts'
 
 const services: Service[] = []
 const extraPids: number[] = []
@@ -12,16 +11,8 @@ after(() => {
   for (const pid of extraPids) { try { process.kill(pid, 'SIGKILL') } catch {} }
 })
 
-/** Runs the CLI; resolves at its exit (a committed successor inherits its stdio and outlives it). */
-async function cli (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, out: string, err: string }> {
-  const child = spawn(process.execPath, [join(root, 'bin', 'pagegift.js'), ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  child.stdout.on('data', (d) => { out += String(d) })
-  child.stderr.on('data', (d) => { err += String(d) })
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
-  return { code, out, err }
-}
+/** Runs the CLI with the test's environment plus `env`; resolves at its exit. */
+const cli = async (args: string[], env: Record<string, string> = {}): ReturnType<typeof runCli> => await runCli(args, { ...process.env, ...env })
 
 const successor = (extra: string[] = []): string[] => ['--', 'env', ...extra, process.execPath, '--import', 'tsx', serviceFixture]
 

@@ -65,6 +65,25 @@ export async function withTimeout<T> (p: Promise<T>, ms: number, what: string): 
 }
 
 /**
+ * Runs the `pagegift` CLI with `args` and resolves at its exit with what it printed. A CLI still
+ * running after `timeoutMs` is killed, and the promise rejects saying so. (A committed successor
+ * that inherits its stdio may outlive it: the CLI's exit is what counts.)
+ */
+export async function runCli (args: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 120_000): Promise<{ code: number | null, out: string, err: string }> {
+  const child = spawn(process.execPath, [join(root, 'bin', 'pagegift.js'), ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout?.on('data', (d) => { out += String(d) })
+  child.stderr?.on('data', (d) => { err += String(d) })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+  try {
+    return { code: await withTimeout(exited, timeoutMs, `pagegift ${args.join(' ')}`), out, err }
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  }
+}
+
+/**
  * A temporary directory any uid can read, holding a copy of the built package as
  * node_modules/pagegift (package.json, dist/ and the addon): a child run as another uid cannot read
  * the checkout when it sits in a 0700 directory, nor this checkout's node_modules (tsx).
