@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { rawExchange, startKv, runTool, type KvProc, replyText as str } from './fixtures/kv-proc.ts'
+import { rawExchange, startKv, upgradeKv, runTool, type KvProc, replyText as str } from './fixtures/kv-proc.ts'
 import { KvClient } from '../src/kv/client.ts'
 import { parseOptions, PASSWORD_ENV, type KvOptions } from '../src/kv/options.ts'
 
@@ -100,10 +100,7 @@ async function upgrade (prev: KvProc, args: string[], env: Record<string, string
   const saved = { ...process.env }
   Object.assign(process.env, env)
   try {
-    const exited = new Promise((resolve) => { if (prev.proc.exitCode !== null) resolve(null); else prev.proc.once('exit', resolve) })
-    const next = await startKv(args, 60_000)
-    await exited
-    return next
+    return await upgradeKv(prev, args)
   } finally {
     for (const k of Object.keys(env)) { if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k] }
   }

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { KvClient } from '../src/kv/client.ts'
-import { startKv, type KvProc, upgradeKv as upgrade, replyText as str } from './fixtures/kv-proc.ts'
+import { startKv, upgradeKv as upgrade, replyText as str } from './fixtures/kv-proc.ts'
 
 
 test('live upgrade: blocked clients stay blocked, are served by pushes in the successor, and time out at their original deadline', async () => {

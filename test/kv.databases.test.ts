@@ -7,7 +7,7 @@ import { Store } from '../src/kv/store.ts'
 import { Databases, LAYOUTS } from '../src/kv/databases.ts'
 import { RecordType } from '../src/kv/segments.ts'
 import { KvClient } from '../src/kv/client.ts'
-import { startKv, type KvProc, replyText as str } from './fixtures/kv-proc.ts'
+import { startKv, upgradeKv, type KvProc } from './fixtures/kv-proc.ts'
 import { localKv } from './fixtures/kv-local.ts'
 
 const kv = localKv()
@@ -108,9 +108,7 @@ test('a live upgrade keeps every database\'s keys and types, and each client\'s 
     assert.equal(String(await a.call('SELECT', 10)), 'OK')
     assert.equal(String(await b.call('SELECT', 5)), 'OK')
     await b.call('SET', 'ttl', 'x', 'EX', '1000')
-    const next = await startKv(args)
-    await new Promise((resolve) => { if (gen.proc.exitCode !== null) resolve(null); else gen.proc.once('exit', resolve) })
-    gen = next
+    gen = await upgradeKv(gen, args)
     assert.equal(String(await a.call('GET', 'k7')), 'db10:7', 'client a is still in db 10')
     assert.equal(String(await b.call('GET', 'k7')), 'db5:7', 'client b is still in db 5')
     assert.ok(Number(await b.call('TTL', 'ttl')) > 990)

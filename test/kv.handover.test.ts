@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { startKv, KV_BIN, type KvProc, upgradeKv as upgrade } from './fixtures/kv-proc.ts'
+import { startKv, KV_BIN, upgradeKv as upgrade } from './fixtures/kv-proc.ts'
 import { KvClient } from '../src/kv/client.ts'
 
 /** A raw client that collects replies; `write` resolves once the bytes are with the kernel. */

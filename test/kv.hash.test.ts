@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { Store } from '../src/kv/store.ts'
 import { hashKey, KeyHash } from '../src/kv/keyindex.ts'
 import { KvClient } from '../src/kv/client.ts'
-import { startKv } from './fixtures/kv-proc.ts'
+import { startKv, upgradeKv } from './fixtures/kv-proc.ts'
 
 const B = (s: string): Buffer => Buffer.from(s)
 
@@ -93,9 +93,7 @@ test('hash: the seed survives a live upgrade: every key is still found (a new se
     const c = await KvClient.connect(gen.port)
     const keys = Array.from({ length: 3000 }, (_, i) => `seed:${i}`)
     await c.pipeline(keys.map((k) => ['SET', k, k]))
-    const prev = gen
-    gen = await startKv(args)
-    await new Promise((resolve) => { if (prev.proc.exitCode !== null) resolve(null); else prev.proc.once('exit', resolve) })
+    gen = await upgradeKv(gen, args)
     const got = await c.pipeline([['MGET', ...keys]])
     assert.deepEqual((got[0] as Buffer[]).map(String), keys)
     assert.match(String(await c.call('INFO', 'pagegift')), /generation:2\r\n/)

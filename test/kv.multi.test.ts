@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { Store } from '../src/kv/store.ts'
 import { KvServer } from '../src/kv/server.ts'
 import { KvClient } from '../src/kv/client.ts'
-import { startKv, type KvProc, upgradeKv as upgrade, replyText as str } from './fixtures/kv-proc.ts'
+import { startKv, upgradeKv as upgrade, replyText as str } from './fixtures/kv-proc.ts'
 
 let server: KvServer
 let port: number

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { Store } from '../src/kv/store.ts'
 import { KvServer } from '../src/kv/server.ts'
 import { KvClient, RespError, RespPush, type RespValue } from '../src/kv/client.ts'
-import { rawExchange, startKv, type KvProc, upgradeKv as upgrade } from './fixtures/kv-proc.ts'
+import { rawExchange, startKv, upgradeKv as upgrade } from './fixtures/kv-proc.ts'
 
 let server: KvServer
 let port: number

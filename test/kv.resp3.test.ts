@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { Store } from '../src/kv/store.ts'
 import { KvServer } from '../src/kv/server.ts'
-import { rawExchange, startKv, type KvProc } from './fixtures/kv-proc.ts'
+import { rawExchange, startKv, upgradeKv } from './fixtures/kv-proc.ts'
 
 /** Sends `lines` (inline commands) one write each, and returns everything answered within `ms`. */
 async function talk (port: number, lines: string[], ms = 300): Promise<string> {
@@ -62,13 +62,6 @@ test('RESP3 replies: nulls, maps (HGETALL, CONFIG GET), doubles (ZSCORE), and RE
   }
 })
 
-async function upgrade (prev: KvProc, args: string[]): Promise<KvProc> {
-  const exited = new Promise((resolve) => { if (prev.proc.exitCode !== null) resolve(null); else prev.proc.once('exit', resolve) })
-  const next = await startKv(args, 60_000)
-  await exited
-  return next
-}
-
 test('live upgrade: a RESP3 client stays RESP3, with its name and database', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kv-resp3-'))
   const args = ['--port', '0', '--handoff', join(dir, 'h.sock')]
@@ -86,7 +79,7 @@ test('live upgrade: a RESP3 client stays RESP3, with its name and database', asy
     }
     s.write('HELLO 3 SETNAME three\r\nSELECT 2\r\nHSET h f v\r\n')
     await until('+OK\r\n:1\r\n')
-    gen = await upgrade(gen, args)
+    gen = await upgradeKv(gen, args)
     text = ''
     s.write('GET nope\r\nHGETALL h\r\nCLIENT GETNAME\r\nINFO pagegift\r\n')
     await until('generation:2\r\n')

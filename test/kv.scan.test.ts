@@ -5,7 +5,7 @@ import { Store } from '../src/kv/store.ts'
 import { RecordType } from '../src/kv/segments.ts'
 import { ExpirySweeper } from '../src/kv/expiry.ts'
 import { nextCursor } from '../src/kv/scan.ts'
-import { rawExchange, replyText as str } from './fixtures/kv-proc.ts'
+import { rawExchange } from './fixtures/kv-proc.ts'
 import { localKv } from './fixtures/kv-local.ts'
 
 const kv = localKv({ initialSlots: 64 })

@@ -2,7 +2,6 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { RecordType } from '../src/kv/segments.ts'
 import { formatFloat } from '../src/kv/commands/strings-more.ts'
-import { replyText as str } from './fixtures/kv-proc.ts'
 import { localKv } from './fixtures/kv-local.ts'
 
 const kv = localKv()

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { startKv, type KvProc } from './fixtures/kv-proc.ts'
+import { startKv, upgradeKv } from './fixtures/kv-proc.ts'
 import { KvClient, type Arg } from '../src/kv/client.ts'
 import { norm } from './fixtures/kv-types.ts'
 
@@ -48,12 +48,6 @@ async function dump (c: KvClient, db: number): Promise<unknown> {
   return out
 }
 
-async function upgrade (prev: KvProc, args: string[]): Promise<KvProc> {
-  const next = await startKv(args)
-  await new Promise((resolve) => { if (prev.proc.exitCode !== null) resolve(null); else prev.proc.once('exit', resolve) })
-  return next
-}
-
 test('every type\'s contents survive live upgrades in two databases, and the heap is usable after', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kv-types-up-'))
   const args = ['--port', '0', '--handoff', join(dir, 'h.sock'), '--segment-size', '1mb']
@@ -65,7 +59,7 @@ test('every type\'s contents survive live upgrades in two databases, and the hea
     await c.pipeline([['SELECT', 7], ['LPOP', 'l1000', 300], ['SREM', 's1000', 'db7:m1', 'db7:m2'], ['HDEL', 'h1000', 'f0'], ['ZPOPMIN', 'z1000', 5], ['SELECT', 0]])
     const before = [await dump(c, 0), await dump(c, 7)]
     for (let i = 0; i < 2; i++) {
-      gen = await upgrade(gen, args)
+      gen = await upgradeKv(gen, args)
       const after = [await dump(c, 0), await dump(c, 7)]
       assert.deepEqual(after, before, `contents after upgrade ${i + 1}`)
     }

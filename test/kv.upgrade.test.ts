@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { startKv, KV_BIN, type KvProc } from './fixtures/kv-proc.ts'
+import { startKv, upgradeKv, KV_BIN } from './fixtures/kv-proc.ts'
 import { loadKeys, verifyKeys } from '../tools/kv/load.ts'
 import { KvClient } from '../src/kv/client.ts'
 
@@ -19,13 +19,6 @@ function benchmark (port: number, n: number): { done: Promise<{ code: number | n
   p.stderr.on('data', (d) => { out += d.toString() })
   const done = new Promise<{ code: number | null, out: string }>((resolve) => p.on('close', (code) => { exited = true; resolve({ code, out }) }))
   return { done, running: () => !exited }
-}
-
-/** Starts a successor on the same handoff socket and waits until the predecessor has exited. */
-async function upgrade (prev: KvProc, args: string[]): Promise<KvProc> {
-  const next = await startKv(args)
-  await new Promise((resolve) => { if (prev.proc.exitCode !== null) resolve(null); else prev.proc.once('exit', resolve) })
-  return next
 }
 
 test('redis-benchmark spans 5 live upgrades with no error; keys written before verify by checksum; a client stays connected', async () => {
@@ -46,7 +39,7 @@ test('redis-benchmark spans 5 live upgrades with no error; keys written before v
     const bench = benchmark(gen.port, 2_500_000)
     await new Promise((resolve) => setTimeout(resolve, 300))
     for (let i = 0; i < 5; i++) {
-      gen = await upgrade(gen, args)
+      gen = await upgradeKv(gen, args)
       assert.equal(String(await client.call('GET', 'session')), i === 0 ? 'before' : `after-${i - 1}`)
       await client.call('SET', 'session', `after-${i}`)
     }
@@ -90,7 +83,7 @@ test('rollback: a successor killed before READY leaves the old generation servin
     const c = await KvClient.connect(gen.port)
     assert.match(String(await c.call('INFO', 'pagegift')), /generation:1\r\n/)
     await c.close()
-    gen = await upgrade(gen, args)
+    gen = await upgradeKv(gen, args)
     const c2 = await KvClient.connect(gen.port)
     assert.match(String(await c2.call('INFO', 'pagegift')), /generation:2\r\n/)
     assert.ok(Number(await c2.call('DBSIZE')) > 1000)
