@@ -2,6 +2,8 @@
 import { Glob } from '../glob.ts'
 import { SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
+import { markSaved } from './table.ts'
+import { clientUnblock } from './blocking.ts'
 
 function ping (c: Ctx): void {
   if (c.argc === 1) c.out.simple('PONG')
@@ -20,6 +22,8 @@ function client (c: Ctx): void {
     else c.out.bulkString(c.client.name)
   } else if (c.is(1, 'id') && c.argc === 2) {
     c.out.int(c.client.id)
+  } else if (c.is(1, 'unblock') && (c.argc === 3 || c.argc === 4)) {
+    clientUnblock(c)
   } else if (c.is(1, 'setinfo') || c.is(1, 'reply')) {
     c.out.ok()
   } else {
@@ -116,8 +120,7 @@ function auth (c: Ctx): void {
 
 function save (c: Ctx): void {
   const err = c.server.save()
-  if (err === null) c.out.ok()
-  else c.out.error(err)
+  if (err === null) { markSaved(); c.out.ok() } else c.out.error(err)
 }
 
 /** TIME: seconds and microseconds, from the wall clock. */

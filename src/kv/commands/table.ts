@@ -97,6 +97,28 @@ export function commandStats (): Record<string, string> {
   return out
 }
 
+let writesAtSave = 0
+
+function writeCalls (): number {
+  let n = 0
+  for (const cmd of all) if (cmd.flags.includes('write')) n += cmd.calls ?? 0
+  return n
+}
+
+/**
+ * INFO's rdb_changes_since_last_save: the write commands run since the last SAVE, counted from the
+ * command stats so that dispatch does no more work. Redis counts changed elements instead; the two
+ * agree for one-element writes and differ for multi-element ones or writes that changed nothing.
+ */
+export function changesSinceSave (): number {
+  return writeCalls() - writesAtSave
+}
+
+/** A SAVE succeeded: the changes count starts again from 0. */
+export function markSaved (): void {
+  writesAtSave = writeCalls()
+}
+
 /** Finds the command named by argument 0, or undefined. */
 export function lookup (c: Ctx): Command | undefined {
   const s = c.s(0)
