@@ -2,7 +2,7 @@
 import { Glob } from '../glob.ts'
 import { SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
-import { markSaved } from './table.ts'
+import { markSaved, resetStats } from './table.ts'
 import { clientUnblock } from './blocking.ts'
 
 function ping (c: Ctx): void {
@@ -83,6 +83,7 @@ function config (c: Ctx): void {
     }
     c.out.ok()
   } else if (c.is(1, 'resetstat') && c.argc === 2) {
+    resetStats()
     c.out.ok()
   } else {
     c.out.error(`ERR unknown subcommand or wrong number of arguments for '${c.str(1)}'. Try CONFIG HELP.`)

@@ -114,6 +114,12 @@ export function changesSinceSave (): number {
   return writeCalls() - writesAtSave
 }
 
+/** CONFIG RESETSTAT: commandstats start again from 0 (the changes since the last SAVE go on counting, as in Redis). */
+export function resetStats (): void {
+  writesAtSave -= writeCalls()
+  for (const cmd of all) { cmd.calls = 0; cmd.rejected = 0 }
+}
+
 /** A SAVE succeeded: the changes count starts again from 0. */
 export function markSaved (): void {
   writesAtSave = writeCalls()
