@@ -1,6 +1,7 @@
 /** The INFO reply: Redis's sections that tools read, plus a `pagegift` section about live upgrades. */
 import { cpuUsage, memoryUsage } from 'node:process'
-import { changesSinceSave, commandStats } from './commands/table.ts'
+import { commandStats } from './commands/table.ts'
+import { changesSinceSave } from './commands/stats.ts'
 import type { Databases } from './databases.ts'
 import type { RdbSaveReport } from './rdb/store.ts'
 

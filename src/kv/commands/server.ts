@@ -1,9 +1,9 @@
 /** Connection and server commands: PING, ECHO, QUIT, CLIENT, CONFIG, INFO. */
 import { Glob } from '../glob.ts'
+import { markSaved, resetStats } from './stats.ts'
+import { clientUnblock } from './blocking.ts'
 import { SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
-import { markSaved, resetStats } from './table.ts'
-import { clientUnblock } from './blocking.ts'
 
 function ping (c: Ctx): void {
   if (c.argc === 1) c.out.simple('PONG')
@@ -17,13 +17,13 @@ function client (c: Ctx): void {
     if (/[\s]/.test(name)) { c.out.error('ERR Client names cannot contain spaces, newlines or special characters.'); return }
     c.client.name = name
     c.out.ok()
+  } else if (c.is(1, 'unblock') && (c.argc === 3 || c.argc === 4)) {
+    clientUnblock(c)
   } else if (c.is(1, 'getname') && c.argc === 2) {
     if (c.client.name === '') c.out.nil()
     else c.out.bulkString(c.client.name)
   } else if (c.is(1, 'id') && c.argc === 2) {
     c.out.int(c.client.id)
-  } else if (c.is(1, 'unblock') && (c.argc === 3 || c.argc === 4)) {
-    clientUnblock(c)
   } else if (c.is(1, 'setinfo') || c.is(1, 'reply')) {
     c.out.ok()
   } else {

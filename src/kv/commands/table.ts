@@ -3,6 +3,7 @@
  * then compared byte by byte, so dispatch allocates no string.
  */
 import { hashKey } from '../keyindex.ts'
+import { trackCommands } from './stats.ts'
 import { NOAUTH, WRONG_ARGS, type Ctx } from './context.ts'
 import { databaseCommands } from './databases.ts'
 import { lcsCommands } from './lcs.ts'
@@ -19,11 +20,11 @@ import { mpopCommands } from './mpop.ts'
 import { helloCommands } from './hello.ts'
 import { hashCommands } from './hash.ts'
 import { listCommands } from './list.ts'
+import { sortCommands } from './sort.ts'
 import { setCommands } from './set.ts'
 import { zsetCoreCommands } from './zset.ts'
 import { zstoreCommands } from './zstore.ts'
 import { zrangeCommands } from './zrange.ts'
-import { sortCommands } from './sort.ts'
 import type { Command } from './types.ts'
 
 const byHash = new Map<number, Command[]>()
@@ -76,11 +77,12 @@ function describe (c: Ctx, cmd: Command): void {
 const all: Command[] = [
   ...stringCommands, ...moreStringCommands, ...lcsCommands, ...keyCommands, ...databaseCommands, ...expireCommands,
   ...objectCommands, ...serverCommands,
+  ...sortCommands,
   ...multiCommands, ...pubsubCommands, ...blockingCommands, ...mpopCommands, ...helloCommands,
   ...hashCommands, ...listCommands, ...setCommands, ...zsetCoreCommands, ...zstoreCommands, ...zrangeCommands,
-  ...sortCommands,
   { name: 'command', arity: -1, flags: ['random'], keys: [0, 0, 0], run: command }
 ]
+trackCommands(all)
 for (const cmd of all) {
   const name = Buffer.from(cmd.name)
   const h = hashKey(name, 0, name.length)
@@ -95,34 +97,6 @@ export function commandStats (): Record<string, string> {
     out[`cmdstat_${cmd.name}`] = `calls=${cmd.calls ?? 0},rejected_calls=${cmd.rejected ?? 0},failed_calls=0`
   }
   return out
-}
-
-let writesAtSave = 0
-
-function writeCalls (): number {
-  let n = 0
-  for (const cmd of all) if (cmd.flags.includes('write')) n += cmd.calls ?? 0
-  return n
-}
-
-/**
- * INFO's rdb_changes_since_last_save: the write commands run since the last SAVE, counted from the
- * command stats so that dispatch does no more work. Redis counts changed elements instead; the two
- * agree for one-element writes and differ for multi-element ones or writes that changed nothing.
- */
-export function changesSinceSave (): number {
-  return writeCalls() - writesAtSave
-}
-
-/** CONFIG RESETSTAT: commandstats start again from 0 (the changes since the last SAVE go on counting, as in Redis). */
-export function resetStats (): void {
-  writesAtSave -= writeCalls()
-  for (const cmd of all) { cmd.calls = 0; cmd.rejected = 0 }
-}
-
-/** A SAVE succeeded: the changes count starts again from 0. */
-export function markSaved (): void {
-  writesAtSave = writeCalls()
 }
 
 /** Finds the command named by argument 0, or undefined. */
