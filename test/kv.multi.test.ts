@@ -69,6 +69,11 @@ test('WATCH: a key touched by another client, by EXPIRE, by FLUSHALL or by expir
     ['OK', 'OK', 'OK', 'OK', 'OK', 'QUEUED', [11]])
 })
 
+test('an error while EXEC runs a queued command is its element of the reply: CONFIG SET with a bad value answers Redis\'s text', async () => {
+  assert.deepEqual(await run(a, ['MULTI'], ['SET', 'foo', 'bar'], ['CONFIG', 'SET', 'maxmemory', 'bla'], ['EXEC'], ['GET', 'foo']),
+    ['OK', 'QUEUED', 'QUEUED', ['OK', "ERR:ERR CONFIG SET failed (possibly related to argument 'maxmemory') - argument must be a memory value"], 'bar'])
+})
+
 test('watches live on the server only while watched: EXEC, UNWATCH and a closed client leave nothing behind', async () => {
   const c = await KvClient.connect(port)
   await run(c, ['WATCH', 'k1', 'k2'])

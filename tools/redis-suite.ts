@@ -98,7 +98,9 @@ async function runUnit (suite: string, unit: string, port: number, ex: Exclusion
   // runtest is a shell script that only finds a tclsh and runs this.
   // The harness takes its own client port from the 32 below --baseport: a random base per unit keeps two
   // suite runs at the same time (two checkouts, two developers) from clashing on its default 21111.
-  const baseport = 22_000 + 64 * Math.floor(Math.random() * 600)
+  // find_available_port binds each candidate port and port + 10000 too: above 55567 that twin passes
+  // 65535 and no port is ever free ("Can't find a non busy port"), so the base stays below it.
+  const baseport = 22_000 + 64 * Math.floor(Math.random() * 500)
   const args = ['tests/test_helper.tcl', '--host', '127.0.0.1', '--port', String(port), '--single', unit, '--timeout', '120',
     '--baseport', String(baseport),
     '--tags', ex.tags.map((t) => `-${t}`).join(' '), '--skipfile', skipfile]

@@ -1,6 +1,7 @@
 /** The INFO reply: Redis's sections that tools read, plus a `pagegift` section about live upgrades. */
 import { cpuUsage, memoryUsage } from 'node:process'
 import { commandStats } from './commands/table.ts'
+import { changesSinceSave } from './commands/stats.ts'
 import type { Databases } from './databases.ts'
 import type { RdbSaveReport } from './rdb/store.ts'
 
@@ -48,7 +49,7 @@ const sections: Record<string, Section> = {
     }
   },
   persistence: (f) => ({
-    loading: 0,
+    loading: 0, rdb_changes_since_last_save: changesSinceSave(),
     pagegift_last_save_keys: f.lastSave?.keys ?? 0, pagegift_last_save_bytes: f.lastSave?.bytes ?? 0,
     pagegift_last_save_ms: f.lastSave === null ? '' : f.lastSave.ms.toFixed(1)
   }),

@@ -92,7 +92,7 @@ export class KvServer implements ConnHost, ServerView {
     }
     if (name !== 'maxmemory') return `ERR Unknown option or number of arguments for CONFIG SET - '${name}'`
     const n = parseBytes(value)
-    if (n === null) return "ERR Invalid argument '" + value + "' for CONFIG SET 'maxmemory'"
+    if (n === null) return "ERR CONFIG SET failed (possibly related to argument 'maxmemory') - argument must be a memory value"
     this.dbs.maxmemory = n
     return null
   }

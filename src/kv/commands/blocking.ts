@@ -173,9 +173,23 @@ export class Blocking {
   private expire (w: Waiter): void {
     w.timer = null
     if (w.session.blocked !== w) return
+    this.release(w, false)
+  }
+
+  /** CLIENT UNBLOCK: ends client `id`'s wait as a timeout would, or with `error`; false if it is not blocked. */
+  unblockClient (id: number, error: boolean): boolean {
+    const w = this.waiters().find((x) => x.session.id === id)
+    if (w === undefined) return false
+    this.release(w, error)
+    return true
+  }
+
+  /** Ends a wait with the timeout's null reply, or with CLIENT UNBLOCK's error. */
+  private release (w: Waiter, error: boolean): void {
     this.unblock(w)
     this.aside.resp = w.session.resp
-    if (w.spec.kind === 'blmove') this.aside.nil()
+    if (error) this.aside.error('UNBLOCKED client unblocked via CLIENT UNBLOCK')
+    else if (w.spec.kind === 'blmove') this.aside.nil()
     else this.aside.nilArray()
     w.session.deliver(this.aside.take())
     w.session.unblocked()
@@ -244,6 +258,15 @@ function blockingPop (c: Ctx): void {
     return
   }
   hubOf(c).blocking.block(s, spec, argv, ms === 0 ? 0 : Date.now() + ms)
+}
+
+/** CLIENT UNBLOCK <id> [TIMEOUT|ERROR]: 1 if that client was blocked here and is now answered. */
+export function clientUnblock (c: Ctx): void {
+  const id = c.int(2)
+  if (id === null) { c.out.error('ERR value is not an integer or out of range'); return }
+  const error = c.argc === 4 && c.is(3, 'error')
+  if (c.argc === 4 && !error && !c.is(3, 'timeout')) { c.out.error('ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR'); return }
+  c.out.int(hubOf(c).blocking.unblockClient(Number(id), error) ? 1 : 0)
 }
 
 const flags = ['write', 'noscript', 'blocking']

@@ -133,7 +133,8 @@ function run (c: Ctx, cmd: Command | undefined): void {
   if (h.watches.active) touchDatabases(c, cmd)
   h.dispatch(c)
   if (cmd.name === 'swapdb' && c.argc === 3 && h.blocking.active) wakeSwapped(c)
-  if (!cmd.flags.includes('write') || cmd.keys[0] <= 0) return
+  // A movablekeys command (SORT ... STORE) tells WATCH and the blocked clients of what it wrote itself.
+  if (!cmd.flags.includes('write') || cmd.keys[0] <= 0 || cmd.flags.includes('movablekeys')) return
   const [first, last, step] = cmd.keys
   const end = last < 0 ? c.argc + last : last
   const db = sessionOf(c).db

@@ -1,5 +1,7 @@
 /** Connection and server commands: PING, ECHO, QUIT, CLIENT, CONFIG, INFO. */
 import { Glob } from '../glob.ts'
+import { markSaved, resetStats } from './stats.ts'
+import { clientUnblock } from './blocking.ts'
 import { SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 
@@ -15,6 +17,8 @@ function client (c: Ctx): void {
     if (/[\s]/.test(name)) { c.out.error('ERR Client names cannot contain spaces, newlines or special characters.'); return }
     c.client.name = name
     c.out.ok()
+  } else if (c.is(1, 'unblock') && (c.argc === 3 || c.argc === 4)) {
+    clientUnblock(c)
   } else if (c.is(1, 'getname') && c.argc === 2) {
     if (c.client.name === '') c.out.nil()
     else c.out.bulkString(c.client.name)
@@ -79,6 +83,7 @@ function config (c: Ctx): void {
     }
     c.out.ok()
   } else if (c.is(1, 'resetstat') && c.argc === 2) {
+    resetStats()
     c.out.ok()
   } else {
     c.out.error(`ERR unknown subcommand or wrong number of arguments for '${c.str(1)}'. Try CONFIG HELP.`)
@@ -116,8 +121,7 @@ function auth (c: Ctx): void {
 
 function save (c: Ctx): void {
   const err = c.server.save()
-  if (err === null) c.out.ok()
-  else c.out.error(err)
+  if (err === null) { markSaved(); c.out.ok() } else c.out.error(err)
 }
 
 /** TIME: seconds and microseconds, from the wall clock. */

@@ -3,6 +3,7 @@
  * then compared byte by byte, so dispatch allocates no string.
  */
 import { hashKey } from '../keyindex.ts'
+import { trackCommands } from './stats.ts'
 import { NOAUTH, WRONG_ARGS, type Ctx } from './context.ts'
 import { databaseCommands } from './databases.ts'
 import { lcsCommands } from './lcs.ts'
@@ -19,6 +20,7 @@ import { mpopCommands } from './mpop.ts'
 import { helloCommands } from './hello.ts'
 import { hashCommands } from './hash.ts'
 import { listCommands } from './list.ts'
+import { sortCommands } from './sort.ts'
 import { setCommands } from './set.ts'
 import { zsetCoreCommands } from './zset.ts'
 import { zstoreCommands } from './zstore.ts'
@@ -75,10 +77,12 @@ function describe (c: Ctx, cmd: Command): void {
 const all: Command[] = [
   ...stringCommands, ...moreStringCommands, ...lcsCommands, ...keyCommands, ...databaseCommands, ...expireCommands,
   ...objectCommands, ...serverCommands,
+  ...sortCommands,
   ...multiCommands, ...pubsubCommands, ...blockingCommands, ...mpopCommands, ...helloCommands,
   ...hashCommands, ...listCommands, ...setCommands, ...zsetCoreCommands, ...zstoreCommands, ...zrangeCommands,
   { name: 'command', arity: -1, flags: ['random'], keys: [0, 0, 0], run: command }
 ]
+trackCommands(all)
 for (const cmd of all) {
   const name = Buffer.from(cmd.name)
   const h = hashKey(name, 0, name.length)
