@@ -11,27 +11,27 @@ import type { Databases } from './databases.ts'
 import { hubOf, type Hub } from './session.ts'
 import { EXPIRED_KEY, storeEvents, type Store } from './store.ts'
 
-export const KEYSPACE = 1 << 0
-export const KEYEVENT = 1 << 1
-export const GENERIC = 1 << 2
-export const STRING = 1 << 3
-export const LIST = 1 << 4
-export const SET = 1 << 5
-export const HASH = 1 << 6
-export const ZSET = 1 << 7
-export const EXPIRED = 1 << 8
-export const EVICTED = 1 << 9
-export const STREAM = 1 << 10
-export const KEY_MISS = 1 << 11
-export const MODULE = 1 << 13
-export const NEW = 1 << 14
+export const NOTIFY_KEYSPACE = 1 << 0
+export const NOTIFY_KEYEVENT = 1 << 1
+export const NOTIFY_GENERIC = 1 << 2
+export const NOTIFY_STRING = 1 << 3
+export const NOTIFY_LIST = 1 << 4
+export const NOTIFY_SET = 1 << 5
+export const NOTIFY_HASH = 1 << 6
+export const NOTIFY_ZSET = 1 << 7
+export const NOTIFY_EXPIRED = 1 << 8
+export const NOTIFY_EVICTED = 1 << 9
+export const NOTIFY_STREAM = 1 << 10
+export const NOTIFY_KEY_MISS = 1 << 11
+export const NOTIFY_MODULE = 1 << 13
+export const NOTIFY_NEW = 1 << 14
 /** 'A': every class but key misses and new keys, as in Redis. */
-const ALL = GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE
+const ALL = NOTIFY_GENERIC | NOTIFY_STRING | NOTIFY_LIST | NOTIFY_SET | NOTIFY_HASH | NOTIFY_ZSET | NOTIFY_EXPIRED | NOTIFY_EVICTED | NOTIFY_STREAM | NOTIFY_MODULE
 
 /** Redis's flag letters, in the order CONFIG GET writes them (after 'A' and before K, E, m). */
-const CLASSES: [string, number][] = [['g', GENERIC], ['$', STRING], ['l', LIST], ['s', SET], ['h', HASH], ['z', ZSET],
-  ['x', EXPIRED], ['e', EVICTED], ['t', STREAM], ['d', MODULE], ['n', NEW]]
-const LETTERS = new Map<string, number>([...CLASSES, ['A', ALL], ['K', KEYSPACE], ['E', KEYEVENT], ['m', KEY_MISS]])
+const CLASSES: [string, number][] = [['g', NOTIFY_GENERIC], ['$', NOTIFY_STRING], ['l', NOTIFY_LIST], ['s', NOTIFY_SET], ['h', NOTIFY_HASH], ['z', NOTIFY_ZSET],
+  ['x', NOTIFY_EXPIRED], ['e', NOTIFY_EVICTED], ['t', NOTIFY_STREAM], ['d', NOTIFY_MODULE], ['n', NOTIFY_NEW]]
+const LETTERS = new Map<string, number>([...CLASSES, ['A', ALL], ['K', NOTIFY_KEYSPACE], ['E', NOTIFY_KEYEVENT], ['m', NOTIFY_KEY_MISS]])
 
 /** Redis's keyspaceEventsStringToFlags: the flags of `text`, or -1 for a letter it does not know. */
 export function parseFlags (text: string): number {
@@ -49,9 +49,9 @@ export function formatFlags (flags: number): string {
   let s = ''
   if ((flags & ALL) === ALL) s = 'A'
   else for (const [ch, f] of CLASSES) if ((flags & f) !== 0) s += ch
-  if ((flags & KEYSPACE) !== 0) s += 'K'
-  if ((flags & KEYEVENT) !== 0) s += 'E'
-  if ((flags & KEY_MISS) !== 0) s += 'm'
+  if ((flags & NOTIFY_KEYSPACE) !== 0) s += 'K'
+  if ((flags & NOTIFY_KEYEVENT) !== 0) s += 'E'
+  if ((flags & NOTIFY_KEY_MISS) !== 0) s += 'm'
   return s
 }
 
@@ -93,8 +93,8 @@ export class KeyspaceEvents {
     if ((flags & type) === 0) return
     const key = b.subarray(s, e)
     const ps = this.server.hub.pubsub
-    if ((flags & KEYSPACE) !== 0) ps.publish(Buffer.concat([Buffer.from(`__keyspace@${db}__:`), key]), this.name(event))
-    if ((flags & KEYEVENT) !== 0) ps.publish(Buffer.from(`__keyevent@${db}__:${event}`), key)
+    if ((flags & NOTIFY_KEYSPACE) !== 0) ps.publish(Buffer.concat([Buffer.from(`__keyspace@${db}__:`), key]), this.name(event))
+    if ((flags & NOTIFY_KEYEVENT) !== 0) ps.publish(Buffer.from(`__keyevent@${db}__:${event}`), key)
   }
 
   /** Database number of `store` in this server, or -1 (another server's store). */
@@ -115,19 +115,19 @@ function storeEvent (store: Store, kind: number, b: Buffer, s: number, e: number
   for (const k of live) {
     const db = k.dbOf(store)
     if (db < 0) continue
-    if (kind === EXPIRED_KEY) k.publish(EXPIRED, 'expired', db, b, s, e)
-    else k.publish(NEW, 'new', db, b, s, e)
+    if (kind === EXPIRED_KEY) k.publish(NOTIFY_EXPIRED, 'expired', db, b, s, e)
+    else k.publish(NOTIFY_NEW, 'new', db, b, s, e)
   }
 }
 
-/** A command changed the key in argument `i` of its client's database: publishes `event`. */
-export function notify (c: Ctx, type: number, event: string, i: number): void {
+/** A command changed the key in argument `i` of its client's database (or of `db`): publishes `event`. */
+export function notify (c: Ctx, type: number, event: string, i: number, db = -1): void {
   if (!on) return
-  hubOf(c).keyspace.publish(type, event, c.client.db, c.buf, c.s(i), c.e(i))
+  hubOf(c).keyspace.publish(type, event, db < 0 ? c.client.db : db, c.buf, c.s(i), c.e(i))
 }
 
 /** As `notify`, for a key given by its bytes (and database, if not the client's). */
-export function notifyKey (c: Ctx, type: number, event: string, key: Buffer, db = c.client.db): void {
+export function notifyKey (c: Ctx, type: number, event: string, key: Buffer, db = -1): void {
   if (!on) return
-  hubOf(c).keyspace.publish(type, event, db, key, 0, key.length)
+  hubOf(c).keyspace.publish(type, event, db < 0 ? c.client.db : db, key, 0, key.length)
 }
