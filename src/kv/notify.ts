@@ -120,10 +120,22 @@ function storeEvent (store: Store, kind: number, b: Buffer, s: number, e: number
   }
 }
 
+/** True while some server has notifications on: for a command whose notify calls need work to prepare. */
+export function notifying (): boolean {
+  return on
+}
+
 /** A command changed the key in argument `i` of its client's database (or of `db`): publishes `event`. */
 export function notify (c: Ctx, type: number, event: string, i: number, db = -1): void {
   if (!on) return
   hubOf(c).keyspace.publish(type, event, db < 0 ? c.client.db : db, c.buf, c.s(i), c.e(i))
+}
+
+/** A pop from `key` (a list or zset of the client's database): `event`, then `del` if it emptied the key. */
+export function notifyPop (c: Ctx, type: number, event: string, key: Buffer): void {
+  if (!on) return
+  notifyKey(c, type, event, key)
+  if (c.store.find(key, 0, key.length) < 0) notifyKey(c, NOTIFY_GENERIC, 'del', key)
 }
 
 /** As `notify`, for a key given by its bytes (and database, if not the client's). */
