@@ -5,8 +5,9 @@
  *
  * A command's reply is dropped when, once it has run, replies are off or skipped: so a CLIENT REPLY
  * queued in a MULTI takes effect for the commands after the EXEC, whose reply is sent or dropped
- * whole (Redis would cut the EXEC array short). Pub/sub messages and (un)subscribe confirmations
- * are always sent, as in Redis 7.2; so is the answer to a command that blocked before it was skipped.
+ * whole, and it answers OK inside the EXEC array (Redis 7.0 leaves a hole there, which breaks the
+ * array). Pub/sub messages and (un)subscribe confirmations are always sent, as in Redis; so is the
+ * answer to a command that blocked before it was skipped (Redis drops it).
  */
 import type { Reply } from './reply.ts'
 import { sessionOf, type Session } from './session.ts'
@@ -23,10 +24,10 @@ export const REPLY_MODES = REPLY_OFF | SKIP_NEXT | SKIPPING
 /** CLIENT REPLY <mode>: only ON has a reply. */
 export function clientReply (c: Ctx): void {
   const s = sessionOf(c)
-  if (c.argc !== 3) c.out.error(SYNTAX)
+  if (c.argc !== 3) c.out.error("ERR wrong number of arguments for 'client|reply' command")
   else if (c.is(2, 'on')) { s.replyMode = 0; c.out.ok() }
-  else if (c.is(2, 'off')) s.replyMode |= REPLY_OFF
-  else if (c.is(2, 'skip')) { if ((s.replyMode & REPLY_OFF) === 0) s.replyMode |= SKIP_NEXT }
+  else if (c.is(2, 'off')) { s.replyMode |= REPLY_OFF; if (s.inExec) c.out.ok() }
+  else if (c.is(2, 'skip')) { if ((s.replyMode & REPLY_OFF) === 0) s.replyMode |= SKIP_NEXT; if (s.inExec) c.out.ok() }
   else c.out.error(SYNTAX)
 }
 
