@@ -243,6 +243,17 @@ test('CLIENT REPLY OFF, ON and SKIP, in a pipeline, with Redis\'s replies and er
   assert.deepEqual(await run(k, ['GET', 'a']), ['2'], 'the silenced commands ran')
 })
 
+test('CLIENT REPLY SKIP or OFF before a blocking command drops its answer when it comes, as Redis does', async () => {
+  await run(k, ['FLUSHALL'])
+  const pushLater = setTimeout(() => { void run(k, ['RPUSH', 'q2', 'v']) }, 300)
+  assert.deepEqual(await silentPipeline(kv.port, [
+    ['CLIENT', 'REPLY', 'SKIP'], ['BLPOP', 'nolist', '0.2'], ['PING', 'after timeout'],
+    ['CLIENT', 'REPLY', 'OFF'], ['BLPOP', 'q2', 5], ['CLIENT', 'REPLY', 'ON'], ['PING', 'after push']
+  ], 1000), ['after timeout', 'OK', 'after push'])
+  clearTimeout(pushLater)
+  assert.deepEqual(await run(k, ['EXISTS', 'q2']), [0], 'the silenced BLPOP popped')
+})
+
 test('CLIENT REPLY inside MULTI takes effect after EXEC, whose reply stays a whole array', async () => {
   await run(k, ['FLUSHALL'])
   assert.deepEqual(await silentPipeline(kv.port, [

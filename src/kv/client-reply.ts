@@ -6,8 +6,9 @@
  * A command's reply is dropped when, once it has run, replies are off or skipped: so a CLIENT REPLY
  * queued in a MULTI takes effect for the commands after the EXEC, whose reply is sent or dropped
  * whole, and it answers OK inside the EXEC array (Redis 7.0 leaves a hole there, which breaks the
- * array). Pub/sub messages and (un)subscribe confirmations are always sent, as in Redis; so is the
- * answer to a command that blocked before it was skipped (Redis drops it).
+ * array). Pub/sub messages and (un)subscribe confirmations are always sent, as in Redis. A command
+ * that blocks keeps the mode it ran under until it is answered, so a skipped BLPOP's answer is
+ * dropped when it comes (in this generation or, the mode travelling with the client, the next).
  */
 import type { Reply } from './reply.ts'
 import { sessionOf, type Session } from './session.ts'
@@ -39,5 +40,18 @@ export function silenced (s: Session): boolean {
 /** After each command of a client whose mode is not 0: drops its reply (written from `mark`) if due, arms a SKIP. */
 export function afterCommand (s: Session, out: Reply, mark: number): void {
   if (silenced(s)) out.rewind(mark)
+  if (s.blocked === null) advance(s)
+}
+
+/** A blocked command's answer is ready: true if it is to be sent; the mode moves past that command. */
+export function answerSent (s: Session): boolean {
+  if (s.replyMode === 0) return true
+  const send = !silenced(s)
+  advance(s)
+  return send
+}
+
+/** One command done: a SKIP armed by it applies to the next. */
+function advance (s: Session): void {
   s.replyMode = (s.replyMode & REPLY_OFF) | ((s.replyMode & SKIP_NEXT) !== 0 ? SKIPPING : 0)
 }

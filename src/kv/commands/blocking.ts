@@ -16,6 +16,7 @@ import { zsetPop } from './zset.ts'
 import { mpopInto, parseMpop } from './mpop.ts'
 import type { Command } from './types.ts'
 import { NOTIFY_LIST, NOTIFY_ZSET, notifyKey, notifyPop } from '../notify.ts'
+import { answerSent } from '../client-reply.ts'
 
 /** The key's type: 'none', 'list', 'zset', or 'other'. */
 function typeOf (c: Ctx, key: Buffer): string {
@@ -161,7 +162,8 @@ export class Blocking {
       c.store = store
     }
     this.unblock(w)
-    w.session.deliver(this.aside.take())
+    const answer = this.aside.take()
+    if (answerSent(w.session)) w.session.deliver(answer)
     w.session.unblocked()
     return true
   }
@@ -178,7 +180,8 @@ export class Blocking {
     this.aside.resp = w.session.resp
     if (w.spec.kind === 'blmove') this.aside.nil()
     else this.aside.nilArray()
-    w.session.deliver(this.aside.take())
+    const answer = this.aside.take()
+    if (answerSent(w.session)) w.session.deliver(answer)
     w.session.unblocked()
   }
 }
