@@ -70,7 +70,7 @@ export class Compactor {
       if (t[w] !== h || t[w + 1] !== seg.id || t[w + 2] !== off) continue
       const at = seg.expireAt(off)
       if (at !== 0 && at <= store.now) {
-        store.removeAt(i)
+        store.expireSlot(i)
         return size
       }
       const dst = store.room(size)

@@ -12,6 +12,7 @@ import type { Waiter } from './session.ts'
 import { QueryBuffer } from './query.ts'
 import type { Allocator } from './segments.ts'
 import { encodeCommand, hubOf, type Session, type Transaction, type WatchedKey } from './session.ts'
+import { afterCommand } from './client-reply.ts'
 
 export interface ConnHost {
   readonly ctx: Ctx
@@ -64,6 +65,8 @@ export class Conn implements Session {
   patterns = new Set<string>()
   blocked: Waiter | null = null
   inExec = false
+  /** CLIENT REPLY's mode (client-reply.ts): 0 while every reply is sent. */
+  replyMode = 0
   /** Whole commands that came in the same read as a command that blocked: they run once it is answered. */
   held: Buffer[] = []
   readonly socket: Socket
@@ -128,12 +131,14 @@ export class Conn implements Session {
       return true
     }
     ctx.out.resp = this.resp
+    const mark = ctx.out.pos
     this.running = true
     try {
       execute(ctx)
     } finally {
       this.running = false
     }
+    if (this.replyMode !== 0) afterCommand(this, ctx.out, mark)
     this.host.commands++
     if (this.deferred !== null) {
       for (const b of this.deferred) ctx.out.append(b)

@@ -31,7 +31,7 @@ export class ExpirySweeper {
       q.pop(this.top)
       const slot = store.slotOf(this.top.seg, this.top.off)
       if (slot < 0 || !store.at(slot) || store.seg.expireAt(store.off) !== this.top.at) continue
-      store.removeAt(slot)
+      store.expireSlot(slot)
       this.expired++
       n++
     }
@@ -53,7 +53,7 @@ export class ExpirySweeper {
       if (t[i << 2] !== 0 && store.at(i)) {
         const at = store.seg.expireAt(store.off)
         if (at !== 0 && at <= store.now) {
-          store.removeAt(i)
+          store.expireSlot(i)
           this.expired++
           continue
         }

@@ -9,6 +9,7 @@ import type { Conn, AdoptedClient } from './conn.ts'
 import { INCOMPLETE, PROTOCOL_ERROR, RespParser } from './resp.ts'
 import { encodeArgs, keyId, type Hub, type Session } from './session.ts'
 import { Validator } from '../validate.ts'
+import { REPLY_MODES } from './client-reply.ts'
 
 /** At most this many query buffers move as regions of their own; the rest are copied into the pack. */
 export const QUERY_REGIONS = 64
@@ -36,6 +37,8 @@ export interface ClientMeta {
   watchDirty?: boolean
   /** Blocked until this epoch ms (0: no timeout); its command is a record. */
   blockedUntil?: number
+  /** CLIENT REPLY's mode (absent: 0, every reply sent). */
+  reply?: number
   /** Where its state records (queued and held commands, watched keys, subscriptions) are in the pack. */
   records?: [number, number]
 }
@@ -61,6 +64,7 @@ function describeSession (c: Conn): { meta: ClientMeta, records: Buffer | null }
   if (c.resp === 3) meta.resp = 3
   meta.db = c.db
   if (c.watchDirty) meta.watchDirty = true
+  if (c.replyMode !== 0) meta.reply = c.replyMode
   const records: Buffer[] = []
   if (c.tx !== null) {
     meta.tx = { failed: c.tx.failed }
@@ -139,6 +143,7 @@ export function restoreSession (s: Session, hub: Hub, m: unknown, regions: Recor
   if (meta.resp !== undefined) s.resp = check.int(meta.resp, 'resp', 2, 3) as 2 | 3
   if (meta.tx !== undefined) s.tx = { commands: [], failed: check.bool(check.obj(meta.tx, 'tx').failed, 'tx.failed') }
   if (meta.watchDirty !== undefined) s.watchDirty = check.bool(meta.watchDirty, 'watchDirty')
+  if (meta.reply !== undefined) s.replyMode = check.int(meta.reply, 'reply', 0, REPLY_MODES)
   const deadline = meta.blockedUntil === undefined ? null : check.uint(meta.blockedUntil, 'blockedUntil')
   if (meta.records === undefined) return
   const pack = regions[PACK]

@@ -20,6 +20,7 @@ import { Watches } from './commands/multi.ts'
 import { PubSub } from './commands/pubsub.ts'
 import { Blocking } from './commands/blocking.ts'
 import type { Hub } from './session.ts'
+import { KeyspaceEvents } from './notify.ts'
 
 export class KvServer implements ConnHost, ServerView {
   readonly dbs: Databases
@@ -42,7 +43,7 @@ export class KvServer implements ConnHost, ServerView {
   /** The addresses listened on (Redis's `bind`), for CONFIG GET and the start-up line. */
   bind: string[] = ['127.0.0.1']
   /** Watched keys, channels and blocked clients: per watched key, channel or waiter, never per stored key. */
-  readonly hub: Hub = { watches: new Watches(), pubsub: new PubSub(), blocking: new Blocking(), dispatch, lookup }
+  readonly hub: Hub = { watches: new Watches(), pubsub: new PubSub(), blocking: new Blocking(), keyspace: new KeyspaceEvents(this), dispatch, lookup }
   /** The region the small query buffers were packed into for a handoff; released if it rolls back. */
   handoffPack: ArrayBuffer | null = null
 
@@ -65,7 +66,8 @@ export class KvServer implements ConnHost, ServerView {
   get config (): Record<string, string> {
     return {
       maxmemory: String(this.dbs.maxmemory), save: '', appendonly: 'no', databases: String(this.dbs.count),
-      port: String(this.port), bind: this.bind.join(' '), 'maxmemory-policy': 'noeviction'
+      port: String(this.port), bind: this.bind.join(' '), 'maxmemory-policy': 'noeviction',
+      'notify-keyspace-events': this.hub.keyspace.text
     }
   }
 
@@ -90,6 +92,7 @@ export class KvServer implements ConnHost, ServerView {
       this.setPassword(value)
       return null
     }
+    if (name === 'notify-keyspace-events') return this.hub.keyspace.configure(value)
     if (name !== 'maxmemory') return `ERR Unknown option or number of arguments for CONFIG SET - '${name}'`
     const n = parseBytes(value)
     if (n === null) return "ERR CONFIG SET failed (possibly related to argument 'maxmemory') - argument must be a memory value"
@@ -218,6 +221,7 @@ export class KvServer implements ConnHost, ServerView {
   /** Closes listeners and clients. */
   async close (): Promise<void> {
     this.stopTimer()
+    this.hub.keyspace.configure('')
     for (const c of this.conns) c.socket.destroy()
     await Promise.all(this.listeners.map(async (s) => await new Promise((resolve) => s.close(resolve))))
   }

@@ -53,6 +53,8 @@ export interface Session extends ClientInfo {
   held: Buffer[]
   /** Set while EXEC runs the queued commands: blocking commands do not block there. */
   inExec: boolean
+  /** CLIENT REPLY's mode (client-reply.ts): 0 while every reply is sent. */
+  replyMode: number
   /** Out-of-band bytes for this client (pub/sub messages, a blocked command's answer). */
   deliver (bytes: Buffer): void
   /** A blocked command was answered (or timed out): run what the client sent meanwhile. */

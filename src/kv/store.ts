@@ -36,6 +36,15 @@ export interface StoreState { regions: Record<string, ArrayBuffer>, meta: StoreM
 
 export const KEEP_TTL = -1
 
+/** `storeEvents.hook`'s kinds: a key the store added, or one it deleted because its time had passed. */
+export const NEW_KEY = 0
+export const EXPIRED_KEY = 1
+/**
+ * Keyspace notifications (notify.ts) of what the store does on its own. Null while they are off,
+ * so that each add or expiry costs one check.
+ */
+export const storeEvents: { hook: ((store: Store, kind: number, b: Buffer, s: number, e: number) => void) | null } = { hook: null }
+
 /**
  * What a type whose value is not self-contained (its record points at structures of its own) must
  * do when its record goes away or is copied into another store. Strings need none of it.
@@ -187,7 +196,7 @@ export class Store {
         if (seg.keyEquals(off, b, s, e)) {
           const at = seg.expireAt(off)
           if (at !== 0 && at <= this.now) {
-            this.removeAt(i)
+            this.expireSlot(i)
             return this.find(b, s, e)
           }
           this.seg = seg
@@ -256,6 +265,7 @@ export class Store {
       this.expires++
       this.expiryQueue.push(at, dst.id, off)
     }
+    if (storeEvents.hook !== null) storeEvents.hook(this, NEW_KEY, kb, ks, ke)
     if (this.migration !== null) this.growthStep(16)
     return true
   }
@@ -278,6 +288,16 @@ export class Store {
       m.removing(slot)
       this.index.removeAt(slot, (from, to) => m.shifted(from, to))
     }
+  }
+
+  /** Deletes the key in `slot`, whose time has passed (telling keyspace notifications, when they are on). */
+  expireSlot (slot: number): void {
+    const hook = storeEvents.hook
+    if (hook !== null && this.at(slot)) {
+      const ks = this.seg.keyStart(this.off)
+      hook(this, EXPIRED_KEY, this.seg.bytes, ks, ks + this.seg.keyLen(this.off))
+    }
+    this.removeAt(slot)
   }
 
   /** Points the entry in `slot` at another record (a rewrite that moved, or compaction). */

@@ -37,6 +37,8 @@ interface KvMeta {
   upgrades: number
   /** SHA-256 (hex) of the requirepass, or null: a successor started without a password keeps this one. */
   passHash: string | null
+  /** notify-keyspace-events, as CONFIG GET writes it (absent from a predecessor without notifications: off). */
+  notify?: string
   /** The clients by handle name: their names, AUTH state and where their query buffers are. */
   clients: Record<string, ClientMeta>
 }
@@ -62,7 +64,7 @@ export function handOver (server: KvServer): HandoffState {
   const meta: KvMeta = {
     kind: 'pagegift-kv', dbs, maxmemory: server.dbs.maxmemory, port: server.port,
     commands: server.commands + server.stats.inheritedCommands, upgrades: server.stats.upgrades, clients: moved.clients,
-    passHash: server.passHash?.toString('hex') ?? null
+    passHash: server.passHash?.toString('hex') ?? null, notify: server.hub.keyspace.text
   }
   return { regions: { ...regions, ...moved.regions }, handles, meta }
 }
@@ -85,6 +87,9 @@ function adopt (gen: Generation, o: KvOptions, allocator: Allocator): KvServer {
   server.snapshotPath = o.snapshot
   server.rdbOutPath = o.rdbOut
   inheritPassword(server, o, meta)
+  if (meta.notify !== undefined && (typeof meta.notify !== 'string' || server.hub.keyspace.configure(meta.notify) !== null)) {
+    throw new TypeError(`pagegift-kv: the predecessor's notify-keyspace-events is not understood: ${String(meta.notify)}`)
+  }
   // Blocked clients' deadlines start counting again once this generation serves (thaw).
   server.hub.blocking.freeze()
   for (const [name, h] of Object.entries(inh.handles)) {

@@ -15,6 +15,8 @@ import { listPop, listPush } from './list.ts'
 import { zsetPop } from './zset.ts'
 import { mpopInto, parseMpop } from './mpop.ts'
 import type { Command } from './types.ts'
+import { NOTIFY_LIST, NOTIFY_ZSET, notifyKey, notifyPop } from '../notify.ts'
+import { answerSent } from '../client-reply.ts'
 
 /** The key's type: 'none', 'list', 'zset', or 'other'. */
 function typeOf (c: Ctx, key: Buffer): string {
@@ -160,7 +162,8 @@ export class Blocking {
       c.store = store
     }
     this.unblock(w)
-    w.session.deliver(this.aside.take())
+    const answer = this.aside.take()
+    if (answerSent(w.session)) w.session.deliver(answer)
     w.session.unblocked()
     return true
   }
@@ -191,7 +194,8 @@ export class Blocking {
     if (error) this.aside.error('UNBLOCKED client unblocked via CLIENT UNBLOCK')
     else if (w.spec.kind === 'blmove') this.aside.nil()
     else this.aside.nilArray()
-    w.session.deliver(this.aside.take())
+    const answer = this.aside.take()
+    if (answerSent(w.session)) w.session.deliver(answer)
     w.session.unblocked()
   }
 }
@@ -202,6 +206,7 @@ function popInto (c: Ctx, spec: Spec, key: Buffer): boolean {
   if (spec.kind === 'bzpopmin' || spec.kind === 'bzpopmax') {
     const got = zsetPop(c.store, key, 0, key.length, spec.kind === 'bzpopmax')
     if (got === null || typeof got === 'string') return false
+    notifyPop(c, NOTIFY_ZSET, spec.kind === 'bzpopmax' ? 'zpopmax' : 'zpopmin', key)
     c.out.arrayHeader(3)
     c.out.bulk(key, 0, key.length)
     c.out.bulk(got[0], 0, got[0].length)
@@ -215,6 +220,7 @@ function popInto (c: Ctx, spec: Spec, key: Buffer): boolean {
   if (spec.kind === 'blmove') {
     const dest = spec.dest as Buffer
     listPush(c.store, dest, 0, dest.length, spec.toLeft, value, 0, value.length)
+    notifyKey(c, NOTIFY_LIST, spec.toLeft ? 'lpush' : 'rpush', dest)
     const h = hubOf(c)
     const id = keyId(sessionOf(c).db, dest, 0, dest.length)
     h.watches.touch(id)
@@ -225,6 +231,7 @@ function popInto (c: Ctx, spec: Spec, key: Buffer): boolean {
     c.out.bulk(key, 0, key.length)
     c.out.bulk(value, 0, value.length)
   }
+  notifyPop(c, NOTIFY_LIST, spec.fromLeft ? 'lpop' : 'rpop', key)
   const h = hubOf(c)
   h.watches.touch(keyId(sessionOf(c).db, key, 0, key.length))
   return true

@@ -2,6 +2,7 @@
 import { typeOps, type Store } from '../store.ts'
 import { DB_RANGE, NOT_INT, OOM, SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
+import { NOTIFY_GENERIC, notify } from '../notify.ts'
 
 /** Argument i as a database number; replies with Redis's error and returns -1 if it is not one. */
 function dbArg (c: Ctx, i: number, notInt = NOT_INT): number {
@@ -61,6 +62,8 @@ function move (c: Ctx): void {
   if (!copyRecord(from, to, c.buf, c.s(1), c.e(1))) { c.out.error(OOM); return }
   from.removeAt(from.find(c.buf, c.s(1), c.e(1)))
   c.out.int(1)
+  notify(c, NOTIFY_GENERIC, 'move_from', 1)
+  notify(c, NOTIFY_GENERIC, 'move_to', 1, n)
 }
 
 function swapdb (c: Ctx): void {
@@ -94,6 +97,8 @@ function rename (c: Ctx, nx: boolean): void {
   store.removeAt(store.find(c.buf, c.s(1), c.e(1)))
   if (nx) c.out.int(1)
   else c.out.ok()
+  notify(c, NOTIFY_GENERIC, 'rename_from', 1)
+  notify(c, NOTIFY_GENERIC, 'rename_to', 2)
 }
 
 /** COPY source destination [DB destination-db] [REPLACE] */
@@ -116,6 +121,7 @@ function copy (c: Ctx): void {
   from.find(c.buf, c.s(1), c.e(1))
   if (!copyRecord(from, to, c.buf, c.s(2), c.e(2))) { c.out.error(OOM); return }
   c.out.int(1)
+  notify(c, NOTIFY_GENERIC, 'copy_to', 2, db)
 }
 
 const w = ['write']

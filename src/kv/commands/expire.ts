@@ -1,6 +1,7 @@
 /** Expiry commands: EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT (NX/XX/GT/LT), TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST. */
 import { NOT_INT, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
+import { NOTIFY_GENERIC, notify } from '../notify.ts'
 
 const MAX64 = 2n ** 63n - 1n
 const MIN64 = -(2n ** 63n)
@@ -45,8 +46,7 @@ function expire (c: Ctx, name: string, unit: number, absolute: boolean): void {
   // A key without a TTL counts as never expiring: GT never applies to it, LT always does.
   const skip = (nx && cur !== 0) || (xx && cur === 0) || (gt && (cur === 0 || at <= cur)) || (lt && cur !== 0 && at >= cur)
   if (skip) { c.out.int(0); return }
-  if (at <= c.store.now) c.store.removeAt(slot)
-  else c.store.setExpire(at)
+  if (at <= c.store.now) { c.store.removeAt(slot); notify(c, NOTIFY_GENERIC, 'del', 1) } else { c.store.setExpire(at); notify(c, NOTIFY_GENERIC, 'expire', 1) }
   c.out.int(1)
 }
 
@@ -69,6 +69,7 @@ function persist (c: Ctx): void {
   if (c.store.find(c.buf, c.s(1), c.e(1)) < 0 || c.store.seg.expireAt(c.store.off) === 0) { c.out.int(0); return }
   c.store.setExpire(0)
   c.out.int(1)
+  notify(c, NOTIFY_GENERIC, 'persist', 1)
 }
 
 const w = ['write', 'fast']

@@ -4,6 +4,7 @@ import { offOf } from '../types/heap.ts'
 import { open, create, dropIfEmpty, types, hashOf, scanArgs, formatFloat, parseFloatArg, T_HASH } from '../types/access.ts'
 import { NOT_INT, WRONG_ARGS, parseInteger, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
+import { NOTIFY_GENERIC, NOTIFY_HASH, notify } from '../notify.ts'
 
 const HDR = 3
 
@@ -87,12 +88,15 @@ function hset (c: Ctx, multi: boolean): void {
   for (let i = 2; i < c.argc; i += 2) added += setField(c, hd, i, i + 1, false)
   if (multi) c.out.ok()
   else c.out.int(added)
+  notify(c, NOTIFY_HASH, 'hset', 1)
 }
 
 function hsetnx (c: Ctx): void {
   const hd = openForWrite(c)
   if (hd < 0) return
-  c.out.int(setField(c, hd, 2, 3, true))
+  const set = setField(c, hd, 2, 3, true)
+  c.out.int(set)
+  if (set !== 0) notify(c, NOTIFY_HASH, 'hset', 1)
 }
 
 /** Finds field argument f in hash `hd`: the entry ref or 0. */
@@ -134,6 +138,8 @@ function hdel (c: Ctx): void {
     t.heap.release(ref, 8 + (vE - offOf(ref) - 8))
     n++
   }
+  if (n > 0) notify(c, NOTIFY_HASH, 'hdel', 1)
+  if (t.dict.count(hd) === 0) notify(c, NOTIFY_GENERIC, 'del', 1)
   dropIfEmpty(c, 1, t.dict.count(hd))
   c.out.int(n)
 }
@@ -203,6 +209,7 @@ function hincrby (c: Ctx): void {
   if (next < MIN64 || next > MAX64) { c.out.error('ERR increment or decrement would overflow'); return }
   storeNumber(c, hd, ref, next.toString())
   c.out.int(next)
+  notify(c, NOTIFY_HASH, 'hincrby', 1)
 }
 
 function hincrbyfloat (c: Ctx): void {
@@ -223,6 +230,7 @@ function hincrbyfloat (c: Ctx): void {
   const text = formatFloat(next)
   storeNumber(c, hd, ref, text)
   c.out.bulkString(text)
+  notify(c, NOTIFY_HASH, 'hincrbyfloat', 1)
 }
 
 function hrandfield (c: Ctx): void {

@@ -5,12 +5,13 @@ import { TYPE_NAMES } from '../segments.ts'
 import { SYNTAX, NOT_INT, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 import { scanBuckets } from '../scan.ts'
+import { NOTIFY_GENERIC, notify } from '../notify.ts'
 
 function del (c: Ctx): void {
   let n = 0
   for (let i = 1; i < c.argc; i++) {
     const slot = c.store.find(c.buf, c.s(i), c.e(i))
-    if (slot >= 0) { c.store.removeAt(slot); n++ }
+    if (slot >= 0) { c.store.removeAt(slot); n++; notify(c, NOTIFY_GENERIC, 'del', i) }
   }
   c.out.int(n)
 }

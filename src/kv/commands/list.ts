@@ -7,6 +7,7 @@ import { typesOf } from '../types/registry.ts'
 import { open, create, createKey, tagOf, refOf, isHeapRecord, types, T_LIST, WRONGTYPE } from '../types/access.ts'
 import { NOT_INT, SYNTAX, WRONG_ARGS, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
+import { NOTIFY_GENERIC, NOTIFY_LIST, notify, notifying } from '../notify.ts'
 
 /** A copy of an element that must outlive its node (LMOVE, pops for blocked clients). */
 let scratch = Buffer.alloc(256)
@@ -30,6 +31,7 @@ function push (c: Ctx, left: boolean, onlyIfExists: boolean): void {
   const l = lists(c)
   for (let i = 2; i < c.argc; i++) l.push(hd, left, c.buf, c.s(i), c.e(i))
   c.out.int(l.count(hd))
+  notify(c, NOTIFY_LIST, left ? 'lpush' : 'rpush', 1)
 }
 
 /** Removes argument i's key when its list is empty. */
@@ -58,6 +60,8 @@ function pop (c: Ctx, left: boolean): void {
     c.out.bulk(l.h.b[eA], eS, eE)
     l.removeAt(hd, pNode, pOff)
   }
+  if (n > 0) notify(c, NOTIFY_LIST, left ? 'lpop' : 'rpop', 1)
+  if (l.count(hd) === 0) notify(c, NOTIFY_GENERIC, 'del', 1)
   dropIfEmpty(c.store, c.buf, c.s(1), c.e(1), hd)
 }
 
@@ -156,6 +160,7 @@ function lset (c: Ctx): void {
   else if (k === l.count(hd)) l.push(hd, false, c.buf, c.s(3), c.e(3))
   else { l.at(hd, k); l.insertAt(hd, pNode, pOff, c.buf, c.s(3), c.e(3)) }
   c.out.ok()
+  notify(c, NOTIFY_LIST, 'lset', 1)
 }
 
 /** True if the current element equals argument i. */
@@ -182,6 +187,8 @@ function lrem (c: Ctx): void {
   if (count > 0) idx = idx.slice(0, count)
   else if (count < 0) idx = idx.slice(Math.max(0, idx.length + count))
   for (let j = idx.length - 1; j >= 0; j--) { l.at(hd, idx[j]); l.removeAt(hd, pNode, pOff) }
+  if (idx.length > 0) notify(c, NOTIFY_LIST, 'lrem', 1)
+  if (l.count(hd) === 0) notify(c, NOTIFY_GENERIC, 'del', 1)
   dropIfEmpty(c.store, c.buf, c.s(1), c.e(1), hd)
   c.out.int(idx.length)
 }
@@ -198,6 +205,8 @@ function ltrim (c: Ctx): void {
   const fromTail = keepAny ? n - 1 - rE : 0
   for (let i = 0; i < fromHead; i++) l.removeEnd(hd, true)
   for (let i = 0; i < fromTail; i++) l.removeEnd(hd, false)
+  notify(c, NOTIFY_LIST, 'ltrim', 1)
+  if (l.count(hd) === 0) notify(c, NOTIFY_GENERIC, 'del', 1)
   dropIfEmpty(c.store, c.buf, c.s(1), c.e(1), hd)
   c.out.ok()
 }
@@ -213,6 +222,7 @@ function linsert (c: Ctx): void {
     if (!matches(c, l, 3)) continue
     l.insertAt(hd, pNode, before ? pOff : eE - offOf(pNode) - 20, c.buf, c.s(4), c.e(4))
     c.out.int(l.count(hd))
+    notify(c, NOTIFY_LIST, 'linsert', 1)
     return
   } while (l.next())
   c.out.int(-1)
@@ -287,6 +297,14 @@ function move (c: Ctx, src: number, dst: number, fromLeft: boolean, toLeft: bool
   const r = listPush(store, c.buf, c.s(dst), c.e(dst), toLeft, scratch, 0, len)
   if (typeof r === 'string') { c.out.error(r); return }
   c.out.bulk(scratch, 0, len)
+  if (notifying()) notifyMove(c, src, dst, fromLeft, toLeft)
+}
+
+/** LMOVE's events, in Redis's order: the push on the destination, the pop from the source, its deletion. */
+function notifyMove (c: Ctx, src: number, dst: number, fromLeft: boolean, toLeft: boolean): void {
+  notify(c, NOTIFY_LIST, toLeft ? 'lpush' : 'rpush', dst)
+  notify(c, NOTIFY_LIST, fromLeft ? 'lpop' : 'rpop', src)
+  if (listLength(c.store, c.buf, c.s(src), c.e(src)) === 0) notify(c, NOTIFY_GENERIC, 'del', src)
 }
 
 /** LEFT -> true, RIGHT -> false, anything else null. */

@@ -9,6 +9,7 @@ import { WRONGTYPE, type Ctx } from './context.ts'
 import { listLength, listPop } from './list.ts'
 import { zsetPop } from './zset.ts'
 import type { Command } from './types.ts'
+import { NOTIFY_LIST, NOTIFY_ZSET, notifyPop } from '../notify.ts'
 
 /** A positive integer argument as Redis's getRangeLongFromObjectOrReply(1, LONG_MAX) reads it, or null. */
 function positive (b: Buffer): number | null {
@@ -64,6 +65,7 @@ export function mpopInto (c: Ctx, spec: Spec, key: Buffer): boolean {
       got.push(r)
     }
     if (got.length === 0) return false
+    notifyPop(c, NOTIFY_ZSET, spec.fromLeft ? 'zpopmin' : 'zpopmax', key)
     c.out.arrayHeader(2)
     c.out.bulk(key, 0, key.length)
     c.out.arrayHeader(got.length)
@@ -82,6 +84,7 @@ export function mpopInto (c: Ctx, spec: Spec, key: Buffer): boolean {
       const v = listPop(c.store, key, 0, key.length, spec.fromLeft) as Buffer
       c.out.bulk(v, 0, v.length)
     }
+    notifyPop(c, NOTIFY_LIST, spec.fromLeft ? 'lpop' : 'rpop', key)
   }
   hubOf(c).watches.touch(keyId(sessionOf(c).db, key, 0, key.length))
   return true

@@ -6,6 +6,8 @@
  */
 import { Glob } from '../glob.ts'
 import { hubOf, sessionOf, type Session } from '../session.ts'
+import { silenced } from '../client-reply.ts'
+import { Reply } from '../reply.ts'
 import type { Ctx } from './context.ts'
 import type { Command } from './types.ts'
 
@@ -92,11 +94,15 @@ export class PubSub {
 /** One (un)subscribe confirmation: kind, name (or null), the client's subscription count. */
 function confirm (c: Ctx, kind: string, name: string | null): void {
   const s = sessionOf(c)
-  c.out.push(3)
-  c.out.bulkString(kind)
-  if (name === null) c.out.nil()
-  else { const b = Buffer.from(name, 'latin1'); c.out.bulk(b, 0, b.length) }
-  c.out.int(s.channels.size + s.patterns.size)
+  // A client under CLIENT REPLY OFF or SKIP still gets it, as in Redis 7.2: out of band.
+  const out = silenced(s) ? new Reply(256) : c.out
+  out.resp = c.out.resp
+  out.push(3)
+  out.bulkString(kind)
+  if (name === null) out.nil()
+  else { const b = Buffer.from(name, 'latin1'); out.bulk(b, 0, b.length) }
+  out.int(s.channels.size + s.patterns.size)
+  if (out !== c.out) s.deliver(out.take())
 }
 
 function subscribe (c: Ctx, pattern: boolean): void {

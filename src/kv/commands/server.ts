@@ -4,6 +4,7 @@ import { markSaved, resetStats } from './stats.ts'
 import { clientUnblock } from './blocking.ts'
 import { SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
+import { clientReply } from '../client-reply.ts'
 
 function ping (c: Ctx): void {
   if (c.argc === 1) c.out.simple('PONG')
@@ -24,7 +25,9 @@ function client (c: Ctx): void {
     else c.out.bulkString(c.client.name)
   } else if (c.is(1, 'id') && c.argc === 2) {
     c.out.int(c.client.id)
-  } else if (c.is(1, 'setinfo') || c.is(1, 'reply')) {
+  } else if (c.is(1, 'reply')) {
+    clientReply(c)
+  } else if (c.is(1, 'setinfo')) {
     c.out.ok()
   } else {
     c.out.error(`ERR unknown subcommand '${c.str(1)}'. Try CLIENT HELP.`)
@@ -42,7 +45,7 @@ const TOLERATED: Record<string, string> = {
   'set-max-intset-entries': '512', 'set-max-listpack-entries': '128', 'set-max-listpack-value': '64',
   'zset-max-listpack-entries': '128', 'zset-max-listpack-value': '64', 'zset-max-ziplist-entries': '128', 'zset-max-ziplist-value': '64',
   'lazyfree-lazy-server-del': 'no', 'lazyfree-lazy-user-del': 'no', 'lazyfree-lazy-user-flush': 'no', 'lazyfree-lazy-expire': 'no',
-  'notify-keyspace-events': '', 'lua-time-limit': '5000', 'busy-reply-threshold': '5000', 'proto-max-bulk-len': '536870912',
+  'lua-time-limit': '5000', 'busy-reply-threshold': '5000', 'proto-max-bulk-len': '536870912',
   'client-query-buffer-limit': '1073741824', 'rdb-key-save-delay': '0', 'min-replicas-to-write': '0', 'replica-serve-stale-data': 'yes',
   'replica-read-only': 'yes', save: '', appendonly: 'no', 'active-expire-effort': '1', 'latency-tracking': 'yes', 'slowlog-log-slower-than': '10000'
 }

@@ -5,6 +5,7 @@ import { open, create, dropIfEmpty, types, hashOf, scanArgs, createKey, T_SET } 
 import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 import { pickRandom } from './hash.ts'
+import { NOTIFY_GENERIC, NOTIFY_SET, notify } from '../notify.ts'
 
 const HDR = 3
 
@@ -35,6 +36,7 @@ function sadd (c: Ctx): void {
   let n = 0
   for (let i = 2; i < c.argc; i++) n += addMember(d, hashOf(c, c.buf, c.s(i), c.e(i)), hd, c.buf, c.s(i), c.e(i))
   c.out.int(n)
+  if (n > 0) notify(c, NOTIFY_SET, 'sadd', 1)
 }
 
 /** Removes the entry the dict found last from set hd. */
@@ -54,6 +56,8 @@ function srem (c: Ctx): void {
     removeFound(d, hd)
     n++
   }
+  if (n > 0) notify(c, NOTIFY_SET, 'srem', 1)
+  if (d.count(hd) === 0) notify(c, NOTIFY_GENERIC, 'del', 1)
   dropIfEmpty(c, 1, d.count(hd))
   c.out.int(n)
 }
@@ -110,6 +114,8 @@ function spop (c: Ctx): void {
     replyMember(c, d.h, d.ref)
     removeFound(d, hd)
   }
+  if (n > 0) notify(c, NOTIFY_SET, 'spop', 1)
+  if (d.count(hd) === 0) notify(c, NOTIFY_GENERIC, 'del', 1)
   dropIfEmpty(c, 1, d.count(hd))
 }
 
@@ -141,13 +147,15 @@ function smove (c: Ctx): void {
   if (src === 0 || !d.find(src, SET, hash, c.buf, s, e)) { c.out.int(0); return }
   if (src === dst) { c.out.int(1); return }
   removeFound(d, src)
+  notify(c, NOTIFY_SET, 'srem', 1)
+  if (d.count(src) === 0) notify(c, NOTIFY_GENERIC, 'del', 1)
   dropIfEmpty(c, 1, d.count(src))
   let to = open(c, 2, T_SET)
   if (to === 0) {
     to = d.create(HDR)
     if (!create(c, 2, T_SET, to)) { d.destroy(to, SET, HDR); return }
   }
-  addMember(d, hash, to, c.buf, s, e)
+  if (addMember(d, hash, to, c.buf, s, e) !== 0) notify(c, NOTIFY_SET, 'sadd', 2)
   c.out.int(1)
 }
 
@@ -219,9 +227,10 @@ function setopStore (c: Ctx, op: number): void {
   const n = d.count(out)
   const at = c.store.find(c.buf, c.s(1), c.e(1))
   if (at >= 0) c.store.removeAt(at)
-  if (n === 0) { d.destroy(out, SET, HDR); c.out.int(0); return }
+  if (n === 0) { d.destroy(out, SET, HDR); c.out.int(0); if (at >= 0) notify(c, NOTIFY_GENERIC, 'del', 1); return }
   if (!createKey(c.store, c.buf, c.s(1), c.e(1), T_SET, out, c.store.find(c.buf, c.s(1), c.e(1)), c)) { d.destroy(out, SET, HDR); return }
   c.out.int(n)
+  notify(c, NOTIFY_SET, ['sinterstore', 'sunionstore', 'sdiffstore'][op], 1)
 }
 
 function sintercard (c: Ctx): void {

@@ -7,6 +7,7 @@ import { recordSize, STRING_RAW } from '../segments.ts'
 import { OOM, SYNTAX, NOT_INT, WRONG, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 import { expireTime } from './expire.ts'
+import { NOTIFY_GENERIC, NOTIFY_STRING, notify } from '../notify.ts'
 
 /** Redis's proto-max-bulk-len: the longest string SETRANGE and APPEND may make. */
 const MAX_STRING = 512 * 1024 * 1024
@@ -24,8 +25,7 @@ function expireArg (c: Ctx, i: number, unit: number, absolute: boolean, name: st
 function setnx (c: Ctx): void {
   const slot = c.store.find(c.buf, c.s(1), c.e(1))
   if (slot >= 0) { c.out.int(0); return }
-  if (c.store.write(slot, c.buf, c.s(1), c.e(1), c.buf, c.s(2), c.e(2), 0)) c.out.int(1)
-  else c.out.error(OOM)
+  if (c.store.write(slot, c.buf, c.s(1), c.e(1), c.buf, c.s(2), c.e(2), 0)) { c.out.int(1); notify(c, NOTIFY_STRING, 'set', 1) } else c.out.error(OOM)
 }
 
 /** SETEX key seconds value, PSETEX key ms value. */
@@ -33,8 +33,11 @@ function setex (c: Ctx, unit: number, name: string): void {
   const at = expireArg(c, 2, unit, false, name)
   if (at === null) return
   const slot = c.store.find(c.buf, c.s(1), c.e(1))
-  if (c.store.write(slot, c.buf, c.s(1), c.e(1), c.buf, c.s(3), c.e(3), at)) c.out.ok()
-  else c.out.error(OOM)
+  if (c.store.write(slot, c.buf, c.s(1), c.e(1), c.buf, c.s(3), c.e(3), at)) {
+    c.out.ok()
+    notify(c, NOTIFY_STRING, 'set', 1)
+    notify(c, NOTIFY_GENERIC, 'expire', 1)
+  } else c.out.error(OOM)
 }
 
 /** GETEX key [EX s | PX ms | EXAT t | PXAT t | PERSIST] */
@@ -55,8 +58,12 @@ function getex (c: Ctx): void {
   if (slot < 0) { c.out.nil(); return }
   replyValue(c)
   if (at === KEEP_TTL) return
-  if (at !== 0 && at <= c.store.now) c.store.removeAt(slot)
-  else c.store.setExpire(at)
+  const had = c.store.seg.expireAt(c.store.off) !== 0
+  if (at !== 0 && at <= c.store.now) { c.store.removeAt(slot); notify(c, NOTIFY_GENERIC, 'del', 1) } else {
+    c.store.setExpire(at)
+    if (at !== 0) notify(c, NOTIFY_GENERIC, 'expire', 1)
+    else if (had) notify(c, NOTIFY_GENERIC, 'persist', 1)
+  }
 }
 
 function getdel (c: Ctx): void {
@@ -65,6 +72,7 @@ function getdel (c: Ctx): void {
   if (slot < 0) { c.out.nil(); return }
   replyValue(c)
   c.store.removeAt(slot)
+  notify(c, NOTIFY_GENERIC, 'del', 1)
 }
 
 function msetnx (c: Ctx): void {
@@ -79,6 +87,7 @@ function msetnx (c: Ctx): void {
     // A key given twice: the last value wins, as in Redis.
     const slot = c.store.find(c.buf, c.s(i), c.e(i))
     c.store.write(slot, c.buf, c.s(i), c.e(i), c.buf, c.s(i + 1), c.e(i + 1), 0)
+    notify(c, NOTIFY_STRING, 'set', i)
   }
   c.out.int(1)
 }
@@ -125,8 +134,7 @@ function incrbyfloat (c: Ctx): void {
   if (!Number.isFinite(next)) { c.out.error('ERR increment would produce NaN or Infinity'); return }
   const value = Buffer.from(formatFloat(next), 'latin1')
   c.store.find(c.buf, c.s(1), c.e(1))
-  if (c.store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL)) c.out.bulk(value, 0, value.length)
-  else c.out.error(OOM)
+  if (c.store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL)) { c.out.bulk(value, 0, value.length); notify(c, NOTIFY_STRING, 'incrbyfloat', 1) } else c.out.error(OOM)
 }
 
 /** GETRANGE key start end (and SUBSTR), with Redis's negative and out-of-range indexes. */
@@ -164,8 +172,7 @@ function setrange (c: Ctx): void {
   const value = Buffer.alloc(Math.max(old, offset + vlen))
   if (slot >= 0) store.seg.bytes.copy(value, 0, store.seg.valStart(store.off), store.seg.valStart(store.off) + old)
   c.buf.copy(value, offset, c.s(3), c.e(3))
-  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL, STRING_RAW)) c.out.int(value.length)
-  else c.out.error(OOM)
+  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL, STRING_RAW)) { c.out.int(value.length); notify(c, NOTIFY_STRING, 'setrange', 1) } else c.out.error(OOM)
 }
 
 const BIT_OFFSET = 'ERR bit offset is not an integer or out of range'
@@ -202,8 +209,7 @@ function setbit (c: Ctx): void {
   const was = (value[byte] & mask) !== 0 ? 1 : 0
   if (c.is(3, '1')) value[byte] |= mask
   else value[byte] &= ~mask
-  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL, STRING_RAW)) c.out.int(was)
-  else c.out.error(OOM)
+  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL, STRING_RAW)) { c.out.int(was); notify(c, NOTIFY_STRING, 'setbit', 1) } else c.out.error(OOM)
 }
 
 const write = ['write', 'denyoom']

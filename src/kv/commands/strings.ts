@@ -4,6 +4,7 @@ import { recordSize, STRING_RAW } from '../segments.ts'
 import { OOM, SYNTAX, NOT_INT, WRONG, parseInteger, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 import { expireTime } from './expire.ts'
+import { NOTIFY_GENERIC, NOTIFY_STRING, notify } from '../notify.ts'
 
 function replyValue (c: Ctx): void {
   const { seg, off } = c.store
@@ -45,8 +46,7 @@ function set (c: Ctx): void {
   const ke = c.e(1)
   if (c.argc === 3) {
     const slot = store.find(c.buf, ks, ke)
-    if (store.write(slot, c.buf, ks, ke, c.buf, c.s(2), c.e(2), 0)) c.out.ok()
-    else c.out.error(OOM)
+    if (store.write(slot, c.buf, ks, ke, c.buf, c.s(2), c.e(2), 0)) { c.out.ok(); notify(c, NOTIFY_STRING, 'set', 1) } else c.out.error(OOM)
     return
   }
   const o = setOptions(c)
@@ -68,6 +68,8 @@ function set (c: Ctx): void {
     return
   }
   if (!o.get) c.out.ok()
+  notify(c, NOTIFY_STRING, 'set', 1)
+  if (o.at > 0) notify(c, NOTIFY_GENERIC, 'expire', 1)
 }
 
 function getset (c: Ctx): void {
@@ -79,7 +81,7 @@ function getset (c: Ctx): void {
   if (!c.store.write(slot, c.buf, c.s(1), c.e(1), c.buf, c.s(2), c.e(2), 0)) {
     c.out.rewind(mark)
     c.out.error(OOM)
-  }
+  } else notify(c, NOTIFY_STRING, 'set', 1)
 }
 
 function append (c: Ctx): void {
@@ -93,8 +95,7 @@ function append (c: Ctx): void {
     const old = store.seg.bytes.subarray(vs, vs + store.seg.valLen(store.off))
     value = Buffer.concat([old, c.buf.subarray(c.s(2), c.e(2))])
   }
-  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL, STRING_RAW)) c.out.int(value.length)
-  else c.out.error(OOM)
+  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL, STRING_RAW)) { c.out.int(value.length); notify(c, NOTIFY_STRING, 'append', 1) } else c.out.error(OOM)
 }
 
 function strlen (c: Ctx): void {
@@ -119,6 +120,7 @@ function mset (c: Ctx): void {
   for (let i = 1; i < c.argc; i += 2) {
     const slot = c.store.find(c.buf, c.s(i), c.e(i))
     c.store.write(slot, c.buf, c.s(i), c.e(i), c.buf, c.s(i + 1), c.e(i + 1), 0)
+    notify(c, NOTIFY_STRING, 'set', i)
   }
   c.out.ok()
 }
@@ -143,8 +145,7 @@ function incrBy (c: Ctx, sign: bigint, byArg: number): void {
   const next = current + sign * by
   if (next < MIN64 || next > MAX64) { c.out.error('ERR increment or decrement would overflow'); return }
   const value = Buffer.from(next.toString(), 'latin1')
-  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL)) c.out.int(next)
-  else c.out.error(OOM)
+  if (store.write(slot, c.buf, c.s(1), c.e(1), value, 0, value.length, KEEP_TTL)) { c.out.int(next); notify(c, NOTIFY_STRING, 'incrby', 1) } else c.out.error(OOM)
 }
 
 const write = ['write', 'denyoom']

@@ -4,6 +4,7 @@ import { open, dropIfEmpty, hashOf, T_ZSET } from '../types/access.ts'
 import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 import { zs, replyMember, replyScore, scoreBound, lexBound } from './zset.ts'
+import { NOTIFY_GENERIC, NOTIFY_ZSET, notify } from '../notify.ts'
 
 const RANK = 0; const SCORE = 1; const LEX = 2
 
@@ -141,6 +142,8 @@ function remRange (c: Ctx, by: number): void {
   }
   const n = found.length
   found.length = 0
+  if (n > 0) notify(c, NOTIFY_ZSET, by === RANK ? 'zremrangebyrank' : by === SCORE ? 'zremrangebyscore' : 'zremrangebylex', 1)
+  if (z.count(hd) === 0) notify(c, NOTIFY_GENERIC, 'del', 1)
   dropIfEmpty(c, 1, z.count(hd))
   c.out.int(n)
 }

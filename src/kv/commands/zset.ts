@@ -5,6 +5,7 @@ import { typesOf } from '../types/registry.ts'
 import type { Store } from '../store.ts'
 import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
+import { NOTIFY_GENERIC, NOTIFY_ZSET, notify, notifying } from '../notify.ts'
 
 export const NOT_FLOAT = 'ERR value is not a valid float'
 
@@ -101,11 +102,13 @@ function zaddGeneric (c: Ctx, flags: number, first: number): void {
       dropIfEmpty(c, 1, zs(c).count(hd))
       if (r < 0) c.out.nil()
       else replyScore(c, zaddScore)
+      if (r > 0) notify(c, NOTIFY_ZSET, 'zincr', 1)
       return
     }
   }
   dropIfEmpty(c, 1, zs(c).count(hd))
   c.out.int((flags & CH) !== 0 ? added + changed : added)
+  if (added + changed > 0) notify(c, NOTIFY_ZSET, 'zadd', 1)
 }
 
 function zincrby (c: Ctx): void {
@@ -124,6 +127,8 @@ function zrem (c: Ctx): void {
     z.remove(hd, node, z.dict.slot)
     n++
   }
+  if (n > 0) notify(c, NOTIFY_ZSET, 'zrem', 1)
+  if (z.count(hd) === 0) notify(c, NOTIFY_GENERIC, 'del', 1)
   dropIfEmpty(c, 1, z.count(hd))
   c.out.int(n)
 }
@@ -213,6 +218,8 @@ function zpop (c: Ctx, max: boolean): void {
     z.find(hd, hashOf(c, z.h.b[mA], mS, mE), z.h.b[mA], mS, mE)
     z.remove(hd, x, z.dict.slot)
   }
+  if (n > 0) notify(c, NOTIFY_ZSET, max ? 'zpopmax' : 'zpopmin', 1)
+  if (z.count(hd) === 0) notify(c, NOTIFY_GENERIC, 'del', 1)
   dropIfEmpty(c, 1, z.count(hd))
 }
 
@@ -295,9 +302,11 @@ export function storeResult (c: Ctx, i: number, hd: number): void {
   const n = z.count(hd)
   const at = c.store.find(c.buf, c.s(i), c.e(i))
   if (at >= 0) c.store.removeAt(at)
-  if (n === 0) { z.destroy(hd); c.out.int(0); return }
+  if (n === 0) { z.destroy(hd); c.out.int(0); if (at >= 0) notify(c, NOTIFY_GENERIC, 'del', i); return }
   if (!createKey(c.store, c.buf, c.s(i), c.e(i), T_ZSET, hd, c.store.find(c.buf, c.s(i), c.e(i)), c)) { z.destroy(hd); return }
   c.out.int(n)
+  // The event is the command's name: zunionstore, zinterstore.
+  if (notifying()) notify(c, NOTIFY_ZSET, c.str(0).toLowerCase(), i)
 }
 
 const w = ['write', 'denyoom', 'fast']
