@@ -68,7 +68,8 @@ test('every command built publishes Redis\'s keyevent names, in Redis\'s order',
     ['SADD', 'st', 'a', 'b'], ['SADD', 'st', 'a'], ['SREM', 'st', 'a'], ['SMOVE', 'st', 'st2', 'b'], ['SPOP', 'st2'],
     ['SADD', 's1', 'x'], ['SINTERSTORE', 's3', 's1'],
     ['ZADD', 'z', 1, 'a', 2, 'b', 3, 'c'], ['ZINCRBY', 'z', 1, 'a'], ['ZREM', 'z', 'a'], ['ZPOPMIN', 'z'], ['ZREMRANGEBYSCORE', 'z', 0, 10],
-    ['ZADD', 'z2', 1, 'x'], ['ZUNIONSTORE', 'z3', 1, 'z2'], ['ZMPOP', 1, 'z2', 'MAX'])
+    ['ZADD', 'z2', 1, 'x'], ['ZUNIONSTORE', 'z3', 1, 'z2'], ['ZMPOP', 1, 'z2', 'MAX'],
+    ['RPUSH', 'sl', 3, 1, 2], ['SORT', 'sl', 'STORE', 'so'], ['SORT', 'nothing', 'STORE', 'so'])
   const want = ev(0, `set s
     expire s
     append s
@@ -125,7 +126,10 @@ test('every command built publishes Redis\'s keyevent names, in Redis\'s order',
     zadd z2
     zunionstore z3
     zpopmax z2
-    del z2`)
+    del z2
+    rpush sl
+    sortstore so
+    del so`)
   assert.deepEqual(await events(s, want.length), want)
   await quiet(s)
   // MOVE: move_from in the source database, move_to in the destination's.

@@ -16,6 +16,7 @@ import { open, types, tagOf, refOf, hashOf, createKey, isHeapRecord, T_LIST, T_S
 import { NOT_INT, SYNTAX, WRONGTYPE, type Ctx } from './context.ts'
 import { sortWeight } from './strtod.ts'
 import type { Command } from './types.ts'
+import { notify, NOTIFY_GENERIC, NOTIFY_LIST } from '../notify.ts'
 
 interface Spec {
   desc: boolean
@@ -213,7 +214,7 @@ function store (c: Ctx, o: Spec, picked: Buffer[]): void {
   const i = o.store
   const at = st.find(c.buf, c.s(i), c.e(i))
   if (values.length === 0) {
-    if (at >= 0) { st.removeAt(at); touched(c, i) }
+    if (at >= 0) { st.removeAt(at); touched(c, i); notify(c, NOTIFY_GENERIC, 'del', i) }
     c.out.int(0)
     return
   }
@@ -223,6 +224,7 @@ function store (c: Ctx, o: Spec, picked: Buffer[]): void {
   if (at >= 0) st.removeAt(at)
   if (!createKey(st, c.buf, c.s(i), c.e(i), T_LIST, hd, st.find(c.buf, c.s(i), c.e(i)), c)) { l.destroy(hd); return }
   touched(c, i)
+  notify(c, NOTIFY_LIST, 'sortstore', i)
   c.out.int(values.length)
 }
 
