@@ -196,6 +196,7 @@ function record (env: Env, job: HandoffJob, sent: Sent, serving: Partial<Marks>)
     regions: sent.regions,
     handles: sent.handles.length,
     phases: phasesOf({ ...sent.marks, adopted: serving.adopted, ready: serving.ready, serving: servingAt }),
+    stoppedAt: sent.stoppedAt.toString(),
   }
 }
 
