@@ -124,7 +124,10 @@ export class Generation extends EventEmitter {
       // A successor has the key join() read: reading the file again would cost its first clients the system calls.
       this.#key = inh?.key ?? ensureKey(this.path)
       // A successor swaps its socket in over the predecessor's (pathwatch.ts): its clients wait for ready().
-      this.#server = await (inh === null ? this.#listen(0) : canSwap(this.path) ? swapIn(this.#env, this.path, inh.side) : this.#listen(this.#opts.timeoutMs))
+      // A version-1 predecessor renames the path away itself once it has SERVING: a swap would race it, so we bind after it.
+      const swap = inh !== null && inh.v >= 2 && canSwap(this.path)
+      if (inh !== null && !swap) await inh.side?.close()
+      this.#server = await (inh === null ? this.#listen(0) : swap ? swapIn(this.#env, this.path, inh.side) : this.#listen(this.#opts.timeoutMs))
       this.#pathIno = inodeAt(this.path)
     } catch (err) {
       if (inh === null) throw err
@@ -237,8 +240,9 @@ export class Generation extends EventEmitter {
       if (result.afterCommit) await this.#reclaimPath()
       return
     }
-    // Past SERVING this process only winds down: on a busy host its exit must not take the CPU from the successor's first answers.
-    if (this.#opts.exitOnHandoff) { try { setPriority(19) } catch {} }
+    // Past SERVING this process only winds down: on a busy host that must not take the CPU from the
+    // successor's first answers. Clients whose output it still flushes wait on it, so not before they have it.
+    if (!result.draining) this.#windDown()
     await this.#retire(v).catch(() => {})
     this.#phase = 'draining'
     this.#history.push(result.record)
@@ -246,6 +250,7 @@ export class Generation extends EventEmitter {
     await this.#watchers.committed(result.record)
     this.emit('handedOff', result.record)
     await result.drain()
+    this.#windDown()
     this.#phase = 'handed-off'
     if (this.#opts.exitOnHandoff) setImmediate(() => process.exit(0))
   }
@@ -304,6 +309,11 @@ export class Generation extends EventEmitter {
       this.#server = null
       process.emitWarning(`pagegift handoff: serving again, but cannot listen on ${this.path} for successors: ${(err as Error).message}`)
     }
+  }
+
+  /** Lowers this process's priority for good (it cannot be raised again), only when it is about to exit. */
+  #windDown (): void {
+    if (this.#opts.exitOnHandoff) { try { setPriority(19) } catch {} }
   }
 
   #trimHistory (): void {
