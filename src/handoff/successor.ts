@@ -137,7 +137,10 @@ export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials,
       throw new PagegiftError(head.code, `The predecessor ${head.t === 'refused' ? 'refused the handoff' : 'rolled back'}: ${head.reason}`)
     }
     const bulk = await recvBulk(env, ch, reply, timeoutMs, v)
-    return { ...await adopt(env, ch, bulk.body, bulk.fds, offered, v, creds.layouts, testPoint), history, point: testPoint, key: creds.key, side }
+    const inh: Inheritance = { ...await adopt(env, ch, bulk.body, bulk.fds, offered, v, creds.layouts, testPoint), history, point: testPoint, key: creds.key, side }
+    // A predecessor that gives up on us (or dies) before COMMIT: the side name must not stay held by an app that never calls ready().
+    ch.on('close', () => { if (!inh.gate.committed && inh.side !== null) { void inh.side.close(); inh.side = null } })
+    return inh
   } catch (err) {
     await side?.close()
     releaseAll(env, Object.fromEntries(offered))
