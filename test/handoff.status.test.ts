@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { test } from 'node:test'
 import { alloc, release } from '../src/index.ts'
 import { join, status, type Generation } from '../src/handoff/index.ts'
-import { boundStatus, STATUS_BUDGET } from '../src/handoff/report.ts'
+import { boundStatus, fitRecord, STATUS_BUDGET } from '../src/handoff/report.ts'
 import type { StatusReport } from '../src/handoff/types.ts'
 import { describeStatus } from '../src/cli/status.ts'
 import { MAX_JSON } from '../src/wire.ts'
@@ -89,6 +89,13 @@ test('a report with more history, regions and handles than one message holds is 
   assert.ok(out.history.length >= 16)
   assert.equal(out.history[out.history.length - 1].generation, 33)
   assert.deepEqual(out.history[0].regions.map((r) => [r.name, r.path]), [['(128 regions)', 'share'], ['(128 regions)', 'copy']])
+  // One record alone (the watchers' 'committed' event) is summed up only when it would not fit.
+  const big = { ...record, regions: record.regions.map((r, i) => ({ ...r, name: `${'y'.repeat(250)}-${i}` })) }
+  const fitted = fitRecord(big)
+  assert.equal(fitted.regionCount, 256)
+  assert.ok(Buffer.byteLength(JSON.stringify(fitted)) <= STATUS_BUDGET)
+  const few = { ...record, regions: record.regions.slice(0, 20) }
+  assert.equal(fitRecord(few), few)
   // A report that fits is left as it is.
   const small = { ...report, regions: report.regions.slice(0, 2), handles: report.handles.slice(0, 2), history: [{ ...record, regions: record.regions.slice(0, 3) }] }
   assert.deepEqual(boundStatus(small), small)

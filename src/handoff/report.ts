@@ -31,6 +31,11 @@ export function summariseRecord (r: HandoffRecord): HandoffRecord {
 
 const size = (x: unknown): number => Buffer.byteLength(JSON.stringify(x))
 
+/** A record for a message of its own (the watchers' 'committed' event): summed up only if it would not fit. */
+export function fitRecord (r: HandoffRecord, budget = STATUS_BUDGET): HandoffRecord {
+  return size(r) <= budget ? r : summariseRecord(r)
+}
+
 /** The report, bounded to `budget` bytes of JSON (see the file comment). */
 export function boundStatus (report: StatusReport, budget = STATUS_BUDGET): StatusReport {
   const out: StatusReport = { ...report, history: report.history.map(summariseRecord) }
