@@ -21,6 +21,8 @@ export class LoadClient {
   #wake: (() => void) | null = null
   /** New generation -> the gap this client saw across the handoff to it, in ms. */
   readonly crossings = new Map<number, number>()
+  /** New generation -> CLOCK_MONOTONIC ns of this client's last answer from the old one and first from the new one. */
+  readonly edges = new Map<number, { last: bigint, first: bigint }>()
   /** The longest wait for one answer since the last reset (start-up of the successor included). */
   maxWaitMs = 0
   failed: string | null = null
@@ -44,6 +46,7 @@ export class LoadClient {
       if (wait > this.maxWaitMs) this.maxWaitMs = wait
       if (this.#gen !== 0 && gen !== this.#gen) {
         this.crossings.set(gen, Number(now - this.#lastAt) / 1e6)
+        this.edges.set(gen, { last: this.#lastAt, first: now })
         this.#wake?.()
       }
       this.#gen = gen

@@ -48,9 +48,34 @@ function startService (env: Record<string, string>): Service {
 }
 
 /** clientGap: per handoff, the longest gap any client saw across it; clientGaps: every client's. */
-interface SizeResult { bytes: number, clients: number, downtime: Stats, pause: Stats, clientGap: Stats, clientGaps: Stats, windowMaxWait: Stats, phases: Partial<Record<typeof PHASES[number], Stats>>, baseline: Stats | null, paths: string[], samples: { downtime: number[], pause: number[], clientGap: number[], phases: Array<Record<string, number | null>> } }
+/**
+ * The gap in the client's view, per handoff (clients on this host share the service's clock):
+ * `before` from the worst client's last answer to "stopped serving", `after` from SERVING to its first
+ * answer, `spread` from the first client's first answer to the last client's, `over` gap minus downtime.
+ */
+interface ClientView { before: Stats, after: Stats, spread: Stats, over: Stats }
 
-type Info = { downtimeMs: number | null, pauseMs: number, regions: { path: string }[], phases?: Record<string, number | null> }
+interface SizeResult { view: ClientView | null, bytes: number, clients: number, downtime: Stats, pause: Stats, clientGap: Stats, clientGaps: Stats, windowMaxWait: Stats, phases: Partial<Record<typeof PHASES[number], Stats>>, baseline: Stats | null, paths: string[], samples: { downtime: number[], pause: number[], clientGap: number[], phases: Array<Record<string, number | null>> } }
+
+type Info = { downtimeMs: number | null, pauseMs: number, regions: { path: string }[], phases?: Record<string, number | null>, stoppedAt?: string }
+
+/** One handoff in the client's view (see ClientView); null if the record has no stoppedAt (an older build). */
+function clientView (info: Info, clients: LoadClient[], generation: number): Record<keyof ClientView, number> | null {
+  if (info.stoppedAt === undefined || info.downtimeMs === null) return null
+  const stopped = BigInt(info.stoppedAt)
+  const serving = stopped + BigInt(Math.round(info.downtimeMs * 1e6))
+  const edges = clients.map((c) => c.edges.get(generation)).filter((e) => e !== undefined)
+  if (edges.length === 0) return null
+  const worst = edges.reduce((a, b) => (b.first - b.last > a.first - a.last ? b : a))
+  const firsts = edges.map((e) => e.first)
+  const ms = (ns: bigint): number => Number(ns) / 1e6
+  return {
+    before: ms(stopped - worst.last),
+    after: ms(worst.first - serving),
+    spread: ms(firsts.reduce((a, b) => (b > a ? b : a)) - firsts.reduce((a, b) => (b < a ? b : a))),
+    over: ms(worst.first - worst.last) - info.downtimeMs,
+  }
+}
 
 async function handoffs (bytes: number, runs: number, warmup: number, sock: string, nclients: number): Promise<Omit<SizeResult, 'baseline'>> {
   rmSync(sock, { force: true })
@@ -59,6 +84,7 @@ async function handoffs (bytes: number, runs: number, warmup: number, sock: stri
   const { port } = await current.wait('listening') as { port: number }
   await current.wait('serving')
   const clients = Array.from({ length: nclients }, (_, i) => new LoadClient(port, i))
+  const view = { before: [] as number[], after: [] as number[], spread: [] as number[], over: [] as number[] }
   const s = { downtime: [] as number[], pause: [] as number[], gap: [] as number[], gaps: [] as number[], wait: [] as number[], phases: new Map<string, number[]>(), each: [] as Array<Record<string, number | null>> }
   const paths = new Set<string>()
   try {
@@ -79,6 +105,8 @@ async function handoffs (bytes: number, runs: number, warmup: number, sock: stri
         for (const r of info.regions) paths.add(r.path)
         for (const [k, v] of Object.entries(info.phases ?? {})) if (v !== null) s.phases.set(k, [...s.phases.get(k) ?? [], v])
         s.each.push(info.phases ?? {})
+        const v = clientView(info, clients, i + 2)
+        if (v !== null) for (const k of Object.keys(view) as (keyof ClientView)[]) view[k].push(v[k])
       }
       for (const c of clients) c.maxWaitMs = 0
       current = next
@@ -88,7 +116,8 @@ async function handoffs (bytes: number, runs: number, warmup: number, sock: stri
     current.child.kill('SIGTERM')
   }
   const phases = Object.fromEntries(PHASES.filter((p) => s.phases.has(p)).map((p) => [p, stats(s.phases.get(p) as number[])]))
-  return { bytes, clients: nclients, downtime: stats(s.downtime), pause: stats(s.pause), clientGap: stats(s.gap), clientGaps: stats(s.gaps), windowMaxWait: stats(s.wait), phases, paths: [...paths], samples: { downtime: s.downtime, pause: s.pause, clientGap: s.gap, phases: s.each } }
+  const viewStats = view.over.length > 0 ? { before: stats(view.before), after: stats(view.after), spread: stats(view.spread), over: stats(view.over) } : null
+  return { view: viewStats, bytes, clients: nclients, downtime: stats(s.downtime), pause: stats(s.pause), clientGap: stats(s.gap), clientGaps: stats(s.gaps), windowMaxWait: stats(s.wait), phases, paths: [...paths], samples: { downtime: s.downtime, pause: s.pause, clientGap: s.gap, phases: s.each } }
 }
 
 /** Stop, write the state to /dev/shm, start a new process that reads it back: stop -> serving. */
@@ -171,6 +200,8 @@ function report (results: SizeResult[], serviceRoot: string): void {
   })))
   process.stdout.write('\npause by phase (medians; each from the end of the one before):\n')
   printTable(results.map((r) => ({ region: formatBytes(r.bytes), ...Object.fromEntries(PHASES.map((p) => [p, ms(r.phases[p])])), 'client gap min': formatMs(r.clientGap.min), 'window max wait median': formatMs(r.windowMaxWait.median) })))
+  process.stdout.write('\nthe gap in the client\'s view (medians, worst client per handoff): last answer -> stopped, SERVING -> first answer, first -> last client served, gap minus downtime:\n')
+  printTable(results.map((r) => ({ region: formatBytes(r.bytes), 'last answer -> stopped': ms(r.view?.before), 'SERVING -> first answer': ms(r.view?.after), 'SERVING -> first answer p99': r.view !== null ? formatMs(r.view.after.p99) : '-', 'clients served spread': ms(r.view?.spread), 'gap - downtime': ms(r.view?.over) })))
   const first = results[0]
   const last = results[results.length - 1]
   if (results.length > 1) process.stdout.write(`growth ${formatBytes(first.bytes)} -> ${formatBytes(last.bytes)}: ${(last.downtime.median / first.downtime.median).toFixed(2)}x\n`)

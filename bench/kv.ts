@@ -1,11 +1,14 @@
 /**
- * `npm run bench -- kv [--quick] [--4g]`: pagegift-kv against Debian's redis-server and memcached,
- * in the same run.
+ * `npm run bench -- kv [--quick] [--4g] [--keys=N] [--upgrades=N] [--upgrade-only]`: pagegift-kv
+ * against Debian's redis-server and memcached, in the same run.
  *  - throughput: redis-benchmark -t set,get -n 1M -r 1M -d 64 -c 50 -P 16, against us and Redis;
- *  - memory: 1M keys x 1 KiB, our RSS against Redis's used_memory_rss;
- *  - upgrade vs restart at 1 GiB (4 GiB with --4g): unavailability seen by a client, from the last
- *    answer before to the first full answer after, for a live upgrade, a Redis SHUTDOWN SAVE and
- *    restart, and a memcached warm restart (-e file on /dev/shm, SIGUSR1).
+ *  - memory: 1M keys x 1 KiB (2^20; --keys, or 4 Mi with --4g), our RSS against Redis's used_memory_rss;
+ *  - live upgrades (issue 11, target 4): 100 upgrades in a row (--upgrades) with redis-benchmark
+ *    running (50 clients) and 8 probe connections; per upgrade, the longest gap a probe saw from its
+ *    last answer before to its first after. --upgrade-only runs just this (a quick check:
+ *    --upgrade-only --keys=100000 --upgrades=10);
+ *  - upgrade vs restart: that median against a Redis SHUTDOWN SAVE and restart, and a memcached
+ *    warm restart (-e file on /dev/shm, SIGUSR1), each seen by a client the same way.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -53,13 +56,36 @@ async function throughput (n: number, rounds: number): Promise<Record<string, Be
   return { 'pagegift-kv': medianRuns(runs['pagegift-kv']), 'redis-server': medianRuns(runs['redis-server']) }
 }
 
-interface Restart { target: string, keys: number, rss: number, unavailableMs: number, detail: string, intact: boolean }
+interface Restart { target: string, keys: number, rss: number, unavailableMs: number, detail: string, intact: boolean, gaps?: number[], downtimes?: number[] }
 
 const progress = (what: string) => (done: number, total: number): void => {
   if (done % Math.max(1, Math.floor(total / 10)) < 256 || done === total) process.stdout.write(`\r  ${what}: ${Math.round(100 * done / total)}%   ${done === total ? '\n' : ''}`)
 }
 
-/** Loads the data, then upgrades `times` times in a row; reports the median client gap across a handoff. */
+/** The index of the first of `times` (ascending) at or after `at`, by bisection: a probe keeps thousands of answers per upgrade. */
+function firstAtOrAfter (times: number[], at: number): number {
+  let lo = 0
+  let hi = times.length
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (times[mid] < at) lo = mid + 1; else hi = mid }
+  return lo
+}
+
+/** A probe's gap across the upgrade that served at `atMs`: its last answer before to its first at or after. */
+function gapAcross (probe: Probe, atMs: number): number {
+  const j = firstAtOrAfter(probe.times, atMs)
+  return j <= 0 || j >= probe.times.length ? Number.NaN : probe.times[j] - probe.times[j - 1]
+}
+
+const PROBES = 8
+const BENCH_CLIENTS = 50
+const BENCH_KEYS = 100_000
+
+/**
+ * Issue 11, target 4: loads `keys` x `size`, then upgrades `times` times in a row while
+ * redis-benchmark (50 clients, GET/SET over the loaded keys, looping) and 8 probe connections run.
+ * Per upgrade, the gap is the longest any probe saw from its last answer before the new generation
+ * served to its first answer after; the connections move with each upgrade.
+ */
 async function pagegiftUpgrade (keys: number, size: number, times: number): Promise<Restart> {
   const dir = mkdtempSync(join(tmpdir(), 'kv-bench-'))
   const port = await freePort()
@@ -69,31 +95,42 @@ async function pagegiftUpgrade (keys: number, size: number, times: number): Prom
   const rss = rssOf(gen.proc.pid as number)
   const gaps: number[] = []
   const handoffs: number[] = []
+  const probes = Array.from({ length: PROBES }, (_, i) => new Probe(respAsker(port, ['GET', keyName('key:', i)], Buffer.isBuffer)))
+  // Its keys (12 digits) never meet the loaded ones (10): those stay checkable; its own stay few, so memory stays put.
+  const bench = startProcess('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-t', 'get,set', '-r', String(Math.min(keys, BENCH_KEYS)), '-d', String(size), '-c', String(BENCH_CLIENTS), '-n', '100000000', '-l', '-q'])
   let worst = 0
-  for (let i = 0; i < times; i++) {
-    const probe = new Probe(respAsker(port, ['GET', keyName('key:', i)], Buffer.isBuffer))
-    probe.start()
-    await sleep(300)
-    const next = await startKv(args)
-    await gen.exited
-    gen = next
-    worst = Math.max(worst, (await probe.stop()).maxGapMs)
-    const c = await KvClient.connect(port)
-    const info = String(await c.call('INFO', 'pagegift'))
-    await c.close()
-    gaps.push(probe.gapAround(Number(/last_served_at_monotonic_ns:(\d+)/.exec(info)?.[1]) / 1e6))
-    handoffs.push(Number(/last_downtime_ms:([\d.]+)/.exec(info)?.[1]))
+  try {
+    for (const p of probes) p.start()
+    await sleep(500)
+    for (let i = 0; i < times; i++) {
+      const next = await startKv(args)
+      await gen.exited
+      gen = next
+      await sleep(200)
+      const c = await KvClient.connect(port)
+      const info = String(await c.call('INFO', 'pagegift'))
+      await c.close()
+      const servedAt = Number(/last_served_at_monotonic_ns:(\d+)/.exec(info)?.[1]) / 1e6
+      gaps.push(Math.max(...probes.map((p) => gapAcross(p, servedAt))))
+      handoffs.push(Number(/last_downtime_ms:([\d.]+)/.exec(info)?.[1]))
+      if ((i + 1) % 10 === 0 || i + 1 === times) say(`  upgrade ${i + 1}/${times}: gap median so far ${formatMs(stats(gaps).median)}`)
+    }
+    for (const p of probes) worst = Math.max(worst, (await p.stop()).maxGapMs)
+  } finally {
+    await bench.stop('SIGINT')
   }
   const v = await verifyKeys(port, keys, size)
   await gen.stop()
   rmSync(dir, { recursive: true, force: true })
   const intact = v.wrong === 0 && v.missing === 0 && v.checksum.sum === load.checksum.sum
-  const gap = stats(gaps)
+  const gap = stats(gaps.filter((g) => !Number.isNaN(g)))
   const handoff = stats(handoffs)
-  say(`  pagegift-kv: client gaps ${gaps.map((g) => g.toFixed(2)).join(' ')} ms; handoff ${handoffs.map((h) => h.toFixed(2)).join(' ')} ms`)
+  say(`  pagegift-kv: ${times} upgrades under redis-benchmark (${BENCH_CLIENTS} clients) with ${PROBES} probes: client gap median ${formatMs(gap.median)}, p99 ${formatMs(gap.p99)}, max ${formatMs(gap.max)} (issue 11 target: <= 1.5 ms median, <= 3 ms p99); downtime median ${formatMs(handoff.median)}, p99 ${formatMs(handoff.p99)}`)
   return {
-    target: `pagegift-kv live upgrade (median of ${times})`, keys, rss, unavailableMs: gap.median, intact,
-    detail: `max ${formatMs(gap.max)}; handoff median ${formatMs(handoff.median)}; longest wait incl. successor start-up ${formatMs(worst)}; ${keys - v.missing} keys checksummed after ${times} upgrades`
+    target: `pagegift-kv live upgrade (median of ${times}, under load)`, keys, rss, unavailableMs: gap.median, intact,
+    detail: `p99 ${formatMs(gap.p99)}, max ${formatMs(gap.max)}; downtime median ${formatMs(handoff.median)}; longest wait incl. successor start-up ${formatMs(worst)}; ${keys - v.missing} keys checksummed after ${times} upgrades`,
+    gaps,
+    downtimes: handoffs,
   }
 }
 
@@ -167,25 +204,38 @@ async function memcachedRestart (keys: number, size: number): Promise<Restart> {
   return { target: 'memcached warm restart (-e, SIGUSR1)', keys, rss, unavailableMs: r.maxGapMs, intact: items === keys, detail: `stop ${formatMs(stopMs)}, ${items} items back (waits for the next wall-clock second)` }
 }
 
+function flag (flags: string[], name: string): number | undefined {
+  const v = flags.find((f) => f.startsWith(`--${name}=`))?.slice(name.length + 3)
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`--${name} must be a positive integer, got '${v}'`)
+  return n
+}
+
 export async function run (flags: string[]): Promise<void> {
   const quick = flags.includes('--quick')
+  const upgradeOnly = flags.includes('--upgrade-only')
+  const keys = flag(flags, 'keys') ?? (flags.includes('--4g') ? 4 * 2 ** 20 : quick ? 2 ** 18 : 2 ** 20)
+  const upgrades = flag(flags, 'upgrades') ?? (quick ? 5 : 100)
   ensurePeers()
-  const n = quick ? 200_000 : 1_000_000
-  say(`throughput: redis-benchmark -t set,get -n ${n} -r ${n} -d 64 -c 50 -P 16 (median of ${quick ? 1 : 3} alternating runs)`)
-  const tp = await throughput(n, quick ? 1 : 3)
-  const rows: Record<string, string | number>[] = []
-  for (const l of tp['pagegift-kv']) {
-    const redis = tp['redis-server'].find((x) => x.test === l.test) as BenchLine
-    rows.push({ test: l.test, 'pagegift-kv ops/s': Math.round(l.rps), 'redis ops/s': Math.round(redis.rps), ratio: (l.rps / redis.rps).toFixed(2), 'pagegift-kv p99': `${l.p99Ms} ms`, 'redis p99': `${redis.p99Ms} ms`, 'p99 ratio': (l.p99Ms / redis.p99Ms).toFixed(2) })
+  let tp: Record<string, BenchLine[]> | null = null
+  if (!upgradeOnly) {
+    const n = quick ? 200_000 : 1_000_000
+    say(`throughput: redis-benchmark -t set,get -n ${n} -r ${n} -d 64 -c 50 -P 16 (median of ${quick ? 1 : 3} alternating runs)`)
+    tp = await throughput(n, quick ? 1 : 3)
+    const rows: Record<string, string | number>[] = []
+    for (const l of tp['pagegift-kv']) {
+      const redis = tp['redis-server'].find((x) => x.test === l.test) as BenchLine
+      rows.push({ test: l.test, 'pagegift-kv ops/s': Math.round(l.rps), 'redis ops/s': Math.round(redis.rps), ratio: (l.rps / redis.rps).toFixed(2), 'pagegift-kv p99': `${l.p99Ms} ms`, 'redis p99': `${redis.p99Ms} ms`, 'p99 ratio': (l.p99Ms / redis.p99Ms).toFixed(2) })
+    }
+    printTable(rows)
   }
-  printTable(rows)
-  const keys = flags.includes('--4g') ? 4 * 2 ** 20 : quick ? 2 ** 18 : 2 ** 20
-  say(`\nmemory and upgrade vs restart: ${keys} keys x 1 KiB (${formatBytes(keys * 1024)} of values)`)
-  const restarts = [await pagegiftUpgrade(keys, 1024, quick ? 2 : 5), await redisRestart(keys, 1024), await memcachedRestart(keys, 1024)]
-  const ours = restarts[0]
+  say(`\nlive upgrades: ${keys} keys x 1 KiB (${formatBytes(keys * 1024)} of values), ${upgrades} upgrades, redis-benchmark ${BENCH_CLIENTS} clients + ${PROBES} probes`)
+  const ours = await pagegiftUpgrade(keys, 1024, upgrades)
+  const restarts = upgradeOnly ? [ours] : [ours, await redisRestart(keys, 1024), await memcachedRestart(keys, 1024)]
   printTable(restarts.map((r) => ({
-    what: r.target, rss: formatBytes(r.rss), 'rss vs redis': (r.rss / restarts[1].rss).toFixed(2), unavailable: formatMs(r.unavailableMs),
+    what: r.target, rss: formatBytes(r.rss), 'rss vs redis': restarts[1] !== undefined ? (r.rss / restarts[1].rss).toFixed(2) : '-', unavailable: formatMs(r.unavailableMs),
     'vs pagegift-kv': r === ours ? '1x' : `${Math.round(r.unavailableMs / ours.unavailableMs)}x`, intact: r.intact ? 'yes' : 'NO', detail: r.detail
   })))
-  writeResults('kv', { throughput: tp, restarts, keys, valueSize: 1024 })
+  writeResults('kv', { throughput: tp, restarts, keys, valueSize: 1024, upgrades, probes: PROBES, benchClients: BENCH_CLIENTS })
 }

@@ -61,3 +61,37 @@ test('after back-to-back upgrades the path names the newest generation and nothi
     sock.cleanup()
   }
 })
+
+test('a successor rolled back while its app stalls lets go of the name beside the path at once: the next one swaps in', async () => {
+  const sock = tempSocket()
+  try {
+    const env = { HANDOFF_SOCK: sock.path, HANDOFF_PAUSE_BUDGET_MS: '300' }
+    const gen1 = startService(env)
+    services.push(gen1)
+    const { port } = await gen1.wait('listening') as unknown as { port: number }
+    await gen1.wait('serving')
+    const c = new LineClient(port)
+    assert.equal(await c.request('INC 1'), '1 1')
+    // It binds <path>.new before the pause (successor.ts), then hangs after adopting, past gen1's pause budget.
+    const stuck = startService({ ...env, HANDOFF_STALL_AT: 'app:adopted' })
+    services.push(stuck)
+    await gen1.wait('resumed', 15_000)
+    assert.equal(await c.request('INC 1'), '1 2')
+    const until = Date.now() + 5000
+    while (readdirSync(dirname(sock.path)).includes('h.sock.new') && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20))
+    assert.deepEqual(readdirSync(dirname(sock.path)).sort(), ['h.sock', 'h.sock.key'])
+    assert.equal(stuck.child.exitCode, null, 'the stalled successor is still alive')
+    let current = gen1
+    for (let g = 2; g <= 3; g++) {
+      const next = startService(env)
+      services.push(next)
+      assert.equal((await next.wait('serving')).generation, g)
+      await current.wait('handedOff')
+      current = next
+    }
+    assert.equal(await c.request('INC 1'), '3 3')
+    assert.equal((await status(sock.path, { timeoutMs: 5000 })).generation, 3)
+  } finally {
+    sock.cleanup()
+  }
+})

@@ -18,7 +18,7 @@ export const formatMs = (ms: number | null): string => ms === null ? '?' : ms < 
 
 export function describeRecord (r: HandoffRecord): string {
   const paths = [...new Set(r.regions.map((x) => x.path))].join('+') || '-'
-  return `generation ${r.generation}: pid ${r.fromPid} -> ${r.toPid}${r.version !== '' ? ` (${r.version})` : ''} at ${r.at}, downtime ${formatMs(r.downtimeMs)}, ${formatBytes(r.bytes)} in ${r.regions.length} region(s) [${paths}], ${r.handles} handle(s)`
+  return `generation ${r.generation}: pid ${r.fromPid} -> ${r.toPid}${r.version !== '' ? ` (${r.version})` : ''} at ${r.at}, downtime ${formatMs(r.downtimeMs)}, ${formatBytes(r.bytes)} in ${r.regionCount ?? r.regions.length} region(s) [${paths}], ${r.handles} handle(s)`
 }
 
 const PHASE_LABELS: [keyof PausePhases, string][] = [['quiesce', 'quiesce'], ['state', 'STATE sent'], ['adopt', 'fds adopted'], ['ready', 'READY'], ['commit', 'COMMIT'], ['serving', 'SERVING'], ['open', 'gate open']]
@@ -32,11 +32,11 @@ export function describeStatus (s: StatusReport): string {
   const last = s.history[s.history.length - 1]
   const lines = [
     `generation ${s.generation}  pid ${s.pid}${s.version !== '' ? `  version ${s.version}` : ''}  uptime ${formatDuration(s.uptimeMs)}  ${s.state}`,
-    `regions (${s.regions.length}, ${formatBytes(s.regions.reduce((n, r) => n + r.bytes, 0))}):`,
+    `regions (${s.regions.length}${s.omitted !== undefined && s.omitted.regions > 0 ? ` listed, ${s.omitted.regions} more` : ''}, ${formatBytes(s.regions.reduce((n, r) => n + r.bytes, 0))}):`,
     ...s.regions.map((r) => `  ${r.name}  ${formatBytes(r.bytes)}`),
-    `handles (${s.handles.length}):`,
+    `handles (${s.handles.length}${s.omitted !== undefined && s.omitted.handles > 0 ? ` listed, ${s.omitted.handles} more` : ''}):`,
     ...s.handles.map((h) => `  ${h.name}  ${h.kind}`),
-    `history (${s.history.length}):`,
+    `history (${s.history.length}${s.omitted !== undefined && s.omitted.history > 0 ? `, ${s.omitted.history} older left out` : ''}):`,
     ...s.history.map((r) => `  ${describeRecord(r)}`),
     ...(last?.phases !== undefined ? [`last handoff by phase: ${describePhases(last.phases)}`] : []),
   ]

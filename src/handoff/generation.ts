@@ -11,6 +11,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { renameSync, unlinkSync } from 'node:fs'
+import { setPriority } from 'node:os'
 import { PagegiftError } from '../errors.ts'
 import { Contributors, type Offerer, type Quiescer } from './contributors.ts'
 import type { Env, HandoffChannel, HandoffServer } from './env.ts'
@@ -20,6 +21,7 @@ import { LIMITS, MIN_PROTOCOL_VERSION, msg, negotiate, parseFirst, type HelloMsg
 import { takeOver, type Inheritance } from './successor.ts'
 import type { HandedOffInfo, HandoffRecord, Inherited, JoinOptions, StatusReport } from './types.ts'
 import { canSwap, inodeAt, swapIn, untilMoved, watchPath, type PathWatch } from './pathwatch.ts'
+import { boundStatus } from './report.ts'
 import { Watchers } from './watchers.ts'
 
 export const DEFAULT_TIMEOUT_MS = 10_000
@@ -112,6 +114,7 @@ export class Generation extends EventEmitter {
         this.#history.push(await takeOver(this.#env, inh, this.#opts.timeoutMs, { generation: this.generation, version: this.version }))
       } catch (err) {
         this.#phase = 'closed'
+        await inh.side?.close()
         throw err
       }
       this.#trimHistory()
@@ -121,7 +124,10 @@ export class Generation extends EventEmitter {
       // A successor has the key join() read: reading the file again would cost its first clients the system calls.
       this.#key = inh?.key ?? ensureKey(this.path)
       // A successor swaps its socket in over the predecessor's (pathwatch.ts): its clients wait for ready().
-      this.#server = await (inh === null ? this.#listen(0) : canSwap(this.path) ? swapIn(this.#env, this.path) : this.#listen(this.#opts.timeoutMs))
+      // A version-1 predecessor renames the path away itself once it has SERVING: a swap would race it, so we bind after it.
+      const swap = inh !== null && inh.v >= 2 && canSwap(this.path)
+      if (inh !== null && !swap) await inh.side?.close()
+      this.#server = await (inh === null ? this.#listen(0) : swap ? swapIn(this.#env, this.path, inh.side) : this.#listen(this.#opts.timeoutMs))
       this.#pathIno = inodeAt(this.path)
     } catch (err) {
       if (inh === null) throw err
@@ -135,6 +141,8 @@ export class Generation extends EventEmitter {
 
   /** Stops accepting successors and closes watchers; the process keeps serving its own clients. */
   async close (): Promise<void> {
+    // Closed before ready(): the socket inherit() bound beside the path is nobody's.
+    if (this.#phase === 'joined') await this.#inheritance?.side?.close()
     if (this.#phase !== 'handed-off' && this.#phase !== 'draining') this.#phase = 'closed'
     this.#watchers.close()
     const server = this.#server
@@ -142,7 +150,7 @@ export class Generation extends EventEmitter {
     await server?.close()
   }
 
-  /** What `pagegift status` shows. */
+  /** What `pagegift status` shows (as sent, it is bounded to fit in one message: report.ts). */
   status (): StatusReport {
     const inh = this.inherited
     const state = this.#phase === 'handing-off' || this.#phase === 'draining' || this.#phase === 'handed-off' ? this.#phase : 'serving'
@@ -176,11 +184,11 @@ export class Generation extends EventEmitter {
       const m = parseFirst(first.msg)
       v = negotiate(m.max)
       if (m.t === 'status') {
-        await ch.send(msg.status(v, this.status()))
+        await ch.send(msg.status(v, boundStatus(this.status())))
         ch.close()
       } else if (m.t === 'watch') {
         this.#watchers.add(ch, v, keyMatches(this.#key, m.key))
-        await ch.send(msg.status(v, this.status()))
+        await ch.send(msg.status(v, boundStatus(this.status())))
       } else {
         this.#admit(m)
         await this.#handOff(ch, m, v)
@@ -232,6 +240,9 @@ export class Generation extends EventEmitter {
       if (result.afterCommit) await this.#reclaimPath()
       return
     }
+    // Past SERVING this process only winds down: on a busy host that must not take the CPU from the
+    // successor's first answers. Clients whose output it still flushes wait on it, so not before they have it.
+    if (!result.draining) this.#windDown()
     await this.#retire(v).catch(() => {})
     this.#phase = 'draining'
     this.#history.push(result.record)
@@ -239,6 +250,7 @@ export class Generation extends EventEmitter {
     await this.#watchers.committed(result.record)
     this.emit('handedOff', result.record)
     await result.drain()
+    this.#windDown()
     this.#phase = 'handed-off'
     if (this.#opts.exitOnHandoff) setImmediate(() => process.exit(0))
   }
@@ -297,6 +309,11 @@ export class Generation extends EventEmitter {
       this.#server = null
       process.emitWarning(`pagegift handoff: serving again, but cannot listen on ${this.path} for successors: ${(err as Error).message}`)
     }
+  }
+
+  /** Lowers this process's priority for good (it cannot be raised again), only when it is about to exit. */
+  #windDown (): void {
+    if (this.#opts.exitOnHandoff) { try { setPriority(19) } catch {} }
   }
 
   #trimHistory (): void {

@@ -19,11 +19,17 @@ export function inodeAt (path: string): number | null {
   try { return lstatSync(path).ino } catch { return null }
 }
 
-/** Successor, after SERVING went out (the path is ours from then on): our socket, renamed over the path. */
-export async function swapIn (env: Env, path: string): Promise<HandoffServer> {
+/** Where a successor binds its socket before it is renamed over `path`, or null if that name would not fit. */
+export const sidePath = (path: string): string | null => canSwap(path) ? path + SIDE : null
+
+/**
+ * Successor, after SERVING went out (the path is ours from then on): our socket, renamed over the
+ * path. `bound` is the socket inherit() bound at sidePath() before the pause, if it could.
+ */
+export async function swapIn (env: Env, path: string, bound: HandoffServer | null = null): Promise<HandoffServer> {
   const side = path + SIDE
   // A stale file there (a successor that died here) is replaced by listen(); a live one cannot exist: one successor commits at a time.
-  const server = await env.listen(side)
+  const server = bound ?? await env.listen(side)
   try {
     renameSync(side, path)
   } catch (err) {

@@ -44,7 +44,7 @@ export interface HandoffJob {
 }
 
 export type HandoffResult =
-  | { outcome: 'committed', record: HandoffRecord, drain: () => Promise<void> }
+  | { outcome: 'committed', record: HandoffRecord, drain: () => Promise<void>, draining: boolean }
   | { outcome: 'resumed', error: Error, afterCommit: boolean }
 
 // ERR_PAGEGIFT_CLOSED too: a send on a channel the peer's death already closed.
@@ -75,6 +75,7 @@ export async function handOff (env: Env, ch: HandoffChannel, job: HandoffJob): P
   return {
     outcome: 'committed',
     record: record(env, job, sent, serving),
+    draining: sent.draining.length > 0,
     drain: async () => {
       await drain(ch, job, sent)
       ch.close()
@@ -196,6 +197,7 @@ function record (env: Env, job: HandoffJob, sent: Sent, serving: Partial<Marks>)
     regions: sent.regions,
     handles: sent.handles.length,
     phases: phasesOf({ ...sent.marks, adopted: serving.adopted, ready: serving.ready, serving: servingAt }),
+    stoppedAt: sent.stoppedAt.toString(),
   }
 }
 

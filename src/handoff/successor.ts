@@ -8,7 +8,7 @@ import { testPoint as defaultPoint } from '../testhook.ts'
 
 /** A named test point (src/testhook.ts); prime() passes one that does nothing. */
 export type Point = (name: string) => Promise<void>
-import type { Env, HandoffChannel } from './env.ts'
+import type { Env, HandoffChannel, HandoffServer } from './env.ts'
 import { inheritedHandle, type Gate, type Handle } from './handles.ts'
 import { msg, parseCommitReply, parseDrained, parseHelloReply, parseOffer, parseState, protocolError, type RegionWire, type StateMsg } from './protocol.ts'
 import { recvBulk } from './bulk.ts'
@@ -60,6 +60,11 @@ export interface Inheritance {
   marks: Partial<Marks>
   /** The service key we presented (read by join()), null if the service had none. */
   key: string | null
+  /**
+   * Our handoff socket, bound beside the path while the predecessor still served (pathwatch.ts), or
+   * null: ready() renames it over the path once SERVING is out. Closed by whoever gives up on it.
+   */
+  side: HandoffServer | null
 }
 
 function closeFds (env: Env, fds: number[]): void { for (const fd of fds) env.closeFd(fd) }
@@ -81,7 +86,13 @@ function checkFdOwners (state: StateMsg, nfds: number): void {
 }
 
 /** What the successor presents and accepts: its key and the region layouts it can read. */
-export interface Credentials { version: string, key: string | null, layouts: Record<string, LayoutSpec> }
+export interface Credentials {
+  version: string
+  key: string | null
+  layouts: Record<string, LayoutSpec>
+  /** Where to bind, before PREPARED, the socket our own successors will reach (null: bind nothing now). */
+  side?: string | null
+}
 
 /**
  * Refuses a region whose layout this build cannot read (checked at OFFER, before the predecessor
@@ -103,6 +114,7 @@ export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials,
   await testPoint('successor:connected')
   const offered = new Map<string, ArrayBuffer>()
   const history: HandoffRecord[] = []
+  let side: HandoffServer | null = null
   try {
     await ch.send(msg.hello(env.pid, creds.version, creds.key))
     await testPoint('successor:hello-sent')
@@ -113,6 +125,8 @@ export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials,
     if (head.t === 'state') throw protocolError('STATE before OFFER')
     if (head.t === 'offer') {
       history.push(...await mapOffer(env, ch, reply, timeoutMs, offered, v, creds.layouts))
+      // Only the admitted successor gets an OFFER, so the side name is ours; bound now, its cost is not in the pause.
+      side = await bindSide(env, creds.side)
       await ch.send(msg.prepared(v))
       reply = await ch.recv({ timeoutMs })
       head = parseHelloReply(reply.msg, v)
@@ -123,8 +137,12 @@ export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials,
       throw new PagegiftError(head.code, `The predecessor ${head.t === 'refused' ? 'refused the handoff' : 'rolled back'}: ${head.reason}`)
     }
     const bulk = await recvBulk(env, ch, reply, timeoutMs, v)
-    return { ...await adopt(env, ch, bulk.body, bulk.fds, offered, v, creds.layouts, testPoint), history, point: testPoint, key: creds.key }
+    const inh: Inheritance = { ...await adopt(env, ch, bulk.body, bulk.fds, offered, v, creds.layouts, testPoint), history, point: testPoint, key: creds.key, side }
+    // A predecessor that gives up on us (or dies) before COMMIT: the side name must not stay held by an app that never calls ready().
+    ch.on('close', () => { if (!inh.gate.committed && inh.side !== null) { void inh.side.close(); inh.side = null } })
+    return inh
   } catch (err) {
+    await side?.close()
     releaseAll(env, Object.fromEntries(offered))
     ch.close()
     if (isPeerGone(err)) {
@@ -132,6 +150,12 @@ export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials,
     }
     throw err
   }
+}
+
+/** A failure to bind is no failure of the handoff: ready() then binds after SERVING, as before. */
+async function bindSide (env: Env, side: string | null | undefined): Promise<HandoffServer | null> {
+  if (side === null || side === undefined) return null
+  try { return await env.listen(side) } catch { return null }
 }
 
 /** Maps the regions offered before the predecessor quiesced: this costs us time, not downtime. */
@@ -151,7 +175,7 @@ async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fd
 }
 
 /** Validates STATE and takes ownership of its fds: handles and mappings, the rest closed. */
-async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>, testPoint: Point): Promise<Omit<Inheritance, 'history' | 'point' | 'key'>> {
+async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>, testPoint: Point): Promise<Omit<Inheritance, 'history' | 'point' | 'key' | 'side'>> {
   const gate = new SuccessorGate()
   const regions: Record<string, ArrayBuffer> = {}
   // fd indices whose ownership moved on (to a handle, or to a mapping); every other received fd is closed here.
@@ -222,6 +246,8 @@ function abandon (env: Env, inh: Inheritance): void {
   inh.gate.abort()
   releaseAll(env, inh.inherited.regions)
   inh.ch.close()
+  void inh.side?.close()
+  inh.side = null
 }
 
 /**
@@ -268,6 +294,7 @@ export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, m
     regions: st.regions.map((r) => ({ name: r.name, bytes: r.byteLength, path: inh.paths.get(r.name) ?? 'share' })),
     handles: st.handles.length,
     phases: phasesOf({ ...inh.marks, stopped: BigInt(st.stoppedAt), serving: servingAt, open: openAt }),
+    stoppedAt: st.stoppedAt,
   }
 }
 

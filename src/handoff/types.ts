@@ -73,6 +73,13 @@ export interface HandoffRecord {
   handles: number
   /** Where the pause went; absent in records an older release wrote. */
   phases?: PausePhases
+  /**
+   * CLOCK_MONOTONIC ns (decimal) when the predecessor stopped serving: one clock per host, so a
+   * client on it can place its own gap against the pause. Absent in records an older release wrote.
+   */
+  stoppedAt?: string
+  /** Set where a status report summed the region list up by path (report.ts): how many regions there were. */
+  regionCount?: number
 }
 
 /** The `handedOff` event payload. */
@@ -114,6 +121,8 @@ export interface StatusReport {
   regions: { name: string, bytes: number }[]
   handles: { name: string, kind: string }[]
   history: HandoffRecord[]
+  /** What was left out to keep the report in one message (report.ts): the oldest history records, and list entries. */
+  omitted?: { history: number, regions: number, handles: number }
 }
 
 /** Events streamed to a `watch` client (the `pagegift upgrade` command). */

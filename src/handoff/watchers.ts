@@ -6,6 +6,7 @@
  */
 import type { Env, HandoffChannel } from './env.ts'
 import { msg, parseWatcherRequest } from './protocol.ts'
+import { fitRecord } from './report.ts'
 import type { HandoffRecord, WatchEvent } from './types.ts'
 
 export class Watchers {
@@ -49,7 +50,9 @@ export class Watchers {
   /** The last event a watcher gets: the commit, after which it is closed. */
   async committed (record: HandoffRecord): Promise<void> {
     this.#committing = false
-    await Promise.all([...this.#all].map(async ([w, v]) => await w.send(msg.event(v, { event: 'committed', record })).catch(() => {})))
+    // 256 regions with long names would not fit one message, and the watcher would never hear of the commit.
+    const r = this.#all.size > 0 ? fitRecord(record) : record
+    await Promise.all([...this.#all].map(async ([w, v]) => await w.send(msg.event(v, { event: 'committed', record: r })).catch(() => {})))
     this.close()
   }
 

@@ -122,9 +122,10 @@ export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Pro
     server = adopt(gen, o, allocator)
     await testPoint('kv:before-ready')
     await gen.ready()
-    server.stats.lastDowntimeMs = gen.status().history.at(-1)?.downtimeMs ?? null
     server.stats.lastServedAtNs = process.hrtime.bigint()
     server.thaw()
+    // After thaw: status() asks every contributor for its regions, which the first answers need not wait for.
+    server.stats.lastDowntimeMs = gen.status().history.at(-1)?.downtimeMs ?? null
     // Every client copied its share of the pack when it was built.
     const pack = packOf(gen.inherited.regions)
     if (pack !== undefined) allocator.release(pack)
