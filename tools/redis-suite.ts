@@ -107,12 +107,26 @@ async function onFreshServer<T> (name: 'redis-server' | 'pagegift-kv', fn: (port
   }
 }
 
+/**
+ * A random --baseport per unit keeps two suite runs at the same time (two checkouts, two developers)
+ * from clashing on the harness's default 21111. The harness wants its port p (from the 32 below
+ * --baseport) and p + 10000 free, so the base stays under 41,200: above 55,567, p + 10000 is no port.
+ */
+function randomBaseport (): number {
+  return 22_000 + 64 * Math.floor(Math.random() * 300)
+}
+
 /** Runs one unit against a server; resolves with the parsed results (a unit past its deadline is killed). */
 async function runUnit (suite: string, unit: string, port: number, ex: Exclusions, skipfile: string): Promise<UnitResult> {
-  // runtest is a shell script that only finds a tclsh and runs this.
-  // The harness takes its own client port from the 32 below --baseport: a random base per unit keeps two
-  // suite runs at the same time (two checkouts, two developers) from clashing on its default 21111.
-  const baseport = 22_000 + 64 * Math.floor(Math.random() * 600)
+  // Another run can hold the harness's ports at that moment: then it stops at once, and another base is tried.
+  for (let attempt = 1; ; attempt++) {
+    const text = await runtest(suite, unit, port, ex, skipfile, randomBaseport())
+    if (attempt === 3 || !text.includes("Can't find a non busy port")) return parseRuntest(text)
+  }
+}
+
+/** One run of the harness (runtest is a shell script that only finds a tclsh and runs this); its output. */
+async function runtest (suite: string, unit: string, port: number, ex: Exclusions, skipfile: string, baseport: number): Promise<string> {
   const args = ['tests/test_helper.tcl', '--host', '127.0.0.1', '--port', String(port), '--single', unit, '--timeout', '120',
     '--baseport', String(baseport),
     '--tags', ex.tags.map((t) => `-${t}`).join(' '), '--skipfile', skipfile]
@@ -123,7 +137,7 @@ async function runUnit (suite: string, unit: string, port: number, ex: Exclusion
   const killer = setTimeout(() => { text += '\n[exception]: unit timed out\n'; p.kill('SIGKILL') }, UNIT_TIMEOUT_MS)
   await new Promise((resolve) => p.on('close', resolve))
   clearTimeout(killer)
-  return parseRuntest(text)
+  return text
 }
 
 export interface Row { unit: string, redis: number, kv: number, kvTotal: number, redisFailed: string[], kvFailed: string[] }
