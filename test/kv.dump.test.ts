@@ -50,6 +50,8 @@ test('DUMP gives Redis\'s payload: a string is type 0, its bytes, version 10 and
   await c.call('SET', 's', 'hello')
   assert.deepEqual(await c.call('DUMP', 's'), seal(Buffer.from('\x00\x05hello', 'latin1')))
   assert.equal(await c.call('DUMP', 'nokey'), null)
+  assert.deepEqual(str(await c.call('COMMAND', 'INFO', 'dump', 'restore')), [['dump', 2, ['readonly'], 1, 1, 1, [], [], [], []],
+    ['restore', -4, ['write', 'denyoom'], 1, 1, 1, [], [], [], []]])
 })
 
 test('RESTORE: a copy of every type, TTL, ABSTTL, REPLACE and Redis\'s errors', async () => {
@@ -140,9 +142,13 @@ test('a hostile payload gets an error, never a crash or a hang: bad footers, eve
 })
 
 test('a payload that would decode past RESTORE\'s memory budget is refused before it is decoded', { timeout: 60_000 }, async () => {
-  // 6 MiB of listpack: 3 million entries of 2 bytes would take far more than 256 MiB as Buffers.
-  const n = 6 * 1024 * 1024
-  const lp = Buffer.alloc(n)
+  // A valid listpack of 3 million 1-byte integers (2 bytes each): as Buffers they would take far more than 256 MiB.
+  const entries = 3 * 1024 * 1024
+  const n = 6 + 2 * entries + 1
+  const lp = Buffer.alloc(n, 0x01)
+  lp.writeUInt32LE(n, 0)
+  lp.writeUInt16LE(0xffff, 4)
+  lp[n - 1] = 0xff
   const len = Buffer.from([T.LIST_QUICKLIST_2, 0x01, 0x02, 0x80, 0, 0, 0, 0])
   len.writeUInt32BE(n, 4)
   const rss = (): number => Number(/VmRSS:\s+(\d+)/.exec(readStatus(kv.pid))?.[1] ?? 0) * 1024
