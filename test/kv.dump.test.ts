@@ -141,6 +141,24 @@ test('a hostile payload gets an error, never a crash or a hang: bad footers, eve
   assert.equal(str(await c.call('PING')), 'PONG')
 })
 
+test('random damage to valid payloads of every type (resealed, so the body is checked): each gets OK or an error', { timeout: 120_000 }, async () => {
+  await c.pipeline([['DEL', 'f:l', 'f:h', 'f:z', 'f:s', 'f:big'], ['RPUSH', 'f:l', 'a', '12', 'x'.repeat(40)], ['HSET', 'f:h', 'f', 'v', 'n', '-3'],
+    ['ZADD', 'f:z', 1, 'a', '-inf', 'b', 2.5, 'c'], ['SADD', 'f:s', 5, 600, 70000], ['SET', 'f:big', 'y'.repeat(300)]])
+  let seed = 12345
+  const rand = (n: number): number => { seed = (seed * 1103515245 + 12345) >>> 0; return seed % n }
+  for (const k of ['f:l', 'f:h', 'f:z', 'f:s', 'f:big']) {
+    const body = (await c.call('DUMP', k) as Buffer).subarray(0, -10)
+    const cmds = []
+    for (let i = 0; i < 400; i++) {
+      const b = Buffer.from(body)
+      for (let flips = 1 + rand(3); flips > 0; flips--) b[rand(b.length)] = rand(256)
+      cmds.push(['RESTORE', 'fuzzed', 0, seal(b), 'REPLACE'])
+    }
+    for (const r of await c.pipeline(cmds)) assert.ok(str(r) === 'OK' || str(r) === `ERR:${BAD}`, `${k}: ${String(str(r))}`)
+  }
+  assert.equal(str(await c.call('PING')), 'PONG')
+})
+
 test('a payload that would decode past RESTORE\'s memory budget is refused before it is decoded', { timeout: 60_000 }, async () => {
   // A valid listpack of 3 million 1-byte integers (2 bytes each): as Buffers they would take far more than 256 MiB.
   const entries = 3 * 1024 * 1024
