@@ -5,6 +5,7 @@ import { Store } from '../src/kv/store.ts'
 import { RecordType } from '../src/kv/segments.ts'
 import { ExpirySweeper } from '../src/kv/expiry.ts'
 import { nextCursor } from '../src/kv/scan.ts'
+import { formatScore } from '../src/kv/types/access.ts'
 import { rawExchange } from './fixtures/kv-proc.ts'
 import { localKv } from './fixtures/kv-local.ts'
 
@@ -156,4 +157,20 @@ test('protocol desync: a client that keeps sending after a protocol error sees i
     assert.match(reply, /Protocol error/)
     s.destroy()
   }
+})
+
+test('ZSCAN and ZSCORE give a tiny score exactly (the suite\'s issue #2175), not rounded to 0', async () => {
+  await run(['DEL', 'tiny'])
+  const adds: (string | number)[][] = []
+  for (let j = 0; j < 500; j++) adds.push(['ZADD', 'tiny', '9.8813129168249309e-323', j])
+  await kv.c.pipeline(adds)
+  const [[, items], score] = await run(['ZSCAN', 'tiny', 0], ['ZSCORE', 'tiny', '7']) as [[string, string[]], string]
+  assert.equal(Number(items[1]), 9.8813129168249309e-323)
+  assert.equal(Number(score), 9.8813129168249309e-323)
+})
+
+test('scores read as Redis 7.2 writes them (fpconv_dtoa): shortest digits, plain or d.ddde+XX', () => {
+  const cases: Array<[number, string]> = [[0.1, '0.1'], [1e-322, '1e-322'], [1.5e300, '1.5e+300'], [1e20, '1e+20'], [1e7, '10000000'],
+    [123456789012345680, '123456789012345680'], [1e-5, '0.00001'], [1.5e-6, '1.5e-6'], [-2.5, '-2.5'], [-0, '-0'], [Infinity, 'inf'], [-Infinity, '-inf']]
+  for (const [x, text] of cases) assert.equal(formatScore(x), text, String(x))
 })

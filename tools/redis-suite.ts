@@ -7,8 +7,8 @@
  *   npm run test:redis-suite -- <suite dir> [--units unit/scan,unit/expire] [--json out.json]
  *
  * The exclusions (denied tags and skipped tests, each with its reason) are read from ONE file,
- * docs/redis-suite.md. Each server runs on a free port with a temporary directory; the suite is
- * copied to a temporary directory, because runtest writes under tests/tmp.
+ * docs/redis-suite.md. Each unit gets a fresh server of each kind, on a free port with a temporary
+ * directory; the suite is copied to a temporary directory, because runtest writes under tests/tmp.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -93,14 +93,40 @@ async function stopServer (s: Server): Promise<void> {
   rmSync(s.dir, { recursive: true, force: true })
 }
 
+/**
+ * Runs `fn` against a server started for it alone. One server per unit: a unit that ends early on one
+ * server (an unknown command ends it) skips its own clean-up, such as restoring the CONFIG it changed,
+ * and would otherwise fail tests of the next unit on that server only.
+ */
+async function onFreshServer<T> (name: 'redis-server' | 'pagegift-kv', fn: (port: number) => Promise<T>): Promise<T> {
+  const s = await startServer(name)
+  try {
+    return await fn(s.port)
+  } finally {
+    await stopServer(s)
+  }
+}
+
+/**
+ * A random --baseport per unit keeps two suite runs at the same time (two checkouts, two developers)
+ * from clashing on the harness's default 21111. The harness wants its port p (from the 32 below
+ * --baseport) and p + 10000 free, so the base stays under 41,200: above 55,567, p + 10000 is no port.
+ */
+function randomBaseport (): number {
+  return 22_000 + 64 * Math.floor(Math.random() * 300)
+}
+
 /** Runs one unit against a server; resolves with the parsed results (a unit past its deadline is killed). */
 async function runUnit (suite: string, unit: string, port: number, ex: Exclusions, skipfile: string): Promise<UnitResult> {
-  // runtest is a shell script that only finds a tclsh and runs this.
-  // The harness takes its own client port from the 32 below --baseport: a random base per unit keeps two
-  // suite runs at the same time (two checkouts, two developers) from clashing on its default 21111.
-  // find_available_port binds each candidate port and port + 10000 too: above 55567 that twin passes
-  // 65535 and no port is ever free ("Can't find a non busy port"), so the base stays below it.
-  const baseport = 22_000 + 64 * Math.floor(Math.random() * 500)
+  // Another run can hold the harness's ports at that moment: then it stops at once, and another base is tried.
+  for (let attempt = 1; ; attempt++) {
+    const text = await runtest(suite, unit, port, ex, skipfile, randomBaseport())
+    if (attempt === 3 || !text.includes("Can't find a non busy port")) return parseRuntest(text)
+  }
+}
+
+/** One run of the harness (runtest is a shell script that only finds a tclsh and runs this); its output. */
+async function runtest (suite: string, unit: string, port: number, ex: Exclusions, skipfile: string, baseport: number): Promise<string> {
   const args = ['tests/test_helper.tcl', '--host', '127.0.0.1', '--port', String(port), '--single', unit, '--timeout', '120',
     '--baseport', String(baseport),
     '--tags', ex.tags.map((t) => `-${t}`).join(' '), '--skipfile', skipfile]
@@ -111,7 +137,7 @@ async function runUnit (suite: string, unit: string, port: number, ex: Exclusion
   const killer = setTimeout(() => { text += '\n[exception]: unit timed out\n'; p.kill('SIGKILL') }, UNIT_TIMEOUT_MS)
   await new Promise((resolve) => p.on('close', resolve))
   clearTimeout(killer)
-  return parseRuntest(text)
+  return text
 }
 
 export interface Row { unit: string, redis: number, kv: number, kvTotal: number, redisFailed: string[], kvFailed: string[] }
@@ -143,21 +169,21 @@ async function main (argv: string[]): Promise<number> {
   const also = argv.includes('--also-skip') ? readFileSync(argv[argv.indexOf('--also-skip') + 1], 'utf8').split('\n').filter((l) => l.trim() !== '') : []
   if (also.length > 0) process.stdout.write(`also skipping ${also.length} tests from ${argv[argv.indexOf('--also-skip') + 1]} (not part of the exclusions list)\n`)
   writeFileSync(skipfile, [...ex.tests, ...also].join('\n') + '\n')
-  const servers = [await startServer('redis-server'), await startServer('pagegift-kv')]
   const rows: Row[] = []
   try {
     for (const unit of units) {
-      const [redis, kv] = [await runUnit(work, unit, servers[0].port, ex, skipfile), await runUnit(work, unit, servers[1].port, ex, skipfile)]
+      const [redis, kv] = [await onFreshServer('redis-server', (port) => runUnit(work, unit, port, ex, skipfile)),
+        await onFreshServer('pagegift-kv', (port) => runUnit(work, unit, port, ex, skipfile))]
       const kvOk = new Set(kv.ok)
       const row: Row = { unit, redis: redis.ok.length, kv: redis.ok.filter((t) => kvOk.has(t)).length, kvTotal: kv.ok.length, redisFailed: redis.err, kvFailed: redis.ok.filter((t) => !kvOk.has(t)) }
       rows.push(row)
       process.stdout.write(`${unit}: redis-server ${row.redis}, pagegift-kv ${row.kv} of those${kv.exception ? ' (pagegift-kv unit aborted by an exception)' : ''}\n`)
       const failed = new Set(kv.err)
       for (const t of row.kvFailed) process.stdout.write(`    ${failed.has(t) ? 'failed' : 'not run'}: ${t}\n`)
+      if (redis.ok.length === 0) process.stdout.write(`    redis-server passed nothing; its run ended with:\n${redis.output.split('\n').slice(-8).map((l) => `    | ${l}\n`).join('')}`)
       if (kv.exception) process.stdout.write(kv.output.split('\n').filter((l) => /exception|Error|error/.test(l)).slice(0, 8).map((l) => `    | ${l}\n`).join(''))
     }
   } finally {
-    for (const s of servers) await stopServer(s)
     rmSync(work, { recursive: true, force: true })
   }
   process.stdout.write('\n' + table(rows) + '\n')

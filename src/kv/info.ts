@@ -55,7 +55,7 @@ const sections: Record<string, Section> = {
   }),
   stats: (f) => ({
     total_connections_received: f.connections, total_commands_processed: f.commands, expired_keys: f.dbs.expired,
-    evicted_keys: 0, compacted_bytes: f.dbs.compacted.movedBytes, compacted_segments: f.dbs.compacted.freedSegments
+    evicted_keys: 0, migrate_cached_sockets: 0, compacted_bytes: f.dbs.compacted.movedBytes, compacted_segments: f.dbs.compacted.freedSegments
   }),
   replication: () => ({ role: 'master', connected_slaves: 0, master_repl_offset: 0, repl_backlog_active: 0 }),
   cpu: () => {

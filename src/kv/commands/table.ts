@@ -25,6 +25,7 @@ import { setCommands } from './set.ts'
 import { zsetCoreCommands } from './zset.ts'
 import { zstoreCommands } from './zstore.ts'
 import { zrangeCommands } from './zrange.ts'
+import { dumpCommands } from './dump.ts'
 import type { Command } from './types.ts'
 
 const byHash = new Map<number, Command[]>()
@@ -80,6 +81,7 @@ const all: Command[] = [
   ...sortCommands,
   ...multiCommands, ...pubsubCommands, ...blockingCommands, ...mpopCommands, ...helloCommands,
   ...hashCommands, ...listCommands, ...setCommands, ...zsetCoreCommands, ...zstoreCommands, ...zrangeCommands,
+  ...dumpCommands,
   { name: 'command', arity: -1, flags: ['random'], keys: [0, 0, 0], run: command }
 ]
 trackCommands(all)

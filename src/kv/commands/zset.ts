@@ -1,6 +1,6 @@
 /** Sorted set commands over types/zset.ts (skiplist + member dict in the heap). */
 import { ZSets, mA, mS, mE, type ScoreRange, type LexBound } from '../types/zset.ts'
-import { open, create, createKey, dropIfEmpty, types, hashOf, scanArgs, formatFloat, parseFloatArg, tagOf, refOf, isHeapRecord, WRONGTYPE, T_ZSET } from '../types/access.ts'
+import { open, create, createKey, dropIfEmpty, types, hashOf, scanArgs, formatScore, parseFloatArg, tagOf, refOf, isHeapRecord, WRONGTYPE, T_ZSET } from '../types/access.ts'
 import { typesOf } from '../types/registry.ts'
 import type { Store } from '../store.ts'
 import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
@@ -15,7 +15,7 @@ export function replyMember (c: Ctx, z: ZSets, n: number): void {
   z.member(n)
   c.out.bulk(z.h.b[mA], mS, mE)
 }
-export function replyScore (c: Ctx, score: number): void { if (c.out.resp === 3) c.out.double(score); else c.out.bulkString(formatFloat(score)) }
+export function replyScore (c: Ctx, score: number): void { if (c.out.resp === 3) c.out.double(score); else c.out.bulkString(formatScore(score)) }
 
 /** Opens or creates argument i's sorted set; -1 after an error reply. */
 function openForWrite (c: Ctx, i: number): number {

@@ -16,6 +16,7 @@ export type RdbErrorCode =
   | 'ERR_RDB_DB_RANGE' // a database number the store does not have
   | 'ERR_RDB_DUPLICATE_KEY' // the same key twice in one database
   | 'ERR_RDB_OOM' // the data does not fit maxmemory
+  | 'ERR_RDB_TOO_BIG' // a DUMP payload whose value would take more memory than RESTORE allows
 
 export interface RdbError extends Error { code: RdbErrorCode, offset?: number }
 

@@ -5,12 +5,14 @@
  */
 import { rdbError } from './errors.ts'
 import { OP, QUICKLIST_PACKED, QUICKLIST_PLAIN, RDB_MAX_READ_VERSION, T, type RdbKey, type RdbValue } from './format.ts'
-import { RdbInput, type ByteSource } from './input.ts'
+import { bufferSource, RdbInput, type ByteSource } from './input.ts'
 import { lzfDecompress } from './lzf.ts'
 import { readIntset, readListpack, readZiplist } from './packed.ts'
 
 /** Redis's proto-max-bulk-len default: no string in an RDB Redis can load is longer. */
 const MAX_STRING = 512 * 1024 * 1024
+/** What one decoded element costs besides its bytes (a Buffer object and its slot in an array), roughly. */
+const BUFFER_OVERHEAD = 96
 
 const UNSUPPORTED: Record<number, string> = {
   [T.MODULE_PRE_GA]: 'module value', [T.MODULE_2]: 'module value', [T.HASH_ZIPMAP]: 'zipmap hash (RDB < 4)',
@@ -29,15 +31,44 @@ export class RdbReader {
   checksum: 'verified' | 'absent' | null = null
   private done = false
 
-  /** Takes ownership of `src`: it is closed if the header is refused, otherwise by `close()`. */
-  constructor (src: ByteSource) {
+  /**
+   * Bytes the values read so far may still take in memory (each string counts its length plus a
+   * Buffer's overhead): a bound on what a hostile payload can make this reader allocate.
+   */
+  private budget: number
+
+  /**
+   * Takes ownership of `src`: it is closed if the header is refused, otherwise by `close()`.
+   * `header: false` reads a headerless DUMP payload (see `payloadValue`).
+   */
+  constructor (src: ByteSource, opts: { header?: boolean, budget?: number } = {}) {
     this.in = new RdbInput(src)
+    this.budget = opts.budget ?? Infinity
     try {
-      this.header()
+      if (opts.header !== false) this.header()
     } catch (err) {
       src.close()
       throw err
     }
+  }
+
+  /**
+   * The value of a DUMP payload's body (the payload without its 10-byte footer): a type byte, the
+   * value, and nothing after it. `budget` bounds the memory the decoded value may take.
+   */
+  static payloadValue (body: Buffer, budget: number): RdbValue {
+    const r = new RdbReader(bufferSource(body), { header: false, budget })
+    const type = r.in.u8()
+    if (type >= OP.SLOT_INFO) throw rdbError('ERR_RDB_BAD_TYPE', `opcode ${type} where a value type was expected`, 0)
+    const value = r.value(type, 0)
+    if (r.in.offset !== body.length) throw rdbError('ERR_RDB_TRAILING', `${body.length - r.in.offset} bytes after the value`, r.in.offset)
+    return value
+  }
+
+  /** Counts `bytes` (and `items` Buffers) against the budget; over it is an error, before the caller allocates. */
+  private charge (bytes: number, items = 1): void {
+    this.budget -= bytes + items * BUFFER_OVERHEAD
+    if (this.budget < 0) throw rdbError('ERR_RDB_TOO_BIG', 'the value decodes to more memory than allowed', this.in.offset)
   }
 
   private header (): void {
@@ -129,6 +160,8 @@ export class RdbReader {
     const n = this.length()
     const left = this.in.size - this.in.offset
     if (n > left) throw rdbError('ERR_RDB_TRUNCATED', `${n} elements announced, ${left} bytes left`, this.in.offset)
+    // Charged up front: a million empty strings cost little to send and a lot to hold.
+    this.charge(0, n)
     return n
   }
 
@@ -145,6 +178,8 @@ export class RdbReader {
     const n = this.length(true)
     if (n >= 0) {
       if (n > MAX_STRING) throw rdbError('ERR_RDB_CORRUPT', `string length ${n} is over 512 MiB`, at)
+      if (n > this.in.size - this.in.offset) throw rdbError('ERR_RDB_TRUNCATED', `string of ${n} bytes, ${this.in.size - this.in.offset} left`, at)
+      this.charge(n, 0)
       return this.in.bytes(n)
     }
     const enc = -1 - n
@@ -157,6 +192,7 @@ export class RdbReader {
     // LZF expands at most ~132 times; a larger claim is a lie that would only waste an allocation.
     if (len > MAX_STRING || len > clen * 132 + 64) throw rdbError('ERR_RDB_CORRUPT', `lzf string claims ${len} bytes from ${clen}`, at)
     const z = this.in.view(clen)
+    this.charge(len, 0)
     try {
       return lzfDecompress(z, 0, clen, len)
     } catch (err) {
@@ -205,6 +241,8 @@ export class RdbReader {
 
   private packed (decode: (b: Buffer) => Buffer[], at: number): Buffer[] {
     const blob = this.string()
+    // Every packed entry takes at least 2 bytes of the blob and becomes one Buffer.
+    this.charge(blob.length, blob.length >>> 1)
     try {
       return decode(blob)
     } catch (err) {

@@ -6,9 +6,9 @@
  */
 import { encode, parseReply, RespError, type Arg, type RespValue } from '../client.ts'
 import { Ctx, type ClientInfo, type ServerView } from '../commands/context.ts'
-import { dispatch } from '../commands/table.ts'
 import { Reply } from '../reply.ts'
 import { RespParser } from '../resp.ts'
+import { hubOf } from '../session.ts'
 
 export class CommandRunner {
   private readonly parser = new RespParser()
@@ -25,7 +25,8 @@ export class CommandRunner {
     if (this.parser.parse(req, 0, req.length) !== req.length) throw new Error(`rdb: could not frame ${String(args[0])}`)
     this.client.db = db
     this.ctx.bind(this.parser, this.client)
-    dispatch(this.ctx)
+    // The table's dispatch through the server's hub: importing the table here would make a cycle (DUMP uses this runner).
+    hubOf(this.ctx).dispatch(this.ctx)
     const out = this.ctx.out.take()
     const r = parseReply(out, 0)
     if (typeof r === 'symbol') throw new Error(`rdb: ${String(args[0])} gave an incomplete reply`)

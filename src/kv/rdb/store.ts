@@ -7,7 +7,7 @@ import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'n
 import type { RespValue } from '../client.ts'
 import type { ServerView } from '../commands/context.ts'
 import type { Store } from '../store.ts'
-import { formatFloat } from '../types/access.ts'
+import { formatScore } from '../types/access.ts'
 import { rdbError } from './errors.ts'
 import { TYPE_TAG, type RdbKey, type RdbValue } from './format.ts'
 import { fileSource } from './input.ts'
@@ -38,7 +38,8 @@ export async function loadRdb (server: ServerView, path: string): Promise<RdbLoa
   return report
 }
 
-function put (server: ServerView, runner: CommandRunner, k: RdbKey): void {
+/** Adds key `k` (absent from its database) with its value and expiry; throws an RdbError (OOM, bad value). */
+export function put (server: ServerView, runner: CommandRunner, k: RdbKey): void {
   const name = (): string => `'${k.key.toString('latin1', 0, 64)}'`
   if (k.db >= server.dbs.count) throw rdbError('ERR_RDB_DB_RANGE', `key ${name()} is in database ${k.db}, and there are ${server.dbs.count} (--databases)`)
   const store = server.dbs.db(k.db)
@@ -62,7 +63,7 @@ function * building (key: Buffer, v: Exclude<RdbValue, { type: 'string' }>): Gen
     if (v.type === 'list') yield ['RPUSH', key, ...v.value.slice(i, i + BATCH)]
     else if (v.type === 'set') yield ['SADD', key, ...v.value.slice(i, i + BATCH)]
     else if (v.type === 'hash') yield ['HSET', key, ...v.value.slice(i, i + BATCH).flat()]
-    else yield ['ZADD', key, ...v.value.slice(i, i + BATCH).flatMap(([m, s]) => [formatFloat(s), m])]
+    else yield ['ZADD', key, ...v.value.slice(i, i + BATCH).flatMap(([m, s]) => [formatScore(s), m])]
   }
 }
 
@@ -112,16 +113,22 @@ function saveDb (w: RdbWriter, runner: CommandRunner, db: number, store: Store, 
     const ks = seg.keyStart(off)
     // A copy: reading a collection below runs a command, which moves the store's seg/off.
     const key = Buffer.from(seg.bytes.subarray(ks, ks + seg.keyLen(off)))
-    const tag = store.typeOf()
-    if (tag === TYPE_TAG.string) {
-      const vs = seg.valStart(off)
-      w.key(key, { type: 'string', value: seg.bytes.subarray(vs, vs + seg.valLen(off)) }, at)
-    } else {
-      w.key(key, readCollection(runner, db, key, tag), at)
-    }
+    w.key(key, foundValue(runner, db, store, key), at)
     keys++
   }
   return keys
+}
+
+/**
+ * The value of the key `store` found last (its seg/off), as the RDB writer takes it. A string is a
+ * view of the store's segment: valid until the store changes.
+ */
+export function foundValue (runner: CommandRunner, db: number, store: Store, key: Buffer): RdbValue {
+  const tag = store.typeOf()
+  if (tag !== TYPE_TAG.string) return readCollection(runner, db, key, tag)
+  const { seg, off } = store
+  const vs = seg.valStart(off)
+  return { type: 'string', value: seg.bytes.subarray(vs, vs + seg.valLen(off)) }
 }
 
 function readCollection (runner: CommandRunner, db: number, key: Buffer, tag: number): RdbValue {

@@ -22,10 +22,30 @@ export class RdbWriter {
   private pos = 0
   private readonly compress: boolean
 
-  /** `sink` receives each full chunk; it must consume it before returning (the chunk is reused). */
-  constructor (private readonly sink: (chunk: Buffer) => void, opts: RdbWriterOptions = {}) {
+  /**
+   * `sink` receives each full chunk; it must consume it before returning (the chunk is reused).
+   * `header: false` leaves out the "REDIS0010" magic, for a DUMP payload (see `dump`).
+   */
+  constructor (private readonly sink: (chunk: Buffer) => void, opts: RdbWriterOptions & { header?: boolean } = {}) {
     this.compress = opts.compress ?? true
-    this.raw(Buffer.from(`REDIS${String(RDB_WRITE_VERSION).padStart(4, '0')}`, 'latin1'))
+    if (opts.header !== false) this.raw(Buffer.from(`REDIS${String(RDB_WRITE_VERSION).padStart(4, '0')}`, 'latin1'))
+  }
+
+  /**
+   * A DUMP payload, as Redis's DUMP makes it: the value as in an RDB (type byte, then the value, no
+   * key), the RDB version in 2 bytes little-endian, then the CRC64 of everything before it.
+   */
+  static dump (value: RdbValue): Buffer {
+    const parts: Buffer[] = []
+    const w = new RdbWriter((chunk) => { parts.push(Buffer.from(chunk)) }, { header: false })
+    const type = w.typeOf(value)
+    w.u8(type)
+    w.body(type, value)
+    w.buf.writeUInt16LE(RDB_WRITE_VERSION, w.room(2))
+    w.flush()
+    w.raw(w.crc.bytes(), false)
+    w.flush(false)
+    return Buffer.concat(parts)
   }
 
   aux (key: string, value: string): void {
@@ -49,13 +69,10 @@ export class RdbWriter {
       const b = this.room(8)
       this.buf.writeBigInt64LE(BigInt(Math.trunc(expireAt)), b)
     }
-    switch (value.type) {
-      case 'string': this.u8(T.STRING); this.string(key); this.string(value.value); break
-      case 'list': this.u8(T.LIST_QUICKLIST_2); this.string(key); this.list(value.value); break
-      case 'set': this.set(key, value.value); break
-      case 'zset': this.zset(key, value.value); break
-      case 'hash': this.hash(key, value.value); break
-    }
+    const type = this.typeOf(value)
+    this.u8(type)
+    this.string(key)
+    this.body(type, value)
   }
 
   /** The EOF opcode and the checksum; flushes everything to the sink. */
@@ -87,31 +104,42 @@ export class RdbWriter {
     }
   }
 
-  private set (key: Buffer, members: Buffer[]): void {
-    const ints = members.length <= COMPACT.intsetEntries ? members.map((m) => canonicalInt(m)) : []
-    if (members.length <= COMPACT.intsetEntries && ints.every((x) => x !== null)) {
-      this.u8(T.SET_INTSET)
-      this.string(key)
-      this.string(writeIntset(ints as bigint[]))
+  /** The RDB type byte of a value: a compact encoding under Redis's default thresholds. */
+  private typeOf (v: RdbValue): number {
+    switch (v.type) {
+      case 'string': return T.STRING
+      case 'list': return T.LIST_QUICKLIST_2
+      case 'set': return v.value.length <= COMPACT.intsetEntries && v.value.every((m) => canonicalInt(m) !== null) ? T.SET_INTSET : T.SET
+      case 'zset': return small(v.value.length, v.value.map((e) => e[0])) ? T.ZSET_LISTPACK : T.ZSET_2
+      case 'hash': return small(v.value.length, v.value.flat()) ? T.HASH_LISTPACK : T.HASH
+    }
+  }
+
+  /** The value of `v` in the encoding `type` (from `typeOf`). */
+  private body (type: number, v: RdbValue): void {
+    if (v.type === 'string') this.string(v.value)
+    else if (v.type === 'list') this.list(v.value)
+    else if (v.type === 'set') this.set(type, v.value)
+    else if (v.type === 'zset') this.zset(type, v.value)
+    else this.hash(type, v.value)
+  }
+
+  private set (type: number, members: Buffer[]): void {
+    if (type === T.SET_INTSET) {
+      this.string(writeIntset(members.map((m) => canonicalInt(m) as bigint)))
       return
     }
-    this.u8(T.SET)
-    this.string(key)
     this.length(members.length)
     for (const m of members) this.string(m)
   }
 
-  private zset (key: Buffer, entries: Array<[Buffer, number]>): void {
-    if (small(entries.length, entries.map((e) => e[0]))) {
+  private zset (type: number, entries: Array<[Buffer, number]>): void {
+    if (type === T.ZSET_LISTPACK) {
       // A listpack zset is kept in score order (then member order): Redis relies on it.
       const sorted = [...entries].sort((a, b) => (a[1] - b[1]) || Buffer.compare(a[0], b[0]))
-      this.u8(T.ZSET_LISTPACK)
-      this.string(key)
       this.string(writeListpack(sorted.flatMap(([m, s]) => [m, Buffer.from(scoreText(s), 'latin1')])))
       return
     }
-    this.u8(T.ZSET_2)
-    this.string(key)
     this.length(entries.length)
     for (const [m, s] of entries) {
       this.string(m)
@@ -119,15 +147,11 @@ export class RdbWriter {
     }
   }
 
-  private hash (key: Buffer, entries: Array<[Buffer, Buffer]>): void {
-    if (small(entries.length, entries.flat())) {
-      this.u8(T.HASH_LISTPACK)
-      this.string(key)
+  private hash (type: number, entries: Array<[Buffer, Buffer]>): void {
+    if (type === T.HASH_LISTPACK) {
       this.string(writeListpack(entries.flat()))
       return
     }
-    this.u8(T.HASH)
-    this.string(key)
     this.length(entries.length)
     for (const [f, v] of entries) { this.string(f); this.string(v) }
   }

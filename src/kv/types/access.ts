@@ -101,6 +101,30 @@ export function scanArgs (c: Ctx, at: number): ScanArgs | null {
   return o
 }
 
+/**
+ * A double as Redis 7.2 replies with a score (fpconv_dtoa): the shortest digits that read back as
+ * the same double, written plain when short enough and as d.ddde+XX otherwise. Exact for every
+ * double, unlike `formatFloat`, which rounds tiny values such as 1e-322 to 0.
+ */
+export function formatScore (n: number): string {
+  if (Number.isNaN(n)) return 'nan'
+  if (n === Infinity) return 'inf'
+  if (n === -Infinity) return '-inf'
+  if (n === 0) return Object.is(n, -0) ? '-0' : '0'
+  const [mant, e] = Math.abs(n).toExponential().split('e')
+  const digits = mant.replace('.', '')
+  const nd = digits.length
+  const K = Number(e) - nd + 1
+  const exp = Math.abs(K + nd - 1)
+  const sign = n < 0 ? '-' : ''
+  if (K >= 0 && exp < nd + 7) return sign + digits + '0'.repeat(K)
+  if (K < 0 && (K > -7 || exp < 4)) {
+    const point = nd + K
+    return sign + (point <= 0 ? '0.' + '0'.repeat(-point) + digits : digits.slice(0, point) + '.' + digits.slice(point))
+  }
+  return sign + digits[0] + (nd > 1 ? '.' + digits.slice(1) : '') + 'e' + (Number(e) < 0 ? '-' : '+') + String(exp)
+}
+
 /** Redis's human float format (%.17Lg without exponent, trailing zeros trimmed). */
 export function formatFloat (n: number): string {
   if (n === Infinity) return 'inf'
