@@ -53,6 +53,18 @@ export function sendInline (t: Transport, id: number, sources: Sources, metaJson
 
 interface Held { text: string, sources: Sources, resolve: (r: GiftReceipt) => void, reject: (err: Error) => void }
 
+/** Settles the gifts of one message: sent, or failed with their bytes handed back. */
+function settleGroup (group: Held[], err: Error | undefined): void {
+  if (err !== undefined) {
+    for (const h of group) h.reject(failed(h.sources, err))
+    return
+  }
+  for (const h of group) {
+    h.sources.release()
+    h.resolve({ path: 'copy', bytes: h.sources.total, reason: RECEIPT })
+  }
+}
+
 /** Room in a Batch message's JSON for `{"gifts":[...]}` around the offers. */
 const BATCH_JSON_OVERHEAD = 16
 
@@ -129,30 +141,20 @@ export class InlineBatcher {
     this.#used = 0
   }
 
-  /** Sends one message of gifts; says whether the kernel took it at once. */
+  /**
+   * Sends one message of gifts; says whether it settled at once (the kernel took it, or it failed
+   * and each gift's bytes came out of the chunk), so that the chunk can be written again.
+   */
   #send (group: Held[], bytes: number): boolean {
-    let now = false
-    const onSent = (): void => { now = true }
-    const sent = group.length === 1
-      ? this.#t.sendText(Type.Inline, group[0].text, undefined, group[0].sources.inline, [], onSent).sent
-      : this.#t.sendText(Type.Batch, `{"gifts":[${group.map((h) => h.text).join(',')}]}`, undefined, this.#data(group, bytes), [], onSent).sent
-    // Until then the bytes may lie in the chunk, which is written again once the kernel has them.
-    if (!now && this.#t.closed) {
-      // The send failed at once (the channel closed under it): the chunk is written again soon,
-      // so each gift's bytes come out of it now.
-      const buffers = group.map((h) => h.sources.recover())
-      sent.then(() => {}, (err: Error) => { group.forEach((h, i) => h.reject(failure(err, buffers[i]))) })
-      return false
-    }
-    sent.then(() => {
-      for (const h of group) {
-        h.sources.release()
-        h.resolve({ path: 'copy', bytes: h.sources.total, reason: RECEIPT })
-      }
-    }, (err: Error) => {
-      for (const h of group) h.reject(failed(h.sources, err))
+    let settled = false
+    const single = group.length === 1
+    const text = single ? group[0].text : `{"gifts":[${group.map((h) => h.text).join(',')}]}`
+    const data = single ? group[0].sources.inline : this.#data(group, bytes)
+    this.#t.post(single ? Type.Inline : Type.Batch, text, undefined, data, [], (err?: Error) => {
+      settled = true
+      settleGroup(group, err)
     })
-    return now
+    return settled
   }
 
   /** A group's bytes as one view: where they lie one after another in the chunk, else copied together. */
@@ -234,9 +236,8 @@ function inlineOffer (x: unknown, what: string, data: Uint8Array, at: number): O
 
 /** An inline gift: its bytes are here already; with `into` they are copied there, in order. */
 export function takeInline (offer: Offer, buffers: ArrayBuffer[], into: Uint8Array[] | undefined): Gift {
-  const gift = (out: ArrayBuffer[]): Gift => ({ buffers: out, meta: offer.meta, path: 'copy', bytes: offer.total, reason: 'inline' })
-  if (into === undefined) return gift(buffers)
+  if (into === undefined) return { buffers, meta: offer.meta, path: 'copy', bytes: offer.total, reason: RECEIPT }
   const put = scatter(into)
   for (const ab of buffers) put(new Uint8Array(ab))
-  return gift([...new Set(into.map((view) => view.buffer as ArrayBuffer))])
+  return { buffers: [...new Set(into.map((view) => view.buffer as ArrayBuffer))], meta: offer.meta, path: 'copy', bytes: offer.total, reason: RECEIPT }
 }

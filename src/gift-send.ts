@@ -44,6 +44,7 @@ interface Pending {
 }
 
 const PIPE_SIZE = 1 << 20
+const NO_OPTIONS: GiftOptions = Object.freeze({})
 
 let disabledRaw: string | undefined
 let disabledSet = new Set<string>()
@@ -92,16 +93,27 @@ export class GiftSender {
     this.#batch.flush()
   }
 
-  async gift (data: GiftData, opts: GiftOptions = {}): Promise<GiftReceipt> {
+  /** Never throws: a bad argument rejects, as it would from an async function. */
+  gift (data: GiftData, opts: GiftOptions = NO_OPTIONS): Promise<GiftReceipt> {
+    try {
+      return this.#gift(data, opts)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  #gift (data: GiftData, opts: GiftOptions): Promise<GiftReceipt> {
     if (opts === null || typeof opts !== 'object') throw new TypeError('The "opts" argument must be an object')
     const forced = opts.path
     if (forced !== undefined && !PATHS.includes(forced)) throw new TypeError(`The "opts.path" argument must be one of ${PATHS.join(', ')}. Received ${String(forced)}`)
     const timeoutMs = timeoutArg(opts.timeoutMs, 'opts.timeoutMs')
     let metaJson: string | undefined
-    try {
-      metaJson = JSON.stringify(opts.meta)
-    } catch (err) {
-      throw new TypeError(`The "opts.meta" argument must be JSON-serialisable: ${(err as Error).message}`)
+    if (opts.meta !== undefined) {
+      try {
+        metaJson = JSON.stringify(opts.meta)
+      } catch (err) {
+        throw new TypeError(`The "opts.meta" argument must be JSON-serialisable: ${(err as Error).message}`)
+      }
     }
     const disabled = disabledPaths()
     if (forced !== undefined && disabled.has(forced)) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path '${forced}': disabled by PAGEGIFT_DISABLE`)
@@ -112,7 +124,7 @@ export class GiftSender {
     const batched = inlineMax !== undefined && timeoutMs === undefined
     const sources = (batched ? this.#batch.takeSmall(data, inlineMax.pages) : undefined) ?? Sources.take(data, forced, inlineMax)
     const id = this.#next++
-    if (sources.inline !== undefined) return await (timeoutMs === undefined ? this.#batch.add(id, sources, metaJson) : sendInline(this.#t, id, sources, metaJson, timeoutMs))
+    if (sources.inline !== undefined) return (timeoutMs === undefined ? this.#batch.add(id, sources, metaJson) : sendInline(this.#t, id, sources, metaJson, timeoutMs))
     const offer: Record<string, unknown> = {
       id,
       lengths: sources.lengths,
