@@ -45,6 +45,9 @@ interface Pending {
 
 const PIPE_SIZE = 1 << 20
 const NO_OPTIONS: GiftOptions = Object.freeze({})
+/** How much goes inline: memory whose pages could move, and any other (the crossover in wire.ts). */
+const INLINE_LIMITS = Object.freeze({ pages: INLINE_MAX_PAGES, other: INLINE_MAX })
+const INLINE_NO_MOVE = Object.freeze({ pages: INLINE_MAX, other: INLINE_MAX })
 
 let disabledRaw: string | undefined
 let disabledSet = new Set<string>()
@@ -119,7 +122,7 @@ export class GiftSender {
     if (forced !== undefined && disabled.has(forced)) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path '${forced}': disabled by PAGEGIFT_DISABLE`)
     if (this.#t.closed) throw new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed')
     // PAGEGIFT_DISABLE=copy turns off every path that puts the bytes in socket messages, inline too.
-    const inlineMax = disabled.has('copy') || forced !== undefined ? undefined : { pages: disabled.has('move') ? INLINE_MAX : INLINE_MAX_PAGES, other: INLINE_MAX }
+    const inlineMax = disabled.has('copy') || forced !== undefined ? undefined : disabled.has('move') ? INLINE_NO_MOVE : INLINE_LIMITS
     // Held to share a message with others of this turn, unless it has a timeout: then it goes alone.
     const batched = inlineMax !== undefined && timeoutMs === undefined
     const sources = (batched ? this.#batch.takeSmall(data, inlineMax.pages) : undefined) ?? Sources.take(data, forced, inlineMax)

@@ -70,6 +70,18 @@ export function encodeText (type: Type, text: string, dataLength: number, nfds: 
   return out
 }
 
+const utf8Slice = Buffer.prototype.utf8Slice as (this: Uint8Array, start: number, end: number) => string
+
+/**
+ * The text of bytes [start, end), which must be valid UTF-8. Node's utf8Slice is twice as fast as a
+ * fatal TextDecoder but replaces bad bytes with U+FFFD; only text that holds one is decoded again,
+ * strictly, to tell a U+FFFD that was sent from bytes that are not UTF-8.
+ */
+function utf8 (buf: Uint8Array, start: number, end: number): string {
+  const text = utf8Slice.call(buf, start, end)
+  return text.includes('\uFFFD') ? decoder.decode(buf.subarray(start, end)) : text
+}
+
 /** Decodes and checks one received packet of `n` bytes carrying `nfds` fds; throws a protocol error. */
 export function decode (buf: Uint8Array, n: number, nfds: number): Decoded {
   if (n < HEADER_BYTES) throw protocolError(`packet of ${n} bytes is shorter than the header`)
@@ -88,7 +100,7 @@ export function decode (buf: Uint8Array, n: number, nfds: number): Decoded {
   if (v.getUint16(16, true) !== nfds) throw protocolError(`header says ${v.getUint16(16, true)} fds, ${nfds} arrived`)
   let json: unknown
   try {
-    json = JSON.parse(decoder.decode(buf.subarray(HEADER_BYTES, HEADER_BYTES + jsonLength)))
+    json = JSON.parse(utf8(buf, HEADER_BYTES, HEADER_BYTES + jsonLength))
   } catch {
     throw protocolError('JSON part does not parse')
   }
