@@ -215,10 +215,18 @@ function noFds (fds: number[], what: string): void {
   throw protocolError(`${what} with ${fds.length} fds`)
 }
 
+/** True for 1 to MAX_BUFFERS integers in [1, INLINE_MAX]: a subset of what uints() accepts here. */
+function plainLengths (x: unknown): x is number[] {
+  if (!Array.isArray(x) || x.length === 0 || x.length > MAX_BUFFERS) return false
+  for (const n of x) if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > INLINE_MAX) return false
+  return true
+}
+
 /** One inline offer whose bytes start at `at` in `data`; short data is caught before any copy. */
 function inlineOffer (x: unknown, what: string, data: Uint8Array, at: number): Offer {
   const o = obj(x, what)
-  const lengths = uints(o.lengths, 'lengths', MAX_BUFFERS, INLINE_MAX)
+  // The common case checked without the validator's per-item labels; anything else gets its precise error there.
+  const lengths = plainLengths(o.lengths) ? o.lengths : uints(o.lengths, 'lengths', MAX_BUFFERS, INLINE_MAX)
   let total = 0
   for (const n of lengths) total += n
   if (lengths.length === 0 || lengths.includes(0) || total > INLINE_MAX) throw protocolError('inline lengths out of range')
