@@ -162,6 +162,23 @@ describe('small gifts go inline', () => {
     assert.equal(new Uint8Array(g.buffers[0])[99], 5)
     await assert.rejects(b.receive(), { code: 'ERR_PAGEGIFT_PEER_CLOSED' })
   })
+  test('a receive handed a gift settles at once, and what else waits in the socket is read after it', async () => {
+    // The reader returns to the event loop once it has settled a waiting receive (Transport.yieldRead):
+    // the messages behind that one must still arrive, in order, from the next poll callbacks.
+    const { ch, raw, done } = rawPair()
+    try {
+      const first = ch.receive()
+      for (const id of [1, 2, 3]) assert.ok(native.sendmsg(raw, [packet(Type.Inline, `{"id":${id},"lengths":[2],"meta":${id}}`, new Uint8Array([id, id]))], []) >= 0)
+      assert.ok(native.sendmsg(raw, [packet(Type.Message, '{"msg":"after"}')], []) >= 0)
+      const metas = [(await withTimeout(first, 10_000, 'the first gift')).meta]
+      for (let i = 0; i < 2; i++) metas.push((await withTimeout(ch.receive(), 10_000, 'a later gift')).meta)
+      assert.deepEqual(metas, [1, 2, 3])
+      assert.equal((await ch.recv({ timeoutMs: 10_000 })).msg, 'after')
+    } finally {
+      done()
+    }
+  })
+
   test('a gift still queued behind a full socket times out, and its data comes back', async () => {
     const { ch, done } = rawPair()
     try {
