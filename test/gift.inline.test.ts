@@ -179,6 +179,32 @@ describe('small gifts go inline', () => {
     }
   })
 
+  test('PAGEGIFT_DISABLE=copy set at run time stops inlining within 100 ms, and unset restores it', async () => {
+    const [a, b] = channelPair()
+    const before = process.env.PAGEGIFT_DISABLE
+    const pause = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 150))
+    const giftOne = async (): Promise<string | undefined> => {
+      const got = b.receive({ timeoutMs: 10_000 })
+      const receipt = await a.gift(new Uint8Array(100).fill(7), { timeoutMs: 10_000 })
+      assert.equal(new Uint8Array((await got).buffers[0])[99], 7)
+      return receipt.reason
+    }
+    try {
+      assert.equal(await giftOne(), 'inline')
+      process.env.PAGEGIFT_DISABLE = 'copy'
+      await pause()
+      assert.notEqual(await giftOne(), 'inline')
+      delete process.env.PAGEGIFT_DISABLE
+      await pause()
+      assert.equal(await giftOne(), 'inline')
+    } finally {
+      if (before === undefined) delete process.env.PAGEGIFT_DISABLE
+      else process.env.PAGEGIFT_DISABLE = before
+      a.close()
+      b.close()
+    }
+  })
+
   test('a gift still queued behind a full socket times out, and its data comes back', async () => {
     const { ch, done } = rawPair()
     try {
