@@ -53,6 +53,18 @@ export function sendInline (t: Transport, id: number, sources: Sources, metaJson
 
 interface Held { text: string, sources: Sources, resolve: (r: GiftReceipt) => void, reject: (err: Error) => void }
 
+/** Settles the gifts of one message: sent, or failed with their bytes handed back. */
+function settleGroup (group: Held[], err: Error | undefined): void {
+  if (err !== undefined) {
+    for (const h of group) h.reject(failed(h.sources, err))
+    return
+  }
+  for (const h of group) {
+    h.sources.release()
+    h.resolve({ path: 'copy', bytes: h.sources.total, reason: RECEIPT })
+  }
+}
+
 /** Room in a Batch message's JSON for `{"gifts":[...]}` around the offers. */
 const BATCH_JSON_OVERHEAD = 16
 
@@ -129,30 +141,20 @@ export class InlineBatcher {
     this.#used = 0
   }
 
-  /** Sends one message of gifts; says whether the kernel took it at once. */
+  /**
+   * Sends one message of gifts; says whether it settled at once (the kernel took it, or it failed
+   * and each gift's bytes came out of the chunk), so that the chunk can be written again.
+   */
   #send (group: Held[], bytes: number): boolean {
-    let now = false
-    const onSent = (): void => { now = true }
-    const sent = group.length === 1
-      ? this.#t.sendText(Type.Inline, group[0].text, undefined, group[0].sources.inline, [], onSent).sent
-      : this.#t.sendText(Type.Batch, `{"gifts":[${group.map((h) => h.text).join(',')}]}`, undefined, this.#data(group, bytes), [], onSent).sent
-    // Until then the bytes may lie in the chunk, which is written again once the kernel has them.
-    if (!now && this.#t.closed) {
-      // The send failed at once (the channel closed under it): the chunk is written again soon,
-      // so each gift's bytes come out of it now.
-      const buffers = group.map((h) => h.sources.recover())
-      sent.then(() => {}, (err: Error) => { group.forEach((h, i) => h.reject(failure(err, buffers[i]))) })
-      return false
-    }
-    sent.then(() => {
-      for (const h of group) {
-        h.sources.release()
-        h.resolve({ path: 'copy', bytes: h.sources.total, reason: RECEIPT })
-      }
-    }, (err: Error) => {
-      for (const h of group) h.reject(failed(h.sources, err))
+    let settled = false
+    const single = group.length === 1
+    const text = single ? group[0].text : `{"gifts":[${group.map((h) => h.text).join(',')}]}`
+    const data = single ? group[0].sources.inline : this.#data(group, bytes)
+    this.#t.post(single ? Type.Inline : Type.Batch, text, undefined, data, [], (err?: Error) => {
+      settled = true
+      settleGroup(group, err)
     })
-    return now
+    return settled
   }
 
   /** A group's bytes as one view: where they lie one after another in the chunk, else copied together. */
@@ -213,30 +215,34 @@ function noFds (fds: number[], what: string): void {
   throw protocolError(`${what} with ${fds.length} fds`)
 }
 
+/** True for 1 to MAX_BUFFERS integers in [1, INLINE_MAX]: a subset of what uints() accepts here. */
+function plainLengths (x: unknown): x is number[] {
+  if (!Array.isArray(x) || x.length === 0 || x.length > MAX_BUFFERS) return false
+  for (const n of x) if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > INLINE_MAX) return false
+  return true
+}
+
 /** One inline offer whose bytes start at `at` in `data`; short data is caught before any copy. */
 function inlineOffer (x: unknown, what: string, data: Uint8Array, at: number): Offer {
   const o = obj(x, what)
-  const lengths = uints(o.lengths, 'lengths', MAX_BUFFERS, INLINE_MAX)
+  // The common case checked without the validator's per-item labels; anything else gets its precise error there.
+  const lengths = plainLengths(o.lengths) ? o.lengths : uints(o.lengths, 'lengths', MAX_BUFFERS, INLINE_MAX)
   let total = 0
   for (const n of lengths) total += n
   if (lengths.length === 0 || lengths.includes(0) || total > INLINE_MAX) throw protocolError('inline lengths out of range')
   if (o.move !== undefined || o.cma !== undefined || o.forced !== undefined) throw protocolError('an inline offer may not offer another path')
   const id = uint(o.id, 'id')
   if (at + total > data.byteLength) return { id, lengths, total, meta: o.meta, memfds: [] }
-  // Copied: the receive buffer is read again for the next message.
-  const inline = lengths.map((n) => {
-    const ab = new ArrayBuffer(n)
-    new Uint8Array(ab).set(data.subarray(at, at += n))
-    return ab
-  })
+  // Copied: the receive buffer is read again for the next message. A typed array's slice() makes
+  // its own ArrayBuffer of exactly these bytes, 1.5-2x faster here than new ArrayBuffer() and set().
+  const inline = lengths.map((n) => data.slice(at, at += n).buffer)
   return { id, lengths, total, meta: o.meta, memfds: [], inline }
 }
 
 /** An inline gift: its bytes are here already; with `into` they are copied there, in order. */
 export function takeInline (offer: Offer, buffers: ArrayBuffer[], into: Uint8Array[] | undefined): Gift {
-  const gift = (out: ArrayBuffer[]): Gift => ({ buffers: out, meta: offer.meta, path: 'copy', bytes: offer.total, reason: 'inline' })
-  if (into === undefined) return gift(buffers)
+  if (into === undefined) return { buffers, meta: offer.meta, path: 'copy', bytes: offer.total, reason: RECEIPT }
   const put = scatter(into)
   for (const ab of buffers) put(new Uint8Array(ab))
-  return gift([...new Set(into.map((view) => view.buffer as ArrayBuffer))])
+  return { buffers: [...new Set(into.map((view) => view.buffer as ArrayBuffer))], meta: offer.meta, path: 'copy', bytes: offer.total, reason: RECEIPT }
 }

@@ -155,16 +155,19 @@ export class GiftReceiver {
    * called meanwhile queue behind it as usual.
    */
   #await (cancel: Cancel, timer: NodeJS.Timeout | undefined): Promise<Gift> {
-    const run = cancel.race(new Promise<Gift>((resolve, reject) => { this.#direct = { resolve, reject, cancel } }))
-    const settled = (): void => {
-      clearTimeout(timer)
-      this.#direct = undefined
-      this.#running--
-    }
-    run.then(settled, settled)
+    const handed = new Promise<Gift>((resolve, reject) => { this.#direct = { resolve, reject, cancel } })
+    // Without a timer only abort() ends the wait, and it rejects #direct itself: no race to run.
+    const run = timer === undefined ? handed : cancel.race(handed)
+    run.then(() => this.#directSettled(timer), () => this.#directSettled(timer))
     this.#running++
     this.#chain = run.catch(() => {})
     return run
+  }
+
+  #directSettled (timer: NodeJS.Timeout | undefined): void {
+    clearTimeout(timer)
+    this.#direct = undefined
+    this.#running--
   }
 
   /** Hands the head offer to the receive that waits for it (#await). */
@@ -175,6 +178,8 @@ export class GiftReceiver {
     if (this.#offers[0].inline !== undefined) {
       const offer = this.#taken()
       direct.resolve(takeInline(offer, offer.inline as ArrayBuffer[], undefined))
+      // The receive settles once this poll callback returns: reading on first would only delay it.
+      this.#t.yieldRead = true
       return
     }
     // Any other offer walks the ladder, from a microtask as a woken receive would.

@@ -44,22 +44,30 @@ interface Pending {
 }
 
 const PIPE_SIZE = 1 << 20
+const NO_OPTIONS: GiftOptions = Object.freeze({})
+/** How much goes inline: memory whose pages could move, and any other (the crossover in wire.ts). */
+const INLINE_LIMITS = Object.freeze({ pages: INLINE_MAX_PAGES, other: INLINE_MAX })
+const INLINE_NO_MOVE = Object.freeze({ pages: INLINE_MAX, other: INLINE_MAX })
 
 let disabledRaw: string | undefined
 let disabledSet = new Set<string>()
 
-let disabledRead = false
+/** performance.now() when PAGEGIFT_DISABLE was last read. */
+let disabledAt = -Infinity
+/** How stale the parsed PAGEGIFT_DISABLE may be: reading process.env costs a small gift ~1.5 us. */
+const DISABLED_REREAD_MS = 100
 
 /**
  * Paths turned off for this process, e.g. PAGEGIFT_DISABLE=cma,splice where ptrace or vmsplice is
- * unwanted. Every gift asks, and reading process.env costs a small gift about a microsecond, so
- * the variable is read once a turn (a change takes effect from the next one) and parsed again only
- * when it changed.
+ * unwanted. Every gift asks, and reading process.env (a getenv and a new string) cost a small gift
+ * 1.5 us of its ~6 us on the writer, once per turn of the event loop, which for single gifts is
+ * once per gift. So the variable is read at most every 100 ms (a change takes effect within that)
+ * and parsed again only when it changed.
  */
 export function disabledPaths (): ReadonlySet<string> {
-  if (disabledRead) return disabledSet
-  disabledRead = true
-  queueMicrotask(() => { disabledRead = false })
+  const now = performance.now()
+  if (now - disabledAt < DISABLED_REREAD_MS) return disabledSet
+  disabledAt = now
   const raw = process.env.PAGEGIFT_DISABLE ?? ''
   if (raw !== disabledRaw) {
     disabledRaw = raw
@@ -92,27 +100,38 @@ export class GiftSender {
     this.#batch.flush()
   }
 
-  async gift (data: GiftData, opts: GiftOptions = {}): Promise<GiftReceipt> {
+  /** Never throws: a bad argument rejects, as it would from an async function. */
+  gift (data: GiftData, opts: GiftOptions = NO_OPTIONS): Promise<GiftReceipt> {
+    try {
+      return this.#gift(data, opts)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  #gift (data: GiftData, opts: GiftOptions): Promise<GiftReceipt> {
     if (opts === null || typeof opts !== 'object') throw new TypeError('The "opts" argument must be an object')
     const forced = opts.path
     if (forced !== undefined && !PATHS.includes(forced)) throw new TypeError(`The "opts.path" argument must be one of ${PATHS.join(', ')}. Received ${String(forced)}`)
     const timeoutMs = timeoutArg(opts.timeoutMs, 'opts.timeoutMs')
     let metaJson: string | undefined
-    try {
-      metaJson = JSON.stringify(opts.meta)
-    } catch (err) {
-      throw new TypeError(`The "opts.meta" argument must be JSON-serialisable: ${(err as Error).message}`)
+    if (opts.meta !== undefined) {
+      try {
+        metaJson = JSON.stringify(opts.meta)
+      } catch (err) {
+        throw new TypeError(`The "opts.meta" argument must be JSON-serialisable: ${(err as Error).message}`)
+      }
     }
     const disabled = disabledPaths()
     if (forced !== undefined && disabled.has(forced)) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path '${forced}': disabled by PAGEGIFT_DISABLE`)
     if (this.#t.closed) throw new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed')
     // PAGEGIFT_DISABLE=copy turns off every path that puts the bytes in socket messages, inline too.
-    const inlineMax = disabled.has('copy') || forced !== undefined ? undefined : { pages: disabled.has('move') ? INLINE_MAX : INLINE_MAX_PAGES, other: INLINE_MAX }
+    const inlineMax = disabled.has('copy') || forced !== undefined ? undefined : disabled.has('move') ? INLINE_NO_MOVE : INLINE_LIMITS
     // Held to share a message with others of this turn, unless it has a timeout: then it goes alone.
     const batched = inlineMax !== undefined && timeoutMs === undefined
     const sources = (batched ? this.#batch.takeSmall(data, inlineMax.pages) : undefined) ?? Sources.take(data, forced, inlineMax)
     const id = this.#next++
-    if (sources.inline !== undefined) return await (timeoutMs === undefined ? this.#batch.add(id, sources, metaJson) : sendInline(this.#t, id, sources, metaJson, timeoutMs))
+    if (sources.inline !== undefined) return (timeoutMs === undefined ? this.#batch.add(id, sources, metaJson) : sendInline(this.#t, id, sources, metaJson, timeoutMs))
     const offer: Record<string, unknown> = {
       id,
       lengths: sources.lengths,

@@ -10,7 +10,7 @@ const { EAGAIN, EPIPE } = errno
 const WATCH = PollEvents.Readable | PollEvents.Disconnect
 const MAX_READS_PER_WAKEUP = 256
 
-interface Outgoing { views: Uint8Array[], fds: number[], resolve: () => void, reject: (err: Error) => void, onSent?: () => void }
+export interface Outgoing { views: Uint8Array[], fds: number[], done: (err?: Error) => void }
 
 export function closeFds (fds: Iterable<number>): void {
   for (const fd of fds) native.close(fd)
@@ -33,6 +33,12 @@ export class Transport {
    * to share one message) go out first, so that messages keep the order they were given in.
    */
   beforeSend?: () => void
+  /**
+   * Set by a message handler that settled a waiting receive: the read loop returns to the event
+   * loop at once, so the receive's reactions run before the next (often empty) recvmsg. The poll is
+   * level-triggered, so whatever else waits in the socket is read in the next callback.
+   */
+  yieldRead = false
 
   /** Takes ownership of `fd`. `onMessage` owns the fds it is given: it closes or keeps each one. */
   constructor (fd: number, onMessage: (m: Decoded, fds: number[]) => void, onClose: (err: Error) => void) {
@@ -70,8 +76,30 @@ export class Transport {
    * e.g. around a meta it has serialised once already), else serialised from `json`.
    */
   sendText (type: Type, text: string | undefined, json: unknown, data?: Uint8Array | Uint8Array[], fds: number[] = [], onSent?: () => void): { sent: Promise<void>, withdraw: () => boolean } {
+    let resolve: () => void = () => {}
+    let reject: (err: Error) => void = () => {}
+    const sent = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+    const m = this.post(type, text, json, data, fds, (err) => {
+      if (err !== undefined) return reject(err)
+      onSent?.()
+      resolve()
+    })
+    return { sent, withdraw: () => m !== undefined && this.withdraw(m) }
+  }
+
+  /**
+   * The callback form under the sends, for the paths that send per small gift (no promise, no
+   * closure of ours per message): `done` runs once, with no argument once the kernel has the
+   * message (at once when the socket has room), or with the error that keeps it from being sent
+   * (at once when the channel is closed or the message cannot be encoded). Returns the queued
+   * message, for withdraw(), or undefined when `done` has run already.
+   */
+  post (type: Type, text: string | undefined, json: unknown, data: Uint8Array | Uint8Array[] | undefined, fds: number[], done: (err?: Error) => void): Outgoing | undefined {
     this.beforeSend?.()
-    if (this.closed) return { sent: Promise.reject(new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed')), withdraw: () => false }
+    if (this.closed) {
+      done(new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed'))
+      return undefined
+    }
     const parts = data === undefined ? [] : Array.isArray(data) ? data.filter((d) => d.byteLength > 0) : data.byteLength > 0 ? [data] : []
     let header: Uint8Array
     try {
@@ -79,21 +107,25 @@ export class Transport {
       for (const d of parts) length += d.byteLength
       header = text !== undefined ? encodeText(type, text, length, fds.length) : encode(type, json, length, fds.length)
     } catch (err) {
-      return { sent: Promise.reject(err), withdraw: () => false }
+      done(err as Error)
+      return undefined
     }
-    let m: Outgoing | undefined
-    const sent = new Promise<void>((resolve, reject) => {
-      m = { views: parts.length === 0 ? [header] : [header, ...parts], fds, resolve, reject, onSent }
-      this.#queue.push(m)
-      if (this.#queue.length === 1) this.#flush()
-    })
-    const withdraw = (): boolean => {
-      const i = this.#queue.indexOf(m as Outgoing)
-      if (i < 0) return false
-      this.#queue.splice(i, 1)
-      return true
-    }
-    return { sent, withdraw }
+    parts.unshift(header)
+    const m: Outgoing = { views: parts, fds, done }
+    this.#queue.push(m)
+    if (this.#queue.length === 1) this.#flush()
+    return this.#queue.length > 0 && this.#queue.includes(m) ? m : undefined
+  }
+
+  /**
+   * Takes a message back if it is still queued here (the socket was full), and says whether it
+   * did. A SEQPACKET message goes whole or not at all, so a queued one has sent nothing yet.
+   */
+  withdraw (m: Outgoing): boolean {
+    const i = this.#queue.indexOf(m)
+    if (i < 0) return false
+    this.#queue.splice(i, 1)
+    return true
   }
 
   #flush (): void {
@@ -110,8 +142,7 @@ export class Transport {
       }
       this.#queue.shift()
       // At once, not in a promise reaction: a reply to this message may be read in this same poll callback.
-      m.onSent?.()
-      m.resolve()
+      m.done()
     }
     if (!this.closed) this.#watch(false)
   }
@@ -145,21 +176,21 @@ export class Transport {
     if (this.closed) return
     if (status < 0) {
       // libuv reports POLLERR as EBADF; on a Unix socket that means the peer is gone. Read what is left first.
-      this.#read()
+      this.#read(false)
       this.close(peerGone(EPIPE, 'uv_poll'))
       return
     }
     if ((events & PollEvents.Writable) !== 0) this.#flush()
     // UV_DISCONNECT comes with EOF: reading finds it.
-    if ((events & WATCH) !== 0) this.#read()
+    if ((events & WATCH) !== 0) this.#read(true)
   }
 
   /** Reads and dispatches what the socket holds now, without waiting for the next poll callback. */
   drain (): void {
-    if (!this.closed) this.#read()
+    if (!this.closed) this.#read(false)
   }
 
-  #read (): void {
+  #read (yieldable: boolean): void {
     for (let i = 0; i < MAX_READS_PER_WAKEUP && !this.closed && !this.#paused; i++) {
       const n = native.recvmsg(this.fd, this.#recvBuf, this.#recvOut)
       if (n === EAGAIN) return
@@ -167,7 +198,7 @@ export class Transport {
         this.close(peerGone(n, 'recvmsg'))
         return
       }
-      const fds = Array.from(this.#recvOut.subarray(2, 2 + this.#recvOut[0]))
+      const fds = this.#recvOut[0] === 0 ? [] : Array.from(this.#recvOut.subarray(2, 2 + this.#recvOut[0]))
       if (n === 0 && fds.length === 0) {
         this.close(new PagegiftError('ERR_PAGEGIFT_PEER_CLOSED', 'The peer closed the channel (or its process exited)'))
         return
@@ -188,6 +219,10 @@ export class Transport {
         this.close(err as Error)
         return
       }
+      if (this.yieldRead) {
+        this.yieldRead = false
+        if (yieldable) return
+      }
     }
   }
 
@@ -197,7 +232,7 @@ export class Transport {
     this.closed = true
     native.pollClose(this.#poll)
     native.close(this.fd)
-    for (const m of this.#queue.splice(0)) m.reject(err)
+    for (const m of this.#queue.splice(0)) m.done(err)
     this.#onClose(err)
   }
 }

@@ -14,13 +14,13 @@ export const MAX_FDS = 64
 export const MAX_MESSAGE = HEADER_BYTES + MAX_JSON + MAX_DATA
 /**
  * Gifts of at most INLINE_MAX bytes (not forced to a path) travel inline: one message, no reply.
- * Chosen from `npm run bench -- transfer` (the crossover in the README): memory whose pages could
- * move instead goes inline only up to INLINE_MAX_PAGES, past which a move (flat in the size) was
- * as fast; other memory would next take cma, a round trip more, so it goes inline up to what one
- * message carries.
+ * Chosen from `npm run bench -- transfer` (the crossover in docs/transfer.md): since the small-gift
+ * path lost its per-gift promises, memory whose pages could move is faster inline than moved up to
+ * what one message carries too (64 KiB: 182 us inline against 331 us for a forced move, same run),
+ * so INLINE_MAX_PAGES is that limit as well; other memory would next take cma, a round trip more.
  */
 export const INLINE_MAX = MAX_DATA
-export const INLINE_MAX_PAGES = 32 * 1024
+export const INLINE_MAX_PAGES = 64 * 1024
 
 export const enum Type {
   Offer = 1, // writer -> reader: a gift, with its fds (move) and addresses (cma)
@@ -70,6 +70,18 @@ export function encodeText (type: Type, text: string, dataLength: number, nfds: 
   return out
 }
 
+const utf8Slice = Buffer.prototype.utf8Slice as (this: Uint8Array, start: number, end: number) => string
+
+/**
+ * The text of bytes [start, end), which must be valid UTF-8. Node's utf8Slice is twice as fast as a
+ * fatal TextDecoder but replaces bad bytes with U+FFFD; only text that holds one is decoded again,
+ * strictly, to tell a U+FFFD that was sent from bytes that are not UTF-8.
+ */
+function utf8 (buf: Uint8Array, start: number, end: number): string {
+  const text = utf8Slice.call(buf, start, end)
+  return text.includes('\uFFFD') ? decoder.decode(buf.subarray(start, end)) : text
+}
+
 /** Decodes and checks one received packet of `n` bytes carrying `nfds` fds; throws a protocol error. */
 export function decode (buf: Uint8Array, n: number, nfds: number): Decoded {
   if (n < HEADER_BYTES) throw protocolError(`packet of ${n} bytes is shorter than the header`)
@@ -88,7 +100,7 @@ export function decode (buf: Uint8Array, n: number, nfds: number): Decoded {
   if (v.getUint16(16, true) !== nfds) throw protocolError(`header says ${v.getUint16(16, true)} fds, ${nfds} arrived`)
   let json: unknown
   try {
-    json = JSON.parse(decoder.decode(buf.subarray(HEADER_BYTES, HEADER_BYTES + jsonLength)))
+    json = JSON.parse(utf8(buf, HEADER_BYTES, HEADER_BYTES + jsonLength))
   } catch {
     throw protocolError('JSON part does not parse')
   }

@@ -34,6 +34,24 @@ async function hostile (packet: Uint8Array, fds: number[] = []): Promise<Error> 
   return err
 }
 
+/** `packet` with the byte at `at` replaced. */
+function withByte (packet: Uint8Array, at: number, byte: number): Uint8Array {
+  packet[at] = byte
+  return packet
+}
+
+test('a U+FFFD sent as valid UTF-8 arrives as it was sent', async () => {
+  const pair = native.seqpacketPair() as number[]
+  const ch = new Channel(pair[0])
+  try {
+    assert.ok(native.sendmsg(pair[1], [header(7, '{"msg":"a\uFFFDb é"}')], []) >= 0)
+    assert.equal((await ch.recv({ timeoutMs: 10_000 })).msg, 'a\uFFFDb é')
+  } finally {
+    ch.close()
+    native.close(pair[1])
+  }
+})
+
 describe('malformed messages close the channel with a clear error', () => {
   const cases: Array<[string, () => Uint8Array, string, number?]> = [
     ['shorter than a header', () => new Uint8Array(7), 'ERR_PAGEGIFT_PROTOCOL'],
@@ -43,6 +61,8 @@ describe('malformed messages close the channel with a clear error', () => {
     ['truncated (lengths promise more than arrived)', () => header(1, '{"id":1}', 4096).subarray(0, 40), 'ERR_PAGEGIFT_PROTOCOL'],
     ['oversized packet', () => new Uint8Array(MAX_MESSAGE + 100), 'ERR_PAGEGIFT_PROTOCOL'],
     ['JSON that does not parse', () => header(1, '{"id":'), 'ERR_PAGEGIFT_PROTOCOL'],
+    // "é" in Latin-1 (0xe9) is not UTF-8: refused, though a lax decoder would turn it into U+FFFD.
+    ['JSON part that is not UTF-8', () => withByte(header(7, '{"msg":"cafX"}'), HEADER_BYTES + 11, 0xe9), 'ERR_PAGEGIFT_PROTOCOL'],
     ['offer with absurd lengths', () => header(1, '{"id":1,"lengths":[-5]}'), 'ERR_PAGEGIFT_PROTOCOL'],
     ['offer whose extents point past its fds', () => header(1, `{"id":1,"lengths":[${pageSize}],"move":[[[3,0,${pageSize}]]]}`), 'ERR_PAGEGIFT_PROTOCOL'],
   ]

@@ -162,6 +162,49 @@ describe('small gifts go inline', () => {
     assert.equal(new Uint8Array(g.buffers[0])[99], 5)
     await assert.rejects(b.receive(), { code: 'ERR_PAGEGIFT_PEER_CLOSED' })
   })
+  test('a receive handed a gift settles at once, and what else waits in the socket is read after it', async () => {
+    // The reader returns to the event loop once it has settled a waiting receive (Transport.yieldRead):
+    // the messages behind that one must still arrive, in order, from the next poll callbacks.
+    const { ch, raw, done } = rawPair()
+    try {
+      const first = ch.receive()
+      for (const id of [1, 2, 3]) assert.ok(native.sendmsg(raw, [packet(Type.Inline, `{"id":${id},"lengths":[2],"meta":${id}}`, new Uint8Array([id, id]))], []) >= 0)
+      assert.ok(native.sendmsg(raw, [packet(Type.Message, '{"msg":"after"}')], []) >= 0)
+      const metas = [(await withTimeout(first, 10_000, 'the first gift')).meta]
+      for (let i = 0; i < 2; i++) metas.push((await withTimeout(ch.receive(), 10_000, 'a later gift')).meta)
+      assert.deepEqual(metas, [1, 2, 3])
+      assert.equal((await ch.recv({ timeoutMs: 10_000 })).msg, 'after')
+    } finally {
+      done()
+    }
+  })
+
+  test('PAGEGIFT_DISABLE=copy set at run time stops inlining within 100 ms, and unset restores it', async () => {
+    const [a, b] = channelPair()
+    const before = process.env.PAGEGIFT_DISABLE
+    const pause = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 150))
+    const giftOne = async (): Promise<string | undefined> => {
+      const got = b.receive({ timeoutMs: 10_000 })
+      const receipt = await a.gift(new Uint8Array(100).fill(7), { timeoutMs: 10_000 })
+      assert.equal(new Uint8Array((await got).buffers[0])[99], 7)
+      return receipt.reason
+    }
+    try {
+      assert.equal(await giftOne(), 'inline')
+      process.env.PAGEGIFT_DISABLE = 'copy'
+      await pause()
+      assert.notEqual(await giftOne(), 'inline')
+      delete process.env.PAGEGIFT_DISABLE
+      await pause()
+      assert.equal(await giftOne(), 'inline')
+    } finally {
+      if (before === undefined) delete process.env.PAGEGIFT_DISABLE
+      else process.env.PAGEGIFT_DISABLE = before
+      a.close()
+      b.close()
+    }
+  })
+
   test('a gift still queued behind a full socket times out, and its data comes back', async () => {
     const { ch, done } = rawPair()
     try {

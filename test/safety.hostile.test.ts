@@ -185,7 +185,7 @@ describe('smaller items (9b, 9c, 9d)', () => {
     const [a, b] = channelPair()
     await settle()
     const maps = memfdMappings()
-    const ab = alloc(16 * pageSize) // past the inline limit, so the pages are offered by move
+    const ab = alloc(17 * pageSize) // past the inline limit (64 KiB), so the pages are offered by move
     fillPattern(new Uint8Array(ab), 7)
     const want = digest([ab])
     const gift = a.gift(ab)
