@@ -38,6 +38,7 @@ async function serveAlone (o: KvOptions, allocator: Allocator): Promise<number> 
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve)
     process.once('SIGINT', resolve)
+    void server.shutdownRequested.then(resolve)
   })
   await server.close()
   const err = server.saveOnShutdown()

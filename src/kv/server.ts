@@ -44,6 +44,11 @@ export class KvServer implements ConnHost, ServerView {
   bind: string[] = ['127.0.0.1']
   /** Watched keys, channels and blocked clients: per watched key, channel or waiter, never per stored key. */
   readonly hub: Hub = { watches: new Watches(), pubsub: new PubSub(), blocking: new Blocking(), keyspace: new KeyspaceEvents(this), dispatch, lookup }
+  /** Settles when SHUTDOWN asked the server to stop (whoever runs the server awaits it beside SIGTERM). */
+  readonly shutdownRequested: Promise<void>
+  /** True once SHUTDOWN has saved (or was told not to): the shutdown path must not save again. */
+  shutdownSaved = false
+  private requestShutdown: () => void = () => {}
   /** The region the small query buffers were packed into for a handoff; released if it rolls back. */
   handoffPack: ArrayBuffer | null = null
 
@@ -52,6 +57,12 @@ export class KvServer implements ConnHost, ServerView {
     this.dbs = data instanceof Store ? new Databases(DEFAULT_DATABASES, { allocator: data.allocator, maxmemory: data.maxmemory, segmentSize: data.segmentSize }, data) : data
     this.ctx = new Ctx(this.dbs.db(0), new Reply(), this)
     this.stats = { generation: 1, lastDowntimeMs: null, upgrades: 0, inheritedCommands: 0, lastServedAtNs: null, ...stats }
+    this.shutdownRequested = new Promise((resolve) => { this.requestShutdown = resolve })
+  }
+
+  shutdown (): void {
+    this.shutdownSaved = true
+    this.requestShutdown()
   }
 
   /** Database 0. */
@@ -118,7 +129,7 @@ export class KvServer implements ConnHost, ServerView {
 
   /** At shutdown (not after handing off): writes --rdb-out, as Redis saves on SHUTDOWN. Returns an error message or null. */
   saveOnShutdown (): string | null {
-    if (this.rdbOutPath === null) return null
+    if (this.rdbOutPath === null || this.shutdownSaved) return null
     try {
       this.lastSave = saveRdb(this, this.rdbOutPath)
       process.stdout.write(`pagegift-kv: saved ${this.lastSave.keys} keys to ${this.rdbOutPath} in ${this.lastSave.ms.toFixed(1)} ms\n`)

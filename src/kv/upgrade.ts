@@ -151,6 +151,7 @@ export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Pro
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve)
     process.once('SIGINT', resolve)
+    void server.shutdownRequested.then(resolve)
   })
   await gen.close()
   await server.close()

@@ -31,6 +31,10 @@ export interface ServerView {
   /** True when there is a password: unauthenticated clients may run only AUTH and QUIT. */
   readonly requirePass: boolean
   authenticate (user: string, password: Buffer): boolean
+  /** At shutdown: writes --rdb-out if one is set; returns an error message or null. */
+  saveOnShutdown (): string | null
+  /** SHUTDOWN: stops the server once this command's turn ends, as SIGTERM does, without saving again. */
+  shutdown (): void
 }
 
 export const OOM = "OOM command not allowed when used memory > 'maxmemory'."

@@ -91,6 +91,6 @@ function reset (c: Ctx): void {
 }
 
 export const helloCommands: Command[] = [
-  { name: 'hello', arity: -1, flags: ['noscript', 'loading', 'stale', 'fast', 'no-auth', 'sentinel', 'allow-busy'], keys: [0, 0, 0], run: hello, noAuth: true },
-  { name: 'reset', arity: 1, flags: ['noscript', 'loading', 'stale', 'fast', 'no-auth', 'allow-busy'], keys: [0, 0, 0], run: reset, noAuth: true }
+  { name: 'hello', arity: -1, flags: ['noscript', 'loading', 'stale', 'fast', 'no_auth', 'sentinel', 'allow_busy'], keys: [0, 0, 0], run: hello, noAuth: true },
+  { name: 'reset', arity: 1, flags: ['noscript', 'loading', 'stale', 'fast', 'no_auth', 'allow_busy'], keys: [0, 0, 0], run: reset, noAuth: true }
 ]

@@ -242,10 +242,10 @@ function unwatch (c: Ctx): void {
   c.out.ok()
 }
 
-const tx = ['noscript', 'loading', 'stale', 'fast', 'allow-busy']
+const tx = ['noscript', 'loading', 'stale', 'fast', 'allow_busy']
 export const multiCommands: Command[] = [
   { name: 'multi', arity: 1, flags: tx, keys: [0, 0, 0], run: multi },
-  { name: 'exec', arity: 1, flags: ['noscript', 'loading', 'stale', 'skip-slowlog'], keys: [0, 0, 0], run: exec },
+  { name: 'exec', arity: 1, flags: ['noscript', 'loading', 'stale', 'skip_slowlog'], keys: [0, 0, 0], run: exec },
   { name: 'discard', arity: 1, flags: tx, keys: [0, 0, 0], run: discard },
   { name: 'watch', arity: -2, flags: tx, keys: [1, -1, 1], run: watch },
   { name: 'unwatch', arity: 1, flags: tx, keys: [0, 0, 0], run: unwatch }

@@ -162,6 +162,6 @@ export const pubsubCommands: Command[] = [
   { name: 'psubscribe', arity: -2, flags, keys: [0, 0, 0], run: (c) => subscribe(c, true) },
   { name: 'unsubscribe', arity: -1, flags, keys: [0, 0, 0], run: (c) => unsubscribe(c, false) },
   { name: 'punsubscribe', arity: -1, flags, keys: [0, 0, 0], run: (c) => unsubscribe(c, true) },
-  { name: 'publish', arity: 3, flags: ['pubsub', 'loading', 'stale', 'fast', 'may-replicate'], keys: [0, 0, 0], run: publish },
+  { name: 'publish', arity: 3, flags: ['pubsub', 'loading', 'stale', 'fast', 'may_replicate'], keys: [0, 0, 0], run: publish },
   { name: 'pubsub', arity: -2, flags: ['pubsub', 'loading', 'stale'], keys: [0, 0, 0], run: pubsub }
 ]

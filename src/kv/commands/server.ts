@@ -127,6 +127,28 @@ function save (c: Ctx): void {
   if (err === null) { markSaved(); c.out.ok() } else c.out.error(err)
 }
 
+/**
+ * SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE]: saves as Redis does (by default when there is somewhere to
+ * save, here --rdb-out), then stops the server as SIGTERM would. A failed save keeps it running unless
+ * FORCE. No reply on success: the connection closes. ABORT has no shutdown to abort (ours is at once).
+ */
+function shutdown (c: Ctx): void {
+  const flags = new Set<string>()
+  for (let i = 1; i < c.argc; i++) flags.add(c.str(i).toLowerCase())
+  const known = ['nosave', 'save', 'now', 'force', 'abort']
+  if ([...flags].some((f) => !known.includes(f)) || (flags.has('save') && flags.has('nosave')) || (flags.has('abort') && flags.size > 1)) {
+    c.out.error(SYNTAX)
+    return
+  }
+  if (flags.has('abort')) { c.out.error('ERR No shutdown in progress.'); return }
+  const err = flags.has('nosave') ? null : flags.has('save') ? c.server.save() : c.server.saveOnShutdown()
+  if (err !== null) {
+    process.stderr.write(`pagegift-kv: SHUTDOWN: ${err}\n`)
+    if (!flags.has('force')) { c.out.error('ERR Errors trying to SHUTDOWN. Check logs.'); return }
+  }
+  c.server.shutdown()
+}
+
 /** TIME: seconds and microseconds, from the wall clock. */
 function time (c: Ctx): void {
   const us = BigInt(Date.now()) * 1000n + BigInt(Math.floor((performance.now() % 1) * 1000))
@@ -140,10 +162,11 @@ export const serverCommands: Command[] = [
   { name: 'ping', arity: -1, flags: fast, keys: [0, 0, 0], run: ping },
   { name: 'time', arity: 1, flags: ['random', 'fast'], keys: [0, 0, 0], run: time },
   { name: 'echo', arity: 2, flags: fast, keys: [0, 0, 0], run: (c) => c.out.bulk(c.buf, c.s(1), c.e(1)) },
-  { name: 'quit', arity: -1, flags: [...fast, 'no-auth'], keys: [0, 0, 0], run: quit, noAuth: true },
-  { name: 'auth', arity: -2, flags: ['noscript', 'loading', 'stale', 'fast', 'no-auth', 'sentinel', 'allow-busy'], keys: [0, 0, 0], run: auth, noAuth: true },
+  { name: 'quit', arity: -1, flags: [...fast, 'no_auth'], keys: [0, 0, 0], run: quit, noAuth: true },
+  { name: 'auth', arity: -2, flags: ['noscript', 'loading', 'stale', 'fast', 'no_auth', 'sentinel', 'allow_busy'], keys: [0, 0, 0], run: auth, noAuth: true },
   { name: 'client', arity: -2, flags: ['admin'], keys: [0, 0, 0], run: client },
   { name: 'config', arity: -2, flags: ['admin'], keys: [0, 0, 0], run: config },
   { name: 'info', arity: -1, flags: [], keys: [0, 0, 0], run: info },
-  { name: 'save', arity: 1, flags: ['admin', 'noscript'], keys: [0, 0, 0], run: save }
+  { name: 'save', arity: 1, flags: ['admin', 'noscript'], keys: [0, 0, 0], run: save },
+  { name: 'shutdown', arity: -1, flags: ['admin', 'noscript', 'loading', 'stale', 'no_multi', 'allow_busy'], keys: [0, 0, 0], run: shutdown }
 ]
