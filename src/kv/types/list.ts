@@ -8,6 +8,7 @@
  * exported module variables so walking a list allocates nothing.
  */
 import { blockSize, offOf, type TypeHeap } from './heap.ts'
+import { copyBytes } from '../bytes.ts'
 
 const NH = 20
 export const NODE_MAX = 8192 - NH
@@ -141,7 +142,7 @@ export class Lists {
     b.copyWithin(p + need, p, offOf(node) + NH + u[w + 3])
     if (len < 128) b[p] = len
     else { b[p] = 0x80; b.writeUInt32LE(len, p + 1) }
-    src.copy(b, p + need - len, s, e)
+    copyBytes(b, p + need - len, src, s, e)
     u[w + 2]++
     u[w + 3] += need
     this.u(hd)[this.w(hd) + 2]++
