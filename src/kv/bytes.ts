@@ -22,7 +22,8 @@ let dstView: DataView<ArrayBufferLike> = new DataView(NONE.buffer)
 export function copyBytes (dst: Uint8Array, d: number, src: Buffer, s: number, e: number): number {
   const n = e - s
   if (n > SHORT) return src.copy(dst, d, s, e)
-  if (n >= 4) {
+  // Below 16 bytes a view made for a new source would cost more than the byte loop.
+  if (n >= 16 || (n >= 4 && src === srcBuf && dst === dstBuf)) {
     if (src !== srcBuf) { srcBuf = src; srcView = new DataView(src.buffer, src.byteOffset, src.byteLength) }
     if (dst !== dstBuf) { dstBuf = dst; dstView = new DataView(dst.buffer, dst.byteOffset, dst.byteLength) }
     const sv = srcView

@@ -178,6 +178,13 @@ export class Reply {
   }
 
   int (n: number | bigint): void {
+    // The common case (counts, lengths, small counters) without making a string.
+    if (typeof n === 'number' && n >= 0 && n <= 0x7fffffff && Number.isInteger(n)) {
+      this.ensure(16)
+      this.buf[this.pos++] = 58
+      this.digits(n)
+      return
+    }
     this.raw(':' + String(n) + '\r\n')
   }
 
@@ -200,6 +207,7 @@ export class Reply {
   }
 
   bulkString (s: string): void {
+    if (s.length <= 32) { this.shortBulkString(s); return }
     const len = Buffer.byteLength(s)
     this.ensure(len + 16)
     this.buf[this.pos++] = 36
@@ -209,11 +217,42 @@ export class Reply {
     this.pos += 2
   }
 
+  /** A short string (a score, a number) written from its char codes when all are ASCII: no native call. */
+  private shortBulkString (s: string): void {
+    const n = s.length
+    this.ensure(3 * n + 16)
+    const b = this.buf
+    const start = this.pos
+    b[this.pos++] = 36
+    this.digits(n)
+    let p = this.pos
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i)
+      if (c > 127) {
+        this.pos = start
+        const len = Buffer.byteLength(s)
+        b[this.pos++] = 36
+        this.digits(len)
+        p = this.pos + b.write(s, this.pos)
+        break
+      }
+      b[p++] = c
+    }
+    b[p] = 13
+    b[p + 1] = 10
+    this.pos = p + 2
+  }
+
   /** Writes a non-negative integer and CRLF without making a string. */
   private digits (n: number): void {
     const b = this.buf
     if (n < 10) {
       b[this.pos++] = 48 + n
+    } else if (n < 100) {
+      const t = (n / 10) | 0
+      b[this.pos] = 48 + t
+      b[this.pos + 1] = 48 + n - 10 * t
+      this.pos += 2
     } else {
       let len = 0
       for (let t = n; t > 0; t = Math.floor(t / 10)) len++
