@@ -141,3 +141,28 @@ test('a client that stops reading gets every reply intact while other clients re
     await server.close()
   }
 })
+
+test('LRANGE across many nodes, with short and long entries, matches a model of the list', async () => {
+  const server = new KvServer(new Store({ segmentSize: 4 * 1024 * 1024 }))
+  const port = await server.listen(0)
+  const c = await KvClient.connect(port)
+  try {
+    const model: string[] = []
+    const cmds: (string | number)[][] = []
+    for (let i = 0; i < 3000; i++) {
+      const v = `${i}:` + 'v'.repeat(i % 7 === 0 ? 300 : i % 50)
+      if (i % 3 === 0) { model.unshift(v); cmds.push(['LPUSH', 'l', v]) } else { model.push(v); cmds.push(['RPUSH', 'l', v]) }
+    }
+    await c.pipeline(cmds)
+    const len = model.length
+    for (const [start, stop] of [[0, -1], [0, 99], [5, 5], [1000, 2500], [-100, -1], [-5000, 10], [2999, 5000], [10, 5], [3000, 3100]]) {
+      const got = (await c.call('LRANGE', 'l', start, stop) as Buffer[]).map(String)
+      const s = start < 0 ? Math.max(0, len + start) : start
+      const e = Math.min(stop < 0 ? len + stop : stop, len - 1)
+      assert.deepEqual(got, s <= e ? model.slice(s, e + 1) : [], `LRANGE ${start} ${stop}`)
+    }
+  } finally {
+    await c.close()
+    await server.close()
+  }
+})

@@ -69,6 +69,35 @@ export class Lists {
     return true
   }
 
+  /**
+   * Writes `n` entries from index `i` (all there) to `out` as bulk strings: LRANGE's loop, walking
+   * each node's entries in locals rather than through `next` and the module's position variables.
+   */
+  replyRange (hd: number, i: number, n: number, out: { bulk (src: Buffer, s: number, e: number): void }): void {
+    this.at(hd, i)
+    let node = pNode
+    let b = this.h.b[node >>> 23]
+    let base = offOf(node) + NH
+    let used = this.u(node)[this.w(node) + 3]
+    let off = pOff
+    for (; n > 0; n--) {
+      if (off >= used) {
+        node = this.u(node)[this.w(node) + 1]
+        if (node === 0) return
+        b = this.h.b[node >>> 23]
+        base = offOf(node) + NH
+        used = this.u(node)[this.w(node) + 3]
+        off = 0
+      }
+      const p = base + off
+      const l = b[p]
+      const s = l < 128 ? p + 1 : p + 5
+      const e = s + (l < 128 ? l : b.readUInt32LE(p + 1))
+      out.bulk(b, s, e)
+      off = e - base
+    }
+  }
+
   /** Moves to the entry before the current one; false at the start. */
   prev (): boolean {
     if (pOff > 0) { this.seekIn(pNode, this.indexIn(pNode, pOff) - 1); return true }
