@@ -49,6 +49,8 @@ function flushUnsent (): void {
   const list = unsent
   unsent = []
   for (const c of list) c.flush()
+  // Every view of the shared reply buffer has now been written (or pinned by its write).
+  if (list.length > 0) list[0].host.ctx.out.recycle()
 }
 
 export class Conn implements Session {
@@ -71,7 +73,7 @@ export class Conn implements Session {
   held: Buffer[] = []
   readonly socket: Socket
   readonly query: QueryBuffer
-  private readonly host: ConnHost
+  readonly host: ConnHost
   /** While frozen for a handoff, reads are kept in the query buffer instead of run. */
   private frozen = false
   /**
@@ -193,10 +195,10 @@ export class Conn implements Session {
     this.queue()
   }
 
-  /** Takes this read's replies out of the shared reply buffer; they are written at the end of the turn. */
+  /** Takes this read's replies out of the shared reply buffer (a view); they are written at the end of the turn. */
   private queue (): void {
     const out = this.host.ctx.out
-    if (out.pos > 0) this.enqueue(out.take())
+    if (out.pending) this.enqueue(out.view())
     else if (this.closing) this.enqueue(null)
   }
 
@@ -219,7 +221,12 @@ export class Conn implements Session {
     this.queued = []
     if (this.socket.destroyed) return
     if (parts.length > 0) {
-      const ok = this.socket.write(parts.length === 1 ? parts[0] : Buffer.concat(parts))
+      // Views of the shared reply buffer: behind output that is still queued, a copy, so that a
+      // client that does not read holds no reply buffer; else the view itself, and if the kernel
+      // did not take it all, the buffer stays with the write (pinned) and the next turn uses a new one.
+      const backlog = this.socket.writableLength > 0
+      const ok = this.socket.write(parts.length === 1 && !backlog ? parts[0] : Buffer.concat(parts))
+      if (!backlog && this.socket.writableLength > 0) this.host.ctx.out.pin()
       if (!ok && !this.closing) this.socket.pause()
     }
     // Closed for reading too once the reply is out, as Redis closes: a client that keeps sending

@@ -1,9 +1,12 @@
 /**
  * Reply writer for RESP2 and RESP3. All replies produced while handling one read from a client go
  * into this one growable buffer, then leave in a single socket write (pipelining without a write
- * per command). `resp` is the protocol of the client being answered (set before each command):
- * commands call `map`, `double`, `null` and friends and get that protocol's encoding.
+ * per command). The server's buffer serves every client of an event-loop turn: each client's
+ * replies leave as a view of it (no copy), and it is written from its start again once all are out.
+ * `resp` is the protocol of the client being answered (set before each command): commands call
+ * `map`, `double`, `null` and friends and get that protocol's encoding.
  */
+import { copyBytes } from './bytes.ts'
 
 const CRLF = 0x0a0d
 
@@ -15,13 +18,21 @@ export function formatDouble (x: number): string {
   return Object.is(x, -0) ? '-0' : String(x)
 }
 
+/** A fresh reply buffer's size: it grows as needed, and a pinned one is replaced at this size. */
+const FRESH = 16 * 1024
+const KEEP = 1024 * 1024
+
 export class Reply {
   buf: Buffer
   pos = 0
   /** The protocol of the client being answered: 2, or 3 after HELLO 3. */
   resp: 2 | 3 = 2
+  /** Where the bytes not yet handed out by `view` start. */
+  private base = 0
+  /** A view of this buffer is still held by a socket write that did not complete: never write it again. */
+  private pinned = false
 
-  constructor (size = 64 * 1024) {
+  constructor (size = FRESH) {
     this.buf = Buffer.allocUnsafe(size)
   }
 
@@ -31,16 +42,48 @@ export class Reply {
     let size = this.buf.length * 2
     while (size < this.pos + n) size *= 2
     const next = Buffer.allocUnsafe(size)
-    this.buf.copy(next, 0, 0, this.pos)
+    // Bytes before `base` were handed out as views of the old buffer, which keep it alive as is.
+    this.buf.copy(next, this.base, this.base, this.pos)
     this.buf = next
   }
 
   /** Takes the bytes written so far as a fresh Buffer (safe to hand to socket.write) and resets. */
   take (): Buffer {
-    const out = Buffer.allocUnsafe(this.pos)
-    this.buf.copy(out, 0, 0, this.pos)
-    this.pos = 0
+    const out = Buffer.allocUnsafe(this.pos - this.base)
+    this.buf.copy(out, 0, this.base, this.pos)
+    this.pos = this.base
     return out
+  }
+
+  /** True when bytes were written since the last `view` (or `take`). */
+  get pending (): boolean {
+    return this.pos > this.base
+  }
+
+  /**
+   * The bytes written since the last `view`, without a copy: a view that stays valid (those bytes
+   * are not written again) until `recycle`. One reply buffer serves every read of an event-loop turn.
+   */
+  view (): Buffer {
+    const v = this.buf.subarray(this.base, this.pos)
+    this.base = this.pos
+    return v
+  }
+
+  /** A view was given to a write that is still pending: the buffer is left to it, and a fresh one is used. */
+  pin (): void {
+    this.pinned = true
+  }
+
+  /** Every view has been written (or pinned): the buffer is written from its start again. */
+  recycle (): void {
+    if (this.pos !== this.base) return
+    // A buffer that grew for one big reply is not kept for small ones.
+    if (this.pinned || this.buf.length > KEEP) {
+      this.buf = Buffer.allocUnsafe(FRESH)
+      this.pinned = false
+    }
+    this.pos = this.base = 0
   }
 
   /** Drops a partial reply, back to `mark` (from `this.pos` earlier). */
@@ -135,6 +178,13 @@ export class Reply {
   }
 
   int (n: number | bigint): void {
+    // The common case (counts, lengths, small counters) without making a string.
+    if (typeof n === 'number' && n >= 0 && n <= 0x7fffffff && Number.isInteger(n)) {
+      this.ensure(16)
+      this.buf[this.pos++] = 58
+      this.digits(n)
+      return
+    }
     this.raw(':' + String(n) + '\r\n')
   }
 
@@ -151,18 +201,13 @@ export class Reply {
     const b = this.buf
     b[this.pos++] = 36
     this.digits(len)
-    if (len <= 128) {
-      let p = this.pos
-      for (let i = start; i < end; i++) b[p++] = src[i]
-    } else {
-      src.copy(b, this.pos, start, end)
-    }
-    this.pos += len
+    this.pos += copyBytes(b, this.pos, src, start, end)
     b[this.pos++] = 13
     b[this.pos++] = 10
   }
 
   bulkString (s: string): void {
+    if (s.length <= 32) { this.shortBulkString(s); return }
     const len = Buffer.byteLength(s)
     this.ensure(len + 16)
     this.buf[this.pos++] = 36
@@ -172,11 +217,42 @@ export class Reply {
     this.pos += 2
   }
 
+  /** A short string (a score, a number) written from its char codes when all are ASCII: no native call. */
+  private shortBulkString (s: string): void {
+    const n = s.length
+    this.ensure(3 * n + 16)
+    const b = this.buf
+    const start = this.pos
+    b[this.pos++] = 36
+    this.digits(n)
+    let p = this.pos
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i)
+      if (c > 127) {
+        this.pos = start
+        const len = Buffer.byteLength(s)
+        b[this.pos++] = 36
+        this.digits(len)
+        p = this.pos + b.write(s, this.pos)
+        break
+      }
+      b[p++] = c
+    }
+    b[p] = 13
+    b[p + 1] = 10
+    this.pos = p + 2
+  }
+
   /** Writes a non-negative integer and CRLF without making a string. */
   private digits (n: number): void {
     const b = this.buf
     if (n < 10) {
       b[this.pos++] = 48 + n
+    } else if (n < 100) {
+      const t = (n / 10) | 0
+      b[this.pos] = 48 + t
+      b[this.pos + 1] = 48 + n - 10 * t
+      this.pos += 2
     } else {
       let len = 0
       for (let t = n; t > 0; t = Math.floor(t / 10)) len++

@@ -9,6 +9,8 @@
  * appended and the old one becomes garbage, counted per segment so compaction knows where to look.
  */
 
+import { copyBytes } from './bytes.ts'
+
 export const HEADER = 24
 
 /** A record's type: RDB's type numbers, so that RDB in and out need no table. */
@@ -79,8 +81,8 @@ export class Segment {
     this.u32[w + 2] = vlen
     this.u32[w + 3] = tag
     this.f64[(off >>> 3) + 2] = expireAt
-    copyBytes(ksrc, ks, ke, this.bytes, off + HEADER)
-    copyBytes(vsrc, vs, ve, this.bytes, off + HEADER + klen)
+    copyBytes(this.bytes, off + HEADER, ksrc, ks, ke)
+    copyBytes(this.bytes, off + HEADER + klen, vsrc, vs, ve)
     this.used += size
     this.live += size
     return off
@@ -113,19 +115,10 @@ export class Segment {
   /** Overwrites the value in place; the caller checked that it fits the record. */
   rewriteValue (off: number, vsrc: Buffer, vs: number, ve: number): void {
     this.u32[(off >>> 2) + 2] = ve - vs
-    copyBytes(vsrc, vs, ve, this.bytes, this.valStart(off))
+    copyBytes(this.bytes, this.valStart(off), vsrc, vs, ve)
   }
 
   meta (): SegmentMeta {
     return { id: this.id, used: this.used, live: this.live }
   }
-}
-
-/** Byte copy that avoids the native call for the short keys and values that dominate. */
-export function copyBytes (src: Buffer, s: number, e: number, dst: Buffer, d: number): void {
-  if (e - s > 96) {
-    src.copy(dst, d, s, e)
-    return
-  }
-  for (let i = s; i < e; i++) dst[d++] = src[i]
 }

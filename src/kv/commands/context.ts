@@ -110,6 +110,10 @@ export class Ctx {
 
   /** Argument i as a safe JS integer, or null. */
   num (i: number): number | null {
+    const s = this.p.start[i]
+    const e = this.p.end[i]
+    // Up to 15 characters the value is exact as a number: no BigInt on the common path.
+    if (e - s < 16) return parseShortInteger(this.buf, s, e)
     const v = this.int(i)
     if (v === null || v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) return null
     return Number(v)
@@ -118,6 +122,21 @@ export class Ctx {
 
 const MIN64 = -(2n ** 63n)
 const MAX64 = 2n ** 63n - 1n
+
+/** parseInteger's rules for at most 15 characters, as a number; null if not an integer. */
+function parseShortInteger (b: Uint8Array, s: number, e: number): number | null {
+  if (s === e) return null
+  let p = s
+  if (b[p] === 45) { p++; if (p === e) return null }
+  if (b[p] === 48 && (e - p > 1 || p > s)) return null
+  let n = 0
+  for (let i = p; i < e; i++) {
+    const c = b[i]
+    if (c < 48 || c > 57) return null
+    n = n * 10 + (c - 48)
+  }
+  return p > s ? -n : n
+}
 
 /** Parses a signed 64-bit decimal with no sign '+', spaces or leading zeros, as Redis does. */
 export function parseInteger (b: Uint8Array, s: number, e: number): bigint | null {

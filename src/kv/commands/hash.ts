@@ -1,6 +1,7 @@
 /** Hash commands. A hash is a Dict of HASH entries: [u32 field len][u32 value len][field][value]. */
 import { HASH, keyOf, kArena, kStart, kEnd } from '../types/dict.ts'
 import { offOf } from '../types/heap.ts'
+import { copyBytes } from '../bytes.ts'
 import { open, create, dropIfEmpty, types, hashOf, scanArgs, formatFloat, parseFloatArg, T_HASH } from '../types/access.ts'
 import { NOT_INT, WRONG_ARGS, parseInteger, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
@@ -30,8 +31,8 @@ function newEntry (c: Ctx, fb: Buffer, fs: number, fe: number, vb: Buffer, vs: n
   const b = h.b[ref >>> 23]
   u[o >>> 2] = fe - fs
   u[(o >>> 2) + 1] = ve - vs
-  fb.copy(b, o + 8, fs, fe)
-  vb.copy(b, o + 8 + (fe - fs), vs, ve)
+  copyBytes(b, o + 8, fb, fs, fe)
+  copyBytes(b, o + 8 + (fe - fs), vb, vs, ve)
   return ref
 }
 
@@ -43,7 +44,7 @@ function replaceValue (c: Ctx, hd: number, slot: number, ref: number, vb: Buffer
   const w = offOf(ref) >>> 2
   const flen = u[w]
   if (u[w + 1] === ve - vs) {
-    vb.copy(h.b[ref >>> 23], offOf(ref) + 8 + flen, vs, ve)
+    copyBytes(h.b[ref >>> 23], offOf(ref) + 8 + flen, vb, vs, ve)
     return
   }
   const next = newEntry(c, h.b[ref >>> 23], offOf(ref) + 8, offOf(ref) + 8 + flen, vb, vs, ve)

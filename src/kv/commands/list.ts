@@ -123,11 +123,7 @@ function lrange (c: Ctx): void {
   const l = lists(c)
   if (hd === 0 || !range(start, stop, l.count(hd))) { c.out.arrayHeader(0); return }
   c.out.arrayHeader(rE - rS + 1)
-  l.at(hd, rS)
-  for (let i = rS; ; i++) {
-    c.out.bulk(l.h.b[eA], eS, eE)
-    if (i === rE || !l.next()) break
-  }
+  l.replyRange(hd, rS, rE - rS + 1, c.out)
 }
 
 function lindex (c: Ctx): void {

@@ -1,6 +1,7 @@
 /** Set commands. A set is a Dict of SET entries: [u32 len][member]. */
 import { SET, keyOf, kArena, kStart, kEnd, type Dict } from '../types/dict.ts'
 import { offOf, type TypeHeap } from '../types/heap.ts'
+import { copyBytes } from '../bytes.ts'
 import { open, create, dropIfEmpty, types, hashOf, scanArgs, createKey, T_SET } from '../types/access.ts'
 import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
@@ -15,7 +16,7 @@ export function addMember (d: Dict, hash: number, hd: number, b: Buffer, s: numb
   const h = d.h
   const ref = h.alloc(4 + (e - s))
   h.u32[ref >>> 23][offOf(ref) >>> 2] = e - s
-  b.copy(h.b[ref >>> 23], offOf(ref) + 4, s, e)
+  copyBytes(h.b[ref >>> 23], offOf(ref) + 4, b, s, e)
   d.insert(hd, hash, ref)
   return 1
 }

@@ -141,6 +141,18 @@ const INF = /^[+-]?inf(inity)?$/i
 /** Parses argument bytes as Redis's strtold would for a score or increment; NaN if not a float. */
 export function parseFloatArg (b: Buffer, s: number, e: number): number {
   if (e - s === 0 || e - s > 400) return NaN
+  // Plain integers of up to 15 digits (exact as doubles) are read without a string and a regexp.
+  if (e - s <= 15) {
+    const neg = b[s] === 45
+    let n = 0
+    let i = neg ? s + 1 : s
+    for (; i < e; i++) {
+      const c = b[i] - 48
+      if (c < 0 || c > 9) break
+      n = n * 10 + c
+    }
+    if (i === e && i > (neg ? s + 1 : s)) return neg ? -n : n
+  }
   const str = b.toString('latin1', s, e)
   if (FLOAT.test(str)) return Number(str)
   if (INF.test(str)) return str[0] === '-' ? -Infinity : Infinity

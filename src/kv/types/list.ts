@@ -8,6 +8,7 @@
  * exported module variables so walking a list allocates nothing.
  */
 import { blockSize, offOf, type TypeHeap } from './heap.ts'
+import { copyBytes } from '../bytes.ts'
 
 const NH = 20
 export const NODE_MAX = 8192 - NH
@@ -66,6 +67,35 @@ export class Lists {
     if (n === 0) return false
     this.load(n, 0)
     return true
+  }
+
+  /**
+   * Writes `n` entries from index `i` (all there) to `out` as bulk strings: LRANGE's loop, walking
+   * each node's entries in locals rather than through `next` and the module's position variables.
+   */
+  replyRange (hd: number, i: number, n: number, out: { bulk (src: Buffer, s: number, e: number): void }): void {
+    this.at(hd, i)
+    let node = pNode
+    let b = this.h.b[node >>> 23]
+    let base = offOf(node) + NH
+    let used = this.u(node)[this.w(node) + 3]
+    let off = pOff
+    for (; n > 0; n--) {
+      if (off >= used) {
+        node = this.u(node)[this.w(node) + 1]
+        if (node === 0) return
+        b = this.h.b[node >>> 23]
+        base = offOf(node) + NH
+        used = this.u(node)[this.w(node) + 3]
+        off = 0
+      }
+      const p = base + off
+      const l = b[p]
+      const s = l < 128 ? p + 1 : p + 5
+      const e = s + (l < 128 ? l : b.readUInt32LE(p + 1))
+      out.bulk(b, s, e)
+      off = e - base
+    }
   }
 
   /** Moves to the entry before the current one; false at the start. */
@@ -141,7 +171,7 @@ export class Lists {
     b.copyWithin(p + need, p, offOf(node) + NH + u[w + 3])
     if (len < 128) b[p] = len
     else { b[p] = 0x80; b.writeUInt32LE(len, p + 1) }
-    src.copy(b, p + need - len, s, e)
+    copyBytes(b, p + need - len, src, s, e)
     u[w + 2]++
     u[w + 3] += need
     this.u(hd)[this.w(hd) + 2]++

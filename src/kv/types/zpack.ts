@@ -9,6 +9,7 @@
  * Offset -1 is the position before the first entry (the skiplist's head).
  */
 import { blockSize, offOf, type TypeHeap } from './heap.ts'
+import { copyBytes } from '../bytes.ts'
 
 export const PACK_MAX_ENTRIES = 128
 export const PACK_MAX_MEMBER = 64
@@ -116,7 +117,7 @@ export class ZPack {
     buf.copyWithin(at + need, at, this.at(p, used))
     buf.writeDoubleLE(score, at)
     buf[at + 8] = e - s
-    b.copy(buf, at + 9, s, e)
+    copyBytes(buf, at + 9, b, s, e)
     this.h.u32[p >>> 23][offOf(p) >>> 2] = used + need
     return p
   }

@@ -8,6 +8,7 @@
  * Methods take and return nodes of either kind (a pack's positions are numbers above 2^32).
  */
 import { offOf, type TypeHeap } from './heap.ts'
+import { copyBytes } from '../bytes.ts'
 import { Dict, ZSET } from './dict.ts'
 import { ZPack, isPseudo, pseudo, PACK_MAX_ENTRIES, PACK_MAX_MEMBER } from './zpack.ts'
 
@@ -112,7 +113,7 @@ export class ZSets {
     this.h.f64[n >>> 23][offOf(n) >>> 3] = score
     u[w + 2] = 0; u[w + 3] = level; u[w + 4] = e - s
     for (let i = 0; i < level; i++) { u[w + 5 + 2 * i] = 0; u[w + 6 + 2 * i] = 0 }
-    b.copy(this.h.b[n >>> 23], offOf(n) + 20 + 8 * level, s, e)
+    copyBytes(this.h.b[n >>> 23], offOf(n) + 20 + 8 * level, b, s, e)
     return n
   }
 
