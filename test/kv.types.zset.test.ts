@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { startPair, pairs, type Pair } from './fixtures/kv-types.ts'
+import { startPair, pairs, norm, type Pair } from './fixtures/kv-types.ts'
 
 let p: Pair
 before(async () => { p = await startPair() })
@@ -52,6 +52,13 @@ test('sorted sets: ZRANK/ZREVRANK, ZCOUNT/ZLEXCOUNT, ZREMRANGEBYRANK/SCORE/LEX, 
     ['ZRANGE', 'z', '0', '-1', 'WITHSCORES'], ['ZPOPMIN', 'z'], ['ZPOPMAX', 'z', '3'], ['ZPOPMIN', 'z', '0'], ['ZPOPMIN', 'z', '-1'], ['ZPOPMIN', 'none'], ['ZPOPMAX', 'none', '2'],
     ['ZPOPMIN', 'lex', '10'], ['EXISTS', 'lex'], ['ZREMRANGEBYSCORE', 'z', '-inf', '+inf'], ['EXISTS', 'z']
   ])
+})
+
+test('ZRANK/ZREVRANK WITHSCORE, Redis 7.2 syntax (redis-server 7.0 lacks it, so the replies are spelled out)', async () => {
+  await p.kv.pipeline([['DEL', 'zr'], ['ZADD', 'zr', '1.5', 'a', '2', 'b', '1e-322', 'tiny']])
+  const got = (await p.kv.pipeline([['ZRANK', 'zr', 'a', 'WITHSCORE'], ['ZREVRANK', 'zr', 'a', 'withscore'], ['ZRANK', 'zr', 'tiny', 'WITHSCORE'],
+    ['ZRANK', 'zr', 'nope', 'WITHSCORE'], ['ZRANK', 'none', 'a', 'WITHSCORE'], ['ZRANK', 'zr', 'a', 'WITHSCORES'], ['ZRANK', 'zr', 'a', 'WITHSCORE', 'x'], ['ZRANK', 'zr', 'nope']])).map(norm)
+  assert.deepEqual(got, [[1, '1.5'], [1, '1.5'], [0, '1e-322'], null, null, 'ERR:ERR syntax error', "ERR:ERR wrong number of arguments for 'zrank' command", null])
 })
 
 test('sorted sets: ZUNIONSTORE and ZINTERSTORE with WEIGHTS and AGGREGATE, sets as sources', async () => {

@@ -3,7 +3,7 @@ import { ZSets, mA, mS, mE, type ScoreRange, type LexBound } from '../types/zset
 import { open, create, createKey, dropIfEmpty, types, hashOf, scanArgs, formatScore, parseFloatArg, tagOf, refOf, isHeapRecord, WRONGTYPE, T_ZSET } from '../types/access.ts'
 import { typesOf } from '../types/registry.ts'
 import type { Store } from '../store.ts'
-import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
+import { NOT_INT, SYNTAX, WRONG_ARGS, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
 import { NOTIFY_GENERIC, NOTIFY_ZSET, notify, notifying } from '../notify.ts'
 
@@ -161,13 +161,19 @@ function zmscore (c: Ctx): void {
   }
 }
 
+/** ZRANK/ZREVRANK key member [WITHSCORE] (Redis 7.2): the rank, or [rank, score]; nil (a nil array with WITHSCORE) when absent. */
 function zrank (c: Ctx, rev: boolean): void {
+  if (c.argc > 4) { c.out.error(WRONG_ARGS(rev ? 'zrevrank' : 'zrank')); return }
+  const withScore = c.argc === 4
+  if (withScore && c.str(3).toLowerCase() !== 'withscore') { c.out.error(SYNTAX); return }
   const hd = open(c, 1, T_ZSET)
   if (hd < 0) return
   const n = node(c, hd, 2)
-  if (n === 0) { c.out.nil(); return }
+  if (n === 0) { if (withScore) c.out.nilArray(); else c.out.nil(); return }
   const r = zs(c).rankOf(hd, n)
+  if (withScore) c.out.arrayHeader(2)
   c.out.int(rev ? zs(c).count(hd) - 1 - r : r)
+  if (withScore) replyScore(c, zs(c).score(n))
 }
 
 /** Parses a score bound ("(1.5", "-inf"); sets the range's side; false if not a float. */
@@ -318,8 +324,8 @@ export const zsetCoreCommands: Command[] = [
   { name: 'zcard', arity: 2, flags: r, keys: [1, 1, 1], run: zcard },
   { name: 'zscore', arity: 3, flags: r, keys: [1, 1, 1], run: zscore },
   { name: 'zmscore', arity: -3, flags: r, keys: [1, 1, 1], run: zmscore },
-  { name: 'zrank', arity: 3, flags: r, keys: [1, 1, 1], run: (c) => zrank(c, false) },
-  { name: 'zrevrank', arity: 3, flags: r, keys: [1, 1, 1], run: (c) => zrank(c, true) },
+  { name: 'zrank', arity: -3, flags: r, keys: [1, 1, 1], run: (c) => zrank(c, false) },
+  { name: 'zrevrank', arity: -3, flags: r, keys: [1, 1, 1], run: (c) => zrank(c, true) },
   { name: 'zpopmin', arity: -2, flags: ['write', 'fast'], keys: [1, 1, 1], run: (c) => zpop(c, false) },
   { name: 'zpopmax', arity: -2, flags: ['write', 'fast'], keys: [1, 1, 1], run: (c) => zpop(c, true) },
   { name: 'zrandmember', arity: -2, flags: ['readonly', 'random'], keys: [1, 1, 1], run: zrandmember },
