@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { startPair, pairs, norm, type Pair } from './fixtures/kv-types.ts'
+import { startPair, pairs, norm, type Pair, type Step } from './fixtures/kv-types.ts'
 
 let p: Pair
 before(async () => { p = await startPair() })
@@ -71,6 +71,23 @@ test('sorted sets: ZUNIONSTORE and ZINTERSTORE with WEIGHTS and AGGREGATE, sets 
     ['ZINTERSTORE', 'i', '2', 'a', 'none'], ['EXISTS', 'i'], ['ZUNIONSTORE', 'u', '1', 'u'], ['ZCARD', 'u'], ['ZUNIONSTORE', 'u', '0', 'a'], ['ZUNIONSTORE', 'u', '3', 'a'],
     ['ZUNIONSTORE', 'u', '2', 'a', 'str'], ['ZUNIONSTORE', 'u', '1', 'a', 'WEIGHTS', 'x'], ['ZUNIONSTORE', 'u', '1', 'a', 'AGGREGATE', 'AVG'], ['ZUNIONSTORE', 'str', '1', 'b'], ['TYPE', 'str']
   ])
+})
+
+test('ZUNION, ZINTER, ZDIFF, ZDIFFSTORE and ZINTERCARD as redis-server does, options and errors too, in RESP2 and RESP3', async () => {
+  await p.same([['FLUSHALL'], ['ZADD', 'za', '1', 'a', '2', 'b', '3', 'c'], ['ZADD', 'zb', '10', 'b', '20', 'c', '30', 'd'], ['SADD', 'sa', 'a', 'd', 'x'], ['SET', 'str', 'v']])
+  const steps: Step[] = [
+    ['ZUNION', 2, 'za', 'zb'], ['ZUNION', 2, 'za', 'zb', 'WITHSCORES'], ['ZUNION', 3, 'za', 'zb', 'sa', 'WEIGHTS', 2, 1, 5, 'AGGREGATE', 'MAX', 'WITHSCORES'],
+    ['ZINTER', 2, 'za', 'zb', 'WITHSCORES'], ['ZINTER', 2, 'za', 'zb', 'AGGREGATE', 'MIN', 'WITHSCORES'], ['ZINTER', 2, 'za', 'sa', 'WITHSCORES'], ['ZINTER', 2, 'za', 'none'],
+    ['ZDIFF', 2, 'za', 'zb', 'WITHSCORES'], ['ZDIFF', 1, 'za'], ['ZDIFF', 3, 'zb', 'za', 'sa'], ['ZDIFF', 2, 'none', 'za'],
+    ['ZDIFFSTORE', 'zd', 2, 'zb', 'za'], ['ZRANGE', 'zd', 0, -1, 'WITHSCORES'], ['ZDIFFSTORE', 'zd', 2, 'za', 'za'], ['EXISTS', 'zd'],
+    ['ZINTERCARD', 2, 'za', 'zb'], ['ZINTERCARD', 2, 'za', 'zb', 'LIMIT', 1], ['ZINTERCARD', 3, 'za', 'zb', 'sa'], ['ZINTERCARD', 1, 'za', 'LIMIT', 0],
+    ['ZUNION', 0, 'za'], ['ZUNION', 3, 'za'], ['ZUNION', 'x', 'za'], ['ZUNION', 2, 'za', 'str'], ['ZUNION', 1, 'za', 'WEIGHTS', 'x'], ['ZUNION', 1, 'za', 'AGGREGATE', 'AVG'],
+    ['ZDIFF', 2, 'za', 'zb', 'WEIGHTS', 1, 2], ['ZDIFFSTORE', 'zd', 1, 'za', 'WITHSCORES'], ['ZINTERCARD', 1, 'za', 'LIMIT', -1], ['ZINTERCARD', 1, 'za', 'WITHSCORES'], ['ZINTERCARD', 0, 'za']
+  ]
+  await p.same(steps)
+  await Promise.all([p.kv.call('HELLO', '3'), p.redis.call('HELLO', '3')])
+  await p.same([['ZUNION', 2, 'za', 'zb', 'WITHSCORES'], ['ZRANGE', 'za', 0, -1, 'WITHSCORES'], ['ZRANGEBYSCORE', 'za', '-inf', '+inf', 'WITHSCORES'], ['ZDIFF', 1, 'za']])
+  await Promise.all([p.kv.call('HELLO', '2'), p.redis.call('HELLO', '2')])
 })
 
 test('sorted sets: ZRANDMEMBER counts and ZSCAN coverage', async () => {

@@ -81,9 +81,15 @@ function inRange (z: ZSets, x: number, by: number): boolean {
   return z.lexGteMin(x, lmin) && z.lexLteMax(x, lmax)
 }
 
+/** The found nodes; with scores, RESP2 interleaves them and RESP3 pairs them ([member, score] each), as Redis does. */
 function reply (c: Ctx, z: ZSets, withScores: boolean): void {
-  c.out.arrayHeader(withScores ? 2 * found.length : found.length)
-  for (const x of found) { replyMember(c, z, x); if (withScores) replyScore(c, z.score(x)) }
+  const pairs = withScores && c.out.resp === 3
+  c.out.arrayHeader(withScores && !pairs ? 2 * found.length : found.length)
+  for (const x of found) {
+    if (pairs) c.out.arrayHeader(2)
+    replyMember(c, z, x)
+    if (withScores) replyScore(c, z.score(x))
+  }
 }
 
 /** ZRANGE-family: `by`, `rev` fixed by the command name unless `zrange`. */

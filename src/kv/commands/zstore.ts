@@ -1,9 +1,9 @@
-/** ZUNIONSTORE and ZINTERSTORE: sources may be sorted sets or sets (score 1). */
+/** ZUNION, ZINTER, ZDIFF (and their STORE forms) and ZINTERCARD: sources may be sorted sets or sets (score 1). */
 import { SET, keyOf, kArena, kStart, kEnd } from '../types/dict.ts'
 import { mA, mS, mE } from '../types/zset.ts'
 import { parseFloatArg, hashOf, T_SET, T_ZSET, WRONGTYPE, tagOf, refOf } from '../types/access.ts'
 import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
-import { zs, storeResult } from './zset.ts'
+import { zs, storeResult, replyMember, replyScore } from './zset.ts'
 import type { Command } from './types.ts'
 
 interface Source { hd: number, type: number, weight: number }
@@ -17,14 +17,20 @@ function aggregate (a: number, b: number, how: number): number {
   return Number.isNaN(s) ? 0 : s
 }
 
-/** Parses `numkeys key... [WEIGHTS] [AGGREGATE]` from argument 2; null after replying. */
-function parse (c: Ctx, name: string): { sources: Source[], how: number } | null {
-  const n = c.num(2)
+const UNION = 0; const INTER = 1; const DIFF = 2
+
+/** Which options a command takes after its keys, as Redis's zunionInterDiffGenericCommand decides. */
+interface Form { op: number, store: boolean, card: boolean }
+interface Parsed { sources: Source[], how: number, withScores: boolean, limit: number }
+
+/** Parses `numkeys key...` from argument `at` and the options after the keys; null after replying. */
+function parse (c: Ctx, at: number, f: Form): Parsed | null {
+  const n = c.num(at)
   if (n === null) { c.out.error(NOT_INT); return null }
-  if (n < 1) { c.out.error(`ERR at least 1 input key is needed for '${name}' command`); return null }
-  if (n > c.argc - 3) { c.out.error(SYNTAX); return null }
+  if (n < 1) { c.out.error(`ERR at least 1 input key is needed for '${c.str(0).toLowerCase()}' command`); return null }
+  if (n > c.argc - at - 1) { c.out.error(SYNTAX); return null }
   const sources: Source[] = []
-  for (let i = 3; i < 3 + n; i++) {
+  for (let i = at + 1; i <= at + n; i++) {
     let hd = 0; let type = T_ZSET
     if (c.store.find(c.buf, c.s(i), c.e(i)) >= 0) {
       type = tagOf(c.store)
@@ -33,24 +39,32 @@ function parse (c: Ctx, name: string): { sources: Source[], how: number } | null
     }
     sources.push({ hd, type, weight: 1 })
   }
-  let how = SUM
-  for (let i = 3 + n; i < c.argc; i++) {
-    if (c.is(i, 'weights') && i + n < c.argc) {
+  const p: Parsed = { sources, how: SUM, withScores: false, limit: 0 }
+  const scoring = f.op !== DIFF && !f.card
+  for (let i = at + 1 + n; i < c.argc; i++) {
+    if (scoring && c.is(i, 'weights') && i + n < c.argc) {
       for (let k = 0; k < n; k++) {
         const v = parseFloatArg(c.buf, c.s(i + 1 + k), c.e(i + 1 + k))
         if (Number.isNaN(v)) { c.out.error('ERR weight value is not a float'); return null }
         sources[k].weight = v
       }
       i += n
-    } else if (c.is(i, 'aggregate') && i + 1 < c.argc) {
+    } else if (scoring && c.is(i, 'aggregate') && i + 1 < c.argc) {
       i++
-      if (c.is(i, 'sum')) how = SUM
-      else if (c.is(i, 'min')) how = MIN
-      else if (c.is(i, 'max')) how = MAX
+      if (c.is(i, 'sum')) p.how = SUM
+      else if (c.is(i, 'min')) p.how = MIN
+      else if (c.is(i, 'max')) p.how = MAX
       else { c.out.error(SYNTAX); return null }
+    } else if (!f.store && !f.card && c.is(i, 'withscores')) {
+      p.withScores = true
+    } else if (f.card && c.is(i, 'limit') && i + 1 < c.argc) {
+      const v = c.num(++i)
+      if (v === null) { c.out.error(NOT_INT); return null }
+      if (v < 0) { c.out.error("ERR LIMIT can't be negative"); return null }
+      p.limit = v
     } else { c.out.error(SYNTAX); return null }
   }
-  return { sources, how }
+  return p
 }
 
 function weighted (score: number, w: number): number {
@@ -58,14 +72,14 @@ function weighted (score: number, w: number): number {
   return Number.isNaN(v) ? 0 : v
 }
 
-/** Calls fn(buf, s, e, score) for every member of a source. */
-function each (c: Ctx, src: Source, fn: (b: Buffer, s: number, e: number, score: number) => void): void {
+/** Calls fn(buf, s, e, score) for every member of a source, until fn returns false. */
+function each (c: Ctx, src: Source, fn: (b: Buffer, s: number, e: number, score: number) => boolean | undefined): void {
   if (src.hd === 0) return
   const z = zs(c)
   if (src.type === T_ZSET) {
     for (let x = z.fwd(z.head(src.hd), 0); x !== 0; x = z.fwd(x, 0)) {
       z.member(x)
-      fn(z.h.b[mA], mS, mE, z.score(x))
+      if (fn(z.h.b[mA], mS, mE, z.score(x)) === false) return
     }
     return
   }
@@ -75,7 +89,7 @@ function each (c: Ctx, src: Source, fn: (b: Buffer, s: number, e: number, score:
     const ref = d.at(src.hd, i)
     if (ref === 0) continue
     keyOf(d.h, SET, ref)
-    fn(d.h.b[kArena], kStart, kEnd, 1)
+    if (fn(d.h.b[kArena], kStart, kEnd, 1) === false) return
   }
 }
 
@@ -92,41 +106,91 @@ function scoreIn (c: Ctx, src: Source, hash: number, b: Buffer, s: number, e: nu
 
 function size (c: Ctx, src: Source): number { return src.hd === 0 ? 0 : zs(c).dict.count(src.hd) }
 
-export function zsetStore (c: Ctx, union: boolean): void {
-  const p = parse(c, union ? 'zunionstore' : 'zinterstore')
-  if (p === null) return
-  const { sources, how } = p
+/** The sources in the order an intersection walks them: the smallest first. */
+function smallestFirst (c: Ctx, sources: Source[]): Source[] {
+  return [...sources].sort((a, b) => size(c, a) - size(c, b))
+}
+
+/** Builds the result of `op` over the sources as a new zset (the caller stores or destroys it). */
+function combine (c: Ctx, op: number, p: Parsed): number {
   const z = zs(c)
   const out = z.create()
-  if (union) {
-    for (const src of sources) {
+  const [first, ...rest] = op === INTER ? smallestFirst(c, p.sources) : p.sources
+  if (op === UNION) {
+    for (const src of p.sources) {
       each(c, src, (b, s, e, score) => {
         const v = weighted(score, src.weight)
         const hash = hashOf(c, b, s, e)
         const n = z.find(out, hash, b, s, e)
         if (n === 0) z.insert(out, hash, v, b, s, e)
-        else z.rescore(out, n, z.dict.slot, aggregate(z.score(n), v, how))
+        else z.rescore(out, n, z.dict.slot, aggregate(z.score(n), v, p.how))
+        return true
       })
     }
-  } else {
-    const order = sources.map((_, i) => i).sort((a, b) => size(c, sources[a]) - size(c, sources[b]))
-    const first = sources[order[0]]
-    each(c, first, (b, s, e, score) => {
-      const hash = hashOf(c, b, s, e)
-      let acc = weighted(score, first.weight)
-      for (let k = 1; k < order.length; k++) {
-        const other = sources[order[k]]
-        const v = scoreIn(c, other, hash, b, s, e)
-        if (Number.isNaN(v)) return
-        acc = aggregate(acc, weighted(v, other.weight), how)
-      }
-      z.insert(out, hash, acc, b, s, e)
-    })
+    return out
   }
-  storeResult(c, 1, out)
+  each(c, first, (b, s, e, score) => {
+    const hash = hashOf(c, b, s, e)
+    let acc = op === DIFF ? score : weighted(score, first.weight)
+    for (const other of rest) {
+      const v = scoreIn(c, other, hash, b, s, e)
+      if (op === DIFF ? !Number.isNaN(v) : Number.isNaN(v)) return true
+      if (op === INTER) acc = aggregate(acc, weighted(v, other.weight), p.how)
+    }
+    z.insert(out, hash, acc, b, s, e)
+    return true
+  })
+  return out
 }
 
+/** ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE dest numkeys key...: stores the result, replies its size. */
+function zsetStore (c: Ctx, op: number): void {
+  const p = parse(c, 2, { op, store: true, card: false })
+  if (p === null) return
+  storeResult(c, 1, combine(c, op, p))
+}
+
+/** ZUNION, ZINTER, ZDIFF numkeys key... [WITHSCORES]: replies the result as ZRANGE 0 -1 would. */
+function zsetRead (c: Ctx, op: number): void {
+  const p = parse(c, 1, { op, store: false, card: false })
+  if (p === null) return
+  const z = zs(c)
+  const hd = combine(c, op, p)
+  try {
+    const pairs = p.withScores && c.out.resp === 3
+    c.out.arrayHeader(p.withScores && !pairs ? 2 * z.count(hd) : z.count(hd))
+    for (let x = z.fwd(z.head(hd), 0); x !== 0; x = z.fwd(x, 0)) {
+      if (pairs) c.out.arrayHeader(2)
+      replyMember(c, z, x)
+      if (p.withScores) replyScore(c, z.score(x))
+    }
+  } finally {
+    z.destroy(hd)
+  }
+}
+
+/** ZINTERCARD numkeys key... [LIMIT n]: the intersection's size, counted up to the limit (0: none). */
+function zintercard (c: Ctx): void {
+  const p = parse(c, 1, { op: INTER, store: false, card: true })
+  if (p === null) return
+  const [first, ...rest] = smallestFirst(c, p.sources)
+  let n = 0
+  each(c, first, (b, s, e) => {
+    const hash = hashOf(c, b, s, e)
+    for (const other of rest) if (Number.isNaN(scoreIn(c, other, hash, b, s, e))) return true
+    n++
+    return p.limit === 0 || n < p.limit
+  })
+  c.out.int(n)
+}
+
+const movable = ['readonly', 'movablekeys']
 export const zstoreCommands: Command[] = [
-  { name: 'zunionstore', arity: -4, flags: ['write', 'denyoom'], keys: [1, 1, 1], run: (c) => zsetStore(c, true) },
-  { name: 'zinterstore', arity: -4, flags: ['write', 'denyoom'], keys: [1, 1, 1], run: (c) => zsetStore(c, false) }
+  { name: 'zunionstore', arity: -4, flags: ['write', 'denyoom'], keys: [1, 1, 1], run: (c) => zsetStore(c, UNION) },
+  { name: 'zinterstore', arity: -4, flags: ['write', 'denyoom'], keys: [1, 1, 1], run: (c) => zsetStore(c, INTER) },
+  { name: 'zdiffstore', arity: -4, flags: ['write', 'denyoom'], keys: [1, 1, 1], run: (c) => zsetStore(c, DIFF) },
+  { name: 'zunion', arity: -3, flags: movable, keys: [0, 0, 0], run: (c) => zsetRead(c, UNION) },
+  { name: 'zinter', arity: -3, flags: movable, keys: [0, 0, 0], run: (c) => zsetRead(c, INTER) },
+  { name: 'zdiff', arity: -3, flags: movable, keys: [0, 0, 0], run: (c) => zsetRead(c, DIFF) },
+  { name: 'zintercard', arity: -3, flags: movable, keys: [0, 0, 0], run: zintercard }
 ]
