@@ -73,7 +73,7 @@ test('sorted sets: ZUNIONSTORE and ZINTERSTORE with WEIGHTS and AGGREGATE, sets 
   ])
 })
 
-test('ZUNION, ZINTER, ZDIFF, ZDIFFSTORE and ZINTERCARD as redis-server does, options and errors too, in RESP2 and RESP3', async () => {
+test('ZUNION, ZINTER, ZDIFF, ZDIFFSTORE and ZINTERCARD as redis-server does, options and errors too; scored replies in RESP3 (pairs, SCAN\'s strings)', async () => {
   await p.same([['FLUSHALL'], ['ZADD', 'za', '1', 'a', '2', 'b', '3', 'c'], ['ZADD', 'zb', '10', 'b', '20', 'c', '30', 'd'], ['SADD', 'sa', 'a', 'd', 'x'], ['SET', 'str', 'v']])
   const steps: Step[] = [
     ['ZUNION', 2, 'za', 'zb'], ['ZUNION', 2, 'za', 'zb', 'WITHSCORES'], ['ZUNION', 3, 'za', 'zb', 'sa', 'WEIGHTS', 2, 1, 5, 'AGGREGATE', 'MAX', 'WITHSCORES'],
@@ -86,7 +86,8 @@ test('ZUNION, ZINTER, ZDIFF, ZDIFFSTORE and ZINTERCARD as redis-server does, opt
   ]
   await p.same(steps)
   await Promise.all([p.kv.call('HELLO', '3'), p.redis.call('HELLO', '3')])
-  await p.same([['ZUNION', 2, 'za', 'zb', 'WITHSCORES'], ['ZRANGE', 'za', 0, -1, 'WITHSCORES'], ['ZRANGEBYSCORE', 'za', '-inf', '+inf', 'WITHSCORES'], ['ZDIFF', 1, 'za']])
+  await p.same([['ZUNION', 2, 'za', 'zb', 'WITHSCORES'], ['ZRANGE', 'za', 0, -1, 'WITHSCORES'], ['ZRANGEBYSCORE', 'za', '-inf', '+inf', 'WITHSCORES'], ['ZDIFF', 1, 'za'],
+    ['ZSCAN', 'za', 0], { cmd: ['ZRANDMEMBER', 'za', 3, 'WITHSCORES'], unordered: 'items' }, ['ZPOPMIN', 'zb'], ['ZPOPMIN', 'zb', 1], ['ZPOPMAX', 'zb', 5], ['ZPOPMAX', 'none', 2]])
   await Promise.all([p.kv.call('HELLO', '2'), p.redis.call('HELLO', '2')])
 })
 

@@ -3,7 +3,7 @@ import { gteMin, lteMax, mA, mS, mE, type ScoreRange, type LexBound, type ZSets 
 import { open, dropIfEmpty, hashOf, T_ZSET } from '../types/access.ts'
 import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
-import { zs, replyMember, replyScore, scoreBound, lexBound } from './zset.ts'
+import { zs, replyMember, replyScore, scoredHeader, scoreBound, lexBound } from './zset.ts'
 import { NOTIFY_GENERIC, NOTIFY_ZSET, notify } from '../notify.ts'
 
 const RANK = 0; const SCORE = 1; const LEX = 2
@@ -83,8 +83,7 @@ function inRange (z: ZSets, x: number, by: number): boolean {
 
 /** The found nodes; with scores, RESP2 interleaves them and RESP3 pairs them ([member, score] each), as Redis does. */
 function reply (c: Ctx, z: ZSets, withScores: boolean): void {
-  const pairs = withScores && c.out.resp === 3
-  c.out.arrayHeader(withScores && !pairs ? 2 * found.length : found.length)
+  const pairs = scoredHeader(c, found.length, withScores)
   for (const x of found) {
     if (pairs) c.out.arrayHeader(2)
     replyMember(c, z, x)

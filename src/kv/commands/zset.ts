@@ -17,6 +17,16 @@ export function replyMember (c: Ctx, z: ZSets, n: number): void {
 }
 export function replyScore (c: Ctx, score: number): void { if (c.out.resp === 3) c.out.double(score); else c.out.bulkString(formatScore(score)) }
 
+/**
+ * Starts a reply of n members, with their scores if `withScores`: interleaved in RESP2; in RESP3
+ * as [member, score] pairs, as Redis does. True when each member must open its pair.
+ */
+export function scoredHeader (c: Ctx, n: number, withScores: boolean): boolean {
+  const pairs = withScores && c.out.resp === 3
+  c.out.arrayHeader(withScores && !pairs ? 2 * n : n)
+  return pairs
+}
+
 /** Opens or creates argument i's sorted set; -1 after an error reply. */
 function openForWrite (c: Ctx, i: number): number {
   let hd = open(c, i, T_ZSET)
@@ -215,9 +225,11 @@ function zpop (c: Ctx, max: boolean): void {
   if (hd === 0) { c.out.arrayHeader(0); return }
   const z = zs(c)
   const n = Math.min(count, z.count(hd))
-  c.out.arrayHeader(2 * n)
+  // Without a count the reply stays one flat pair, in RESP3 too (Redis's count -1).
+  const pairs = c.argc === 3 ? scoredHeader(c, n, true) : (c.out.arrayHeader(2 * n), false)
   for (let i = 0; i < n; i++) {
     const x = max ? z.tail(hd) : z.fwd(z.head(hd), 0)
+    if (pairs) c.out.arrayHeader(2)
     replyMember(c, z, x)
     replyScore(c, z.score(x))
     z.member(x)
@@ -253,8 +265,12 @@ function zrandmember (c: Ctx): void {
       for (const r of ranks) refs.push(z.byRank(hd, r))
     }
   }
-  c.out.arrayHeader(ws ? 2 * refs.length : refs.length)
-  for (const x of refs) { replyMember(c, z, x); if (ws) replyScore(c, z.score(x)) }
+  const pairs = scoredHeader(c, refs.length, ws)
+  for (const x of refs) {
+    if (pairs) c.out.arrayHeader(2)
+    replyMember(c, z, x)
+    if (ws) replyScore(c, z.score(x))
+  }
 }
 
 function zscan (c: Ctx): void {
@@ -280,7 +296,8 @@ function zscan (c: Ctx): void {
   c.out.arrayHeader(2)
   c.out.bulkString(String(cursor))
   c.out.arrayHeader(2 * refs.length)
-  for (const x of refs) { replyMember(c, z, x); replyScore(c, z.score(x)) }
+  // SCAN replies are strings in RESP3 too, scores included.
+  for (const x of refs) { replyMember(c, z, x); c.out.bulkString(formatScore(z.score(x))) }
 }
 
 /**

@@ -3,7 +3,7 @@ import { SET, keyOf, kArena, kStart, kEnd } from '../types/dict.ts'
 import { mA, mS, mE } from '../types/zset.ts'
 import { parseFloatArg, hashOf, T_SET, T_ZSET, WRONGTYPE, tagOf, refOf } from '../types/access.ts'
 import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
-import { zs, storeResult, replyMember, replyScore } from './zset.ts'
+import { zs, storeResult, replyMember, replyScore, scoredHeader } from './zset.ts'
 import type { Command } from './types.ts'
 
 interface Source { hd: number, type: number, weight: number }
@@ -157,8 +157,7 @@ function zsetRead (c: Ctx, op: number): void {
   const z = zs(c)
   const hd = combine(c, op, p)
   try {
-    const pairs = p.withScores && c.out.resp === 3
-    c.out.arrayHeader(p.withScores && !pairs ? 2 * z.count(hd) : z.count(hd))
+    const pairs = scoredHeader(c, z.count(hd), p.withScores)
     for (let x = z.fwd(z.head(hd), 0); x !== 0; x = z.fwd(x, 0)) {
       if (pairs) c.out.arrayHeader(2)
       replyMember(c, z, x)
