@@ -59,8 +59,8 @@ function parse (c: Ctx, at: number, f: Form): Parsed | null {
       p.withScores = true
     } else if (f.card && c.is(i, 'limit') && i + 1 < c.argc) {
       const v = c.num(++i)
-      if (v === null) { c.out.error(NOT_INT); return null }
-      if (v < 0) { c.out.error("ERR LIMIT can't be negative"); return null }
+      // One message for a negative and a non-integer limit (Redis's getPositiveLongFromObjectOrReply).
+      if (v === null || v < 0) { c.out.error("ERR LIMIT can't be negative"); return null }
       p.limit = v
     } else { c.out.error(SYNTAX); return null }
   }
