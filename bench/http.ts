@@ -17,7 +17,7 @@ import { Pool } from 'undici'
 import { printTable, stats, writeResults } from './lib.ts'
 import { Proc, root, sleep } from './http-proc.ts'
 import { latencySvg } from './http-svg.ts'
-import { printThroughput, throughput } from './http-throughput.ts'
+import { printThroughput, sideBySide, throughput } from './http-throughput.ts'
 
 const app = join(root, 'examples', 'http-cache-app.ts')
 
@@ -282,8 +282,11 @@ export async function run (args: string[]): Promise<void> {
     }
   }
   if (results.length > 0) printRows(results)
-  const tp = o.tpRuns > 0 ? await throughput({ app, runs: o.tpRuns, sec: o.tpSec, port }) : null
+  const tpo = { app, runs: o.tpRuns, sec: o.tpSec, port }
+  const tp = o.tpRuns > 0 ? await throughput(tpo) : null
   if (tp !== null) printThroughput(tp, o.tpRuns, o.tpSec)
+  const side = o.tpRuns > 0 ? await sideBySide(tpo) : null
+  if (side !== null) printThroughput(side, o.tpRuns, o.tpSec)
   let svg: string | undefined
   if (results.length > 0) {
     svg = join(root, 'bench', 'results', `http-latency-${new Date().toISOString().replace(/[:.]/g, '-')}.svg`)
@@ -293,5 +296,5 @@ export async function run (args: string[]): Promise<void> {
   }
   // The samples (start ms, latency ms, ok) and reload windows, so that runs made side by side can be plotted together.
   const series = results.map((r) => ({ app: r.row.app, name: r.row.method, reloads: r.reloads, samples: r.samples.map((x) => [Math.round(x.at), +x.ms.toFixed(2), x.ok ? 1 : 0]) }))
-  writeResults('http', { opts: o, rows: results.map((r) => r.row), throughput: tp, svg, series })
+  writeResults('http', { opts: o, rows: results.map((r) => r.row), throughput: tp, throughputSideBySide: side, svg, series })
 }
