@@ -1,36 +1,34 @@
 /**
  * `npm run bench -- http`: an HTTP service with a big in-process cache (examples/http-cache-app.ts,
  * as node:http and as Express) under keep-alive load from 64 connections, reloaded back to back
- * (a gap of --gap-ms after each) by four methods: `pagegift upgrade` (--reloads times), `pm2 reload`
- * (cluster mode, 2 instances), a Node cluster rolling restart, and a plain stop and start (each
- * --other-reloads times). Then the steady throughput of the wrapped server against plain node:http
- * (autocannon, alternating runs; medians, spread, and the server's CPU time per request).
- * Flags: --reloads=K --other-reloads=K --gap-ms=ms --cache-mb=M --apps=node,express --methods=...
- *        --tp-runs=N --tp-sec=s --quick
+ * (a gap of --gap-ms after each) by four methods, each --reloads times: `pagegift upgrade`,
+ * `pm2 reload` (cluster mode, 2 instances), a Node cluster rolling restart, and a plain stop and
+ * start. Then the steady throughput of the wrapped server against the same app listening plainly
+ * (bench/http-throughput.ts).
+ * Flags: --reloads=K --gap-ms=ms --cache-mb=M --apps=node,express --methods=... --tp-runs=N
+ *        --tp-sec=s --quick
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { fileURLToPath, pathToFileURL } from 'node:url'
-import autocannon from 'autocannon'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { Pool } from 'undici'
 import { printTable, stats, writeResults } from './lib.ts'
+import { Proc, root, sleep } from './http-proc.ts'
 import { latencySvg } from './http-svg.ts'
+import { printThroughput, sideBySide, throughput } from './http-throughput.ts'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const app = join(root, 'examples', 'http-cache-app.ts')
-const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
-interface Opts { reloads: number, otherReloads: number, gapMs: number, cacheMb: number, apps: string[], methods: string[], tpRuns: number, tpSec: number }
+interface Opts { reloads: number, gapMs: number, cacheMb: number, apps: string[], methods: string[], tpRuns: number, tpSec: number }
 
 function parse (args: string[]): Opts {
   const get = (k: string, d: string): string => args.find((a) => a.startsWith(`--${k}=`))?.split('=')[1] ?? d
   const quick = args.includes('--quick')
   return {
+    // The same number for every method, so that each row counts errors over as many reloads.
     reloads: Number(get('reloads', quick ? '3' : '100')),
-    otherReloads: Number(get('other-reloads', quick ? '2' : '10')),
     // More than the 1 s after each reload that counts as its window, so windows never overlap.
     gapMs: Number(get('gap-ms', '1500')),
     cacheMb: Number(get('cache-mb', quick ? '64' : '1024')),
@@ -38,24 +36,6 @@ function parse (args: string[]): Opts {
     methods: get('methods', 'pagegift,pm2,cluster,stopstart').split(',').filter(Boolean),
     tpRuns: Number(get('tp-runs', quick ? '2' : '8')),
     tpSec: Number(get('tp-sec', quick ? '3' : '5')),
-  }
-}
-
-/** A service process; its stdout is JSON lines. */
-class Proc {
-  readonly events: Record<string, unknown>[] = []
-  readonly child: ChildProcess
-  constructor (cmd: string, args: string[], env: Record<string, string>) {
-    this.child = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'], detached: true })
-    createInterface({ input: this.child.stdout as NodeJS.ReadableStream }).on('line', (l) => { try { this.events.push(JSON.parse(l) as Record<string, unknown>) } catch {} })
-  }
-
-  async wait (event: string, count = 1, ms = 120_000): Promise<void> {
-    const until = Date.now() + ms
-    while (this.events.filter((e) => e.event === event).length < count) {
-      if (Date.now() > until) throw new Error(`bench http: no '${event}' within ${ms} ms`)
-      await sleep(20)
-    }
   }
 }
 
@@ -192,7 +172,9 @@ async function waitHttp (port: number): Promise<void> {
 }
 
 interface Row {
-  app: string, method: string, reloads: number, rollbacks?: number, errors: number, non2xx: number, newConns: number,
+  app: string, method: string, reloads: number, rollbacks?: number, errors: number,
+  /** Errors by kind (ECONNREFUSED, ECONNRESET, UND_ERR_HEADERS_TIMEOUT, ...). */
+  errorKinds: Record<string, number>, non2xx: number, newConns: number,
   steadyP99: number, steadyMax: number, reloadP99: number, reloadMax: number,
   /** Spread over the reloads: the median and the worst of each reload's own window p99. */
   perReloadP99: { median: number, max: number },
@@ -212,7 +194,7 @@ async function measure (appName: string, name: string, o: Opts, port: number): P
   writeFileSync(prefillFile, '')
   const env = { APP: appName, PORT: String(port), CACHE_MB: String(o.cacheMb), PREFILL_FILE: prefillFile }
   const m = methodFor(name, env, dir)
-  const count = name === 'pagegift' ? o.reloads : o.otherReloads
+  const count = o.reloads
   const reloads: [number, number][] = []
   const pauses: [number, number][] = []
   let load: Load | null = null
@@ -260,7 +242,7 @@ function summarize (appName: string, name: string, load: Load, reloads: [number,
   const around = (s: Sample): boolean => pauses.some(([ps, pe]) => s.at < pe + 1000 && s.at + s.ms > ps)
   return {
     app: appName, method: name, reloads: reloads.length,
-    errors: Object.values(load.errors).reduce((a, b) => a + b, 0), non2xx: load.non2xx, newConns: load.connects - 64,
+    errors: Object.values(load.errors).reduce((a, b) => a + b, 0), errorKinds: { ...load.errors }, non2xx: load.non2xx, newConns: load.connects - 64,
     steadyP99: st.p99, steadyMax: st.max, reloadP99: rl.p99, reloadMax: rl.max,
     perReloadP99: { median: spread.median, max: spread.max },
     ...(pauses.length > 0 ? { pause: { ...pick(stats(pauses.map(([a, b]) => b - a))), p99Around: p99(window.filter(around)), p99Rest: p99(window.filter((s) => !around(s))) } } : {}),
@@ -270,53 +252,13 @@ function summarize (appName: string, name: string, load: Load, reloads: [number,
 
 const pick = (s: { median: number, max: number }): { median: number, max: number } => ({ median: s.median, max: s.max })
 
-/** The CPU time (user + system, ms) a process has used so far, from /proc. */
-function cpuMs (pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 10 // utime and stime, in USER_HZ (100/s)
-}
-
-interface Tp { rps: number[], cpuUsPerReq: number[] }
-
-/**
- * Steady throughput, autocannon, 64 connections: the wrapped server against plain node:http, in
- * alternating runs. The client shares the 2 cores, so req/s also measures the client and whatever
- * else runs; the server's CPU time per request is the steadier measure of what the wrapper costs.
- */
-async function throughput (o: Opts, port: number): Promise<{ plain: Tp, pagegift: Tp }> {
-  const out = { plain: { rps: [], cpuUsPerReq: [] } as Tp, pagegift: { rps: [], cpuUsPerReq: [] } as Tp }
-  for (let run = 0; run < o.tpRuns; run++) {
-    for (const mode of run % 2 === 0 ? ['plain', 'pagegift'] as const : ['pagegift', 'plain'] as const) {
-      const dir = mkdtempSync(join(tmpdir(), 'pg-bench-tp-'))
-      writeFileSync(join(dir, 'prefill'), '')
-      const p = new Proc(process.execPath, ['--import', 'tsx', app], { APP: 'node', MODE: mode, PORT: String(port), CACHE_MB: '64', PREFILL_FILE: join(dir, 'prefill'), SOCK: join(dir, 'h.sock') })
-      try {
-        await p.wait('serving')
-        const pid = p.child.pid as number
-        await autocannon({ url: `http://127.0.0.1:${port}/k?i=7`, connections: 64, duration: 1 }) // JIT warm-up
-        const cpu0 = cpuMs(pid)
-        const r = await autocannon({ url: `http://127.0.0.1:${port}/k?i=7`, connections: 64, duration: o.tpSec })
-        out[mode].cpuUsPerReq.push(((cpuMs(pid) - cpu0) * 1000) / r.requests.total)
-        out[mode].rps.push(r.requests.average)
-      } finally {
-        try { process.kill(-(p.child.pid as number), 'SIGKILL') } catch {}
-        await sleep(300)
-        rmSync(dir, { recursive: true, force: true })
-      }
-    }
-  }
-  return out
-}
-
 const fmt = (ms: number): string => `${ms.toFixed(1)} ms`
 const pct = (x: number): string => Number.isNaN(x) ? '-' : `${(x * 100).toFixed(1)}%`
-const med = (xs: number[]): number => stats(xs).median
-const range = (xs: number[], d = 0): string => `${med(xs).toFixed(d)} (${stats(xs).min.toFixed(d)}..${stats(xs).max.toFixed(d)})`
 
 function printRows (results: Run[]): void {
   printTable(results.map(({ row: r }) => ({
-    app: r.app, method: r.method, reloads: r.reloads, 'rolled back': r.rollbacks ?? 0, errors: r.errors, non2xx: r.non2xx, 'new conns': r.newConns,
+    app: r.app, method: r.method, reloads: r.reloads, 'rolled back': r.rollbacks ?? 0, errors: r.errors,
+    'errors by kind': Object.entries(r.errorKinds).map(([k, n]) => `${k} ${n}`).join(', ') || '-', non2xx: r.non2xx, 'new conns': r.newConns,
     'p99 steady': fmt(r.steadyP99), 'p99 reload': fmt(r.reloadP99), ratio: (r.reloadP99 / r.steadyP99).toFixed(2),
     'per-reload p99 med/max': `${fmt(r.perReloadP99.median)} / ${fmt(r.perReloadP99.max)}`,
     'max steady': fmt(r.steadyMax), 'max reload': fmt(r.reloadMax),
@@ -334,19 +276,17 @@ export async function run (args: string[]): Promise<void> {
   const results: Run[] = []
   for (const a of o.apps) {
     for (const m of o.methods) {
-      process.stdout.write(`${a} / ${m}: ${m === 'pagegift' ? o.reloads : o.otherReloads} reloads, ${o.gapMs} ms apart, cache ${o.cacheMb} MiB...\n`)
+      process.stdout.write(`${a} / ${m}: ${o.reloads} reloads, ${o.gapMs} ms apart, cache ${o.cacheMb} MiB...\n`)
       results.push(await measure(a, m, o, port))
       printRows(results.slice(-1))
     }
   }
   if (results.length > 0) printRows(results)
-  const tp = o.tpRuns > 0 ? await throughput(o, port) : null
-  const cost = tp === null ? NaN : 1 - med(tp.pagegift.rps) / med(tp.plain.rps)
-  const cpuCost = tp === null ? NaN : med(tp.pagegift.cpuUsPerReq) / med(tp.plain.cpuUsPerReq) - 1
-  if (tp !== null) {
-    process.stdout.write(`steady throughput (autocannon, 64 connections, ${o.tpRuns} alternating runs of ${o.tpSec} s; median (min..max)): plain node:http ${range(tp.plain.rps)} req/s, wrapped ${range(tp.pagegift.rps)} req/s, cost ${(cost * 100).toFixed(1)}%\n`)
-    process.stdout.write(`server CPU per request: plain ${range(tp.plain.cpuUsPerReq, 1)} us, wrapped ${range(tp.pagegift.cpuUsPerReq, 1)} us, cost ${(cpuCost * 100).toFixed(1)}%\n`)
-  }
+  const tpo = { app, runs: o.tpRuns, sec: o.tpSec, port }
+  const tp = o.tpRuns > 0 ? await throughput(tpo) : null
+  if (tp !== null) printThroughput(tp, o.tpRuns, o.tpSec)
+  const side = o.tpRuns > 0 ? await sideBySide(tpo) : null
+  if (side !== null) printThroughput(side, o.tpRuns, o.tpSec)
   let svg: string | undefined
   if (results.length > 0) {
     svg = join(root, 'bench', 'results', `http-latency-${new Date().toISOString().replace(/[:.]/g, '-')}.svg`)
@@ -356,5 +296,5 @@ export async function run (args: string[]): Promise<void> {
   }
   // The samples (start ms, latency ms, ok) and reload windows, so that runs made side by side can be plotted together.
   const series = results.map((r) => ({ app: r.row.app, name: r.row.method, reloads: r.reloads, samples: r.samples.map((x) => [Math.round(x.at), +x.ms.toFixed(2), x.ok ? 1 : 0]) }))
-  writeResults('http', { opts: o, rows: results.map((r) => r.row), throughput: tp === null ? null : { ...tp, cost, cpuCost }, svg, series })
+  writeResults('http', { opts: o, rows: results.map((r) => r.row), throughput: tp, throughputSideBySide: side, svg, series })
 }

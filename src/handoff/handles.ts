@@ -193,10 +193,13 @@ export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc
     return new Handle('socket', Buffer.alloc(0), { closed: 1 }, { fd: null, flush: async () => false, closed: () => true, env: defaultEnv })
   }
   const flowing = socket.readableFlowing
-  h.readStop()
-  // reading stays true so that the stream's _read() does not start the handle again.
-  h.reading = true
+  // Pause first: 'pause' listeners run inside pause(), and node:http's clears the handle's reading
+  // flag. Set after them, the flag stays true, so that neither the read of the buffered bytes below
+  // nor a resume after a rollback starts the handle a second time (reading bytes that belong to the
+  // successor, or failing with EALREADY and destroying the connection).
   socket.pause()
+  h.readStop()
+  h.reading = true
   const buffered = drainReadable(socket)
   const info = { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 }
   const i: Internals = { fd: h.fd, env: exporting.getStore()?.env ?? defaultEnv }

@@ -9,10 +9,11 @@ import type http from 'node:http'
 import type net from 'node:net'
 import tls from 'node:tls'
 import { handoff } from '../index.ts'
+import { resumeHandle } from '../handoff/handles.ts'
 
 /** Node's HTTPParser: duration() is the age of the message being parsed, 0 between messages. */
 interface Parser { duration (): number }
-interface StreamHandle { fd?: number, reading?: boolean, writeQueueSize?: number, readStart (): number }
+interface StreamHandle { fd?: number, writeQueueSize?: number }
 interface SocketInternals { parser?: Parser | null, _httpMessage?: unknown, _handle?: StreamHandle | null }
 
 /** Below this many entries the connection Set is not pruned. */
@@ -34,7 +35,6 @@ export class Conn {
   closing = false
   /** Already counted in the drain report. */
   counted = false
-  #flowing = false
 
   constructor (socket: net.Socket, kind: ConnKind) {
     this.socket = socket
@@ -69,15 +69,8 @@ export class Conn {
     return typeof fd === 'number' ? fd : -1
   }
 
-  /**
-   * Stops reading at the boundary (exportSocket); the handle carries what the stream had buffered.
-   * The stream is paused first: otherwise the http server's 'pause' listener, run inside
-   * exportSocket, clears the handle's reading flag, and exportSocket's own read of the buffered
-   * bytes would start the handle again, reading bytes that belong to the next process.
-   */
+  /** Stops reading at the boundary (exportSocket); the handle carries what the stream had buffered. */
   export (): handoff.Handle {
-    this.#flowing = this.socket.readableFlowing === true
-    this.socket.pause()
     return handoff.exportSocket(this.socket)
   }
 
@@ -87,35 +80,11 @@ export class Conn {
     return this.held
   }
 
-  /** After the handoff resumed an exported socket: it reads again; let the stream flow as before. */
-  afterRollback (): void {
-    this.markReading()
-    if (this.#flowing && !this.socket.destroyed) this.socket.resume()
-  }
-
   /** Undoes hold(): the bytes it took out of the stream go back first, then reading starts again. */
   resume (): void {
     const held = this.held
     this.held = null
-    if (held === null || this.socket.destroyed) return
-    if (held.pending.length > 0) this.socket.unshift(held.pending)
-    const h = internalsOf(this.socket)._handle
-    if (h != null) {
-      h.reading = true
-      h.readStart()
-    }
-    if (this.#flowing) this.socket.resume()
-  }
-
-  /**
-   * The handoff's rollback restarted reading on an exported socket, but the http server's 'pause'
-   * listener had cleared the handle's `reading` flag: the stream would then start it a second time
-   * (EALREADY) and destroy the connection. Set the flag to what libuv does. (Called while the
-   * stream's own restart is still a tick away.)
-   */
-  markReading (): void {
-    const h = internalsOf(this.socket)._handle
-    if (h != null && !this.socket.destroyed) h.reading = true
+    if (held !== null) resumeHandle(held)
   }
 
   /** Past the deadline: responses not started yet say Connection: close; the rest close after. */

@@ -96,7 +96,6 @@ export class LiveHttp {
     if (this.#successor > 0 && !alive(this.#successor)) rmSync(movesPath(this.#p.socket, this.#successor), { force: true })
     this.#unwatch()
     for (const c of this.tracker.conns) {
-      if (c.exported) c.afterRollback()
       c.exported = false
       c.resume()
     }
