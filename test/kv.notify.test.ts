@@ -1,4 +1,4 @@
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -7,19 +7,10 @@ import { tmpdir } from 'node:os'
 import { Store } from '../src/kv/store.ts'
 import { KvServer } from '../src/kv/server.ts'
 import { KvClient, type Arg } from '../src/kv/client.ts'
-import { startKv, type KvProc, upgradeKv as upgrade, replyText as str } from './fixtures/kv-proc.ts'
+import { startKv, upgradeKv as upgrade, replyText as str } from './fixtures/kv-proc.ts'
+import { childKv } from './fixtures/kv-local.ts'
 
-let kv: KvProc
-let k: KvClient
-
-before(async () => {
-  kv = await startKv(['--port', '0'])
-  k = await KvClient.connect(kv.port)
-})
-after(async () => {
-  await k.close()
-  await kv.stop()
-})
+const kv = childKv()
 
 /** A client subscribed to every keyspace and keyevent channel. */
 async function subscriber (port: number): Promise<KvClient> {
@@ -56,9 +47,9 @@ const ev = (db: number, list: string): string[] => list.trim().split(/\s*\n\s*/)
 })
 
 test('every command built publishes Redis\'s keyevent names, in Redis\'s order', async () => {
-  await run(k, ['FLUSHALL'], ['CONFIG', 'SET', 'notify-keyspace-events', 'EA'])
+  await run(kv.c, ['FLUSHALL'], ['CONFIG', 'SET', 'notify-keyspace-events', 'EA'])
   const s = await subscriber(kv.port)
-  await run(k,
+  await run(kv.c,
     ['SET', 's', '1', 'EX', 100], ['APPEND', 's', 'x'], ['SETRANGE', 's', 0, 'y'], ['INCR', 'n'], ['INCRBYFLOAT', 'n', '1.5'],
     ['GETDEL', 's'], ['MSET', 'a', 1, 'b', 2], ['EXPIRE', 'a', 100], ['PERSIST', 'a'], ['RENAME', 'a', 'c'], ['COPY', 'c', 'd'],
     ['DEL', 'c', 'b', 'nothing'], ['SETNX', 'e', 1], ['SETEX', 'f', 100, 1], ['GETEX', 'f', 'PERSIST'], ['PEXPIREAT', 'e', 1],
@@ -133,13 +124,13 @@ test('every command built publishes Redis\'s keyevent names, in Redis\'s order',
   assert.deepEqual(await events(s, want.length), want)
   await quiet(s)
   // MOVE: move_from in the source database, move_to in the destination's.
-  await run(k, ['SET', 'm', 1], ['MOVE', 'm', 5])
+  await run(kv.c, ['SET', 'm', 1], ['MOVE', 'm', 5])
   assert.deepEqual(await events(s, 3), ['__keyevent@0__:set m', '__keyevent@0__:move_from m', '__keyevent@5__:move_to m'])
   await s.close()
 })
 
 test('blocking pops publish their events when a push serves them, in the waiter\'s database', async () => {
-  await run(k, ['FLUSHALL'], ['CONFIG', 'SET', 'notify-keyspace-events', 'KElg'])
+  await run(kv.c, ['FLUSHALL'], ['CONFIG', 'SET', 'notify-keyspace-events', 'KElg'])
   const s = await subscriber(kv.port)
   const waiter = await KvClient.connect(kv.port)
   await run(waiter, ['SELECT', 2])
@@ -156,39 +147,39 @@ test('blocking pops publish their events when a push serves them, in the waiter\
 })
 
 test('the flags select channels and classes; n reports new keys only; CONFIG GET answers as Redis', async () => {
-  await run(k, ['FLUSHALL'])
+  await run(kv.c, ['FLUSHALL'])
   const s = await subscriber(kv.port)
-  const get = async (): Promise<unknown> => (await run(k, ['CONFIG', 'GET', 'notify-keyspace-events']))[0]
-  await run(k, ['CONFIG', 'SET', 'notify-keyspace-events', 'K$'])
-  await run(k, ['SET', 'a', 1], ['LPUSH', 'l', 'x'], ['DEL', 'a'])
+  const get = async (): Promise<unknown> => (await run(kv.c, ['CONFIG', 'GET', 'notify-keyspace-events']))[0]
+  await run(kv.c, ['CONFIG', 'SET', 'notify-keyspace-events', 'K$'])
+  await run(kv.c, ['SET', 'a', 1], ['LPUSH', 'l', 'x'], ['DEL', 'a'])
   assert.deepEqual(await events(s, 1), ['__keyspace@0__:a set'])
   await quiet(s)
-  await run(k, ['CONFIG', 'SET', 'notify-keyspace-events', 'En'])
-  await run(k, ['SET', 'foo', 'bar'], ['SET', 'foo', 'baz'], ['HSET', 'h', 'f', 'v'], ['HSET', 'h', 'g', 'v'], ['SET', 'bar', 'x'])
+  await run(kv.c, ['CONFIG', 'SET', 'notify-keyspace-events', 'En'])
+  await run(kv.c, ['SET', 'foo', 'bar'], ['SET', 'foo', 'baz'], ['HSET', 'h', 'f', 'v'], ['HSET', 'h', 'g', 'v'], ['SET', 'bar', 'x'])
   assert.deepEqual(await events(s, 3), ['__keyevent@0__:new foo', '__keyevent@0__:new h', '__keyevent@0__:new bar'])
   await quiet(s)
   for (const [set, shown] of [['gKE', 'gKE'], ['$lshzxeKE', '$lshzxeKE'], ['KA', 'AK'], ['EA', 'AE'], ['Km', 'Km'], ['nd', 'dn'], ['', '']]) {
-    assert.deepEqual(await run(k, ['CONFIG', 'SET', 'notify-keyspace-events', set]), ['OK'])
+    assert.deepEqual(await run(kv.c, ['CONFIG', 'SET', 'notify-keyspace-events', set]), ['OK'])
     assert.deepEqual(await get(), ['notify-keyspace-events', shown])
   }
   // Off: nothing at all.
-  await run(k, ['SET', 'x', 1], ['DEL', 'x'])
+  await run(kv.c, ['SET', 'x', 1], ['DEL', 'x'])
   await quiet(s)
-  await run(k, ['CONFIG', 'SET', 'notify-keyspace-events', 'KA'])
-  assert.deepEqual(await run(k, ['CONFIG', 'SET', 'notify-keyspace-events', 'KAq']), [
+  await run(kv.c, ['CONFIG', 'SET', 'notify-keyspace-events', 'KA'])
+  assert.deepEqual(await run(kv.c, ['CONFIG', 'SET', 'notify-keyspace-events', 'KAq']), [
     "ERR:ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'."])
   assert.deepEqual(await get(), ['notify-keyspace-events', 'AK'], 'a refused value leaves the old one')
-  await run(k, ['CONFIG', 'SET', 'notify-keyspace-events', ''])
+  await run(kv.c, ['CONFIG', 'SET', 'notify-keyspace-events', ''])
   await s.close()
 })
 
 test('keys expired by active expiry publish expired, without any client touching them', async () => {
-  await run(k, ['FLUSHALL'], ['CONFIG', 'SET', 'notify-keyspace-events', 'Ex'])
+  await run(kv.c, ['FLUSHALL'], ['CONFIG', 'SET', 'notify-keyspace-events', 'Ex'])
   const s = await subscriber(kv.port)
-  await run(k, ['SELECT', 3], ['PSETEX', 'soon', 100, 1], ['SET', 'later', 1, 'PX', 300], ['SELECT', 0])
+  await run(kv.c, ['SELECT', 3], ['PSETEX', 'soon', 100, 1], ['SET', 'later', 1, 'PX', 300], ['SELECT', 0])
   assert.deepEqual(await events(s, 2), ['__keyevent@3__:expired soon', '__keyevent@3__:expired later'])
   await quiet(s)
-  await run(k, ['CONFIG', 'SET', 'notify-keyspace-events', ''])
+  await run(kv.c, ['CONFIG', 'SET', 'notify-keyspace-events', ''])
   await s.close()
 })
 
@@ -215,9 +206,9 @@ test('keys expired lazily, on access, publish expired (a server without active e
 })
 
 test('notifications off: no message, and a subscriber to the channels hears nothing', async () => {
-  await run(k, ['FLUSHALL'], ['CONFIG', 'SET', 'notify-keyspace-events', ''])
+  await run(kv.c, ['FLUSHALL'], ['CONFIG', 'SET', 'notify-keyspace-events', ''])
   const s = await subscriber(kv.port)
-  await run(k, ['SET', 'a', 1, 'PX', 50], ['LPUSH', 'l', 1], ['DEL', 'l'])
+  await run(kv.c, ['SET', 'a', 1, 'PX', 50], ['LPUSH', 'l', 1], ['DEL', 'l'])
   await new Promise((resolve) => setTimeout(resolve, 200))
   await quiet(s)
   await s.close()
@@ -235,7 +226,7 @@ async function silentPipeline (port: number, cmds: Arg[][], ms = 300): Promise<u
 }
 
 test('CLIENT REPLY OFF, ON and SKIP, in a pipeline, with Redis\'s replies and errors', async () => {
-  await run(k, ['FLUSHALL'])
+  await run(kv.c, ['FLUSHALL'])
   assert.deepEqual(await silentPipeline(kv.port, [
     ['CLIENT', 'REPLY', 'OFF'], ['SET', 'a', 1], ['GET', 'a'], ['CLIENT', 'REPLY', 'ON'], ['GET', 'a'],
     ['CLIENT', 'REPLY', 'SKIP'], ['INCR', 'a'], ['GET', 'a'],
@@ -244,22 +235,22 @@ test('CLIENT REPLY OFF, ON and SKIP, in a pipeline, with Redis\'s replies and er
     ['CLIENT', 'REPLY', 'SKIP'], ['CLIENT', 'REPLY', 'ON'], ['PING', 'x'],
     ['CLIENT', 'REPLY', 'MAYBE'], ['CLIENT', 'REPLY']
   ]), ['OK', '1', '2', 'OK', 'PONG', 'OK', 'x', 'ERR:ERR syntax error', "ERR:ERR wrong number of arguments for 'client|reply' command"])
-  assert.deepEqual(await run(k, ['GET', 'a']), ['2'], 'the silenced commands ran')
+  assert.deepEqual(await run(kv.c, ['GET', 'a']), ['2'], 'the silenced commands ran')
 })
 
 test('CLIENT REPLY SKIP or OFF before a blocking command drops its answer when it comes, as Redis does', async () => {
-  await run(k, ['FLUSHALL'])
-  const pushLater = setTimeout(() => { void run(k, ['RPUSH', 'q2', 'v']) }, 300)
+  await run(kv.c, ['FLUSHALL'])
+  const pushLater = setTimeout(() => { void run(kv.c, ['RPUSH', 'q2', 'v']) }, 300)
   assert.deepEqual(await silentPipeline(kv.port, [
     ['CLIENT', 'REPLY', 'SKIP'], ['BLPOP', 'nolist', '0.2'], ['PING', 'after timeout'],
     ['CLIENT', 'REPLY', 'OFF'], ['BLPOP', 'q2', 5], ['CLIENT', 'REPLY', 'ON'], ['PING', 'after push']
   ], 1000), ['after timeout', 'OK', 'after push'])
   clearTimeout(pushLater)
-  assert.deepEqual(await run(k, ['EXISTS', 'q2']), [0], 'the silenced BLPOP popped')
+  assert.deepEqual(await run(kv.c, ['EXISTS', 'q2']), [0], 'the silenced BLPOP popped')
 })
 
 test('CLIENT REPLY inside MULTI takes effect after EXEC, whose reply stays a whole array', async () => {
-  await run(k, ['FLUSHALL'])
+  await run(kv.c, ['FLUSHALL'])
   assert.deepEqual(await silentPipeline(kv.port, [
     ['MULTI'], ['CLIENT', 'REPLY', 'SKIP'], ['SET', 'c', 3], ['EXEC'], ['GET', 'c'], ['PING'],
     ['MULTI'], ['SET', 'c', 4], ['CLIENT', 'REPLY', 'OFF'], ['EXEC'], ['GET', 'c'], ['CLIENT', 'REPLY', 'ON'], ['GET', 'c']
@@ -271,7 +262,7 @@ test('a client under CLIENT REPLY OFF or SKIP still gets its (un)subscribe confi
   s.send('CLIENT', 'REPLY', 'OFF')
   s.send('SUBSCRIBE', 'ch')
   assert.deepEqual(str(await s.next()), ['subscribe', 'ch', 1])
-  assert.deepEqual(await run(k, ['PUBLISH', 'ch', 'hi']), [1])
+  assert.deepEqual(await run(kv.c, ['PUBLISH', 'ch', 'hi']), [1])
   assert.deepEqual(str(await s.next()), ['message', 'ch', 'hi'])
   s.send('PING')
   s.send('UNSUBSCRIBE', 'ch')
