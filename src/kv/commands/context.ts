@@ -123,7 +123,7 @@ export class Ctx {
 const MIN64 = -(2n ** 63n)
 const MAX64 = 2n ** 63n - 1n
 
-/** parseInteger's rules for at most 15 characters, as a number; null if not an integer. */
+/** Redis's integer syntax (string2ll) as a number, exact up to 15 characters; null if not an integer. */
 function parseShortInteger (b: Uint8Array, s: number, e: number): number | null {
   if (s === e) return null
   let p = s
@@ -141,17 +141,11 @@ function parseShortInteger (b: Uint8Array, s: number, e: number): number | null 
 /** Parses a signed 64-bit decimal with no sign '+', spaces or leading zeros, as Redis does. */
 export function parseInteger (b: Uint8Array, s: number, e: number): bigint | null {
   const len = e - s
-  if (len === 0 || len > 20) return null
-  let p = s
-  if (b[p] === 45) { p++; if (p === e) return null }
-  if (b[p] === 48 && (e - p > 1 || p > s)) return null
-  let n = 0
-  for (let i = p; i < e; i++) {
-    const c = b[i]
-    if (c < 48 || c > 57) return null
-    if (len < 16) n = n * 10 + (c - 48)
-  }
-  if (len < 16) return BigInt(b[s] === 45 ? -n : n)
+  if (len > 20) return null
+  // The short parser checks the syntax at any length; its value is exact below 16 characters.
+  const n = parseShortInteger(b, s, e)
+  if (n === null) return null
+  if (len < 16) return BigInt(n)
   const v = BigInt(Buffer.from(b.subarray(s, e)).toString('latin1'))
   return v < MIN64 || v > MAX64 ? null : v
 }
