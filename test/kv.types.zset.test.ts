@@ -91,6 +91,20 @@ test('ZUNION, ZINTER, ZDIFF, ZDIFFSTORE and ZINTERCARD as redis-server does, opt
   await Promise.all([p.kv.call('HELLO', '2'), p.redis.call('HELLO', '2')])
 })
 
+test('ZRANGESTORE by rank, score and lex, REV and LIMIT, into itself, an empty range and errors, as redis-server does', async () => {
+  await p.same([['FLUSHALL']])
+  await fill('src', 300)
+  await p.same([['ZADD', 'lx', '0', 'a', '0', 'b', '0', 'c', '0', 'd'], ['SET', 'str', 'v'], ['ZADD', 'dst', '1', 'old']])
+  await p.same([
+    ['ZRANGESTORE', 'dst', 'src', 0, 9], ['ZRANGE', 'dst', 0, -1, 'WITHSCORES'], ['ZRANGESTORE', 'dst', 'src', -5, -1, 'REV'], ['ZRANGE', 'dst', 0, -1, 'WITHSCORES'],
+    ['ZRANGESTORE', 'dst', 'src', '(0', 10, 'BYSCORE', 'LIMIT', 2, 5], ['ZRANGE', 'dst', 0, -1, 'WITHSCORES'], ['ZRANGESTORE', 'dst', 'src', '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 3],
+    ['ZRANGE', 'dst', 0, -1, 'WITHSCORES'], ['ZRANGESTORE', 'd2', 'lx', '[b', '+', 'BYLEX'], ['ZRANGE', 'd2', 0, -1], ['ZRANGESTORE', 'src', 'src', 0, 4], ['ZCARD', 'src'],
+    ['ZRANGESTORE', 'dst', 'src', 100, 200], ['EXISTS', 'dst'], ['ZRANGESTORE', 'dst', 'none', 0, -1], ['EXISTS', 'dst'],
+    ['ZRANGESTORE', 'dst', 'src', 0, -1, 'WITHSCORES'], ['ZRANGESTORE', 'dst', 'src', 0, -1, 'LIMIT', 0, 1], ['ZRANGESTORE', 'dst', 'src', 'x', 1], ['ZRANGESTORE', 'dst', 'src', 'x', 1, 'BYSCORE'],
+    ['ZRANGESTORE', 'dst', 'str', 0, -1], ['ZRANGESTORE', 'dst', 'src', 0]
+  ])
+})
+
 test('sorted sets: ZRANDMEMBER counts and ZSCAN coverage', async () => {
   await p.same([['FLUSHALL']])
   await fill('z', 400)

@@ -1,9 +1,9 @@
-/** Sorted set range commands: ZRANGE and its older forms, ZCOUNT, ZLEXCOUNT, ZREMRANGEBY*. */
+/** Sorted set range commands: ZRANGE and its older forms, ZRANGESTORE, ZCOUNT, ZLEXCOUNT, ZREMRANGEBY*. */
 import { gteMin, lteMax, mA, mS, mE, type ScoreRange, type LexBound, type ZSets } from '../types/zset.ts'
 import { open, dropIfEmpty, hashOf, T_ZSET } from '../types/access.ts'
 import { NOT_INT, SYNTAX, type Ctx } from './context.ts'
 import type { Command } from './types.ts'
-import { zs, replyMember, replyScore, scoredHeader, scoreBound, lexBound } from './zset.ts'
+import { zs, replyMember, replyScore, scoredHeader, scoreBound, lexBound, storeResult } from './zset.ts'
 import { NOTIFY_GENERIC, NOTIFY_ZSET, notify } from '../notify.ts'
 
 const RANK = 0; const SCORE = 1; const LEX = 2
@@ -19,10 +19,10 @@ const lmax: LexBound = { inf: 0, ex: false, b: Buffer.alloc(0), s: 0, e: 0 }
 /** Nodes of the range being replied or removed; reused so a range allocates nothing per call. */
 const found: number[] = []
 
-/** Parses the options from argument `from`; BYSCORE, BYLEX and REV only for ZRANGE itself. Null after replying. */
-function options (c: Ctx, from: number, spec: Spec, zrange: boolean): Spec | null {
+/** Parses the options from argument `from`; BYSCORE, BYLEX and REV only for ZRANGE(STORE), WITHSCORES not for ZRANGESTORE. Null after replying. */
+function options (c: Ctx, from: number, spec: Spec, zrange: boolean, store = false): Spec | null {
   for (let i = from; i < c.argc; i++) {
-    if (c.is(i, 'withscores')) spec.withScores = true
+    if (!store && c.is(i, 'withscores')) spec.withScores = true
     else if (c.is(i, 'limit') && i + 2 < c.argc) {
       const o = c.num(i + 1); const n = c.num(i + 2)
       if (o === null || n === null) { c.out.error(NOT_INT); return null }
@@ -94,23 +94,42 @@ function reply (c: Ctx, z: ZSets, withScores: boolean): void {
 /** ZRANGE-family: `by`, `rev` fixed by the command name unless `zrange`. */
 function range (c: Ctx, by: number, rev: boolean, zrange: boolean): void {
   const spec = options(c, 4, { by, rev, offset: 0, limit: -1, withScores: false }, zrange)
-  if (spec === null) return
+  if (spec === null || !rangeOf(c, spec, 1)) return
+  reply(c, zs(c), spec.withScores)
+  found.length = 0
+}
+
+/** ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]: stores the range, replies its size. */
+function rangeStore (c: Ctx): void {
+  const spec = options(c, 5, { by: RANK, rev: false, offset: 0, limit: -1, withScores: false }, true, true)
+  if (spec === null || !rangeOf(c, spec, 2)) return
+  const z = zs(c)
+  const out = z.create()
+  for (const x of found) {
+    z.member(x)
+    z.insert(out, hashOf(c, z.h.b[mA], mS, mE), z.score(x), z.h.b[mA], mS, mE)
+  }
+  found.length = 0
+  storeResult(c, 1, out)
+}
+
+/** Fills `found` with the range of the sorted set at argument `key` (bounds after it); false after replying an error. */
+function rangeOf (c: Ctx, spec: Spec, key: number): boolean {
+  found.length = 0
   let start = 0; let stop = 0
   if (spec.by === RANK) {
-    const a = c.num(2); const b = c.num(3)
-    if (a === null || b === null) { c.out.error(NOT_INT); return }
+    const a = c.num(key + 1); const b = c.num(key + 2)
+    if (a === null || b === null) { c.out.error(NOT_INT); return false }
     start = a; stop = b
   } else {
     // ZRANGE ... REV and the ZREV* forms take max first.
-    const [minArg, maxArg] = spec.rev ? [3, 2] : [2, 3]
-    if (!bounds(c, spec.by, minArg, maxArg)) return
+    const [minArg, maxArg] = spec.rev ? [key + 2, key + 1] : [key + 1, key + 2]
+    if (!bounds(c, spec.by, minArg, maxArg)) return false
   }
-  const hd = open(c, 1, T_ZSET)
-  if (hd < 0) return
-  if (hd === 0) { c.out.arrayHeader(0); return }
-  const z = zs(c)
-  collect(c, z, hd, spec, start, stop)
-  reply(c, z, spec.withScores)
+  const hd = open(c, key, T_ZSET)
+  if (hd < 0) return false
+  if (hd !== 0) collect(c, zs(c), hd, spec, start, stop)
+  return true
 }
 
 /** ZCOUNT (SCORE) and ZLEXCOUNT (LEX). */
@@ -156,6 +175,7 @@ function remRange (c: Ctx, by: number): void {
 const ro = ['readonly']
 export const zrangeCommands: Command[] = [
   { name: 'zrange', arity: -4, flags: ro, keys: [1, 1, 1], run: (c) => range(c, RANK, false, true) },
+  { name: 'zrangestore', arity: -5, flags: ['write', 'denyoom'], keys: [1, 2, 1], run: rangeStore },
   { name: 'zrevrange', arity: -4, flags: ro, keys: [1, 1, 1], run: (c) => range(c, RANK, true, false) },
   { name: 'zrangebyscore', arity: -4, flags: ro, keys: [1, 1, 1], run: (c) => range(c, SCORE, false, false) },
   { name: 'zrevrangebyscore', arity: -4, flags: ro, keys: [1, 1, 1], run: (c) => range(c, SCORE, true, false) },
