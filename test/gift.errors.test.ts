@@ -68,6 +68,8 @@ describe('malformed messages close the channel with a clear error', () => {
   ]
   for (const [name, make, code] of cases) {
     test(name, async () => {
+      // Let fds that earlier tests (or the loader) close lazily go first: the count must only see this test.
+      await settle()
       const before = fdCount()
       const err = await hostile(make())
       assert.equal((err as NodeJS.ErrnoException).code, code)
@@ -82,6 +84,8 @@ describe('malformed messages close the channel with a clear error', () => {
   ]
   for (const [name, packet, count] of fdCases) {
     test(name, async () => {
+      // Let fds that earlier tests (or the loader) close lazily go first: the count must only see this test.
+      await settle()
       const before = fdCount()
       const extra = Array.from({ length: count }, () => native.dup(0))
       const err = await hostile(packet, extra)
