@@ -79,7 +79,7 @@ class Load {
 }
 
 /** When the service paused, from `pagegift upgrade --json`: its wall-clock end and length. */
-interface Pause { endWall: number, ms: number }
+interface Pause { endWall: number, ms: number, phases?: Record<string, number | null> }
 
 /** One way of running and reloading the service. */
 interface Method { start (): Promise<void>, reload (): Promise<Pause | 'rolled back' | void>, stop (): Promise<void> }
@@ -98,8 +98,8 @@ function methodFor (name: string, env: Record<string, string>, dir: string): Met
         // A rollback leaves the old generation serving: counted, and the run goes on.
         if (cli.status === 1 && /rolled back/.test(cli.stderr)) return 'rolled back'
         if (cli.status !== 0) throw new Error(`pagegift upgrade failed: ${cli.stderr}`)
-        const rec = (JSON.parse(cli.stdout.trim().split('\n').at(-1) as string) as { committed: { at: string, downtimeMs: number | null, pauseMs: number } }).committed
-        return { endWall: Date.parse(rec.at), ms: rec.downtimeMs ?? rec.pauseMs }
+        const rec = (JSON.parse(cli.stdout.trim().split('\n').at(-1) as string) as { committed: { at: string, downtimeMs: number | null, pauseMs: number, phases?: Record<string, number | null> } }).committed
+        return { endWall: Date.parse(rec.at), ms: rec.downtimeMs ?? rec.pauseMs, phases: rec.phases }
       },
       stop: async () => {
         await killAll()
@@ -179,7 +179,7 @@ interface Row {
   /** Spread over the reloads: the median and the worst of each reload's own window p99. */
   perReloadP99: { median: number, max: number },
   /** pagegift only: the service's pause (STOPPED to SERVING), and the p99 of requests in flight during it or in the second after, against the rest of the window. */
-  pause?: { median: number, max: number, p99Around: number, p99Rest: number },
+  pause?: { median: number, max: number, p99Around: number, p99Rest: number, phases: Record<string, number> },
   hitBefore: number, hitAfter: number, rps: number,
 }
 
@@ -197,6 +197,7 @@ async function measure (appName: string, name: string, o: Opts, port: number): P
   const count = o.reloads
   const reloads: [number, number][] = []
   const pauses: [number, number][] = []
+  const phases: Record<string, number>[] = []
   let load: Load | null = null
   let rollbacks = 0
   try {
@@ -212,6 +213,7 @@ async function measure (appName: string, name: string, o: Opts, port: number): P
       else if (p !== undefined) {
         const end = p.endWall - (Date.now() - load.now())
         pauses.push([end - p.ms, end])
+        if (p.phases !== undefined) phases.push(Object.fromEntries(Object.entries(p.phases).filter((e): e is [string, number] => e[1] !== null)))
       }
       await sleep(Math.max(1000, o.gapMs))
     }
@@ -221,12 +223,12 @@ async function measure (appName: string, name: string, o: Opts, port: number): P
     await m.stop()
     rmSync(dir, { recursive: true, force: true })
   }
-  return { row: { ...summarize(appName, name, load, reloads, pauses), rollbacks }, samples: load.samples, reloads }
+  return { row: { ...summarize(appName, name, load, reloads, pauses, phases), rollbacks }, samples: load.samples, reloads }
 }
 
 const p99 = (xs: Sample[]): number => xs.length === 0 ? NaN : stats(xs.map((s) => s.ms)).p99
 
-function summarize (appName: string, name: string, load: Load, reloads: [number, number][], pauses: [number, number][]): Row {
+function summarize (appName: string, name: string, load: Load, reloads: [number, number][], pauses: [number, number][], phases: Record<string, number>[]): Row {
   const inReload = ([a, b]: [number, number], s: Sample): boolean => s.at >= a && s.at <= b + 1000
   const inWindow = (s: Sample): boolean => reloads.some((r) => inReload(r, s))
   const warm = load.samples.filter((s) => s.at > 3000)
@@ -245,9 +247,15 @@ function summarize (appName: string, name: string, load: Load, reloads: [number,
     errors: Object.values(load.errors).reduce((a, b) => a + b, 0), errorKinds: { ...load.errors }, non2xx: load.non2xx, newConns: load.connects - 64,
     steadyP99: st.p99, steadyMax: st.max, reloadP99: rl.p99, reloadMax: rl.max,
     perReloadP99: { median: spread.median, max: spread.max },
-    ...(pauses.length > 0 ? { pause: { ...pick(stats(pauses.map(([a, b]) => b - a))), p99Around: p99(window.filter(around)), p99Rest: p99(window.filter((s) => !around(s))) } } : {}),
+    ...(pauses.length > 0 ? { pause: { ...pick(stats(pauses.map(([a, b]) => b - a))), p99Around: p99(window.filter(around)), p99Rest: p99(window.filter((s) => !around(s))), phases: medianPhases(phases) } } : {}),
     hitBefore: ratio(before), hitAfter: ratio(after), rps: steady.length / (steadyMs / 1000),
   }
+}
+
+/** The median of each phase of the pause over the reloads (src/handoff/phases.ts). */
+function medianPhases (all: Record<string, number>[]): Record<string, number> {
+  const names = [...new Set(all.flatMap((p) => Object.keys(p)))]
+  return Object.fromEntries(names.map((n) => [n, stats(all.map((p) => p[n]).filter((x) => x !== undefined)).median]))
 }
 
 const pick = (s: { median: number, max: number }): { median: number, max: number } => ({ median: s.median, max: s.max })
@@ -266,7 +274,7 @@ function printRows (results: Run[]): void {
   })))
   for (const { row: r } of results) {
     if (r.pause === undefined) continue
-    process.stdout.write(`${r.app} / ${r.method}: pause median ${fmt(r.pause.median)}, max ${fmt(r.pause.max)}; window p99 of requests in flight during a pause or the second after ${fmt(r.pause.p99Around)}, of the rest of the window ${fmt(r.pause.p99Rest)}\n`)
+    process.stdout.write(`${r.app} / ${r.method}: pause median ${fmt(r.pause.median)}, max ${fmt(r.pause.max)}; window p99 of requests in flight during a pause or the second after ${fmt(r.pause.p99Around)}, of the rest of the window ${fmt(r.pause.p99Rest)}; median by phase: ${Object.entries(r.pause.phases).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')} ms\n`)
   }
 }
 
