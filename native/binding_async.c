@@ -22,6 +22,7 @@ enum {
   PAGEGIFT__OP_VMSPLICE = 2,
   PAGEGIFT__OP_READ = 3,
   PAGEGIFT__OP_MUNMAP = 4,
+  PAGEGIFT__OP_POPULATE = 5,
 };
 
 #define PAGEGIFT__MAX_SPANS 1024
@@ -49,6 +50,9 @@ static void pagegift__execute(napi_env env, void* data) {
       break;
     case PAGEGIFT__OP_READ:
       r->result = pagegift_read_pass((int) r->a[0], r->local.iov, r->local.n);
+      break;
+    case PAGEGIFT__OP_POPULATE:
+      r->result = pagegift_populate(r->local.iov, r->local.n);
       break;
     case PAGEGIFT__OP_MUNMAP:
       r->result = pagegift_unmap(r->mapping->addr, r->mapping->length);
@@ -167,6 +171,7 @@ int pagegift__spans_take(napi_env env, napi_value arr, pagegift__spans* s) {
  * op VM_READ: pid a0, into the local spans from the peer's `remote` Float64Array of address/length pairs.
  * op VMSPLICE: one non-blocking pass of vmsplice(a0, spans, a1 | SPLICE_F_NONBLOCK); bytes moved.
  * op READ: one non-blocking pass of readv(a0, spans); bytes moved, -EPIPE at end of file.
+ * op POPULATE: maps the page tables of the spans' resident pages (madvise MADV_POPULATE_READ); bytes populated.
  * A pass stops at EAGAIN, so no job ever waits on a peer; callers wait for readiness on the event loop.
  */
 napi_value pagegift__async(napi_env env, napi_callback_info info) {
@@ -174,7 +179,7 @@ napi_value pagegift__async(napi_env env, napi_callback_info info) {
   pagegift__request* r = calloc(1, sizeof(*r));
   napi_valuetype t;
   r->op = (int) pagegift__int(env, argv[0]);
-  if (r->op != PAGEGIFT__OP_VM_READ && r->op != PAGEGIFT__OP_VMSPLICE && r->op != PAGEGIFT__OP_READ) {
+  if (r->op != PAGEGIFT__OP_VM_READ && r->op != PAGEGIFT__OP_VMSPLICE && r->op != PAGEGIFT__OP_READ && r->op != PAGEGIFT__OP_POPULATE) {
     free(r);
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "unknown async op");
     return NULL;
@@ -339,5 +344,6 @@ napi_value pagegift__constants(napi_env env) {
   PAGEGIFT__CONST("OP_VM_READ", PAGEGIFT__OP_VM_READ);
   PAGEGIFT__CONST("OP_VMSPLICE", PAGEGIFT__OP_VMSPLICE);
   PAGEGIFT__CONST("OP_READ", PAGEGIFT__OP_READ);
+  PAGEGIFT__CONST("OP_POPULATE", PAGEGIFT__OP_POPULATE);
   return out;
 }

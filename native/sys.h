@@ -29,6 +29,7 @@ int pagegift_set_ptracer(pid_t pid);
 int64_t pagegift_vm_read(pid_t pid, const struct iovec* local, int nlocal, const struct iovec* remote, int nremote);
 int64_t pagegift_vmsplice_pass(int fd, const struct iovec* iov, int n, unsigned int flags);
 int64_t pagegift_read_pass(int fd, const struct iovec* iov, int n);
+int64_t pagegift_populate(const struct iovec* iov, int n);
 int pagegift_pipe(int fds[2], int size);
 int pagegift_pipe_reader(int fd);
 

@@ -27,6 +27,7 @@ export interface Constants {
   OP_VM_READ: number
   OP_VMSPLICE: number
   OP_READ: number
+  OP_POPULATE: number
 }
 
 /**
@@ -64,6 +65,7 @@ export interface Native {
   /**
    * One job on the threadpool: op OP_VM_READ (pid, 0, local spans, the peer's address/length pairs),
    * OP_VMSPLICE (fd, flags, spans) or OP_READ (fd, 0, spans); the pipe ops make one non-blocking pass.
+   * OP_POPULATE (0, 0, spans of mappings): maps the page tables of their resident pages.
    */
   async(op: number, a0: number, a1: number, spans: Array<Span[number]>, remote: Float64Array | null): Promise<number>
   unmapAsync(handle: MappingHandle): void
@@ -139,6 +141,7 @@ export const AsyncOp = {
   VmRead: native.constants.OP_VM_READ,
   Vmsplice: native.constants.OP_VMSPLICE,
   Read: native.constants.OP_READ,
+  Populate: native.constants.OP_POPULATE,
 }
 
 /** Flattens spans into the [memory, offset, length, ...] list the addon takes. */

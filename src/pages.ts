@@ -4,7 +4,7 @@
  */
 import { markAsUntransferable } from 'node:worker_threads'
 import { PagegiftError, SystemError, check } from './errors.ts'
-import { F_SEAL_SHRINK, native, type MappingHandle } from './native.ts'
+import { AsyncOp, F_SEAL_SHRINK, native, type MappingHandle } from './native.ts'
 import { testFlag } from './testhook.ts'
 
 /** The system page size in bytes. */
@@ -103,6 +103,24 @@ function mapNewMemfd (name: string, byteLength: number): ArrayBuffer {
     return mapExtents([{ memfd, offset: 0, length: size }], byteLength)
   } finally {
     memfd.unref()
+  }
+}
+
+/**
+ * Maps the page tables of a giftable buffer's pages on the threadpool, so that its first reads and
+ * writes take no page fault: a successor that maps a big region touches its pages at random while
+ * it serves, and each first touch would cost a fault. Holes stay holes. Best effort: resolves to
+ * the bytes populated, 0 for memory that is not giftable or was released, or a kernel without
+ * MADV_POPULATE_READ (before 5.14).
+ */
+export async function populate (ab: ArrayBuffer): Promise<number> {
+  const region = regions.get(ab)
+  if (region === undefined || region.released) return 0
+  try {
+    const r = await native.async(AsyncOp.Populate, 0, 0, [region.handle, 0, region.mapLength], null)
+    return Math.max(0, r)
+  } catch {
+    return 0 // released between the check and the job: nothing to populate
   }
 }
 

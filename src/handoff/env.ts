@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { check, PagegiftError } from '../errors.ts'
 import { native } from '../native.ts'
-import { alloc as allocPages, mapExtents, mappable, Memfd, regionOf, release as releasePages } from '../pages.ts'
+import { alloc as allocPages, mapExtents, mappable, Memfd, populate, regionOf, release as releasePages } from '../pages.ts'
 import { connect as connectChannel, listen as listenChannel } from '../server.ts'
 
 /** The subset of the core Channel that the handoff uses. */
@@ -42,6 +42,8 @@ export interface Env {
   /** Giftable memory for a region that travels down the gift ladder. */
   alloc (byteLength: number): ArrayBuffer
   release (buf: ArrayBuffer): void
+  /** Maps a mapped region's page tables ahead of use, off the event loop (best effort, never rejects). */
+  populate (buf: ArrayBuffer): Promise<void>
   /** CLOCK_MONOTONIC in ns; comparable across processes on one host. */
   now (): bigint
   pid: number
@@ -99,6 +101,7 @@ export const defaultEnv: Env = {
   map,
   alloc: (byteLength) => allocPages(byteLength, { name: 'pagegift-handoff' }),
   release: (buf) => { releasePages(buf) },
+  populate: async (buf) => { await populate(buf) },
   now: () => process.hrtime.bigint(),
   pid: process.pid,
   isAlive,

@@ -167,6 +167,8 @@ async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fd
     const offer = parseOffer(bulk.body, bulk.fds.length, v)
     checkLayouts(offer.regions, layouts)
     mapShared(env, offer.regions, bulk.fds, mapped, consumed)
+    // Still before the pause: their first touches while we serve would each take a page fault.
+    await Promise.all(Object.values(mapped).map(async (buf) => { await env.populate(buf) }))
     return offer.history
   } finally {
     closeFds(env, bulk.fds.filter((_, i) => !consumed.has(i)))
@@ -276,6 +278,8 @@ export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, m
   }
   inh.gate.open()
   const openAt = env.now()
+  // Regions that came only with STATE were mapped in the pause: their page tables fill in while we serve.
+  for (const r of inh.state.regions) if (r.mode === 'share') void env.populate(inh.inherited.regions[r.name])
   await inh.point('successor:serving')
   if (how === 'commit') void awaitDrained(env, inh, timeoutMs)
   else stopDraining(inh)
