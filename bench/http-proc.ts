@@ -1,11 +1,33 @@
 /** The bench's service processes (examples/http-cache-app.ts), shared by bench/http.ts and bench/http-throughput.ts. */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { dirname, join } from 'node:path'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join, relative } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+/**
+ * The app compiled to JavaScript, as a service runs in production, for every method alike. Loaded
+ * through tsx, each new process spent a whole core for about a second compiling TypeScript as it
+ * started: on this 2-core machine, that start-up, not the reload itself, was most of what a reload
+ * window measured. Built once per bench run, into node_modules/.cache (its imports resolve from there).
+ */
+export function compileApp (source: string): string {
+  const out = join(root, 'node_modules', '.cache', 'pagegift-bench-http')
+  rmSync(out, { recursive: true, force: true })
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
+  const args = ['--outDir', out, '--rootDir', root, '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--target', 'ES2022',
+    '--rewriteRelativeImportExtensions', '--noCheck', '--skipLibCheck', '--types', 'node', source]
+  const r = spawnSync(process.execPath, [tsc, ...args], { cwd: root, encoding: 'utf8', timeout: 300_000 })
+  if (r.status !== 0) throw new Error(`bench http: compiling ${source} failed: ${r.stdout}${r.stderr}${r.error?.message ?? ''}`)
+  // ES modules (a package scope ends at node_modules), and the addon where src/native.ts looks for it.
+  writeFileSync(join(out, 'package.json'), '{ "type": "module" }\n')
+  symlinkSync(join(root, 'build'), join(out, 'build'))
+  return join(out, relative(root, source).replace(/\.ts$/, '.js'))
+}
 
 /** A service process; its stdout is JSON lines. */
 export class Proc {

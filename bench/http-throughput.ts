@@ -46,7 +46,7 @@ type Mode = 'plain' | 'pagegift'
 async function serve (app: string, mode: Mode, port: number, sec: number, barrier = async (): Promise<void> => {}): Promise<{ rps: number, cpuUs: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'pg-bench-tp-'))
   writeFileSync(join(dir, 'prefill'), '')
-  const p = new Proc(process.execPath, ['--import', 'tsx', app], { APP: 'node', MODE: mode, PORT: String(port), CACHE_MB: '64', PREFILL_FILE: join(dir, 'prefill'), SOCK: join(dir, 'h.sock') })
+  const p = new Proc(process.execPath, [app], { APP: 'node', MODE: mode, PORT: String(port), CACHE_MB: '64', PREFILL_FILE: join(dir, 'prefill'), SOCK: join(dir, 'h.sock') })
   try {
     await p.wait('serving')
     await barrier()

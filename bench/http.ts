@@ -5,8 +5,10 @@
  * `pm2 reload` (cluster mode, 2 instances), a Node cluster rolling restart, and a plain stop and
  * start. Then the steady throughput of the wrapped server against the same app listening plainly
  * (bench/http-throughput.ts).
+ * Every method runs the app compiled to JavaScript, and every new process warms its request path
+ * up with --warm-up requests to itself before it serves.
  * Flags: --reloads=K --gap-ms=ms --cache-mb=M --apps=node,express --methods=... --tp-runs=N
- *        --tp-sec=s --quick
+ *        --tp-sec=s --warm-up=N --others-reloads=K --quick
  */
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -15,20 +17,25 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Pool } from 'undici'
 import { printTable, stats, writeResults } from './lib.ts'
-import { Proc, root, sleep } from './http-proc.ts'
+import { compileApp, Proc, root, sleep } from './http-proc.ts'
 import { latencySvg } from './http-svg.ts'
 import { printThroughput, sideBySide, throughput } from './http-throughput.ts'
 
 const app = join(root, 'examples', 'http-cache-app.ts')
 
-interface Opts { reloads: number, gapMs: number, cacheMb: number, apps: string[], methods: string[], tpRuns: number, tpSec: number }
+interface Opts { appJs: string, warmUp: number, reloads: number, othersReloads: number, gapMs: number, cacheMb: number, apps: string[], methods: string[], tpRuns: number, tpSec: number }
 
 function parse (args: string[]): Opts {
   const get = (k: string, d: string): string => args.find((a) => a.startsWith(`--${k}=`))?.split('=')[1] ?? d
   const quick = args.includes('--quick')
   return {
-    // The same number for every method, so that each row counts errors over as many reloads.
+    appJs: '',
+    // Requests each new process sends itself before it serves (examples/http-cache-app.ts), whatever the method.
+    warmUp: Number(get('warm-up', quick ? '500' : '3000')),
+    // pagegift's reloads (and, unless --others-reloads says otherwise, every method's).
     reloads: Number(get('reloads', quick ? '3' : '100')),
+    // pm2 and the cluster take 10 s a reload: --others-reloads=K gives them fewer, for time (the table says how many).
+    othersReloads: Number(get('others-reloads', get('reloads', quick ? '3' : '100'))),
     // More than the 1 s after each reload that counts as its window, so windows never overlap.
     gapMs: Number(get('gap-ms', '1500')),
     cacheMb: Number(get('cache-mb', quick ? '64' : '1024')),
@@ -84,8 +91,8 @@ interface Pause { endWall: number, ms: number, phases?: Record<string, number | 
 /** One way of running and reloading the service. */
 interface Method { start (): Promise<void>, reload (): Promise<Pause | 'rolled back' | void>, stop (): Promise<void> }
 
-function methodFor (name: string, env: Record<string, string>, dir: string): Method {
-  const tsx = ['--import', 'tsx', app]
+function methodFor (name: string, env: Record<string, string>, dir: string, appJs: string): Method {
+  const tsx = [appJs]
   let procs: Proc[] = []
   const killAll = async (): Promise<void> => { for (const p of procs) { try { process.kill(-(p.child.pid as number), 'SIGKILL') } catch {} } procs = [] }
   if (name === 'pagegift') {
@@ -119,10 +126,10 @@ function methodFor (name: string, env: Record<string, string>, dir: string): Met
     const run = async (...a: string[]): Promise<void> => { const r = await exec(pm2, a, pe); if (r.status !== 0) throw new Error(`pm2 ${a[0]}: ${r.stderr}`) }
     return {
       start: async () => {
-        // pm2 refuses .ts files on Node 20: a one-line JavaScript launcher imports the app through tsx.
+        // A one-line launcher imports the compiled app (an ES module) in each pm2 worker.
         const launcher = join(dir, 'launch.mjs')
-        writeFileSync(launcher, `import ${JSON.stringify(pathToFileURL(app).href)}\n`)
-        await run('start', launcher, '-i', '2', '--name', 'bench-http', '--node-args=--import tsx', '--kill-timeout', '5000'); await waitHttp(Number(env.PORT)) },
+        writeFileSync(launcher, `import ${JSON.stringify(pathToFileURL(appJs).href)}\n`)
+        await run('start', launcher, '-i', '2', '--name', 'bench-http', '--kill-timeout', '5000'); await waitHttp(Number(env.PORT)) },
       reload: async () => { await run('reload', 'bench-http') },
       stop: async () => { await run('kill') },
     }
@@ -192,9 +199,9 @@ async function measure (appName: string, name: string, o: Opts, port: number): P
   const dir = mkdtempSync(join(tmpdir(), 'pg-bench-http-'))
   const prefillFile = join(dir, 'prefill')
   writeFileSync(prefillFile, '')
-  const env = { APP: appName, PORT: String(port), CACHE_MB: String(o.cacheMb), PREFILL_FILE: prefillFile }
-  const m = methodFor(name, env, dir)
-  const count = o.reloads
+  const env = { APP: appName, PORT: String(port), CACHE_MB: String(o.cacheMb), PREFILL_FILE: prefillFile, WARM_UP: String(o.warmUp) }
+  const m = methodFor(name, env, dir, o.appJs)
+  const count = name === 'pagegift' ? o.reloads : o.othersReloads
   const reloads: [number, number][] = []
   const pauses: [number, number][] = []
   const phases: Record<string, number>[] = []
@@ -280,17 +287,18 @@ function printRows (results: Run[]): void {
 
 export async function run (args: string[]): Promise<void> {
   const o = parse(args)
+  o.appJs = compileApp(app)
   const port = 18000 + (process.pid % 1000)
   const results: Run[] = []
   for (const a of o.apps) {
     for (const m of o.methods) {
-      process.stdout.write(`${a} / ${m}: ${o.reloads} reloads, ${o.gapMs} ms apart, cache ${o.cacheMb} MiB...\n`)
+      process.stdout.write(`${a} / ${m}: ${m === 'pagegift' ? o.reloads : o.othersReloads} reloads, ${o.gapMs} ms apart, cache ${o.cacheMb} MiB...\n`)
       results.push(await measure(a, m, o, port))
       printRows(results.slice(-1))
     }
   }
   if (results.length > 0) printRows(results)
-  const tpo = { app, runs: o.tpRuns, sec: o.tpSec, port }
+  const tpo = { app: o.appJs, runs: o.tpRuns, sec: o.tpSec, port }
   const tp = o.tpRuns > 0 ? await throughput(tpo) : null
   if (tp !== null) printThroughput(tp, o.tpRuns, o.tpSec)
   const side = o.tpRuns > 0 ? await sideBySide(tpo) : null

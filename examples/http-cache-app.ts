@@ -6,6 +6,7 @@
  * APP=node|express. GET /k?i=N answers entry N of the cache (1 KiB); a miss "loads it from the
  * source" (1 ms) and caches it. CACHE_MB sizes the key space; the cache is filled at start only
  * while the file PREFILL_FILE exists (the bench removes it after the first start: restarts start cold).
+ * WARM_UP=N: N requests to itself on a loopback port before serving (see warmUp()).
  */
 import cluster from 'node:cluster'
 import { existsSync } from 'node:fs'
@@ -51,11 +52,44 @@ async function makeServer (): Promise<net.Server> {
   return http.createServer((req, res) => handle(req.url ?? '/', send(res)))
 }
 
+/**
+ * Runs `n` requests through the server on a loopback port before it serves anyone (8 keep-alive
+ * connections, a small throwaway cache), so that V8 has compiled the request path by the time real
+ * clients come: a process that starts cold serves its first thousands of requests several times
+ * slower, and its compiler threads take CPU from it. Every mode does it (WARM_UP, set by the
+ * bench), so every reload method starts the same way.
+ */
+async function warmUp (server: http.Server, n: number): Promise<void> {
+  if (n <= 0) return
+  const scratch = new LiveMap('warm-up', { maxBytes: 8 << 20 })
+  cache = scratch
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port: p } = server.address() as net.AddressInfo
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 })
+  const one = async (i: number): Promise<void> => {
+    await new Promise<void>((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port: p, path: `/k?i=${i % 64}`, agent, timeout: 10_000 }, (res) => { res.resume(); res.on('end', resolve) })
+      req.on('error', reject)
+      req.on('timeout', () => req.destroy(new Error('warm-up request timed out')))
+    })
+  }
+  try {
+    for (let i = 0; i < n; i += 8) await Promise.all(Array.from({ length: 8 }, async (_, j) => { await one(i + j) }))
+  } finally {
+    agent.destroy()
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+    cache = null
+    scratch.close()
+  }
+}
+
 function prefill (): void {
   if (process.env.PREFILL_FILE === undefined || !existsSync(process.env.PREFILL_FILE) || cache === null) return
   for (let i = cache.size; i < keys; i++) cache.set(`k${i}`, valueOf(i))
 }
 
+const warmUpRequests = Number(process.env.WARM_UP ?? 0)
 const maxBytes = Math.ceil(cacheMb * 1.15) << 20
 // 128 MiB segments keep a 1 GiB map to ~10 regions: each handoff record lists its regions, and
 // `pagegift status` carries the last 32 records in one message of at most 64 KiB.
@@ -76,6 +110,7 @@ if (mode === 'cluster' && cluster.isPrimary) {
   })())
 } else if (mode === 'pagegift') {
   const server = await makeServer()
+  await warmUp(server as http.Server, warmUpRequests)
   const gen = await liveHttp(server, { socket: process.env.SOCK as string, listen: { port, host: '127.0.0.1' }, drainTimeoutMs: 10_000 })
   cache = attachMap(gen, 'cache', { maxBytes, segmentSize })
   prefill()
@@ -84,6 +119,7 @@ if (mode === 'cluster' && cluster.isPrimary) {
   // In the same order as MODE=pagegift (server, listen, map, fill), so that the throughput
   // comparison differs in liveHttp alone.
   const server = await makeServer()
+  await warmUp(server as http.Server, warmUpRequests)
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
   cache = new LiveMap('cache', { maxBytes, segmentSize })
   prefill()
