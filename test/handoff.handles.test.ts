@@ -10,7 +10,7 @@ import tls from 'node:tls'
 import { test } from 'node:test'
 import { adoptServer, adoptSocket, exportServer, exportSocket } from '../src/handoff/index.ts'
 import { inheritedHandle, releaseHandle, resumeHandle, wireFd, type Handle } from '../src/handoff/handles.ts'
-import { SuccessorGate } from '../src/handoff/successor.ts'
+import { SuccessorGate } from '../src/handoff/gate.ts'
 import { defaultEnv } from '../src/handoff/env.ts'
 import { sleep } from './fixtures/handoff-harness.ts'
 

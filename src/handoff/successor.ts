@@ -9,41 +9,13 @@ import { testPoint as defaultPoint } from '../testhook.ts'
 /** A named test point (src/testhook.ts); prime() passes one that does nothing. */
 export type Point = (name: string) => Promise<void>
 import type { Env, HandoffChannel, HandoffServer } from './env.ts'
-import { inheritedHandle, type Gate, type Handle } from './handles.ts'
+import { inheritedHandle, type Handle } from './handles.ts'
+import { SuccessorGate } from './gate.ts'
 import { msg, parseCommitReply, parseDrained, parseHelloReply, parseOffer, parseState, protocolError, type RegionWire, type StateMsg } from './protocol.ts'
 import { recvBulk } from './bulk.ts'
 import { mapShared, receiveGifts, releaseAll, takeOffered } from './regions.ts'
 import { marksWire, phasesOf, SERVING_MARKS, type Marks } from './phases.ts'
 import type { HandoffRecord, Inherited, LayoutSpec, RegionReport } from './types.ts'
-
-export class SuccessorGate implements Gate {
-  committed = false
-  #commit: (() => void)[] = []
-  #abort: (() => void)[] = []
-  #drained = new Map<string, (ok: boolean) => void>()
-  onCommit (fn: () => void): void { this.#commit.push(fn) }
-  onAbort (fn: () => void): void { this.#abort.push(fn) }
-  onDrained (handle: string, fn: (ok: boolean) => void): void { this.#drained.set(handle, fn) }
-  /** The predecessor flushed (or gave up on) the output it had queued on `handle`. */
-  drained (handle: string, ok: boolean): void {
-    const fn = this.#drained.get(handle)
-    this.#drained.delete(handle)
-    fn?.(ok)
-  }
-
-  /** Handles still waiting for DRAINED. */
-  get draining (): string[] { return [...this.#drained.keys()] }
-  open (): void {
-    this.committed = true
-    for (const fn of this.#commit.splice(0)) fn()
-    this.#abort.length = 0
-  }
-
-  abort (): void {
-    for (const fn of this.#abort.splice(0).reverse()) fn()
-    this.#commit.length = 0
-  }
-}
 
 export interface Inheritance {
   ch: HandoffChannel
