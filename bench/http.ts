@@ -11,7 +11,7 @@
  *        --tp-sec=s --warm-up=N --others-reloads=K --quick
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -288,12 +288,15 @@ function printRows (results: Run[]): void {
 export async function run (args: string[]): Promise<void> {
   const o = parse(args)
   o.appJs = compileApp(app)
+  mkdirSync(join(root, 'bench', 'results'), { recursive: true })
+  const seriesFile = join(root, 'bench', 'results', `http-series-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`)
   const port = 18000 + (process.pid % 1000)
   const results: Run[] = []
   for (const a of o.apps) {
     for (const m of o.methods) {
       process.stdout.write(`${a} / ${m}: ${m === 'pagegift' ? o.reloads : o.othersReloads} reloads, ${o.gapMs} ms apart, cache ${o.cacheMb} MiB...\n`)
       results.push(await measure(a, m, o, port))
+      appendSeries(seriesFile, results[results.length - 1])
       printRows(results.slice(-1))
     }
   }
@@ -310,7 +313,15 @@ export async function run (args: string[]): Promise<void> {
     writeFileSync(svg, latencySvg(node.map((r) => ({ name: r.row.method, samples: r.samples, reloads: r.reloads }))))
     process.stdout.write(`latency plot: ${svg}\n`)
   }
-  // The samples (start ms, latency ms, ok) and reload windows, so that runs made side by side can be plotted together.
-  const series = results.map((r) => ({ app: r.row.app, name: r.row.method, reloads: r.reloads, samples: r.samples.map((x) => [Math.round(x.at), +x.ms.toFixed(2), x.ok ? 1 : 0]) }))
-  writeResults('http', { opts: o, rows: results.map((r) => r.row), throughput: tp, throughputSideBySide: side, svg, series })
+  writeResults('http', { opts: o, rows: results.map((r) => r.row), throughput: tp, throughputSideBySide: side, svg, seriesFile })
+}
+
+/**
+ * Appends one run's samples (start ms, latency ms, ok) and reload windows to a JSON-lines file, as
+ * soon as the run ends: a full run holds millions of samples, too many for one JSON string, and a
+ * failure later in a long run must not lose them. Runs made side by side can be plotted together.
+ */
+function appendSeries (file: string, r: Run): void {
+  const samples = r.samples.map((x) => [Math.round(x.at), +x.ms.toFixed(2), x.ok ? 1 : 0])
+  appendFileSync(file, JSON.stringify({ app: r.row.app, name: r.row.method, reloads: r.reloads, samples }) + '\n')
 }
