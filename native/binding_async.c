@@ -22,7 +22,8 @@ enum {
   PAGEGIFT__OP_VMSPLICE = 2,
   PAGEGIFT__OP_READ = 3,
   PAGEGIFT__OP_MUNMAP = 4,
-  PAGEGIFT__OP_POPULATE = 5,
+  /* 5 and 6 were Pread and Memcpy, removed: their numbers stay refused. */
+  PAGEGIFT__OP_POPULATE = 7,
 };
 
 #define PAGEGIFT__MAX_SPANS 1024
