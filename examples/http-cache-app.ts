@@ -63,7 +63,9 @@ async function warmUp (server: http.Server, n: number): Promise<void> {
   if (n <= 0) return
   const scratch = new LiveMap('warm-up', { maxBytes: 8 << 20 })
   cache = scratch
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  // exclusive: in a cluster worker (pm2, MODE=cluster) a shared listen would tell the primary this
+  // worker listens, and a rolling restart would stop the old worker before the new one really does.
+  await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1', exclusive: true }, resolve))
   const { port: p } = server.address() as net.AddressInfo
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 })
   const one = async (i: number): Promise<void> => {

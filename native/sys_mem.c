@@ -66,9 +66,13 @@ int pagegift_unmap(void* addr, size_t length) {
 #define MADV_POPULATE_READ 22
 #endif
 
-/* Populates the resident runs of one page-aligned span, mincore() a window at a time; bytes populated or -errno. */
+/*
+ * Populates the resident runs of one page-aligned span, mincore() a window at a time; bytes populated
+ * or -errno. Each madvise covers at most 2 MiB: it holds mmap_lock for reading, and the serving
+ * thread's own mmap, munmap and mprotect (V8's heap and code space) wait for it.
+ */
 static int64_t pagegift__populate_span(char* base, size_t length) {
-  enum { WINDOW = 16384 };
+  enum { WINDOW = 16384, MAX_RUN = 512 };
   static __thread unsigned char vec[WINDOW];
   const size_t page = (size_t) sysconf(_SC_PAGESIZE);
   int64_t done = 0;
@@ -79,7 +83,7 @@ static int64_t pagegift__populate_span(char* base, size_t length) {
     if (mincore(base + at, len, vec) != 0) return -errno;
     for (size_t i = 0; i < pages;) {
       size_t j = i;
-      while (j < pages && (vec[j] & 1)) j++;
+      while (j < pages && j - i < MAX_RUN && (vec[j] & 1)) j++;
       if (j > i) {
         if (madvise(base + at + i * page, (j - i) * page, MADV_POPULATE_READ) != 0) return -errno;
         done += (int64_t) ((j - i) * page);
