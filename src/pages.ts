@@ -4,7 +4,7 @@
  */
 import { markAsUntransferable } from 'node:worker_threads'
 import { PagegiftError, SystemError, check } from './errors.ts'
-import { AsyncOp, F_SEAL_SHRINK, native, type MappingHandle } from './native.ts'
+import { AsyncOp, errno, F_SEAL_SHRINK, native, type MappingHandle } from './native.ts'
 import { testFlag } from './testhook.ts'
 
 /** The system page size in bytes. */
@@ -106,22 +106,33 @@ function mapNewMemfd (name: string, byteLength: number): ArrayBuffer {
   }
 }
 
+/** One populate job's share: about 10 ms of one threadpool thread, so a stop is never far off. */
+const POPULATE_CHUNK = 64 << 20
+
 /**
  * Maps the page tables of a giftable buffer's pages on the threadpool, so that its first reads and
  * writes take no page fault: a successor that maps a big region touches its pages at random while
- * it serves, and each first touch would cost a fault. Holes stay holes. Best effort: resolves to
- * the bytes populated, 0 for memory that is not giftable or was released, or a kernel without
- * MADV_POPULATE_READ (before 5.14).
+ * it serves, and each first touch would cost a fault. Holes stay holes. One job of at most 64 MiB at
+ * a time, and none once `stop()` says so (the threadpool stays free for a pause's own jobs).
+ * Resolves to the bytes populated: fewer if stopped or released meanwhile, 0 for memory that is not
+ * giftable or a kernel without MADV_POPULATE_READ (before 5.14). Other failures reject (SystemError).
  */
-export async function populate (ab: ArrayBuffer): Promise<number> {
+export async function populate (ab: ArrayBuffer, stop: () => boolean = () => false): Promise<number> {
   const region = regions.get(ab)
-  if (region === undefined || region.released) return 0
-  try {
-    const r = await native.async(AsyncOp.Populate, 0, 0, [region.handle, 0, region.mapLength], null)
-    return Math.max(0, r)
-  } catch {
-    return 0 // released between the check and the job: nothing to populate
+  let done = 0
+  for (let at = 0; region !== undefined && at < region.mapLength && !region.released && !stop(); at += POPULATE_CHUNK) {
+    let r: number
+    try {
+      r = await native.async(AsyncOp.Populate, 0, 0, [region.handle, at, Math.min(POPULATE_CHUNK, region.mapLength - at)], null)
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_PAGEGIFT_RELEASED') break // released between two jobs
+      throw err
+    }
+    if (r === errno.EINVAL) break // no MADV_POPULATE_READ here (chunks are page-aligned)
+    if (r < 0) throw new SystemError(r, 'madvise')
+    done += r
   }
+  return done
 }
 
 /** The region behind a live giftable ArrayBuffer, or undefined. */

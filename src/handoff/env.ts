@@ -42,8 +42,8 @@ export interface Env {
   /** Giftable memory for a region that travels down the gift ladder. */
   alloc (byteLength: number): ArrayBuffer
   release (buf: ArrayBuffer): void
-  /** Maps a mapped region's page tables ahead of use, off the event loop (best effort, never rejects). */
-  populate (buf: ArrayBuffer): Promise<void>
+  /** Maps a mapped region's page tables ahead of use, off the event loop, until `stop()` (best effort, never rejects). */
+  populate (buf: ArrayBuffer, stop: () => boolean): Promise<void>
   /** CLOCK_MONOTONIC in ns; comparable across processes on one host. */
   now (): bigint
   pid: number
@@ -101,7 +101,8 @@ export const defaultEnv: Env = {
   map,
   alloc: (byteLength) => allocPages(byteLength, { name: 'pagegift-handoff' }),
   release: (buf) => { releasePages(buf) },
-  populate: async (buf) => { await populate(buf) },
+  // Best effort: a fill that fails costs only the page faults it would have saved.
+  populate: async (buf, stop) => { await populate(buf, stop).catch(() => {}) },
   now: () => process.hrtime.bigint(),
   pid: process.pid,
   isAlive,

@@ -11,6 +11,7 @@ export type Point = (name: string) => Promise<void>
 import type { Env, HandoffChannel, HandoffServer } from './env.ts'
 import { inheritedHandle, type Handle } from './handles.ts'
 import { SuccessorGate } from './gate.ts'
+import { PageFill } from './fill.ts'
 import { msg, parseCommitReply, parseDrained, parseHelloReply, parseOffer, parseState, protocolError, type RegionWire, type StateMsg } from './protocol.ts'
 import { recvBulk } from './bulk.ts'
 import { mapShared, receiveGifts, releaseAll, takeOffered } from './regions.ts'
@@ -37,7 +38,12 @@ export interface Inheritance {
    * null: ready() renames it over the path once SERVING is out. Closed by whoever gives up on it.
    */
   side: HandoffServer | null
+  /** The page-table fill of our mapped regions: paused through the pause, resumed at the commit. */
+  fill: PageFill
 }
+
+/** The longest PREPARED waits for the offered regions' page tables; the fill goes on after it. */
+const PREPARE_FILL_MS = 1000
 
 function closeFds (env: Env, fds: number[]): void { for (const fd of fds) env.closeFd(fd) }
 
@@ -85,6 +91,7 @@ export function checkLayouts (regions: RegionWire[], layouts: Record<string, Lay
 export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials, timeoutMs: number, testPoint: Point = defaultPoint): Promise<Inheritance> {
   await testPoint('successor:connected')
   const offered = new Map<string, ArrayBuffer>()
+  const fill = new PageFill(env)
   const history: HandoffRecord[] = []
   let side: HandoffServer | null = null
   try {
@@ -96,11 +103,13 @@ export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials,
     const v = head.v
     if (head.t === 'state') throw protocolError('STATE before OFFER')
     if (head.t === 'offer') {
-      history.push(...await mapOffer(env, ch, reply, timeoutMs, offered, v, creds.layouts))
+      history.push(...await mapOffer(env, ch, reply, timeoutMs, offered, v, creds.layouts, fill))
       // Only the admitted successor gets an OFFER, so the side name is ours; bound now, its cost is not in the pause.
       side = await bindSide(env, creds.side)
       await ch.send(msg.prepared(v))
       reply = await ch.recv({ timeoutMs })
+      // STATE (or a refusal): the predecessor has stopped; the threadpool is the pause's until the commit.
+      fill.pause()
       head = parseHelloReply(reply.msg, v)
       if (head.t === 'offer') throw protocolError('a second OFFER')
     }
@@ -109,12 +118,13 @@ export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials,
       throw new PagegiftError(head.code, `The predecessor ${head.t === 'refused' ? 'refused the handoff' : 'rolled back'}: ${head.reason}`)
     }
     const bulk = await recvBulk(env, ch, reply, timeoutMs, v)
-    const inh: Inheritance = { ...await adopt(env, ch, bulk.body, bulk.fds, offered, v, creds.layouts, testPoint), history, point: testPoint, key: creds.key, side }
+    const inh: Inheritance = { ...await adopt(env, ch, bulk.body, bulk.fds, offered, v, creds.layouts, testPoint), history, point: testPoint, key: creds.key, side, fill }
     // A predecessor that gives up on us (or dies) before COMMIT: the side name must not stay held by an app that never calls ready().
     ch.on('close', () => { if (!inh.gate.committed && inh.side !== null) { void inh.side.close(); inh.side = null } })
     return inh
   } catch (err) {
     await side?.close()
+    fill.pause()
     releaseAll(env, Object.fromEntries(offered))
     ch.close()
     if (isPeerGone(err)) {
@@ -131,7 +141,7 @@ async function bindSide (env: Env, side: string | null | undefined): Promise<Han
 }
 
 /** Maps the regions offered before the predecessor quiesced: this costs us time, not downtime. */
-async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fds: number[] }, timeoutMs: number, out: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>): Promise<HandoffRecord[]> {
+async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fds: number[] }, timeoutMs: number, out: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>, fill: PageFill): Promise<HandoffRecord[]> {
   const bulk = await recvBulk(env, ch, first, timeoutMs, v)
   const consumed = new Set<number>()
   const mapped: Record<string, ArrayBuffer> = {}
@@ -139,8 +149,10 @@ async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fd
     const offer = parseOffer(bulk.body, bulk.fds.length, v)
     checkLayouts(offer.regions, layouts)
     mapShared(env, offer.regions, bulk.fds, mapped, consumed)
-    // Still before the pause: their first touches while we serve would each take a page fault.
-    await populateWithin(env, Object.values(mapped), timeoutMs / 4)
+    // Still before the pause: their first touches while we serve would each take a page fault. Bounded
+    // (a fill goes at 0.12 to 0.18 s a GiB): PREPARED must reach the predecessor well within its deadline.
+    fill.add(Object.values(mapped))
+    await fill.settled(PREPARE_FILL_MS)
     return offer.history
   } finally {
     closeFds(env, bulk.fds.filter((_, i) => !consumed.has(i)))
@@ -148,19 +160,8 @@ async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fd
   }
 }
 
-/**
- * Fills the regions' page tables, waiting at most `ms` (measured: 0.12 to 0.18 s a GiB): a huge region
- * goes on filling in the background rather than keep PREPARED from the predecessor past its deadline.
- */
-async function populateWithin (env: Env, bufs: ArrayBuffer[], ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, ms) })
-  await Promise.race([Promise.all(bufs.map(async (buf) => { await env.populate(buf) })), late])
-  clearTimeout(timer)
-}
-
 /** Validates STATE and takes ownership of its fds: handles and mappings, the rest closed. */
-async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>, testPoint: Point): Promise<Omit<Inheritance, 'history' | 'point' | 'key' | 'side'>> {
+async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>, testPoint: Point): Promise<Omit<Inheritance, 'history' | 'point' | 'key' | 'side' | 'fill'>> {
   const gate = new SuccessorGate()
   const regions: Record<string, ArrayBuffer> = {}
   // fd indices whose ownership moved on (to a handle, or to a mapping); every other received fd is closed here.
@@ -228,6 +229,7 @@ export async function commit (env: Env, inh: Inheritance, timeoutMs: number): Pr
 
 /** Gives everything received back: nothing was served, so the predecessor finds it all as it left it. */
 function abandon (env: Env, inh: Inheritance): void {
+  inh.fill.pause()
   inh.gate.abort()
   releaseAll(env, inh.inherited.regions)
   inh.ch.close()
@@ -261,8 +263,9 @@ export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, m
   }
   inh.gate.open()
   const openAt = env.now()
-  // Regions that came only with STATE were mapped in the pause: their page tables fill in while we serve.
-  for (const r of inh.state.regions) if (r.mode === 'share') void env.populate(inh.inherited.regions[r.name])
+  // The fill paused for the pause; regions that came only with STATE join it.
+  inh.fill.add(inh.state.regions.filter((r) => r.mode === 'share').map((r) => inh.inherited.regions[r.name]))
+  inh.fill.resume()
   await inh.point('successor:serving')
   if (how === 'commit') void awaitDrained(env, inh, timeoutMs)
   else stopDraining(inh)
