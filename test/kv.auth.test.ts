@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { rawExchange, startKv, upgradeKv, runTool, type KvProc, replyText as str } from './fixtures/kv-proc.ts'
+import { rawExchange, startKv, runTool, type KvProc, replyText as str, withUpgradableKv, type UpgradableKv } from './fixtures/kv-proc.ts'
 import { KvClient } from '../src/kv/client.ts'
 import { parseOptions, PASSWORD_ENV, type KvOptions } from '../src/kv/options.ts'
 
@@ -95,48 +95,45 @@ test('no requirepass: AUTH <password> is an error, AUTH default <anything> is OK
   }
 })
 
-/** Starts a successor with `env` added to the environment; resolves once the predecessor has exited. */
-async function upgrade (prev: KvProc, args: string[], env: Record<string, string> = {}): Promise<KvProc> {
+/** Upgrades `kv` with `extraArgs` after its handoff arguments and `env` added to the environment; resolves once the predecessor has exited. */
+async function upgrade (kv: UpgradableKv, extraArgs: string[], env: Record<string, string> = {}): Promise<KvProc> {
   const saved = { ...process.env }
   Object.assign(process.env, env)
   try {
-    return await upgradeKv(prev, args)
+    return await kv.upgrade(extraArgs)
   } finally {
     for (const k of Object.keys(env)) { if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k] }
   }
 }
 
 test('AUTH across live upgrades: an authenticated client stays so, a successor without a password keeps the old one, a new password applies to new AUTHs', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kv-authup-'))
-  const pw = join(dir, 'pw')
-  writeFileSync(pw, 'one\n', { mode: 0o600 })
-  const base = ['--port', '0', '--handoff', join(dir, 'h.sock')]
-  let gen = await startKv([...base, '--requirepass-file', pw])
-  try {
-    const authed = await KvClient.connect(gen.port)
-    const anon = await KvClient.connect(gen.port)
+  const passwordFile = (dir: string): string[] => {
+    const pw = join(dir, 'pw')
+    writeFileSync(pw, 'one\n', { mode: 0o600 })
+    return ['--requirepass-file', pw]
+  }
+  await withUpgradableKv('kv-authup-', passwordFile, async (kv) => {
+    const authed = await KvClient.connect(kv.port)
+    const anon = await KvClient.connect(kv.port)
     assert.deepEqual(await run(authed, ['AUTH', 'one'], ['SET', 'k', 'v']), ['OK', 'OK'])
     assert.deepEqual(await run(anon, ['GET', 'k']), [NOAUTH])
     // 1: the relaunch passes the same password, through the environment this time.
-    gen = await upgrade(gen, base, { [PASSWORD_ENV]: 'one' })
+    await upgrade(kv, [], { [PASSWORD_ENV]: 'one' })
     assert.deepEqual(await run(authed, ['GET', 'k']), ['v'])
     assert.deepEqual(await run(anon, ['GET', 'k']), [NOAUTH])
     // 2: a relaunch without any password keeps the predecessor's.
-    gen = await upgrade(gen, base)
+    await upgrade(kv, [])
     assert.deepEqual(await run(authed, ['GET', 'k']), ['v'])
     assert.deepEqual(await run(anon, ['GET', 'k'], ['AUTH', 'one'], ['GET', 'k']), [NOAUTH, 'OK', 'v'])
-    const fresh = await KvClient.connect(gen.port)
+    const fresh = await KvClient.connect(kv.port)
     assert.deepEqual(await run(fresh, ['GET', 'k']), [NOAUTH])
     // 3: a different password: sessions keep their state; AUTH now takes the new one only.
-    gen = await upgrade(gen, [...base, '--requirepass', 'two'])
+    await upgrade(kv, ['--requirepass', 'two'])
     assert.deepEqual(await run(authed, ['GET', 'k']), ['v'])
     assert.deepEqual(await run(fresh, ['AUTH', 'one'], ['AUTH', 'two'], ['GET', 'k']), [WRONGPASS, 'OK', 'v'])
     assert.match(String(await authed.call('INFO', 'pagegift')), /generation:4\r\n/)
     for (const c of [authed, anon, fresh]) await c.close()
-  } finally {
-    await gen.stop()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 })
 
 test('--bind: every address listens on one port; a "-" address that is not there is skipped; CONFIG GET bind', async () => {

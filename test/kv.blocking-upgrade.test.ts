@@ -1,18 +1,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
-import { tmpdir } from 'node:os'
 import { KvClient } from '../src/kv/client.ts'
-import { startKv, upgradeKv as upgrade, replyText as str } from './fixtures/kv-proc.ts'
+import { replyText as str, withUpgradableKv } from './fixtures/kv-proc.ts'
 
 
 test('live upgrade: blocked clients stay blocked, are served by pushes in the successor, and time out at their original deadline', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kv-block-'))
-  const args = ['--port', '0', '--handoff', join(dir, 'h.sock')]
-  let gen = await startKv(args)
-  try {
-    const [forever, timed, zset, mover, other] = await Promise.all(Array.from({ length: 5 }, async () => await KvClient.connect(gen.port)))
+  await withUpgradableKv('kv-block-', [], async (kv) => {
+    const [forever, timed, zset, mover, other] = await Promise.all(Array.from({ length: 5 }, async () => await KvClient.connect(kv.port)))
     await run(other, ['SELECT', 3])
     await run(zset, ['HELLO', 3])
     // A blocked client with a command pipelined behind it: that command waits and moves with it.
@@ -24,10 +18,10 @@ test('live upgrade: blocked clients stay blocked, are served by pushes in the su
     await run(mover, ['SELECT', 3])
     mover.send('BLMOVE', 'src', 'dst', 'LEFT', 'RIGHT', 0)
     await new Promise((resolve) => setTimeout(resolve, 1000))
-    gen = await upgrade(gen, args)
+    await kv.upgrade()
     const upgraded = Date.now()
     assert.equal(forever.unread + timed.unread + zset.unread + mover.unread, 0, 'a blocked client was answered by the upgrade')
-    const k = await KvClient.connect(gen.port)
+    const k = await KvClient.connect(kv.port)
     await run(k, ['RPUSH', 'q', 'job'], ['ZADD', 'z', '1.5', 'm'])
     assert.deepEqual([str(await forever.next()), str(await forever.next())], [['q', 'job'], 'after'])
     assert.deepEqual(str(await zset.next()), ['z', 'm', 1.5])
@@ -44,10 +38,7 @@ test('live upgrade: blocked clients stay blocked, are served by pushes in the su
     assert.deepEqual(await run(timed, ['PING']), ['PONG'])
     assert.match(String(await k.call('INFO', 'pagegift')), /generation:2\r\n/)
     await Promise.all([forever, timed, zset, mover, other, k].map(async (c) => await c.close()))
-  } finally {
-    await gen.stop()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 })
 
 async function run (k: KvClient, ...cmds: (string | number)[][]): Promise<unknown[]> {

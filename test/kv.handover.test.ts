@@ -2,10 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
-import { tmpdir } from 'node:os'
-import { startKv, KV_BIN, upgradeKv as upgrade } from './fixtures/kv-proc.ts'
+import { KV_BIN, withUpgradableKv } from './fixtures/kv-proc.ts'
 import { KvClient } from '../src/kv/client.ts'
 
 /** A raw client that collects replies; `write` resolves once the bytes are with the kernel. */
@@ -35,89 +32,71 @@ async function until (what: string, ok: () => boolean, ms = 20_000): Promise<voi
 }
 
 test('a client half-way through a 20 MiB SET during a live upgrade finishes it in the successor: +OK and the whole value', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kv-big-'))
-  const args = ['--port', '0', '--handoff', join(dir, 'h.sock')]
-  let gen = await startKv(args)
-  try {
+  await withUpgradableKv('kv-big-', [], async (kv) => {
     const v = value(20 << 20, 1)
     const wire = setCommand('big', v)
-    const c = await rawClient(gen.port)
+    const c = await rawClient(kv.port)
     const half = wire.length >> 1
     await c.write(wire.subarray(0, half))
     await new Promise((resolve) => setTimeout(resolve, 300))
-    gen = await upgrade(gen, args)
+    await kv.upgrade()
     await c.write(wire.subarray(half))
     await until('+OK', () => c.replies().length >= 5)
     assert.equal(c.replies(), '+OK\r\n')
-    const k = await KvClient.connect(gen.port)
+    const k = await KvClient.connect(kv.port)
     assert.ok(v.equals(await k.call('GET', 'big') as Buffer), 'the stored value differs')
     assert.match(String(await k.call('INFO', 'pagegift')), /generation:2\r\n/)
     await k.close()
     c.socket.destroy()
-  } finally {
-    await gen.stop()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 })
 
 test('140 clients with unfinished commands (12.6 MB in all, big and small) survive two live upgrades and finish them', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kv-many-'))
-  const args = ['--port', '0', '--handoff', join(dir, 'h.sock')]
-  let gen = await startKv(args)
-  try {
+  await withUpgradableKv('kv-many-', [], async (kv) => {
     // 100 clients past the giftable size (more than travel as regions of their own), 40 small ones (packed).
     const sizes = [...Array.from({ length: 100 }, () => 120_000), ...Array.from({ length: 40 }, () => 15_000)]
     const wires = sizes.map((n, i) => setCommand(`k${i}`, value(2 * n, i)))
-    const clients = await Promise.all(sizes.map(async () => await rawClient(gen.port)))
+    const clients = await Promise.all(sizes.map(async () => await rawClient(kv.port)))
     await Promise.all(clients.map(async (c, i) => { await c.write(wires[i].subarray(0, sizes[i])) }))
     assert.ok(sizes.reduce((a, b) => a + b, 0) > 12e6)
     await new Promise((resolve) => setTimeout(resolve, 500))
-    gen = await upgrade(gen, args)
+    await kv.upgrade()
     // A little more from each, then another upgrade: buffers adopted once move again.
     await Promise.all(clients.map(async (c, i) => { await c.write(wires[i].subarray(sizes[i], sizes[i] + 1000)) }))
     await new Promise((resolve) => setTimeout(resolve, 300))
-    gen = await upgrade(gen, args)
+    await kv.upgrade()
     await Promise.all(clients.map(async (c, i) => { await c.write(wires[i].subarray(sizes[i] + 1000)) }))
     await until('every +OK', () => clients.every((c) => c.replies().length >= 5))
     for (const c of clients) assert.equal(c.replies(), '+OK\r\n')
-    const k = await KvClient.connect(gen.port)
+    const k = await KvClient.connect(kv.port)
     const got = await k.pipeline(sizes.map((_, i) => ['GET', `k${i}`]))
     got.forEach((g, i) => assert.ok(value(2 * sizes[i], i).equals(g as Buffer), `k${i} differs`))
     assert.match(String(await k.call('INFO', 'pagegift')), /generation:3\r\n/)
     await k.close()
     for (const c of clients) c.socket.destroy()
-  } finally {
-    await gen.stop()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 })
 
 test('a successor killed before READY: the predecessor resumes its half-sent clients (regions and pack), which finish there; the next upgrade moves them', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kv-rbq-'))
-  const args = ['--port', '0', '--handoff', join(dir, 'h.sock')]
-  let gen = await startKv(args)
-  try {
+  await withUpgradableKv('kv-rbq-', [], async (kv) => {
     const sizes = [8 << 20, 200_000, 3000, 10]
     const wires = sizes.map((n, i) => setCommand(`r${i}`, value(2 * n, i)))
-    const clients = await Promise.all(sizes.map(async () => await rawClient(gen.port)))
+    const clients = await Promise.all(sizes.map(async () => await rawClient(kv.port)))
     await Promise.all(clients.map(async (c, i) => { await c.write(wires[i].subarray(0, sizes[i])) }))
     await new Promise((resolve) => setTimeout(resolve, 300))
-    const mark = gen.output().length
-    const doomed = spawn(process.execPath, [KV_BIN, ...args], { stdio: 'ignore', env: { ...process.env, PAGEGIFT_TEST_HOOKS: 'kv:before-ready=kill' } })
+    const mark = kv.gen.output().length
+    const doomed = spawn(process.execPath, [KV_BIN, ...kv.args], { stdio: 'ignore', env: { ...process.env, PAGEGIFT_TEST_HOOKS: 'kv:before-ready=kill' } })
     assert.equal(await new Promise((resolve) => doomed.on('exit', (_code, signal) => resolve(signal))), 'SIGKILL')
-    await gen.waitFor(/handoff failed, serving again/, 15_000, mark)
+    await kv.gen.waitFor(/handoff failed, serving again/, 15_000, mark)
     await Promise.all(clients.map(async (c, i) => { await c.write(wires[i].subarray(sizes[i], sizes[i] + 5)) }))
-    gen = await upgrade(gen, args)
+    await kv.upgrade()
     await Promise.all(clients.map(async (c, i) => { await c.write(wires[i].subarray(sizes[i] + 5)) }))
     await until('every +OK', () => clients.every((c) => c.replies().length >= 5))
     for (const c of clients) assert.equal(c.replies(), '+OK\r\n')
-    const k = await KvClient.connect(gen.port)
+    const k = await KvClient.connect(kv.port)
     const got = await k.pipeline(sizes.map((_, i) => ['GET', `r${i}`]))
     got.forEach((g, i) => assert.ok(value(2 * sizes[i], i).equals(g as Buffer), `r${i} differs`))
     await k.close()
     for (const c of clients) c.socket.destroy()
-  } finally {
-    await gen.stop()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 })

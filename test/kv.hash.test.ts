@@ -1,12 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
-import { tmpdir } from 'node:os'
 import { Store } from '../src/kv/store.ts'
 import { hashKey, KeyHash } from '../src/kv/keyindex.ts'
 import { KvClient } from '../src/kv/client.ts'
-import { startKv, upgradeKv } from './fixtures/kv-proc.ts'
+import { withUpgradableKv } from './fixtures/kv-proc.ts'
 
 const B = (s: string): Buffer => Buffer.from(s)
 
@@ -86,20 +83,14 @@ test('hash: keys that all share one home slot under the unseeded hash spread out
 })
 
 test('hash: the seed survives a live upgrade: every key is still found (a new seed would lose them)', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kv-hash-'))
-  const args = ['--port', '0', '--handoff', join(dir, 'h.sock')]
-  let gen = await startKv(args)
-  try {
-    const c = await KvClient.connect(gen.port)
+  await withUpgradableKv('kv-hash-', [], async (kv) => {
+    const c = await KvClient.connect(kv.port)
     const keys = Array.from({ length: 3000 }, (_, i) => `seed:${i}`)
     await c.pipeline(keys.map((k) => ['SET', k, k]))
-    gen = await upgradeKv(gen, args)
+    await kv.upgrade()
     const got = await c.pipeline([['MGET', ...keys]])
     assert.deepEqual((got[0] as Buffer[]).map(String), keys)
     assert.match(String(await c.call('INFO', 'pagegift')), /generation:2\r\n/)
     await c.close()
-  } finally {
-    await gen.stop()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 })

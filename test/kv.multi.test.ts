@@ -1,12 +1,9 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
-import { tmpdir } from 'node:os'
 import { Store } from '../src/kv/store.ts'
 import { KvServer } from '../src/kv/server.ts'
 import { KvClient } from '../src/kv/client.ts'
-import { startKv, upgradeKv as upgrade, replyText as str } from './fixtures/kv-proc.ts'
+import { replyText as str, withUpgradableKv } from './fixtures/kv-proc.ts'
 
 let server: KvServer
 let port: number
@@ -86,11 +83,8 @@ test('watches live on the server only while watched: EXEC, UNWATCH and a closed 
 })
 
 test('live upgrade: clients in the middle of MULTI continue their transactions in the successor, with their WATCHes', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kv-multi-'))
-  const args = ['--port', '0', '--handoff', join(dir, 'h.sock')]
-  let gen = await startKv(args)
-  try {
-    const [clean, touched, later, failed, other] = await Promise.all(Array.from({ length: 5 }, async () => await KvClient.connect(gen.port)))
+  await withUpgradableKv('kv-multi-', [], async (kv) => {
+    const [clean, touched, later, failed, other] = await Promise.all(Array.from({ length: 5 }, async () => await KvClient.connect(kv.port)))
     await run(other, ['SET', 'n', '10'], ['SET', 'w1', 'a'], ['SET', 'w2', 'a'], ['SET', 'w3', 'a'])
     // Watched and untouched: EXEC runs every command, queued before and after the upgrade.
     assert.deepEqual(await run(clean, ['WATCH', 'w1'], ['MULTI'], ['INCR', 'n'], ['SET', 'before', '1']), ['OK', 'OK', 'QUEUED', 'QUEUED'])
@@ -101,7 +95,7 @@ test('live upgrade: clients in the middle of MULTI continue their transactions i
     assert.deepEqual(await run(later, ['WATCH', 'w3'], ['MULTI'], ['INCR', 'n']), ['OK', 'OK', 'QUEUED'])
     // A queueing error before the upgrade still aborts the EXEC after it.
     assert.deepEqual((await run(failed, ['MULTI'], ['INCR', 'n'], ['NOPE'])).slice(0, 2), ['OK', 'QUEUED'])
-    gen = await upgrade(gen, args)
+    await kv.upgrade()
     await run(other, ['SET', 'w3', 'changed'])
     assert.deepEqual(await run(clean, ['SET', 'after', '2'], ['EXEC']), ['QUEUED', [11, 'OK', 'OK']])
     assert.deepEqual(await run(touched, ['EXEC']), [null])
@@ -112,8 +106,5 @@ test('live upgrade: clients in the middle of MULTI continue their transactions i
     assert.deepEqual(await run(later, ['WATCH', 'w3'], ['MULTI'], ['INCR', 'n'], ['EXEC']), ['OK', 'OK', 'QUEUED', [12]])
     assert.match(String(await other.call('INFO', 'pagegift')), /generation:2\r\n/)
     await Promise.all([clean, touched, later, failed, other].map(async (c) => await c.close()))
-  } finally {
-    await gen.stop()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 })

@@ -1,13 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
-import { tmpdir } from 'node:os'
 import { Store } from '../src/kv/store.ts'
 import { KvServer } from '../src/kv/server.ts'
 import { KvClient, type Arg } from '../src/kv/client.ts'
-import { startKv, upgradeKv as upgrade, replyText as str } from './fixtures/kv-proc.ts'
+import { replyText as str, withUpgradableKv } from './fixtures/kv-proc.ts'
 import { childKv } from './fixtures/kv-local.ts'
 
 const kv = childKv()
@@ -274,22 +271,19 @@ test('a client under CLIENT REPLY OFF or SKIP still gets its (un)subscribe confi
 })
 
 test('live upgrade: notify-keyspace-events and each client\'s CLIENT REPLY mode carry over', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kv-notify-'))
-  const args = ['--port', '0', '--handoff', join(dir, 'h.sock')]
-  let gen = await startKv(args)
-  try {
-    const c = await KvClient.connect(gen.port)
+  await withUpgradableKv('kv-notify-', [], async (kv) => {
+    const c = await KvClient.connect(kv.port)
     assert.deepEqual(await run(c, ['CONFIG', 'GET', 'notify-keyspace-events']), [['notify-keyspace-events', '']], 'off by default')
     await run(c, ['CONFIG', 'SET', 'notify-keyspace-events', 'KEA'])
-    const s = await subscriber(gen.port)
-    const off = await KvClient.connect(gen.port)
+    const s = await subscriber(kv.port)
+    const off = await KvClient.connect(kv.port)
     off.send('CLIENT', 'REPLY', 'OFF')
-    const skip = await KvClient.connect(gen.port)
+    const skip = await KvClient.connect(kv.port)
     skip.send('CLIENT', 'REPLY', 'SKIP')
     await run(c, ['SET', 'before', 1])
     assert.deepEqual(await events(s, 2), ['__keyspace@0__:before set', '__keyevent@0__:set before'])
     await new Promise((resolve) => setTimeout(resolve, 200))
-    gen = await upgrade(gen, args)
+    await kv.upgrade()
     const [cfg, info] = await run(c, ['CONFIG', 'GET', 'notify-keyspace-events'], ['INFO', 'pagegift'])
     assert.deepEqual(cfg, ['notify-keyspace-events', 'AKE'])
     assert.match(String(info), /generation:2\r\n/)
@@ -305,8 +299,5 @@ test('live upgrade: notify-keyspace-events and each client\'s CLIENT REPLY mode 
     await quiet(s)
     assert.equal(off.unread + skip.unread, 0)
     await Promise.all([c, s, off, skip].map(async (x) => await x.close()))
-  } finally {
-    await gen.stop()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 })

@@ -1,12 +1,9 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
-import { tmpdir } from 'node:os'
 import { Store } from '../src/kv/store.ts'
 import { KvServer } from '../src/kv/server.ts'
 import { KvClient, RespError, RespPush, type RespValue } from '../src/kv/client.ts'
-import { rawExchange, startKv, upgradeKv as upgrade } from './fixtures/kv-proc.ts'
+import { rawExchange, withUpgradableKv } from './fixtures/kv-proc.ts'
 
 let server: KvServer
 let port: number
@@ -96,22 +93,19 @@ function publisher (c: KvClient, tag: string): { stop: () => Promise<number[]> }
 }
 
 test('live upgrades: subscribers (RESP2 channel, RESP3 pattern) receive every message published before, during and after, exactly once and in order', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kv-pubsub-'))
-  const args = ['--port', '0', '--handoff', join(dir, 'h.sock')]
-  let gen = await startKv(args)
-  try {
-    const s2 = await KvClient.connect(gen.port)
-    const s3 = await KvClient.connect(gen.port)
+  await withUpgradableKv('kv-pubsub-', [], async (kv) => {
+    const s2 = await KvClient.connect(kv.port)
+    const s3 = await KvClient.connect(kv.port)
     s2.send('SUBSCRIBE', 'news')
     assert.deepEqual(await next(s2), ['subscribe', 'news', 1])
     await s3.call('HELLO', '3')
     s3.send('PSUBSCRIBE', 'ne*')
     assert.deepEqual(await next(s3), { push: ['psubscribe', 'ne*', 1] })
-    const pubs = await Promise.all(['a', 'b'].map(async () => await KvClient.connect(gen.port)))
+    const pubs = await Promise.all(['a', 'b'].map(async () => await KvClient.connect(kv.port)))
     const running = pubs.map((c, i) => publisher(c, 'ab'[i]))
     await new Promise((resolve) => setTimeout(resolve, 200))
     for (let i = 0; i < 2; i++) {
-      gen = await upgrade(gen, args)
+      await kv.upgrade()
       await new Promise((resolve) => setTimeout(resolve, 200))
     }
     const counts = await Promise.all(running.map(async (r) => await r.stop()))
@@ -134,8 +128,5 @@ test('live upgrades: subscribers (RESP2 channel, RESP3 pattern) receive every me
     }
     assert.match(String(await pubs[0].call('INFO', 'pagegift')), /generation:3\r\n/)
     await Promise.all([s2, s3, ...pubs].map(async (c) => await c.close()))
-  } finally {
-    await gen.stop()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 })

@@ -1,12 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
-import { mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { tmpdir } from 'node:os'
 import { Store } from '../src/kv/store.ts'
 import { KvServer } from '../src/kv/server.ts'
-import { rawExchange, startKv, upgradeKv } from './fixtures/kv-proc.ts'
+import { rawExchange, withUpgradableKv } from './fixtures/kv-proc.ts'
 
 /** Sends `lines` (inline commands) one write each, and returns everything answered within `ms`. */
 async function talk (port: number, lines: string[], ms = 300): Promise<string> {
@@ -63,30 +61,27 @@ test('RESP3 replies: nulls, maps (HGETALL, CONFIG GET), doubles (ZSCORE), and RE
 })
 
 test('live upgrade: a RESP3 client stays RESP3, with its name and database', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kv-resp3-'))
-  const args = ['--port', '0', '--handoff', join(dir, 'h.sock')]
-  let gen = await startKv(args)
-  const s = net.connect(gen.port, '127.0.0.1')
-  try {
-    let text = ''
-    s.on('data', (d) => { text += d.toString('latin1') })
-    await new Promise((resolve) => s.once('connect', resolve))
-    const until = async (what: string): Promise<void> => {
-      for (const end = Date.now() + 20_000; !text.includes(what);) {
-        if (Date.now() > end) throw new Error(`no ${JSON.stringify(what)} in ${JSON.stringify(text)}`)
-        await new Promise((resolve) => setTimeout(resolve, 10))
+  await withUpgradableKv('kv-resp3-', [], async (kv) => {
+    const s = net.connect(kv.port, '127.0.0.1')
+    try {
+      let text = ''
+      s.on('data', (d) => { text += d.toString('latin1') })
+      await new Promise((resolve) => s.once('connect', resolve))
+      const until = async (what: string): Promise<void> => {
+        for (const end = Date.now() + 20_000; !text.includes(what);) {
+          if (Date.now() > end) throw new Error(`no ${JSON.stringify(what)} in ${JSON.stringify(text)}`)
+          await new Promise((resolve) => setTimeout(resolve, 10))
+        }
       }
+      s.write('HELLO 3 SETNAME three\r\nSELECT 2\r\nHSET h f v\r\n')
+      await until('+OK\r\n:1\r\n')
+      await kv.upgrade()
+      text = ''
+      s.write('GET nope\r\nHGETALL h\r\nCLIENT GETNAME\r\nINFO pagegift\r\n')
+      await until('generation:2\r\n')
+      assert.ok(text.startsWith('_\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n$5\r\nthree\r\n'), text)
+    } finally {
+      s.destroy()
     }
-    s.write('HELLO 3 SETNAME three\r\nSELECT 2\r\nHSET h f v\r\n')
-    await until('+OK\r\n:1\r\n')
-    gen = await upgradeKv(gen, args)
-    text = ''
-    s.write('GET nope\r\nHGETALL h\r\nCLIENT GETNAME\r\nINFO pagegift\r\n')
-    await until('generation:2\r\n')
-    assert.ok(text.startsWith('_\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n$5\r\nthree\r\n'), text)
-  } finally {
-    s.destroy()
-    await gen.stop()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 })

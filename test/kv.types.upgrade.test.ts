@@ -1,9 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
-import { tmpdir } from 'node:os'
-import { startKv, upgradeKv } from './fixtures/kv-proc.ts'
+import { startKv, withUpgradableKv } from './fixtures/kv-proc.ts'
 import { KvClient, type Arg } from '../src/kv/client.ts'
 import { norm } from './fixtures/kv-types.ts'
 
@@ -49,17 +46,14 @@ async function dump (c: KvClient, db: number): Promise<unknown> {
 }
 
 test('every type\'s contents survive live upgrades in two databases, and the heap is usable after', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kv-types-up-'))
-  const args = ['--port', '0', '--handoff', join(dir, 'h.sock'), '--segment-size', '1mb']
-  let gen = await startKv(args)
-  try {
-    const c = await KvClient.connect(gen.port)
+  await withUpgradableKv('kv-types-up-', ['--segment-size', '1mb'], async (kv) => {
+    const c = await KvClient.connect(kv.port)
     await c.pipeline([...workload(0), ...workload(7)])
     // Frees some blocks before the upgrade, so the successor inherits non-empty free lists.
     await c.pipeline([['SELECT', 7], ['LPOP', 'l1000', 300], ['SREM', 's1000', 'db7:m1', 'db7:m2'], ['HDEL', 'h1000', 'f0'], ['ZPOPMIN', 'z1000', 5], ['SELECT', 0]])
     const before = [await dump(c, 0), await dump(c, 7)]
     for (let i = 0; i < 2; i++) {
-      gen = await upgradeKv(gen, args)
+      await kv.upgrade()
       const after = [await dump(c, 0), await dump(c, 7)]
       assert.deepEqual(after, before, `contents after upgrade ${i + 1}`)
     }
@@ -80,10 +74,7 @@ test('every type\'s contents survive live upgrades in two databases, and the hea
     assert.equal(String(await c.call('FLUSHALL')), 'OK')
     assert.deepEqual(norm(await c.call('DBSIZE')), 0)
     await c.close()
-  } finally {
-    await gen.stop()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 })
 
 test('COPY, MOVE and RENAME of each type copy its contents, and the source stays intact', async () => {

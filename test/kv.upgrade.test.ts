@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { startKv, upgradeKv, KV_BIN } from './fixtures/kv-proc.ts'
+import { startKv, KV_BIN, withUpgradableKv } from './fixtures/kv-proc.ts'
 import { loadKeys, verifyKeys } from '../tools/kv/load.ts'
 import { KvClient } from '../src/kv/client.ts'
 
@@ -22,24 +22,21 @@ function benchmark (port: number, n: number): { done: Promise<{ code: number | n
 }
 
 test('redis-benchmark spans 5 live upgrades with no error; keys written before verify by checksum; a client stays connected', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kv-up-'))
-  const args = ['--port', '0', '--handoff', join(dir, 'h.sock'), '--segment-size', '8mb']
-  let gen = await startKv(args)
-  try {
-    const loaded = await loadKeys({ port: gen.port, count: 20000, valueSize: 200, prefix: 'pre:' })
+  await withUpgradableKv('kv-up-', ['--segment-size', '8mb'], async (kv) => {
+    const loaded = await loadKeys({ port: kv.port, count: 20000, valueSize: 200, prefix: 'pre:' })
     assert.equal(loaded.errors, 0)
-    const client = await KvClient.connect(gen.port)
+    const client = await KvClient.connect(kv.port)
     await client.call('SET', 'session', 'before')
     // A client in the middle of a command: its first half moves as unread bytes.
-    const half = net.connect(gen.port, '127.0.0.1')
+    const half = net.connect(kv.port, '127.0.0.1')
     await new Promise((resolve) => half.once('connect', resolve))
     let halfReplies = ''
     half.on('data', (d) => { halfReplies += d.toString() })
     half.write('*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$6\r\nmov')
-    const bench = benchmark(gen.port, 2_500_000)
+    const bench = benchmark(kv.port, 2_500_000)
     await new Promise((resolve) => setTimeout(resolve, 300))
     for (let i = 0; i < 5; i++) {
-      gen = await upgradeKv(gen, args)
+      await kv.upgrade()
       assert.equal(String(await client.call('GET', 'session')), i === 0 ? 'before' : `after-${i - 1}`)
       await client.call('SET', 'session', `after-${i}`)
     }
@@ -55,43 +52,34 @@ test('redis-benchmark spans 5 live upgrades with no error; keys written before v
     half.destroy()
     assert.match(String(await client.call('INFO', 'pagegift')), /generation:6\r\nupgrades:5/)
     await client.close()
-    const v = await verifyKeys(gen.port, 20000, 200, 'pre:')
+    const v = await verifyKeys(kv.port, 20000, 200, 'pre:')
     assert.equal(v.missing, 0)
     assert.equal(v.wrong, 0)
     assert.equal(v.checksum.sum, loaded.checksum.sum)
-  } finally {
-    await gen.stop()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 })
 
 test('rollback: a successor killed before READY leaves the old generation serving, and redis-benchmark still finishes clean', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kv-rb-'))
-  const args = ['--port', '0', '--handoff', join(dir, 'h.sock')]
-  let gen = await startKv(args)
-  try {
-    const bench = benchmark(gen.port, 1_000_000)
+  await withUpgradableKv('kv-rb-', [], async (kv) => {
+    const bench = benchmark(kv.port, 1_000_000)
     await new Promise((resolve) => setTimeout(resolve, 300))
-    const mark = gen.output().length
-    const doomed = spawn(process.execPath, [KV_BIN, ...args], { stdio: 'ignore', env: { ...process.env, PAGEGIFT_TEST_HOOKS: 'kv:before-ready=kill' } })
+    const mark = kv.gen.output().length
+    const doomed = spawn(process.execPath, [KV_BIN, ...kv.args], { stdio: 'ignore', env: { ...process.env, PAGEGIFT_TEST_HOOKS: 'kv:before-ready=kill' } })
     const sig = await new Promise((resolve) => doomed.on('exit', (_code, signal) => resolve(signal)))
     assert.equal(sig, 'SIGKILL')
-    await gen.waitFor(/handoff failed, serving again/, 15000, mark)
+    await kv.gen.waitFor(/handoff failed, serving again/, 15000, mark)
     const { code, out } = await bench.done
     assert.equal(code, 0, out)
     assert.doesNotMatch(out, /error/i)
-    const c = await KvClient.connect(gen.port)
+    const c = await KvClient.connect(kv.port)
     assert.match(String(await c.call('INFO', 'pagegift')), /generation:1\r\n/)
     await c.close()
-    gen = await upgradeKv(gen, args)
-    const c2 = await KvClient.connect(gen.port)
+    await kv.upgrade()
+    const c2 = await KvClient.connect(kv.port)
     assert.match(String(await c2.call('INFO', 'pagegift')), /generation:2\r\n/)
     assert.ok(Number(await c2.call('DBSIZE')) > 1000)
     await c2.close()
-  } finally {
-    await gen.stop()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 })
 
 test('`pagegift upgrade <socket> -- pagegift-kv ...` upgrades it and reports the downtime', async () => {

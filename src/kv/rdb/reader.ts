@@ -8,6 +8,7 @@ import { OP, QUICKLIST_PACKED, QUICKLIST_PLAIN, RDB_MAX_READ_VERSION, T, type Rd
 import { bufferSource, RdbInput, type ByteSource } from './input.ts'
 import { lzfDecompress } from './lzf.ts'
 import { readIntset, readListpack, readZiplist } from './packed.ts'
+import { pairs, parseScore, scored, unique } from './members.ts'
 
 /** Redis's proto-max-bulk-len default: no string in an RDB Redis can load is longer. */
 const MAX_STRING = 512 * 1024 * 1024
@@ -275,38 +276,4 @@ export class RdbReader {
     }
     return out
   }
-}
-
-/** A score as Redis writes it in text (old zsets, ziplists, listpacks): a number, inf or -inf. */
-function parseScore (b: Buffer, at: number): number {
-  const s = b.toString('latin1')
-  const x = /^[+-]?inf$/i.test(s) ? (s[0] === '-' ? -Infinity : Infinity) : Number(s)
-  if (s === '' || Number.isNaN(x) || /\s/.test(s)) throw rdbError('ERR_RDB_CORRUPT', `zset score '${s.slice(0, 40)}' is not a number`, at)
-  return x
-}
-
-function unique (xs: Buffer[], at: number): Buffer[] {
-  const seen = new Set<string>()
-  for (const x of xs) {
-    const k = x.toString('latin1')
-    if (seen.has(k)) throw rdbError('ERR_RDB_CORRUPT', 'duplicate member in a set, hash or zset', at)
-    seen.add(k)
-  }
-  return xs
-}
-
-function pairs (xs: Buffer[], at: number): Array<[Buffer, Buffer]> {
-  if (xs.length % 2 !== 0) throw rdbError('ERR_RDB_CORRUPT', 'hash with an odd number of entries', at)
-  const out: Array<[Buffer, Buffer]> = []
-  for (let i = 0; i < xs.length; i += 2) out.push([xs[i], xs[i + 1]])
-  unique(out.map((p) => p[0]), at)
-  return out
-}
-
-function scored (xs: Buffer[], at: number): Array<[Buffer, number]> {
-  if (xs.length % 2 !== 0) throw rdbError('ERR_RDB_CORRUPT', 'zset with an odd number of entries', at)
-  const out: Array<[Buffer, number]> = []
-  for (let i = 0; i < xs.length; i += 2) out.push([xs[i], parseScore(xs[i + 1], at)])
-  unique(out.map((p) => p[0]), at)
-  return out
 }
