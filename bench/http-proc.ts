@@ -1,6 +1,6 @@
 /** The bench's service processes (examples/http-cache-app.ts), shared by bench/http.ts and bench/http-throughput.ts. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join, relative } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -13,11 +13,13 @@ export const sleep = async (ms: number): Promise<void> => { await new Promise((r
  * The app compiled to JavaScript, as a service runs in production, for every method alike. Loaded
  * through tsx, each new process spent a whole core for about a second compiling TypeScript as it
  * started: on this 2-core machine, that start-up, not the reload itself, was most of what a reload
- * window measured. Built once per bench run, into node_modules/.cache (its imports resolve from there).
+ * window measured. Built once per bench run, into a directory of its own under node_modules/.cache
+ * (its imports resolve from there; runs side by side do not share it); `dir` is for the caller to remove.
  */
-export function compileApp (source: string): string {
-  const out = join(root, 'node_modules', '.cache', 'pagegift-bench-http')
-  rmSync(out, { recursive: true, force: true })
+export function compileApp (source: string): { entry: string, dir: string } {
+  const cache = join(root, 'node_modules', '.cache')
+  mkdirSync(cache, { recursive: true })
+  const out = mkdtempSync(join(cache, 'pagegift-bench-http-'))
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
   const args = ['--outDir', out, '--rootDir', root, '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--target', 'ES2022',
     '--rewriteRelativeImportExtensions', '--noCheck', '--skipLibCheck', '--types', 'node', source]
@@ -25,8 +27,8 @@ export function compileApp (source: string): string {
   if (r.status !== 0) throw new Error(`bench http: compiling ${source} failed: ${r.stdout}${r.stderr}${r.error?.message ?? ''}`)
   // ES modules (a package scope ends at node_modules), and the addon where src/native.ts looks for it.
   writeFileSync(join(out, 'package.json'), '{ "type": "module" }\n')
-  symlinkSync(join(root, 'build'), join(out, 'build'))
-  return join(out, relative(root, source).replace(/\.ts$/, '.js'))
+  for (const d of ['build', 'prebuilds']) if (existsSync(join(root, d))) symlinkSync(join(root, d), join(out, d))
+  return { entry: join(out, relative(root, source).replace(/\.ts$/, '.js')), dir: out }
 }
 
 /** A service process; its stdout is JSON lines. */

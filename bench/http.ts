@@ -287,7 +287,16 @@ function printRows (results: Run[]): void {
 
 export async function run (args: string[]): Promise<void> {
   const o = parse(args)
-  o.appJs = compileApp(app)
+  const compiled = compileApp(app)
+  o.appJs = compiled.entry
+  try {
+    await runAll(o)
+  } finally {
+    rmSync(compiled.dir, { recursive: true, force: true })
+  }
+}
+
+async function runAll (o: Opts): Promise<void> {
   mkdirSync(join(root, 'bench', 'results'), { recursive: true })
   const seriesFile = join(root, 'bench', 'results', `http-series-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`)
   const port = 18000 + (process.pid % 1000)
