@@ -1,9 +1,9 @@
 /**
  * `npm run bench -- http`: an HTTP service with a big in-process cache (examples/http-cache-app.ts,
  * as node:http and as Express) under keep-alive load from 64 connections, reloaded back to back
- * (a gap of --gap-ms after each) by four methods, each --reloads times: `pagegift upgrade`,
- * `pm2 reload` (cluster mode, 2 instances), a Node cluster rolling restart, and a plain stop and
- * start. Then the steady throughput of the wrapped server against the same app listening plainly
+ * (a gap of --gap-ms after each) by four methods: `pagegift upgrade` (--reloads times), and
+ * `pm2 reload` (cluster mode, 2 instances), a Node cluster rolling restart and a plain stop and
+ * start (--others-reloads times, by default as many). Then the steady throughput of the wrapped server against the same app listening plainly
  * (bench/http-throughput.ts).
  * Every method runs the app compiled to JavaScript, and every new process warms its request path
  * up with --warm-up requests to itself before it serves.
@@ -92,16 +92,16 @@ interface Pause { endWall: number, ms: number, phases?: Record<string, number | 
 interface Method { start (): Promise<void>, reload (): Promise<Pause | 'rolled back' | void>, stop (): Promise<void> }
 
 function methodFor (name: string, env: Record<string, string>, dir: string, appJs: string): Method {
-  const tsx = [appJs]
+  const entry = [appJs]
   let procs: Proc[] = []
   const killAll = async (): Promise<void> => { for (const p of procs) { try { process.kill(-(p.child.pid as number), 'SIGKILL') } catch {} } procs = [] }
   if (name === 'pagegift') {
     const e = { ...env, MODE: 'pagegift', SOCK: join(dir, 'h.sock') }
     return {
-      start: async () => { const p = new Proc(process.execPath, tsx, e); procs.push(p); await p.wait('serving') },
+      start: async () => { const p = new Proc(process.execPath, entry, e); procs.push(p); await p.wait('serving') },
       reload: async () => {
         // A successor loading its modules on a busy 2-core machine can take longer than the CLI's 15 s default.
-        const cli = await exec(process.execPath, [join(root, 'bin', 'pagegift.js'), 'upgrade', e.SOCK, '--json', '--timeout', '60000', '--', 'env', ...Object.entries(e).map(([k, v]) => `${k}=${v}`), process.execPath, ...tsx])
+        const cli = await exec(process.execPath, [join(root, 'bin', 'pagegift.js'), 'upgrade', e.SOCK, '--json', '--timeout', '60000', '--', 'env', ...Object.entries(e).map(([k, v]) => `${k}=${v}`), process.execPath, ...entry])
         // A rollback leaves the old generation serving: counted, and the run goes on.
         if (cli.status === 1 && /rolled back/.test(cli.stderr)) return 'rolled back'
         if (cli.status !== 0) throw new Error(`pagegift upgrade failed: ${cli.stderr}`)
@@ -137,13 +137,13 @@ function methodFor (name: string, env: Record<string, string>, dir: string, appJ
   if (name === 'cluster') {
     let primary: Proc
     return {
-      start: async () => { primary = new Proc(process.execPath, tsx, { ...env, MODE: 'cluster' }); procs.push(primary); await primary.wait('serving') },
+      start: async () => { primary = new Proc(process.execPath, entry, { ...env, MODE: 'cluster' }); procs.push(primary); await primary.wait('serving') },
       reload: async () => { const n = primary.events.filter((x) => x.event === 'reloaded').length; process.kill(primary.child.pid as number, 'SIGHUP'); await primary.wait('reloaded', n + 1) },
       stop: killAll,
     }
   }
   let cur: Proc
-  const launch = async (): Promise<void> => { cur = new Proc(process.execPath, tsx, { ...env, MODE: 'plain' }); procs.push(cur); await cur.wait('serving') }
+  const launch = async (): Promise<void> => { cur = new Proc(process.execPath, entry, { ...env, MODE: 'plain' }); procs.push(cur); await cur.wait('serving') }
   return {
     start: launch,
     reload: async () => {

@@ -4,7 +4,7 @@ import { describe, test } from 'node:test'
 import { Channel, alloc, pageSize, release } from '../src/index.ts'
 import { native } from '../src/native.ts'
 import { HEADER_BYTES, MAGIC, MAX_MESSAGE, VERSION } from '../src/wire.ts'
-import { ask, digest, fdCount, fillPattern, memfdMappings, settle, spawnPeer } from './helpers.ts'
+import { ask, digest, fdCount, fillPattern, memfdMappings, settle, settledFdCount, spawnPeer } from './helpers.ts'
 
 function header (type: number, json: string, dataLength = 0, nfds = 0, over: { magic?: number, version?: number } = {}): Uint8Array {
   const body = Buffer.from(json)
@@ -68,9 +68,7 @@ describe('malformed messages close the channel with a clear error', () => {
   ]
   for (const [name, make, code] of cases) {
     test(name, async () => {
-      // Let fds that earlier tests (or the loader) close lazily go first: the count must only see this test.
-      await settle()
-      const before = fdCount()
+      const before = await settledFdCount()
       const err = await hostile(make())
       assert.equal((err as NodeJS.ErrnoException).code, code)
       assert.equal(fdCount(), before)
@@ -84,9 +82,7 @@ describe('malformed messages close the channel with a clear error', () => {
   ]
   for (const [name, packet, count] of fdCases) {
     test(name, async () => {
-      // Let fds that earlier tests (or the loader) close lazily go first: the count must only see this test.
-      await settle()
-      const before = fdCount()
+      const before = await settledFdCount()
       const extra = Array.from({ length: count }, () => native.dup(0))
       const err = await hostile(packet, extra)
       assert.equal((err as NodeJS.ErrnoException).code, 'ERR_PAGEGIFT_PROTOCOL')

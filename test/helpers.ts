@@ -23,6 +23,12 @@ export async function settle (): Promise<void> {
   }
 }
 
+/** fdCount() once the fds that earlier work closes lazily (the loader, collected handles, timers) are gone. */
+export async function settledFdCount (): Promise<number> {
+  await settle()
+  return fdCount()
+}
+
 export function fdCount (): number {
   return readdirSync('/proc/self/fd').length
 }

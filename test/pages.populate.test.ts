@@ -9,7 +9,7 @@ import { join, type Generation } from '../src/handoff/index.ts'
 import { native } from '../src/native.ts'
 import { populate } from '../src/pages.ts'
 import { tempSocket } from './fixtures/handoff-harness.ts'
-import { fdCount, memfdMappings, settle, withTimeout } from './helpers.ts'
+import { fdCount, memfdMappings, settle, settledFdCount, withTimeout } from './helpers.ts'
 
 const BYTES = 64 << 20
 /** MADV_POPULATE_READ came with Linux 5.14: before it, populate() fills nothing and says 0. */
@@ -41,8 +41,7 @@ function allocatedBytes (buf: ArrayBuffer): number {
 
 /** Runs `fn`, then checks that it left no fd and no memfd mapping behind. */
 async function noLeaks (fn: () => Promise<void>): Promise<void> {
-  await settle()
-  const fds = fdCount()
+  const fds = await settledFdCount()
   const maps = memfdMappings()
   await fn()
   await settle() // releases unmap on the threadpool
