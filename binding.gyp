@@ -7,6 +7,7 @@
         "native/sys_mem.c",
         "native/sys_sock.c",
         "native/binding_async.c",
+        "native/binding_rx.c",
         "native/arraybuffer.cc",
         "native/sys_notify.c"
       ],

@@ -319,6 +319,12 @@ static napi_value pagegift__init(napi_env env, napi_value exports) {
     PAGEGIFT__FN("pollUpdate", pagegift__poll_update),
     PAGEGIFT__FN("pollClose", pagegift__poll_close),
     PAGEGIFT__FN("sdNotify", pagegift__sd_notify),
+    PAGEGIFT__FN("rxOpen", pagegift__rx_open),
+    PAGEGIFT__FN("rxAdd", pagegift__rx_add),
+    PAGEGIFT__FN("rxWatch", pagegift__rx_watch),
+    PAGEGIFT__FN("rxDel", pagegift__rx_del),
+    PAGEGIFT__FN("rxClose", pagegift__rx_close),
+    PAGEGIFT__FN("rxSend", pagegift__rx_send),
 #undef PAGEGIFT__FN
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

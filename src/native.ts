@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url'
 
 /** An opaque handle to a mapping made by `map`. */
 export interface MappingHandle { readonly __mapping: unique symbol }
+/** An opaque handle to a reactor (native/binding_rx.c). */
+export interface RxHandle { readonly __rx: unique symbol }
 /** An opaque handle to a uv_poll watcher. */
 export interface PollHandle { readonly __poll: unique symbol }
 
@@ -73,6 +75,19 @@ export interface Native {
   pollStart(fd: number, events: number, cb: (status: number, events: number) => void): PollHandle | number
   pollUpdate(handle: PollHandle, events: number): void
   pollClose(handle: PollHandle): void
+  /**
+   * A reactor: one epoll set read once per loop turn into `buffer`; `callback(rows)` gets rows of
+   * `table` as [fd, offset, n] (n bytes at offset, 0 at EOF, -errno).
+   */
+  rxOpen(buffer: Uint8Array, table: Int32Array, callback: (rows: number) => void): RxHandle | number
+  /** Registers a dup of fd; returns the dup (the reactor's fd for this socket) or -errno. */
+  rxAdd(handle: RxHandle, fd: number): number
+  rxWatch(handle: RxHandle, fd: number, on: boolean): number
+  /** Unregisters and closes the reactor's fd. */
+  rxDel(handle: RxHandle, fd: number): number
+  rxClose(handle: RxHandle): void
+  /** A non-blocking send on a socket: bytes taken or -errno (never SIGPIPE). */
+  rxSend(fd: number, data: ArrayBufferView): number
   constants: Constants
   /** One systemd notify datagram to `path` ('@' = abstract); bytes sent or -errno. */
   sdNotify(path: string, message: string): number

@@ -13,6 +13,7 @@ import { QueryBuffer } from './query.ts'
 import type { Allocator } from './segments.ts'
 import { encodeCommand, hubOf, type Session, type Transaction, type WatchedKey } from './session.ts'
 import { afterCommand } from './client-reply.ts'
+import { Reactor, reactorWanted, sendNow, type RxClient } from './rx.ts'
 
 export interface ConnHost {
   readonly ctx: Ctx
@@ -34,6 +35,9 @@ export interface AdoptedClient {
   /** Bytes to put in the query buffer (after the region's): packed small buffers, the socket's unread bytes. */
   bytes: Buffer[]
 }
+/** Reads every client's socket once per turn, then writes this turn's replies (null: Node's own reading). */
+const reactor = reactorWanted() ? new Reactor(flushUnsent) : null
+
 /** A client whose unsent output passes this when a message comes for it is disconnected (Redis: 32 MiB for pub/sub). */
 const OUTPUT_LIMIT = 32 * 1024 * 1024
 
@@ -53,7 +57,7 @@ function flushUnsent (): void {
   if (list.length > 0) list[0].host.ctx.out.recycle()
 }
 
-export class Conn implements Session {
+export class Conn implements Session, RxClient {
   readonly id: number
   name = ''
   closing = false
@@ -87,6 +91,8 @@ export class Conn implements Session {
   /** Set while this client's own command runs: messages to it then follow that command's reply. */
   private running = false
   private deferred: Buffer[] | null = null
+  /** The reactor's fd for this socket while the reactor reads it, else -1 (Node reads it). */
+  private rxFd = -1
 
   /** An adopted client starts frozen, with its predecessor's unread bytes kept until `thaw`. */
   constructor (id: number, socket: Socket, host: ConnHost, adopted?: AdoptedClient) {
@@ -97,9 +103,12 @@ export class Conn implements Session {
     this.authenticated = adopted?.authenticated ?? !host.requirePass
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.onData(chunk))
-    socket.on('drain', () => { if (!this.frozen) socket.resume() })
+    socket.on('drain', () => { if (!this.frozen) this.reading(true) })
     socket.on('error', () => socket.destroy())
-    socket.on('close', () => host.closed(this))
+    socket.on('close', () => {
+      this.detach()
+      host.closed(this)
+    })
     if (adopted !== undefined) {
       this.frozen = true
       this.adopted = true
@@ -107,7 +116,40 @@ export class Conn implements Session {
       this.db = adopted.db
       if (adopted.region !== undefined) this.query.adopt(adopted.region.buffer, adopted.region.length)
       for (const b of adopted.bytes) if (!this.query.absorb(b)) this.closing = true
+    } else {
+      this.attach()
     }
+  }
+
+  /** The peer closed (0) or the read failed (-errno): as Node's socket does on its own reads. */
+  onEnd (status: number): void {
+    if (status < 0) {
+      this.socket.destroy()
+      return
+    }
+    this.closing = true
+    this.queue()
+  }
+
+  /** Has the reactor read this socket (stopping Node's reading of it), unless PAGEGIFT_KV_IO=node. */
+  private attach (): void {
+    if (reactor === null || this.rxFd >= 0 || this.closing) return
+    this.rxFd = reactor.attach(this.socket, this)
+    if (this.rxFd < 0 && !this.socket.destroyed) this.socket.resume()
+  }
+
+  /** Stops the reactor reading (for a handoff, or at close): unread bytes stay in the kernel, with the socket. */
+  private detach (): void {
+    if (this.rxFd < 0) return
+    reactor?.detach(this.rxFd)
+    this.rxFd = -1
+  }
+
+  /** Back-pressure: stops or starts reading the client. */
+  private reading (on: boolean): void {
+    if (this.rxFd >= 0) reactor?.watch(this.rxFd, on)
+    else if (on) this.socket.resume()
+    else this.socket.pause()
   }
 
   onData (chunk: Buffer): void {
@@ -224,10 +266,19 @@ export class Conn implements Session {
       // Views of the shared reply buffer: behind output that is still queued, a copy, so that a
       // client that does not read holds no reply buffer; else the view itself, and if the kernel
       // did not take it all, the buffer stays with the write (pinned) and the next turn uses a new one.
-      const backlog = this.socket.writableLength > 0
-      const ok = this.socket.write(parts.length === 1 && !backlog ? parts[0] : Buffer.concat(parts))
-      if (!backlog && this.socket.writableLength > 0) this.host.ctx.out.pin()
-      if (!ok && !this.closing) this.socket.pause()
+      // Corked: an adopted client's predecessor may still be flushing its output, which goes first.
+      const backlog = this.socket.writableLength > 0 || this.socket.writableCorked > 0
+      let data = parts.length === 1 && !backlog ? parts[0] : Buffer.concat(parts)
+      if (!backlog && this.rxFd >= 0) {
+        const n = sendNow(this.rxFd, data)
+        if (n < 0) { this.socket.destroy(); return }
+        data = data.subarray(n)
+      }
+      if (data.length > 0) {
+        const ok = this.socket.write(data)
+        if (!backlog && this.socket.writableLength > 0) this.host.ctx.out.pin()
+        if (!ok && !this.closing) this.reading(false)
+      }
     }
     // Closed for reading too once the reply is out, as Redis closes: a client that keeps sending
     // (a protocol desync) must see its writes fail, not fill a half-closed socket forever.
@@ -242,6 +293,7 @@ export class Conn implements Session {
   freeze (): void {
     this.frozen = true
     if (this.inUnsent) this.flush()
+    this.detach()
     if (this.socket.destroyed) return
     while (this.socket.read() !== null) { /* each chunk went to onData, which keeps it while frozen */ }
   }
@@ -256,7 +308,11 @@ export class Conn implements Session {
     } else {
       this.queue()
     }
+    if (this.closing) return
+    // After what was kept ran: what Node read meanwhile (an adopted socket reads from the commit) follows it.
+    this.attach()
     // A 'drain' that came while frozen did not resume reading.
-    if (!this.closing && this.socket.isPaused() && this.socket.writableLength === 0) this.socket.resume()
+    if (this.rxFd < 0 && this.socket.isPaused() && this.socket.writableLength === 0) this.socket.resume()
+    else if (this.rxFd >= 0) this.reading(this.socket.writableLength === 0)
   }
 }
