@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
 import { alloc, release } from '../src/index.ts'
-import { copyBytes } from '../src/kv/bytes.ts'
+import { compareAt, copyBytes } from '../src/kv/bytes.ts'
 import { Reply } from '../src/kv/reply.ts'
 import { parseFloatArg } from '../src/kv/types/access.ts'
 import { Store } from '../src/kv/store.ts'
@@ -29,6 +29,22 @@ test('copyBytes copies like Buffer.copy for every short and long length, at any 
   copyBytes(out, 0, a, 0, 64)
   copyBytes(out, 64, b, 0, 64)
   assert.equal(out.toString(), 'a'.repeat(64) + 'b'.repeat(64))
+})
+
+test('compareAt orders ranges as Buffer.compare does: shared prefixes, every length, any offsets, alternating buffers', () => {
+  let x = 7
+  const rnd = (n: number): number => { x = (Math.imul(x, 1103515245) + 12345) >>> 0; return (x >>> 8) % n }
+  const a = Buffer.alloc(256)
+  const bufs = [Buffer.alloc(256), Buffer.alloc(256)]
+  for (let round = 0; round < 20_000; round++) {
+    const la = rnd(40); const lb = rnd(40); const as = rnd(200); const bs = rnd(200)
+    const b = bufs[round & 1]
+    // Mostly equal bytes, so that prefixes of every length are shared.
+    for (let i = 0; i < 40; i++) { const v = rnd(3) === 0 ? rnd(256) : 0x61; a[as + i] = v; b[bs + i] = rnd(8) === 0 ? rnd(256) : v }
+    const want = Buffer.compare(a.subarray(as, as + la), b.subarray(bs, bs + lb))
+    const got = compareAt(new DataView(a.buffer, a.byteOffset, a.byteLength), as, as + la, b, bs, bs + lb)
+    assert.equal(got, want, `round ${round}: ${a.toString('hex', as, as + la)} vs ${b.toString('hex', bs, bs + lb)}`)
+  }
 })
 
 test('copyBytes from released giftable memory throws or copies nothing from it, never reads the unmapped pages', () => {

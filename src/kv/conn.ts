@@ -313,6 +313,7 @@ export class Conn implements Session, RxClient {
     this.attach()
     // A 'drain' that came while frozen did not resume reading.
     if (this.rxFd < 0 && this.socket.isPaused() && this.socket.writableLength === 0) this.socket.resume()
-    else if (this.rxFd >= 0) this.reading(this.socket.writableLength === 0)
+    // Joining the reactor turned reading on: off again if a 'drain' is still to come.
+    else if (this.rxFd >= 0 && this.socket.writableNeedDrain) this.reading(false)
   }
 }

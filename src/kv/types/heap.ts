@@ -13,7 +13,7 @@ import type { Allocator } from '../segments.ts'
 export const ARENA_MAX = 64 * 1024 * 1024
 const FIRST_ARENA = 1024 * 1024
 const MAX_ARENAS = 512
-const OFF_MASK = 0x7fffff
+export const OFF_MASK = 0x7fffff
 
 /** Size classes: 8-byte steps to 128, then four per doubling (like jemalloc's), up to ARENA_MAX. */
 const CLASS_SIZES: number[] = []
@@ -39,6 +39,8 @@ export class TypeHeap {
   readonly b: Buffer[] = []
   readonly u32: Uint32Array[] = []
   readonly f64: Float64Array[] = []
+  /** Each arena as a DataView too: four-byte compares of members (bytes.ts compareAt). */
+  readonly dv: DataView[] = []
   readonly regions: ArrayBuffer[] = []
   /** Free list head per class (0 = empty). */
   private free: number[]
@@ -105,6 +107,7 @@ export class TypeHeap {
     this.b.length = 0
     this.u32.length = 0
     this.f64.length = 0
+    this.dv.length = 0
     this.free.fill(0)
     this.top = 0
     this.used = 0
@@ -125,6 +128,7 @@ export class TypeHeap {
     this.b.push(Buffer.from(r, 0, n))
     this.u32.push(new Uint32Array(r, 0, n >>> 2))
     this.f64.push(new Float64Array(r, 0, n >>> 3))
+    this.dv.push(new DataView(r, 0, n))
   }
 }
 
