@@ -5,6 +5,7 @@ import type { Allocator } from './segments.ts'
 import { KvServer } from './server.ts'
 import { loadRdb } from './rdb/store.ts'
 import { Databases } from './databases.ts'
+import { warmUp } from './warmup.ts'
 
 export async function startFresh (o: KvOptions, allocator: Allocator): Promise<KvServer> {
   const dbs = new Databases(o.databases, { allocator, maxmemory: o.maxmemory, segmentSize: o.segmentSize })
@@ -18,6 +19,7 @@ export async function startFresh (o: KvOptions, allocator: Allocator): Promise<K
   server.snapshotPath = o.snapshot
   server.rdbOutPath = o.rdbOut
   server.setPassword(o.requirepass)
+  await warmUp()
   await server.listen(o.port, o.bind)
   return server
 }
