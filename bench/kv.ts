@@ -56,7 +56,7 @@ async function throughput (n: number, rounds: number): Promise<Record<string, Be
   return { 'pagegift-kv': medianRuns(runs['pagegift-kv']), 'redis-server': medianRuns(runs['redis-server']) }
 }
 
-interface Restart { target: string, keys: number, rss: number, unavailableMs: number, detail: string, intact: boolean, gaps?: number[], downtimes?: number[] }
+interface Restart { target: string, keys: number, rss: number, unavailableMs: number, detail: string, intact: boolean, gaps?: number[], downtimes?: number[], phases?: Record<string, number> }
 
 const progress = (what: string) => (done: number, total: number): void => {
   if (done % Math.max(1, Math.floor(total / 10)) < 256 || done === total) process.stdout.write(`\r  ${what}: ${Math.round(100 * done / total)}%   ${done === total ? '\n' : ''}`)
@@ -99,6 +99,7 @@ async function pagegiftUpgrade (keys: number, size: number, times: number): Prom
   // Its keys (12 digits) never meet the loaded ones (10): those stay checkable; its own stay few, so memory stays put.
   const bench = startProcess('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-t', 'get,set', '-r', String(Math.min(keys, BENCH_KEYS)), '-d', String(size), '-c', String(BENCH_CLIENTS), '-n', '100000000', '-l', '-q'])
   let worst = 0
+  const phases: Record<string, number[]> = {}
   try {
     for (const p of probes) p.start()
     await sleep(500)
@@ -113,6 +114,7 @@ async function pagegiftUpgrade (keys: number, size: number, times: number): Prom
       const servedAt = Number(/last_served_at_monotonic_ns:(\d+)/.exec(info)?.[1]) / 1e6
       gaps.push(Math.max(...probes.map((p) => gapAcross(p, servedAt))))
       handoffs.push(Number(/last_downtime_ms:([\d.]+)/.exec(info)?.[1]))
+      for (const [, k, v] of (/last_pause_phases_ms:(\S*)/.exec(info)?.[1] ?? '').matchAll(/(\w+)=([\d.]+)/g)) (phases[k] ??= []).push(Number(v))
       if ((i + 1) % 10 === 0 || i + 1 === times) say(`  upgrade ${i + 1}/${times}: gap median so far ${formatMs(stats(gaps).median)}`)
     }
     for (const p of probes) worst = Math.max(worst, (await p.stop()).maxGapMs)
@@ -126,11 +128,14 @@ async function pagegiftUpgrade (keys: number, size: number, times: number): Prom
   const gap = stats(gaps.filter((g) => !Number.isNaN(g)))
   const handoff = stats(handoffs)
   say(`  pagegift-kv: ${times} upgrades under redis-benchmark (${BENCH_CLIENTS} clients) with ${PROBES} probes: client gap median ${formatMs(gap.median)}, p99 ${formatMs(gap.p99)}, max ${formatMs(gap.max)} (issue 11 target: <= 1.5 ms median, <= 3 ms p99); downtime median ${formatMs(handoff.median)}, p99 ${formatMs(handoff.p99)}`)
+  const phaseMedians = Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, stats(v).median]))
+  say(`  pause by phase (medians): ${Object.entries(phaseMedians).map(([k, v]) => `${k} ${formatMs(v)}`).join(', ') || 'not reported'}`)
   return {
     target: `pagegift-kv live upgrade (median of ${times}, under load)`, keys, rss, unavailableMs: gap.median, intact,
     detail: `p99 ${formatMs(gap.p99)}, max ${formatMs(gap.max)}; downtime median ${formatMs(handoff.median)}; longest wait incl. successor start-up ${formatMs(worst)}; ${keys - v.missing} keys checksummed after ${times} upgrades`,
     gaps,
     downtimes: handoffs,
+    phases: phaseMedians,
   }
 }
 

@@ -45,7 +45,12 @@ test('a client half-way through a 20 MiB SET during a live upgrade finishes it i
     assert.equal(c.replies(), '+OK\r\n')
     const k = await KvClient.connect(kv.port)
     assert.ok(v.equals(await k.call('GET', 'big') as Buffer), 'the stored value differs')
-    assert.match(String(await k.call('INFO', 'pagegift')), /generation:2\r\n/)
+    const info = String(await k.call('INFO', 'pagegift'))
+    assert.match(info, /generation:2\r\n/)
+    // The pause by phase, as the bench reads it: every phase up to the gate opening, in ms.
+    const phases = /last_pause_phases_ms:(\S+)/.exec(info)?.[1] ?? ''
+    assert.deepEqual(phases.split(',').map((p) => p.split('=')[0]), ['quiesce', 'state', 'adopt', 'ready', 'commit', 'serving', 'open'], info)
+    for (const p of phases.split(',')) assert.ok(Number(p.split('=')[1]) >= 0, p)
     await k.close()
     c.socket.destroy()
   })

@@ -14,6 +14,8 @@ export interface ServerStats {
   inheritedCommands: number
   /** CLOCK_MONOTONIC (ns) when this generation started serving after its handoff, for clients to line up their own timings. */
   lastServedAtNs: bigint | null
+  /** The last live upgrade's pause by phase, ms (handoff's PausePhases), or absent. */
+  lastPhases?: Record<string, number | null> | null
 }
 
 export interface InfoFacts {
@@ -72,6 +74,7 @@ const sections: Record<string, Section> = {
     generation: f.stats.generation, upgrades: f.stats.upgrades,
     last_downtime_ms: f.stats.lastDowntimeMs === null ? '' : f.stats.lastDowntimeMs.toFixed(3),
     last_served_at_monotonic_ns: f.stats.lastServedAtNs === null ? '' : String(f.stats.lastServedAtNs),
+    last_pause_phases_ms: Object.entries(f.stats.lastPhases ?? {}).filter(([, v]) => v !== null).map(([k, v]) => `${k}=${(v as number).toFixed(3)}`).join(','),
     regions: regions(f.dbs).count, region_bytes: regions(f.dbs).bytes
   })
 }

@@ -125,7 +125,9 @@ export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Pro
     server.stats.lastServedAtNs = process.hrtime.bigint()
     server.thaw()
     // After thaw: status() asks every contributor for its regions, which the first answers need not wait for.
-    server.stats.lastDowntimeMs = gen.status().history.at(-1)?.downtimeMs ?? null
+    const last = gen.status().history.at(-1)
+    server.stats.lastDowntimeMs = last?.downtimeMs ?? null
+    server.stats.lastPhases = last?.phases === undefined ? null : { ...last.phases }
     // Every client copied its share of the pack when it was built.
     const pack = packOf(gen.inherited.regions)
     if (pack !== undefined) allocator.release(pack)
