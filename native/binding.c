@@ -323,7 +323,7 @@ static napi_value pagegift__init(napi_env env, napi_value exports) {
     PAGEGIFT__FN("rxAdd", pagegift__rx_add),
     PAGEGIFT__FN("rxWatch", pagegift__rx_watch),
     PAGEGIFT__FN("rxDel", pagegift__rx_del),
-    PAGEGIFT__FN("rxClose", pagegift__rx_close),
+    PAGEGIFT__FN("rxRead", pagegift__rx_read),
     PAGEGIFT__FN("rxSend", pagegift__rx_send),
 #undef PAGEGIFT__FN
   };

@@ -66,7 +66,7 @@ napi_value pagegift__rx_open(napi_env env, napi_callback_info info);
 napi_value pagegift__rx_add(napi_env env, napi_callback_info info);
 napi_value pagegift__rx_watch(napi_env env, napi_callback_info info);
 napi_value pagegift__rx_del(napi_env env, napi_callback_info info);
-napi_value pagegift__rx_close(napi_env env, napi_callback_info info);
+napi_value pagegift__rx_read(napi_env env, napi_callback_info info);
 napi_value pagegift__rx_send(napi_env env, napi_callback_info info);
 
 #endif

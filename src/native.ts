@@ -6,8 +6,6 @@ import { fileURLToPath } from 'node:url'
 
 /** An opaque handle to a mapping made by `map`. */
 export interface MappingHandle { readonly __mapping: unique symbol }
-/** An opaque handle to a reactor (native/binding_rx.c). */
-export interface RxHandle { readonly __rx: unique symbol }
 /** An opaque handle to a uv_poll watcher. */
 export interface PollHandle { readonly __poll: unique symbol }
 
@@ -75,17 +73,18 @@ export interface Native {
   pollStart(fd: number, events: number, cb: (status: number, events: number) => void): PollHandle | number
   pollUpdate(handle: PollHandle, events: number): void
   pollClose(handle: PollHandle): void
+  /** A reactor's epoll set (native/binding_rx.c), watched with pollStart; an fd or -errno. */
+  rxOpen(): number
   /**
-   * A reactor: one epoll set read once per loop turn into `buffer`; `callback(rows)` gets rows of
-   * `table` as [fd, offset, n] (n bytes at offset, 0 at EOF, -errno).
+   * Reads every ready socket of the set once into `buffer`; returns how many rows of `table` it
+   * filled, each [fd, offset, n] (n bytes at offset, 0 at EOF, -errno).
    */
-  rxOpen(buffer: Uint8Array, table: Int32Array, callback: (rows: number) => void): RxHandle | number
+  rxRead(ep: number, buffer: Uint8Array, table: Int32Array): number
   /** Registers a dup of fd; returns the dup (the reactor's fd for this socket) or -errno. */
-  rxAdd(handle: RxHandle, fd: number): number
-  rxWatch(handle: RxHandle, fd: number, on: boolean): number
+  rxAdd(ep: number, fd: number): number
+  rxWatch(ep: number, fd: number, on: boolean): number
   /** Unregisters and closes the reactor's fd. */
-  rxDel(handle: RxHandle, fd: number): number
-  rxClose(handle: RxHandle): void
+  rxDel(ep: number, fd: number): number
   /** A non-blocking send on a socket: bytes taken or -errno (never SIGPIPE). */
   rxSend(fd: number, data: ArrayBufferView): number
   constants: Constants

@@ -1,6 +1,6 @@
 /**
  * Client sockets read the way Redis reads them: every ready client once per event-loop turn, into one
- * shared buffer, with one call into JS for all of them (native/binding_rx.c), and replies written
+ * shared buffer, with one call into JS for all of them (native/binding_rx.c, watched by a poller), and replies written
  * with one non-blocking send each. A Node stream per client costs a JS call, a fresh Buffer and an
  * event per read, which on a request/response load is most of the server's CPU.
  *
@@ -9,7 +9,7 @@
  * its reading is stopped while the reactor reads. `PAGEGIFT_KV_IO=node` keeps Node's own reading.
  */
 import type { Socket } from 'node:net'
-import { native, type RxHandle } from '../native.ts'
+import { native, PollEvents, type PollHandle } from '../native.ts'
 
 /** What the reactor calls for a client's socket. */
 export interface RxClient {
@@ -28,7 +28,9 @@ export class Reactor {
   private readonly buf = Buffer.allocUnsafeSlow(BUFFER_BYTES)
   private readonly table = new Int32Array(3 * ROWS)
   private readonly clients = new Map<number, RxClient>()
-  private handle: RxHandle | null = null
+  /** The epoll set and its poller, while any socket is registered. */
+  private ep = -1
+  private poll: PollHandle | null = null
 
   /** `afterBatch` runs after every client of a turn has had its bytes (the place to write replies). */
   constructor (private readonly afterBatch: () => void) {}
@@ -41,8 +43,7 @@ export class Reactor {
   attach (socket: Socket, client: RxClient): number {
     const h = (socket as unknown as { _handle?: StreamHandle | null })._handle
     if (h === null || h === undefined || typeof h.fd !== 'number' || h.fd < 0 || socket.destroyed) return -1
-    const rx = this.open()
-    if (rx === null) return -1
+    if (!this.open()) return -1
     h.readStop()
     h.reading = true
     socket.pause()
@@ -50,7 +51,7 @@ export class Reactor {
     const listened = socket.listenerCount('data') > 0
     let chunk: Buffer | null
     while ((chunk = socket.read() as Buffer | null) !== null) if (!listened) client.onData(chunk)
-    const fd = native.rxAdd(rx, h.fd)
+    const fd = native.rxAdd(this.ep, h.fd)
     if (fd < 0) return -1
     this.clients.set(fd, client)
     return fd
@@ -58,31 +59,37 @@ export class Reactor {
 
   /** Reading on or off (for back-pressure); the socket stays registered. */
   watch (fd: number, on: boolean): void {
-    if (this.handle !== null && this.clients.has(fd)) native.rxWatch(this.handle, fd, on)
+    if (this.clients.has(fd)) native.rxWatch(this.ep, fd, on)
   }
 
   /** Stops reading the socket and closes the reactor's dup of it. */
   detach (fd: number): void {
     if (!this.clients.delete(fd)) return
-    native.rxDel(this.handle as RxHandle, fd)
+    native.rxDel(this.ep, fd)
     if (this.clients.size === 0) this.close()
   }
 
-  private open (): RxHandle | null {
-    if (this.handle !== null) return this.handle
-    const h = native.rxOpen(this.buf, this.table, (rows) => this.onRows(rows))
-    if (typeof h === 'number') return null
-    this.handle = h
-    return h
+  private open (): boolean {
+    if (this.ep >= 0) return true
+    const ep = native.rxOpen()
+    if (ep < 0) return false
+    const poll = native.pollStart(ep, PollEvents.Readable, () => this.onRows(native.rxRead(ep, this.buf, this.table)))
+    if (typeof poll === 'number') { native.close(ep); return false }
+    this.ep = ep
+    this.poll = poll
+    return true
   }
 
   /** With no socket left, the epoll set goes too: an idle server keeps no watcher on the loop. */
   private close (): void {
-    if (this.handle !== null) native.rxClose(this.handle)
-    this.handle = null
+    if (this.poll !== null) native.pollClose(this.poll)
+    if (this.ep >= 0) native.close(this.ep)
+    this.poll = null
+    this.ep = -1
   }
 
   private onRows (rows: number): void {
+    if (rows <= 0) return
     const t = this.table
     for (let i = 0; i < rows; i++) {
       const client = this.clients.get(t[3 * i])
