@@ -42,15 +42,18 @@ async function talk (port: number, cmds: string[][]): Promise<void> {
   const s = net.connect({ port, host: '127.0.0.1' })
   s.setNoDelay(true)
   await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('error', reject) })
+  // A reset arrives as 'error' then 'close': the close ends the talk.
+  s.on('error', () => {})
+  let closed = false
+  let answered = (): void => {}
+  s.on('data', () => answered())
+  s.on('close', () => { closed = true; answered() })
   try {
     for (const cmd of cmds) {
-      const answered = new Promise<void>((resolve, reject) => {
-        s.once('data', () => resolve())
-        s.once('close', () => reject(new Error('pagegift-kv warm-up: the warm-up server closed a connection')))
-      })
+      if (closed) throw new Error('pagegift-kv warm-up: the warm-up server closed a connection')
+      const answer = new Promise<void>((resolve) => { answered = resolve })
       s.write(encode([cmd]))
-      await answered
-      s.removeAllListeners('close')
+      await answer
     }
   } finally {
     s.destroy()
