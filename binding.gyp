@@ -9,7 +9,8 @@
         "native/binding_async.c",
         "native/binding_rx.c",
         "native/arraybuffer.cc",
-        "native/sys_notify.c"
+        "native/sys_notify.c",
+        "native/sys_sched.c"
       ],
       "cflags_c": ["-std=gnu11"],
       "cflags_cc": ["-std=gnu++17"],

@@ -289,6 +289,12 @@ static napi_value pagegift__sd_notify(napi_env env, napi_callback_info info) {
   return pagegift__number(env, (double) pagegift_notify(path, msg, strlen(msg)));
 }
 
+/* schedIdle(tid) -> 0 or -errno: the thread runs only on a CPU that has nothing else to run. */
+static napi_value pagegift__sched_idle(napi_env env, napi_callback_info info) {
+  PAGEGIFT__ARGS(env, info, 1);
+  return pagegift__number(env, pagegift_sched_idle((pid_t) pagegift__int(env, argv[0])));
+}
+
 static napi_value pagegift__init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
 #define PAGEGIFT__FN(name, fn) { name, NULL, fn, NULL, NULL, NULL, napi_default, NULL }
@@ -319,6 +325,7 @@ static napi_value pagegift__init(napi_env env, napi_value exports) {
     PAGEGIFT__FN("pollUpdate", pagegift__poll_update),
     PAGEGIFT__FN("pollClose", pagegift__poll_close),
     PAGEGIFT__FN("sdNotify", pagegift__sd_notify),
+    PAGEGIFT__FN("schedIdle", pagegift__sched_idle),
     PAGEGIFT__FN("rxOpen", pagegift__rx_open),
     PAGEGIFT__FN("rxAdd", pagegift__rx_add),
     PAGEGIFT__FN("rxWatch", pagegift__rx_watch),

@@ -45,4 +45,7 @@ int64_t pagegift_recvmsg(int fd, void* buf, size_t length, int* fds, int maxfds,
 #define PAGEGIFT_MSG_TRUNC 1
 #define PAGEGIFT_MSG_CTRUNC 2
 
+/* Scheduling (sys_sched.c). */
+int pagegift_sched_idle(pid_t tid);
+
 #endif

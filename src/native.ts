@@ -90,6 +90,8 @@ export interface Native {
   constants: Constants
   /** One systemd notify datagram to `path` ('@' = abstract); bytes sent or -errno. */
   sdNotify(path: string, message: string): number
+  /** Makes thread `tid` SCHED_IDLE (it runs only where a CPU has nothing else): 0 or -errno. */
+  schedIdle(tid: number): number
 }
 
 /** The C library this process runs on: prebuilds are tagged by it, as node-gyp-build does. */

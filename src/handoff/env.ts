@@ -3,7 +3,8 @@
  * channels, fds, memory mappings, the clock and liveness checks. Nothing else lives here: protocol
  * and policy are in the state machine, fault injection for tests in src/testhook.ts.
  */
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
+import { setPriority } from 'node:os'
 import { check, PagegiftError } from '../errors.ts'
 import { native } from '../native.ts'
 import { alloc as allocPages, mapExtents, mappable, Memfd, populate, regionOf, release as releasePages } from '../pages.ts'
@@ -48,6 +49,8 @@ export interface Env {
   now (): bigint
   pid: number
   isAlive (pid: number): boolean
+  /** This process only winds down from now on: every thread of it yields the CPU to any other work. */
+  yieldCpu (): void
 }
 
 /**
@@ -81,6 +84,22 @@ function map (fds: number[], extents: Shared['extents'], byteLength: number): Ar
   }
 }
 
+/**
+ * Makes every thread of this process SCHED_IDLE (nice 19 where that is refused), for good. Per thread,
+ * because Linux keeps the policy and the nice value per thread: os.setPriority() would leave libuv's
+ * pool and V8's workers as they were, and an exiting process's unmapping runs on them. Threads started
+ * later inherit it. SCHED_IDLE rather than nice 19: a CPU that runs only SCHED_IDLE threads counts as
+ * idle when the scheduler places a woken task, so the successor's clients are not packed onto the
+ * successor's CPU while ours unmaps.
+ */
+function yieldCpu (): void {
+  let tids: string[] = []
+  try { tids = readdirSync('/proc/self/task') } catch {}
+  for (const t of tids) {
+    if (native.schedIdle(Number(t)) < 0) { try { setPriority(Number(t), 19) } catch {} }
+  }
+}
+
 /** True unless the process is gone or a zombie: a zombie can no longer serve. */
 export function isAlive (pid: number): boolean {
   try {
@@ -106,6 +125,7 @@ export const defaultEnv: Env = {
   now: () => process.hrtime.bigint(),
   pid: process.pid,
   isAlive,
+  yieldCpu,
 }
 
 export function makeEnv (overrides?: Partial<Env>): Env {

@@ -11,7 +11,6 @@
  */
 import { EventEmitter } from 'node:events'
 import { renameSync, unlinkSync } from 'node:fs'
-import { setPriority } from 'node:os'
 import { PagegiftError } from '../errors.ts'
 import { Contributors, type Offerer, type Quiescer } from './contributors.ts'
 import type { Env, HandoffChannel, HandoffServer } from './env.ts'
@@ -313,7 +312,7 @@ export class Generation extends EventEmitter {
 
   /** Lowers this process's priority for good (it cannot be raised again), only when it is about to exit. */
   #windDown (): void {
-    if (this.#opts.exitOnHandoff) { try { setPriority(19) } catch {} }
+    if (this.#opts.exitOnHandoff) this.#env.yieldCpu()
   }
 
   #trimHistory (): void {
