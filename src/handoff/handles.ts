@@ -285,6 +285,14 @@ export function wireFd (h: Handle): number {
   return fd
 }
 
+/** Closes a received handle's fd if nobody adopted it (a handle this process exported is left alone). */
+export function discardHandle (h: Handle): void {
+  const i = inner(h)
+  if (i.release !== undefined || i.fd === null) return
+  i.env.closeFd(i.fd)
+  i.fd = null
+}
+
 /** Waits for a handle's queued writes; false when it closed meanwhile (it is then left out). */
 export async function flushHandle (h: Handle): Promise<boolean> { return await inner(h).flush?.() ?? true }
 export function hasQueuedOutput (h: Handle): boolean { return inner(h).queued?.() ?? false }

@@ -10,4 +10,4 @@ export type { Env } from './env.ts'
 export type {
   HandedOffInfo, HandoffRecord, HandoffState, Inherited, JoinOptions, LayoutSpec, Origin, RegionReport, StatusReport, SuccessorInfo, WatchEvent,
 } from './types.ts'
-export { prime } from './prime.ts'
+export { prime, rehearsal, type Rehearsal } from './prime.ts'

@@ -13,7 +13,8 @@ import { alloc, pageSize, release } from '../pages.ts'
 import { Contributors } from './contributors.ts'
 import { defaultEnv } from './env.ts'
 import { Generation } from './generation.ts'
-import { adoptSocket, exportSocket } from './handles.ts'
+import { adoptSocket, discardHandle, exportSocket, inheritedHandle, wireFd, type Handle } from './handles.ts'
+import { SuccessorGate } from './gate.ts'
 import { handOff, type HandoffJob } from './predecessor.ts'
 import { parseFirst, PROTOCOL_VERSION } from './protocol.ts'
 import { inherit, takeOver } from './successor.ts'
@@ -101,5 +102,38 @@ async function run (): Promise<void> {
     accepted.destroy()
     try { server.close() } catch {}
     for (const buf of [region, ...Object.values(received)]) { try { release(buf) } catch {} }
+  }
+}
+
+/** What `rehearsal()` gives: handles to adopt as a successor would, and the commit that lets them run. */
+export interface Rehearsal {
+  handles: Record<string, Handle>
+  /** The commit point: adopted handles start reading (and listening); handles nobody adopted are closed. */
+  commit: () => void
+}
+
+/**
+ * An app's own adoption rehearsal, for its warm-up: a successor-side copy of each handle this
+ * process exported, over a dup of its fd, behind a gate of its own. prime() runs the library's
+ * side of a handoff; this lets an app run its side too (its exports, its adopt code, on its own
+ * connections) before a real handoff, where that code would otherwise be parsed, compiled and run
+ * cold inside the pause. Adopt the handles, call `commit()`, then close what was adopted. The
+ * exported originals are untouched: resume or release them, or close what they came from.
+ */
+export function rehearsal (exported: Record<string, Handle>): Rehearsal {
+  const gate = new SuccessorGate()
+  const handles: Record<string, Handle> = {}
+  for (const [name, h] of Object.entries(exported)) {
+    let fd: number
+    // A connection that closed before its export has no fd: it is left out, as a handoff leaves it out.
+    try { fd = wireFd(h) } catch { continue }
+    handles[name] = inheritedHandle(h.kind, defaultEnv.dup(fd), h.pending, { ...h.info }, gate)
+  }
+  return {
+    handles,
+    commit: () => {
+      gate.open()
+      for (const h of Object.values(handles)) discardHandle(h)
+    },
   }
 }
