@@ -6,6 +6,8 @@
  * upgrade roll back.
  */
 import type { Conn, AdoptedClient } from './conn.ts'
+import type { KvServer } from './server.ts'
+import { handoff } from '../index.ts'
 import { INCOMPLETE, PROTOCOL_ERROR, RespParser } from './resp.ts'
 import { encodeArgs, keyId, type Hub, type Session } from './session.ts'
 import { Validator } from '../validate.ts'
@@ -108,6 +110,28 @@ export function exportClients (conns: Conn[], storeRegions: number, alloc: (byte
   }
   if (out.pack !== null) out.regions[PACK] = out.pack
   return out
+}
+
+/**
+ * Exports a frozen server's open clients into `handles` (as `client.<id>`), with what they bring:
+ * their sessions and query buffers, in regions. The pack is the server's until the handoff ends.
+ */
+export function exportClientHandles (server: KvServer, storeRegions: number, handles: Record<string, handoff.Handle>): ExportedClients {
+  const conns = [...server.conns].filter((c) => !c.socket.destroyed && !c.closing)
+  for (const conn of conns) handles[`client.${conn.id}`] = handoff.exportSocket(conn.socket)
+  const moved = exportClients(conns, storeRegions, (n) => server.allocator.alloc(n, 'clients.pack'))
+  server.handoffPack = moved.pack
+  return moved
+}
+
+/** Rebuilds each inherited client (a `socket` handle) in `server`, frozen, with its session. */
+export function adoptClients (server: KvServer, handles: Record<string, handoff.Handle>, clients: Record<string, ClientMeta>, regions: Record<string, ArrayBuffer>): void {
+  for (const [name, h] of Object.entries(handles)) {
+    if (h.kind !== 'socket') continue
+    const { socket, pending } = handoff.adoptSocket(h)
+    const conn = server.addSocket(socket, adoptedClient(clients[name], regions, pending))
+    restoreSession(conn, server.hub, clients[name], regions)
+  }
 }
 
 /** The arguments of one RESP-encoded command. */

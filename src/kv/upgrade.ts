@@ -14,12 +14,12 @@ import type { StoreMeta } from './store.ts'
 import { Databases, LAYOUTS, type DatabasesMeta } from './databases.ts'
 import { startFresh } from './start.ts'
 import { warmUp } from './warmup.ts'
-import { adoptedClient, exportClients, packOf, queryRegions, restoreSession, type ClientMeta } from './handover.ts'
+import { adoptClients, exportClientHandles, packOf, queryRegions, type ClientMeta } from './handover.ts'
 
 type Generation = handoff.Generation
 type HandoffState = handoff.HandoffState
 type Handle = handoff.Handle
-const { join, exportServer, exportSocket, adoptServer, adoptSocket } = handoff
+const { join, exportServer, adoptServer } = handoff
 
 /** What travels as JSON besides the regions. */
 interface KvMeta {
@@ -56,11 +56,8 @@ export function handOver (server: KvServer): HandoffState {
   server.freeze()
   const handles: Record<string, Handle> = {}
   server.listeners.forEach((l, i) => { handles[`listener.${i}`] = exportServer(l) })
-  const conns = [...server.conns].filter((c) => !c.socket.destroyed && !c.closing)
-  for (const conn of conns) handles[`client.${conn.id}`] = exportSocket(conn.socket)
   const { regions, meta: dbs } = server.dbs.exportState()
-  const moved = exportClients(conns, Object.keys(regions).length, (n) => server.allocator.alloc(n, 'clients.pack'))
-  server.handoffPack = moved.pack
+  const moved = exportClientHandles(server, Object.keys(regions).length, handles)
   const meta: KvMeta = {
     kind: 'pagegift-kv', dbs, maxmemory: server.dbs.maxmemory, port: server.port,
     commands: server.commands + server.stats.inheritedCommands, upgrades: server.stats.upgrades, clients: moved.clients,
@@ -92,14 +89,8 @@ function adopt (gen: Generation, o: KvOptions, allocator: Allocator): KvServer {
   }
   // Blocked clients' deadlines start counting again once this generation serves (thaw).
   server.hub.blocking.freeze()
-  for (const [name, h] of Object.entries(inh.handles)) {
-    if (h.kind === 'server') server.adoptListener(adoptServer(h), meta.port)
-    else if (h.kind === 'socket') {
-      const { socket, pending } = adoptSocket(h)
-      const conn = server.addSocket(socket, adoptedClient(meta.clients[name], inh.regions, pending))
-      restoreSession(conn, server.hub, meta.clients[name], inh.regions)
-    }
-  }
+  for (const h of Object.values(inh.handles)) if (h.kind === 'server') server.adoptListener(adoptServer(h), meta.port)
+  adoptClients(server, inh.handles, meta.clients, inh.regions)
   return server
 }
 
