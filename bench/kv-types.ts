@@ -39,7 +39,10 @@ function rowOf (test: string, csv: string): Sample | null {
 async function benchOne (port: number, test: string, o: Options): Promise<Sample | null> {
   const p = startProcess('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-t', test, '-n', String(o.requests),
     '-r', '1000000', '-d', '64', '-c', String(o.clients), '-P', String(o.pipeline), '--csv'])
-  const code = await Promise.race([p.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 300_000))])
+  let timer: NodeJS.Timeout | undefined
+  // Cleared after: a pending 5-minute timer kept the bench's process alive that long after its table.
+  const code = await Promise.race([p.exited, new Promise<null>((resolve) => { timer = setTimeout(() => resolve(null), 300_000) })])
+  clearTimeout(timer)
   if (code === null) { await p.stop('SIGKILL'); return null }
   const sample = rowOf(test, p.output())
   const errors = (p.output().match(/Error from server|^ERR /gm) ?? []).length + (code !== 0 ? 1 : 0)
