@@ -8,11 +8,16 @@
  * ms event-loop turns for 50 requests, against 0.1 ms warm): redis-benchmark's p99 in the first
  * run after a start was 2–3x Redis's. `PAGEGIFT_KV_WARMUP=0` skips it.
  *
- * Then each client sends more of the same, PIPELINE commands a write. One at a time, 2,400 commands
- * leave the command path in V8's baseline code (perf showed `^` frames, not `*`, in a successor's
- * first answers after a live upgrade: the first turn of 58 requests took ~2 ms to read and ~4 ms to
- * answer). Pipelined, the per-command code runs 8 × 1,800 more times for ~0.3 s of start-up, and is
- * optimized before the successor asks for the handoff.
+ * Then each client sends more of the same, PIPELINE commands a write (every fourth write cut in
+ * two inside a command). One at a time, 2,400 commands left the command path in V8's baseline code
+ * (perf showed `^` frames, not `*`, in a successor's first answers after a live upgrade: the first
+ * turn of 58 requests took ~2 ms to read and ~4 ms to answer). Pipelined, the per-command code runs
+ * 8 × 1,800 more times for ~0.3 s of start-up, and is optimized before any client waits.
+ *
+ * Then the live upgrade itself is rehearsed on these clients (rehearseHandover), the last server
+ * serves them some more, and they leave. With --trace-deopt, a successor's first turn after the
+ * commit used to deoptimize the reactor's loop (a path the warm-up had never taken: a client's end
+ * of stream) and, through code dependencies, the whole command path with it.
  */
 import net from 'node:net'
 import { encode } from './client.ts'
@@ -28,6 +33,9 @@ const REHEARSALS = 3
 
 /** The warm-up store's segment size: small, since it holds little. */
 const SEGMENT = 1024 * 1024
+
+/** Commands each client sends, pipelined, to the server that adopted it last. */
+const AFTER_REHEARSAL = 600
 
 /** Commands a write in the warm-up's second, pipelined, part. */
 const PIPELINE = 20
@@ -70,7 +78,15 @@ async function talk (s: net.Socket, cmds: string[][], depth = 1): Promise<void> 
     for (let i = 0; i < cmds.length; i += depth) {
       if (closed) throw new Error('pagegift-kv warm-up: the warm-up server closed a connection')
       const answer = new Promise<void>((resolve) => { answered = resolve })
-      s.write(encode(cmds.slice(i, i + depth)))
+      const wire = encode(cmds.slice(i, i + depth))
+      if (depth > 1 && (i / depth) % 4 === 1) {
+        // Every fourth batch arrives in two reads, cut inside a command: the parser's resume path.
+        s.write(wire.subarray(0, wire.length >> 1))
+        await new Promise((resolve) => setTimeout(resolve, 1))
+        s.write(wire.subarray(wire.length >> 1))
+      } else {
+        s.write(wire)
+      }
       await answer
     }
   } finally {
@@ -128,6 +144,17 @@ function rehearseHandover (servers: KvServer[]): void {
   }
 }
 
+/** True if `p` settled within `ms`, false if not (it is not waited for further); a rejection is thrown. */
+async function within (ms: number, p: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms) })
+  try {
+    return await Promise.race([p.then(() => true), late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** What a warm-up did: the commands answered, and the clients the last rehearsal's server served. */
 export interface WarmUpReport { commands: number, rehearsed: number }
 
@@ -140,20 +167,24 @@ export async function warmUp (clients = 8, perClient = 300, pipelined = 1800): P
   try {
     // An exclusive loopback port of its own: the real listeners are not open (or not ours) yet.
     const port = await server.listen(0, ['127.0.0.1'])
-    let timer: NodeJS.Timeout | undefined
-    const deadline = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), 5000) })
-    const done = await Promise.race([Promise.all(Array.from({ length: clients }, async (_, id) => {
+    const talked = await within(5000, Promise.all(Array.from({ length: clients }, async (_, id) => {
       const s = await connect(port)
       sockets.push(s)
       await talk(s, commands(id, perClient))
       await talk(s, commands(id, pipelined), PIPELINE)
-    })).then(() => true), deadline])
-    clearTimeout(timer)
+    })))
     report.commands = server.commands
-    if (done) {
-      rehearseHandover(servers)
-      report.rehearsed = (servers.at(-1) as KvServer).conns.size
-    }
+    if (!talked) return report
+    rehearseHandover(servers)
+    const last = servers.at(-1) as KvServer
+    report.rehearsed = last.conns.size
+    // Then serve on the adopted store: its objects are not the ones the command path was compiled against.
+    await within(2000, Promise.all(sockets.map(async (s, id) => await talk(s, commands(id, AFTER_REHEARSAL), PIPELINE))))
+    report.commands += last.commands
+    // And the clients leave: the reactor's end-of-stream path, which a real successor meets too.
+    for (const s of sockets) s.end()
+    const gone = Date.now() + 1000
+    while (last.conns.size > 0 && Date.now() < gone) await new Promise((resolve) => setTimeout(resolve, 2))
   } catch (err) {
     // Best effort: a start is only slower for it.
     process.stderr.write(`pagegift-kv: warm-up skipped: ${(err as Error).message}\n`)
