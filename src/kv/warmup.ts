@@ -8,8 +8,7 @@
  * ms event-loop turns for 50 requests, against 0.1 ms warm): redis-benchmark's p99 in the first
  * run after a start was 2–3x Redis's. `PAGEGIFT_KV_WARMUP=0` skips it.
  *
- * Then each client sends more of the same, PIPELINE commands a write (every fourth write cut in
- * two inside a command). One at a time, 2,400 commands left the command path in V8's baseline code
+ * Then each client sends more of the same, PIPELINE commands a write. One at a time, 2,400 commands left the command path in V8's baseline code
  * (perf showed `^` frames, not `*`, in a successor's first answers after a live upgrade: the first
  * turn of 58 requests took ~2 ms to read and ~4 ms to answer). Pipelined, the per-command code runs
  * 8 × 1,800 more times for ~0.3 s of start-up, and is optimized before any client waits.
@@ -66,9 +65,9 @@ function commands (id: number, n: number): string[][] {
 
 /**
  * Sends `cmds` `depth` at a time on `s`, each write after the answer to the one before (any read
- * counts as the answer). The connection stays open for the rehearsal.
+ * counts as the answer), each cut in two if `split`. The connection stays open.
  */
-async function talk (s: net.Socket, cmds: string[][], depth = 1): Promise<void> {
+async function talk (s: net.Socket, cmds: string[][], depth = 1, split = false): Promise<void> {
   // A reset arrives as 'error' (see connect) then 'close': the close ends the talk.
   let closed = s.destroyed
   let answered = (): void => {}
@@ -79,8 +78,8 @@ async function talk (s: net.Socket, cmds: string[][], depth = 1): Promise<void> 
       if (closed) throw new Error('pagegift-kv warm-up: the warm-up server closed a connection')
       const answer = new Promise<void>((resolve) => { answered = resolve })
       const wire = encode(cmds.slice(i, i + depth))
-      if (depth > 1 && (i / depth) % 4 === 1) {
-        // Every fourth batch arrives in two reads, cut inside a command: the parser's resume path.
+      if (split) {
+        // The batch arrives in two reads, cut inside a command: the parser's resume path.
         s.write(wire.subarray(0, wire.length >> 1))
         await new Promise((resolve) => setTimeout(resolve, 1))
         s.write(wire.subarray(wire.length >> 1))
@@ -164,10 +163,18 @@ export async function warmUp (clients = 8, perClient = 300, pipelined = 1800): P
   const server = new KvServer(new Store({ segmentSize: SEGMENT, initialSlots: 1024 }))
   const servers = [server]
   const sockets: net.Socket[] = []
+  const briefs: net.Socket[] = []
   try {
     // An exclusive loopback port of its own: the real listeners are not open (or not ours) yet.
     const port = await server.listen(0, ['127.0.0.1'])
     const talked = await within(5000, Promise.all(Array.from({ length: clients }, async (_, id) => {
+      // The rare paths first (commands cut across reads, a client leaving), so that the code
+      // optimized by the bulk that follows has seen them: met only later, they deoptimized the
+      // reactor's loop and the command path with it, in the warm-up's end or in a successor's first turn.
+      const brief = await connect(port)
+      briefs.push(brief)
+      await talk(brief, commands(id, 4 * PIPELINE), PIPELINE, true)
+      brief.end()
       const s = await connect(port)
       sockets.push(s)
       await talk(s, commands(id, perClient))
@@ -189,7 +196,7 @@ export async function warmUp (clients = 8, perClient = 300, pipelined = 1800): P
     // Best effort: a start is only slower for it.
     process.stderr.write(`pagegift-kv: warm-up skipped: ${(err as Error).message}\n`)
   } finally {
-    for (const s of sockets) s.destroy()
+    for (const s of [...briefs, ...sockets]) s.destroy()
     for (const s of servers) {
       await s.close()
       s.flush()
