@@ -5,7 +5,7 @@ import { Store } from '../src/kv/store.ts'
 import { RecordType } from '../src/kv/segments.ts'
 import { ExpirySweeper } from '../src/kv/expiry.ts'
 import { nextCursor } from '../src/kv/scan.ts'
-import { formatScore } from '../src/kv/types/access.ts'
+import { exactScore, formatScore } from '../src/kv/types/access.ts'
 import { rawExchange } from './fixtures/kv-proc.ts'
 import { localKv } from './fixtures/kv-local.ts'
 
@@ -173,4 +173,15 @@ test('scores read as Redis 7.2 writes them (fpconv_dtoa): shortest digits, plain
   const cases: Array<[number, string]> = [[0.1, '0.1'], [1e-322, '1e-322'], [1.5e300, '1.5e+300'], [1e20, '1e+20'], [1e7, '10000000'],
     [123456789012345680, '123456789012345680'], [1e-5, '0.00001'], [1.5e-6, '1.5e-6'], [-2.5, '-2.5'], [-0, '-0'], [Infinity, 'inf'], [-Infinity, '-inf']]
   for (const [x, text] of cases) assert.equal(formatScore(x), text, String(x))
+})
+
+test('the fast path for integer scores writes what the general rule writes', () => {
+  const xs = [0, 1, -1, 9, 10, 999999, 1000000, -1000000, 9999999, -9999999, 1e7, -1e7, 1e7 + 1, 2 ** 31, -(2 ** 31), 1e8, 123000000]
+  let seed = 7
+  for (let i = 0; i < 20000; i++) {
+    seed = (seed * 1103515245 + 12345) >>> 0
+    xs.push((seed % 40_000_001) - 20_000_000)
+  }
+  for (const x of xs) assert.equal(formatScore(x), exactScore(x), String(x))
+  assert.equal(formatScore(-0), '-0')
 })

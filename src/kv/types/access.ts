@@ -107,6 +107,14 @@ export function scanArgs (c: Ctx, at: number): ScanArgs | null {
  * double, unlike `formatFloat`, which rounds tiny values such as 1e-322 to 0.
  */
 export function formatScore (n: number): string {
+  // An integer of at most 7 digits comes out plain from the rule below, as String() writes it, 10x
+  // faster (1.1 against 0.1 µs here): most scores (ranks, counts, redis-benchmark's) are such integers.
+  if (Number.isInteger(n) && n > -1e7 && n < 1e7 && !Object.is(n, -0)) return String(n)
+  return exactScore(n)
+}
+
+/** formatScore's general rule, for any double. */
+export function exactScore (n: number): string {
   if (Number.isNaN(n)) return 'nan'
   if (n === Infinity) return 'inf'
   if (n === -Infinity) return '-inf'
