@@ -8,15 +8,17 @@
  * ms event-loop turns for 50 requests, against 0.1 ms warm): redis-benchmark's p99 in the first
  * run after a start was 2–3x Redis's. `PAGEGIFT_KV_WARMUP=0` skips it.
  *
- * Then each client sends more of the same, PIPELINE commands a write. One at a time, 2,400 commands left the command path in V8's baseline code
- * (perf showed `^` frames, not `*`, in a successor's first answers after a live upgrade: the first
- * turn of 58 requests took ~2 ms to read and ~4 ms to answer). Pipelined, the per-command code runs
- * 8 × 1,800 more times for ~0.3 s of start-up, and is optimized before any client waits.
+ * Then each client sends more of the same, PIPELINE commands a write. One at a time, 2,400
+ * commands left the command path in V8's baseline code (perf showed `^` frames, not `*`, in a
+ * successor's first answers after a live upgrade: the first turn of 58 requests took ~2 ms to read
+ * and ~4 ms to answer). Pipelined, the per-command code runs 8 × 1,800 more times for ~0.3 s of
+ * start-up, and is optimized before any client waits.
  *
  * Then the live upgrade itself is rehearsed on these clients (rehearseHandover), the last server
- * serves them some more, and they leave. With --trace-deopt, a successor's first turn after the
- * commit used to deoptimize the reactor's loop (a path the warm-up had never taken: a client's end
- * of stream) and, through code dependencies, the whole command path with it.
+ * serves them some more, and they leave. The rare paths (a command cut across reads, a client
+ * leaving) come first of all: with --trace-deopt, a path first met after the bulk (a client's end of
+ * stream in a successor's first turn, say) deoptimized the reactor's loop and, through code
+ * dependencies, the whole command path with it.
  */
 import net from 'node:net'
 import { encode } from './client.ts'
@@ -134,8 +136,12 @@ function rehearseHandover (servers: KvServer[]): void {
     const to = new KvServer(Databases.adopt(copies, { dbs: meta }, DEFAULT_DATABASES, { allocator: from.allocator, segmentSize: SEGMENT }))
     servers.push(to)
     const r = handoff.rehearsal(handles)
-    adoptClients(to, r.handles, moved.clients, moved.regions)
-    r.commit()
+    try {
+      adoptClients(to, r.handles, moved.clients, moved.regions)
+    } finally {
+      // Also closes any handle an adoption that failed left behind.
+      r.commit()
+    }
     to.thaw()
     // Each adopted client copied its share of the pack.
     if (moved.pack !== null) from.allocator.release(moved.pack)
@@ -170,7 +176,7 @@ export async function warmUp (clients = 8, perClient = 300, pipelined = 1800): P
     const talked = await within(5000, Promise.all(Array.from({ length: clients }, async (_, id) => {
       // The rare paths first (commands cut across reads, a client leaving), so that the code
       // optimized by the bulk that follows has seen them: met only later, they deoptimized the
-      // reactor's loop and the command path with it, in the warm-up's end or in a successor's first turn.
+      // reactor's loop and the command path with it (at the warm-up's end, or in a successor).
       const brief = await connect(port)
       briefs.push(brief)
       await talk(brief, commands(id, 4 * PIPELINE), PIPELINE, true)
