@@ -274,7 +274,7 @@ export function fdHandle (fd: number): Handle {
 /** A handle received in STATE; `fd` is ours until adopted. `draining`: its name, if the predecessor still flushes its output. */
 export function inheritedHandle (kind: HandleKind, fd: number, pending: Buffer, info: Record<string, string | number>, gate: Gate, draining?: string, env: Env = defaultEnv): Handle {
   const h = new Handle(kind, pending, info, { fd, gate, env, ...(draining !== undefined ? { draining } : {}) })
-  gate.onAbort(() => { const i = internals.get(h); if (i !== undefined && i.fd !== null) { env.closeFd(i.fd); i.fd = null } })
+  gate.onAbort(() => discardHandle(h))
   return h
 }
 

@@ -74,7 +74,8 @@ async function talk (s: net.Socket, cmds: string[][], depth = 1, split = false):
   let closed = s.destroyed
   let answered = (): void => {}
   s.on('data', () => answered())
-  s.on('close', () => { closed = true; answered() })
+  const onClose = (): void => { closed = true; answered() }
+  s.on('close', onClose)
   try {
     for (let i = 0; i < cmds.length; i += depth) {
       if (closed) throw new Error('pagegift-kv warm-up: the warm-up server closed a connection')
@@ -92,6 +93,7 @@ async function talk (s: net.Socket, cmds: string[][], depth = 1, split = false):
     }
   } finally {
     s.removeAllListeners('data')
+    s.off('close', onClose)
   }
 }
 
