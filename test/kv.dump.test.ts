@@ -49,7 +49,10 @@ test('RESTORE: a copy of every type, TTL, ABSTTL, REPLACE and Redis\'s errors', 
   for (const k of ['l', 'h', 'z', 'st', 's']) {
     const p = await kv.c.call('DUMP', k) as Buffer
     assert.equal(str(await kv.c.call('RESTORE', `${k}:copy`, 0, p, 'REPLACE')), 'OK')
-    assert.deepEqual(await kv.c.call('DUMP', `${k}:copy`), p, k)
+    assert.deepEqual(await contents(`${k}:copy`), await contents(k), k)
+    // A hash's or a set's order is unspecified, as in Redis: two fields sharing a home slot are listed
+    // in the order they were added, so only the ordered types must DUMP byte for byte the same.
+    if (k !== 'h' && k !== 'st') assert.deepEqual(await kv.c.call('DUMP', `${k}:copy`), p, k)
   }
   assert.deepEqual(str(await kv.c.call('ZRANGE', 'z:copy', 0, -1, 'WITHSCORES')), ['b', '1e-322', 'a', '1.5'])
   const p = await kv.c.call('DUMP', 'l') as Buffer
@@ -72,6 +75,17 @@ test('RESTORE: a copy of every type, TTL, ABSTTL, REPLACE and Redis\'s errors', 
     'ERR:ERR syntax error', `ERR:${WRONG}`, "ERR:ERR wrong number of arguments for 'restore' command", "ERR:ERR wrong number of arguments for 'dump' command"])
   assert.equal(await kv.c.call('EXISTS', 'n1'), 0)
 })
+
+/** The value of key `k` as its type's reply, with a hash's pairs and a set's members sorted. */
+async function contents (k: string): Promise<unknown> {
+  const type = str(await kv.c.call('TYPE', k))
+  if (type === 'string') return [type, str(await kv.c.call('GET', k))]
+  if (type === 'list') return [type, str(await kv.c.call('LRANGE', k, 0, -1))]
+  if (type === 'zset') return [type, str(await kv.c.call('ZRANGE', k, 0, -1, 'WITHSCORES'))]
+  if (type === 'set') return [type, (str(await kv.c.call('SMEMBERS', k)) as string[]).sort()]
+  const flat = str(await kv.c.call('HGETALL', k)) as string[]
+  return [type, flat.flatMap((f, i) => i % 2 === 0 ? [`${f}=${flat[i + 1]}`] : []).sort()]
+}
 
 async function restoreBusy (p: Buffer): Promise<string> {
   const [r] = await kv.c.pipeline([['RESTORE', 'l', 0, p]])
