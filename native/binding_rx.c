@@ -100,12 +100,27 @@ napi_value pagegift__rx_del(napi_env env, napi_callback_info info) {
   return pagegift__number(env, close(fd) == 0 ? 0 : -errno);
 }
 
-/* rxSend(fd, view) -> bytes the kernel took now (never blocks), or -errno. */
+/*
+ * rxSend(fd, view[, start, end]) -> bytes of view[start, end) the kernel took now (never blocks), or
+ * -errno. The range lets a caller send part of a reply buffer without making a view of it per send.
+ */
 napi_value pagegift__rx_send(napi_env env, napi_callback_info info) {
-  PAGEGIFT__ARGS(env, info, 2);
+  PAGEGIFT__ARGS(env, info, 4);
   size_t len = 0;
-  void* data = pagegift__view_data(env, argv[1], &len);
+  uint8_t* data = pagegift__view_data(env, argv[1], &len);
   if (data == NULL && len != 0) return pagegift__number(env, -EINVAL);
-  ssize_t n = send((int) pagegift__int(env, argv[0]), data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+  size_t start = 0;
+  size_t end = len;
+  if (argc >= 4) {
+    double s = -1;
+    double e = -1;
+    napi_get_value_double(env, argv[2], &s);
+    napi_get_value_double(env, argv[3], &e);
+    /* Written so that NaN fails too. */
+    if (!(s >= 0 && e >= s && e <= (double) len && s == (double) (size_t) s && e == (double) (size_t) e)) return pagegift__number(env, -EINVAL);
+    start = (size_t) s;
+    end = (size_t) e;
+  }
+  ssize_t n = send((int) pagegift__int(env, argv[0]), data + start, end - start, MSG_DONTWAIT | MSG_NOSIGNAL);
   return pagegift__number(env, n >= 0 ? (double) n : (double) -errno);
 }

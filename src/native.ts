@@ -86,7 +86,7 @@ export interface Native {
   /** Unregisters and closes the reactor's fd. */
   rxDel(ep: number, fd: number): number
   /** A non-blocking send on a socket: bytes taken or -errno (never SIGPIPE). */
-  rxSend(fd: number, data: ArrayBufferView): number
+  rxSend(fd: number, data: ArrayBufferView, start?: number, end?: number): number
   constants: Constants
   /** One systemd notify datagram to `path` ('@' = abstract); bytes sent or -errno. */
   sdNotify(path: string, message: string): number

@@ -11,6 +11,8 @@ import { encode, KvClient } from '../src/kv/client.ts'
 import { localKv } from './fixtures/kv-local.ts'
 import { startKv } from './fixtures/kv-proc.ts'
 import { settledFdCount, withTimeout } from './helpers.ts'
+import { native } from '../src/native.ts'
+import { sendNow } from '../src/kv/rx.ts'
 
 const kv = localKv()
 
@@ -130,5 +132,28 @@ test('PAGEGIFT_KV_IO=node: the Node-stream path answers the same (pipelined, spl
     for (const c of clients) await c.close()
   } finally {
     await proc.stop()
+  }
+})
+
+test('rxSend sends exactly view[start, end), and refuses a range outside the view (backwards, past the end, NaN, fractional) with -EINVAL', async () => {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as net.AddressInfo).port
+  const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
+  const c = await connect(port)
+  const peer = await withTimeout(accepted, 5000, 'accept')
+  try {
+    const fd = (c as unknown as { _handle: { fd: number } })._handle.fd
+    const data = Buffer.from('0123456789')
+    const { EINVAL } = native.constants
+    for (const [s, e] of [[5, 3], [0, 11], [-1, 2], [NaN, 2], [1, NaN], [1.5, 3], [11, 11]]) assert.equal(native.rxSend(fd, data, s, e), -EINVAL, `${s}..${e}`)
+    assert.equal(native.rxSend(fd, data.subarray(2), 1, 4), 3)
+    assert.equal(native.rxSend(fd, data, 7, 7), 0)
+    assert.equal(sendNow(fd, data, 9, 10), 1)
+    assert.equal((await collect(peer, 4, 'ranges')).toString(), '3459')
+  } finally {
+    c.destroy()
+    peer.destroy()
+    server.close()
   }
 })

@@ -45,16 +45,28 @@ const OUTPUT_LIMIT = 32 * 1024 * 1024
  * Replies wait here until every read of this event-loop turn has run, then leave together (as
  * Redis writes in beforeSleep): the clients' wakeups come in one burst instead of between reads.
  */
-let unsent: Conn[] = []
+let unsent: Array<Conn | null> = []
+let unsentCount = 0
+/** The other list, swapped in at each flush: no array is made per turn. */
+let spare: Array<Conn | null> = []
 let flushScheduled = false
 
 function flushUnsent (): void {
   flushScheduled = false
   const list = unsent
-  unsent = []
-  for (const c of list) c.flush()
-  // Every view of the shared reply buffer has now been written (or pinned by its write).
-  if (list.length > 0) list[0].host.ctx.out.recycle()
+  const n = unsentCount
+  // A flush that queues more (it cannot today) queues it on the other list, for the next turn.
+  unsent = spare
+  unsentCount = 0
+  spare = list
+  const out = n > 0 ? (list[0] as Conn).host.ctx.out : null
+  for (let i = 0; i < n; i++) {
+    const c = list[i] as Conn
+    list[i] = null
+    c.flush()
+  }
+  // Every range of the shared reply buffer has now been written (or pinned by its write).
+  out?.recycle()
 }
 
 export class Conn implements Session, RxClient {
@@ -85,8 +97,15 @@ export class Conn implements Session, RxClient {
    * first read means we own everything: it may run at once, without waiting for `thaw`.
    */
   private adopted = false
-  /** Replies of this turn's reads, not yet written (see `unsent`). */
-  private queued: Buffer[] = []
+  /**
+   * Replies of this turn's reads, not yet written (see `unsent`): `qBuf[qStart, qEnd)`, usually a
+   * range of the shared reply buffer (kept as numbers: a view per read was most of a request's
+   * garbage), then any more parts.
+   */
+  private qBuf: Buffer | null = null
+  private qStart = 0
+  private qEnd = 0
+  private qMore: Buffer[] | null = null
   private inUnsent = false
   /** Set while this client's own command runs: messages to it then follow that command's reply. */
   private running = false
@@ -102,7 +121,7 @@ export class Conn implements Session, RxClient {
     this.query = new QueryBuffer(host.allocator)
     this.authenticated = adopted?.authenticated ?? !host.requirePass
     socket.setNoDelay(true)
-    socket.on('data', (chunk: Buffer) => this.onData(chunk))
+    socket.on('data', (chunk: Buffer) => this.onData(chunk, 0, chunk.length))
     socket.on('drain', () => { if (!this.frozen) this.reading(true) })
     socket.on('error', () => socket.destroy())
     socket.on('close', () => {
@@ -152,18 +171,18 @@ export class Conn implements Session, RxClient {
     else this.socket.pause()
   }
 
-  onData (chunk: Buffer): void {
+  onData (chunk: Buffer, start: number, end: number): void {
     if (this.closing) return
     if (this.frozen || this.blocked !== null) {
       // A blocked client's next commands wait, unparsed, until its answer (as in Redis).
-      if (!this.query.absorb(chunk)) this.closing = true
+      if (!this.query.absorb(chunk, start, end)) this.closing = true
       if (this.adopted) this.thaw()
       else if (this.closing) this.queue()
       return
     }
     this.host.beginBatch()
     this.query.parser.unauthenticated = this.mustAuth()
-    this.settle(this.query.feed(chunk, this.runOne))
+    this.settle(this.query.feed(chunk, this.runOne, start, end))
   }
 
   /** Runs one parsed command; false once the client is closing (QUIT), so the rest is not run. */
@@ -200,7 +219,7 @@ export class Conn implements Session, RxClient {
     // Redis's client-output-buffer-limit for pub/sub: a subscriber that does not read is dropped.
     if (this.socket.writableLength > OUTPUT_LIMIT) { this.socket.destroy(); return }
     if (this.running) (this.deferred ??= []).push(bytes)
-    else this.enqueue(bytes)
+    else this.enqueue(bytes, 0, bytes.length)
   }
 
   /** Its blocked command was answered: what it sent meanwhile runs next turn (unless frozen: then at thaw). */
@@ -237,20 +256,35 @@ export class Conn implements Session, RxClient {
     this.queue()
   }
 
-  /** Takes this read's replies out of the shared reply buffer (a view); they are written at the end of the turn. */
+  /** Takes this read's replies out of the shared reply buffer (a range); they are written at the end of the turn. */
   private queue (): void {
     const out = this.host.ctx.out
-    if (out.pending) this.enqueue(out.view())
-    else if (this.closing) this.enqueue(null)
+    if (out.pending) {
+      const { buf, pos } = out
+      this.enqueue(buf, out.claim(), pos)
+    } else if (this.closing) {
+      this.enqueue(null, 0, 0)
+    }
   }
 
-  /** Adds bytes to what this turn writes, and makes sure it is written. */
-  private enqueue (bytes: Buffer | null): void {
-    if (bytes !== null) this.queued.push(bytes)
+  /** Adds `buf[start, end)` to what this turn writes (null: nothing), and makes sure it is written. */
+  private enqueue (buf: Buffer | null, start: number, end: number): void {
+    if (buf !== null && end > start) {
+      if (this.qBuf === null) {
+        this.qBuf = buf
+        this.qStart = start
+        this.qEnd = end
+      } else if (this.qMore === null && buf === this.qBuf && start === this.qEnd) {
+        this.qEnd = end
+      } else {
+        (this.qMore ??= []).push(buf.subarray(start, end))
+      }
+    }
     if (this.inUnsent) return
     this.inUnsent = true
-    unsent.push(this)
-    if (!flushScheduled) {
+    unsent[unsentCount++] = this
+    // While the reactor runs a turn's reads it flushes after them; Node's reads need the immediate.
+    if (!flushScheduled && reactor?.batching !== true) {
       flushScheduled = true
       setImmediate(flushUnsent)
     }
@@ -259,23 +293,32 @@ export class Conn implements Session, RxClient {
   /** Writes the queued replies (and ends the connection after QUIT or a protocol error). */
   flush (): void {
     this.inUnsent = false
-    const parts = this.queued
-    this.queued = []
+    const first = this.qBuf
+    const more = this.qMore
+    let start = this.qStart
+    let end = this.qEnd
+    this.qBuf = null
+    this.qMore = null
     if (this.socket.destroyed) return
-    if (parts.length > 0) {
-      // Views of the shared reply buffer: behind output that is still queued, a copy, so that a
-      // client that does not read holds no reply buffer; else the view itself, and if the kernel
+    if (first !== null) {
+      // Ranges of the shared reply buffer: behind output that is still queued, a copy, so that a
+      // client that does not read holds no reply buffer; else the range itself, and if the kernel
       // did not take it all, the buffer stays with the write (pinned) and the next turn uses a new one.
       // Corked: an adopted client's predecessor may still be flushing its output, which goes first.
       const backlog = this.socket.writableLength > 0 || this.socket.writableCorked > 0
-      let data = parts.length === 1 && !backlog ? parts[0] : Buffer.concat(parts)
-      if (!backlog && this.rxFd >= 0) {
-        const n = sendNow(this.rxFd, data)
-        if (n < 0) { this.socket.destroy(); return }
-        data = data.subarray(n)
+      let data = first
+      if (more !== null || backlog) {
+        data = Buffer.concat([first.subarray(start, end), ...(more ?? [])])
+        start = 0
+        end = data.length
       }
-      if (data.length > 0) {
-        const ok = this.socket.write(data)
+      if (!backlog && this.rxFd >= 0) {
+        const n = sendNow(this.rxFd, data, start, end)
+        if (n < 0) { this.socket.destroy(); return }
+        start += n
+      }
+      if (start < end) {
+        const ok = this.socket.write(data.subarray(start, end))
         if (!backlog && this.socket.writableLength > 0) this.host.ctx.out.pin()
         if (!ok && !this.closing) this.reading(false)
       }

@@ -34,21 +34,21 @@ export class QueryBuffer {
   constructor (private readonly allocator: Allocator) {}
 
   /** Runs every whole command (`run` returns false to stop after one) and keeps the rest. */
-  feed (chunk: Buffer, run: (p: RespParser) => boolean): Outcome {
-    if (this.len === 0) return this.drive(chunk, chunk.length, run, true)
-    if (!this.append(chunk)) return 'overflow'
+  feed (chunk: Buffer, run: (p: RespParser) => boolean, start = 0, end = chunk.length): Outcome {
+    if (this.len === 0) return this.drive(chunk, start, end, run, true)
+    if (!this.append(chunk, start, end)) return 'overflow'
     if (this.len < this.parser.need) return 'ok'
-    return this.drive(this.buf, this.len, run, false)
+    return this.drive(this.buf, 0, this.len, run, false)
   }
 
   /** Keeps bytes without parsing them (while the client is frozen for a handoff). */
-  absorb (chunk: Buffer): boolean {
-    return chunk.length === 0 || this.append(chunk)
+  absorb (chunk: Buffer, start = 0, end = chunk.length): boolean {
+    return start === end || this.append(chunk, start, end)
   }
 
   /** Runs what was absorbed. */
   run (run: (p: RespParser) => boolean): Outcome {
-    return this.len === 0 ? 'ok' : this.drive(this.buf, this.len, run, false)
+    return this.len === 0 ? 'ok' : this.drive(this.buf, 0, this.len, run, false)
   }
 
   /** The kept bytes (a view, valid until the next call). */
@@ -73,9 +73,10 @@ export class QueryBuffer {
     this.len = 0
   }
 
-  private drive (buf: Buffer, limit: number, run: (p: RespParser) => boolean, inChunk: boolean): Outcome {
+  /** Parses `buf` from the parser's position (`start`, for a new chunk) to `limit`. */
+  private drive (buf: Buffer, start: number, limit: number, run: (p: RespParser) => boolean, inChunk: boolean): Outcome {
     const p = this.parser
-    if (inChunk) p.begin(0)
+    if (inChunk) p.begin(start)
     for (;;) {
       const next = p.resume(buf, limit)
       if (next === INCOMPLETE) break
@@ -114,11 +115,12 @@ export class QueryBuffer {
     return true
   }
 
-  private append (chunk: Buffer): boolean {
-    if (!this.reserve(this.len + chunk.length)) return false
-    chunk.copy(this.buf, this.len)
-    this.len += chunk.length
-    this.copied += chunk.length
+  private append (chunk: Buffer, start: number, end: number): boolean {
+    const n = end - start
+    if (!this.reserve(this.len + n)) return false
+    chunk.copy(this.buf, this.len, start, end)
+    this.len += n
+    this.copied += n
     return true
   }
 

@@ -65,9 +65,14 @@ export class Reply {
    * are not written again) until `recycle`. One reply buffer serves every read of an event-loop turn.
    */
   view (): Buffer {
-    const v = this.buf.subarray(this.base, this.pos)
+    return this.buf.subarray(this.claim(), this.pos)
+  }
+
+  /** As `view`, without making one: returns where the bytes start in `buf`; they end at `pos`. */
+  claim (): number {
+    const start = this.base
     this.base = this.pos
-    return v
+    return start
   }
 
   /** A view was given to a write that is still pending: the buffer is left to it, and a fresh one is used. */

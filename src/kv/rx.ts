@@ -13,8 +13,8 @@ import { native, PollEvents, type PollHandle } from '../native.ts'
 
 /** What the reactor calls for a client's socket. */
 export interface RxClient {
-  /** Bytes read: a view of the shared buffer, valid only during this call. */
-  onData (chunk: Buffer): void
+  /** Bytes read: `buf[start, end)`, where `buf` may be the shared buffer, valid only during this call. */
+  onData (buf: Buffer, start: number, end: number): void
   /** The peer closed its side (0) or the read failed (-errno). */
   onEnd (status: number): void
 }
@@ -28,6 +28,8 @@ export class Reactor {
   private readonly buf = Buffer.allocUnsafeSlow(BUFFER_BYTES)
   private readonly table = new Int32Array(3 * ROWS)
   private readonly clients = new Map<number, RxClient>()
+  /** True while a turn's reads are delivered: replies queued then are written by `afterBatch`, with no immediate. */
+  batching = false
   /** The epoll set and its poller, while any socket is registered. */
   private ep = -1
   private poll: PollHandle | null = null
@@ -50,7 +52,7 @@ export class Reactor {
     // read() also emits each chunk to the socket's 'data' listeners, if it has any.
     const listened = socket.listenerCount('data') > 0
     let chunk: Buffer | null
-    while ((chunk = socket.read() as Buffer | null) !== null) if (!listened) client.onData(chunk)
+    while ((chunk = socket.read() as Buffer | null) !== null) if (!listened) client.onData(chunk, 0, chunk.length)
     const fd = native.rxAdd(this.ep, h.fd)
     if (fd < 0) return -1
     this.clients.set(fd, client)
@@ -90,16 +92,26 @@ export class Reactor {
 
   private onRows (rows: number): void {
     if (rows <= 0) return
+    this.batching = true
+    try {
+      this.deliver(rows)
+    } finally {
+      this.batching = false
+      this.afterBatch()
+    }
+  }
+
+  private deliver (rows: number): void {
     const t = this.table
     for (let i = 0; i < rows; i++) {
       const client = this.clients.get(t[3 * i])
       // Closed by a command of an earlier row in this turn: its bytes go with it.
       if (client === undefined) continue
       const n = t[3 * i + 2]
-      if (n > 0) client.onData(this.buf.subarray(t[3 * i + 1], t[3 * i + 1] + n))
+      // The range, not a view of it: a request/response load reads once per request.
+      if (n > 0) client.onData(this.buf, t[3 * i + 1], t[3 * i + 1] + n)
       else client.onEnd(n)
     }
-    this.afterBatch()
   }
 }
 
@@ -110,8 +122,8 @@ export function reactorWanted (): boolean {
 
 const { EAGAIN } = native.constants
 
-/** A non-blocking send: bytes taken (maybe fewer than asked, 0 when the socket is full), or -errno. */
-export function sendNow (fd: number, data: Buffer): number {
-  const n = native.rxSend(fd, data)
+/** A non-blocking send of `data[start, end)`: bytes taken (maybe fewer than asked, 0 when the socket is full), or -errno. */
+export function sendNow (fd: number, data: Buffer, start = 0, end = data.length): number {
+  const n = native.rxSend(fd, data, start, end)
   return n === -EAGAIN ? 0 : n
 }
