@@ -3,24 +3,33 @@
  * each offer regions and quiesce their part of the service. Their regions, handles and meta are
  * merged; a name given twice is an error, never a silent overwrite.
  */
+import type net from 'node:net'
 import { LIMITS } from './protocol.ts'
 import type { HandoffState, SuccessorInfo } from './types.ts'
 
 export type Quiescer = (successor: SuccessorInfo) => HandoffState | Promise<HandoffState>
 export type Offerer = () => Record<string, ArrayBuffer>
+export type SocketOfferer = () => Record<string, net.Socket>
 
 export class Contributors {
   readonly #quiescers: Quiescer[] = []
   readonly #offerers: Offerer[] = []
+  readonly #socketOfferers: SocketOfferer[] = []
 
   get canHandOff (): boolean { return this.#quiescers.length > 0 }
 
   addQuiescer (fn: Quiescer): void { this.#quiescers.push(fn) }
   addOfferer (fn: Offerer): void { this.#offerers.push(fn) }
+  addSocketOfferer (fn: SocketOfferer): void { this.#socketOfferers.push(fn) }
 
   /** Every contributor's offered regions. */
   offer (): Record<string, ArrayBuffer> {
     return merge('offerRegions', this.#offerers.map((fn) => fn()))
+  }
+
+  /** Every contributor's offered connections. */
+  offerSockets (): Record<string, net.Socket> {
+    return merge('offerSockets', this.#socketOfferers.map((fn) => fn()))
   }
 
   /** Runs every contributor's onHandoff, in the order they were added, and merges their states. */

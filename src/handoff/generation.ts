@@ -12,7 +12,7 @@
 import { EventEmitter } from 'node:events'
 import { renameSync, unlinkSync } from 'node:fs'
 import { PagegiftError } from '../errors.ts'
-import { Contributors, type Offerer, type Quiescer } from './contributors.ts'
+import { Contributors, type Offerer, type SocketOfferer, type Quiescer } from './contributors.ts'
 import type { Env, HandoffChannel, HandoffServer } from './env.ts'
 import { ensureKey, keyMatches } from './key.ts'
 import { code, handOff, type HandoffJob } from './predecessor.ts'
@@ -98,6 +98,21 @@ export class Generation extends EventEmitter {
   offerRegions (fn: Offerer): this {
     if (typeof fn !== 'function') throw new TypeError('The "fn" argument must be a function')
     this.#contributors.addOfferer(fn)
+    return this
+  }
+
+  /**
+   * Adds connections to offer a successor with the regions, while this generation still serves them:
+   * the successor wraps each (a net.Socket over a dup of its fd, reading nothing) before the pause,
+   * instead of inside it. Export the same sockets under the same names from onHandoff
+   * (`exportSocket`): those travel as "offered", without their fds; a name whose socket closed or
+   * changed meanwhile travels as usual, and offered connections that onHandoff leaves out are closed
+   * by the successor. Serving a connection after its offer is fine: the successor reads nothing of it
+   * before COMMIT. A successor of the previous release (protocol version 2) is offered none.
+   */
+  offerSockets (fn: SocketOfferer): this {
+    if (typeof fn !== 'function') throw new TypeError('The "fn" argument must be a function')
+    this.#contributors.addSocketOfferer(fn)
     return this
   }
 
@@ -225,6 +240,7 @@ export class Generation extends EventEmitter {
       layouts: Object.fromEntries(Object.entries(this.#opts.layouts).map(([name, l]) => [name, l.version])),
       history: [...this.#history],
       offer: () => this.#contributors.offer(),
+      offerSockets: () => this.#contributors.offerSockets(),
       quiesce: async (successor) => await this.#contributors.quiesce(successor),
       fenced: () => this.#watchers.fenced,
       event: (e) => this.#watchers.broadcast(e),

@@ -38,6 +38,10 @@ interface Internals {
   gate?: Gate
   /** Successor side: the name under which the predecessor reports this connection drained. */
   draining?: string
+  /** Predecessor side: the connection exported (a socket offered before the pause is matched by it). */
+  source?: net.Socket
+  /** Successor side: the connection already wrapped (`prewrap`), from an fd offered before the pause. */
+  socket?: net.Socket
   /** The OS layer that owns the fd. */
   env: Env
 }
@@ -217,7 +221,28 @@ export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc
     if (flowing === true) socket.resume()
   }
   i.release = () => { i.fd = null; socket.destroy() }
+  i.source = socket
   return collected(new Handle('socket', Buffer.concat([pending, buffered]), info, i))
+}
+
+/** The connection an exported socket handle came from (undefined for other handles, or one closed before export). */
+export function exportedSocket (h: Handle): net.Socket | undefined {
+  return inner(h).source
+}
+
+/**
+ * Successor: wraps a connection offered before the pause (a dup of its fd; the predecessor still
+ * serves it). It neither reads nor writes (writes are corked) until a STATE names it and the commit
+ * lets it run. Building a net.Socket costs 30-50 µs of JS (stream and handle setup); done here, it
+ * is not in the pause. Throws for an fd that is not a stream socket; the fd is then still the caller's.
+ */
+export function prewrap (fd: number): net.Socket {
+  const socket = new net.Socket({ fd, readable: true, writable: true, manualStart: true } as net.SocketConstructorOpts)
+  const h = (socket as unknown as SocketInternals)._handle as StreamHandle
+  // reading = true without readStart(): nothing reads from the kernel until COMMIT.
+  h.reading = true
+  socket.cork()
+  return socket
 }
 
 /**
@@ -245,18 +270,18 @@ export function adoptServer (handle: Handle, server: net.Server = net.createServ
  */
 export function adoptSocket (handle: Handle): { socket: net.Socket, pending: Buffer } {
   if (inner(handle) !== undefined && handle.kind !== 'socket') throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_HANDLE', `adoptSocket() needs a 'socket' handle, got '${handle.kind}'`)
-  const gate = inner(handle).gate
-  const fd = take(handle)
-  const opts = { fd, readable: true, writable: true, manualStart: true } as net.SocketConstructorOpts
-  const socket = new net.Socket(opts)
+  const i = inner(handle)
+  const gate = i.gate
+  const prewrapped = i.socket
+  i.socket = undefined
+  // Wrapped before the pause (offered), or now.
+  const socket = prewrapped ?? prewrap(take(handle))
   const h = (socket as unknown as SocketInternals)._handle as StreamHandle
-  const draining = inner(handle).draining
+  const draining = i.draining
   if (gate === undefined || gate.committed) {
-    socket.read(0)
+    h.readStart()
+    socket.uncork()
   } else {
-    // reading = true without readStart(): nothing reads from the kernel until COMMIT.
-    h.reading = true
-    socket.cork()
     gate.onCommit(() => { h.readStart(); if (draining === undefined) socket.uncork() })
     gate.onAbort(() => socket.destroy())
     // Our writes stay corked behind the predecessor's queued output; if that output was lost, so is the stream.
@@ -272,8 +297,10 @@ export function fdHandle (fd: number): Handle {
 }
 
 /** A handle received in STATE; `fd` is ours until adopted. `draining`: its name, if the predecessor still flushes its output. */
-export function inheritedHandle (kind: HandleKind, fd: number, pending: Buffer, info: Record<string, string | number>, gate: Gate, draining?: string, env: Env = defaultEnv): Handle {
-  const h = new Handle(kind, pending, info, { fd, gate, env, ...(draining !== undefined ? { draining } : {}) })
+export function inheritedHandle (kind: HandleKind, fd: number | net.Socket, pending: Buffer, info: Record<string, string | number>, gate: Gate, draining?: string, env: Env = defaultEnv): Handle {
+  // A socket offered before the pause comes already wrapped (`prewrap`), with no fd of its own to take.
+  const own = typeof fd === 'number' ? { fd } : { fd: null, socket: fd }
+  const h = new Handle(kind, pending, info, { ...own, gate, env, ...(draining !== undefined ? { draining } : {}) })
   gate.onAbort(() => discardHandle(h))
   return h
 }
@@ -288,6 +315,8 @@ export function wireFd (h: Handle): number {
 /** Closes a received handle's fd if nobody adopted it (a handle this process exported is left alone). */
 export function discardHandle (h: Handle): void {
   const i = inner(h)
+  i.socket?.destroy()
+  i.socket = undefined
   if (i.release !== undefined || i.fd === null) return
   i.env.closeFd(i.fd)
   i.fd = null

@@ -8,11 +8,12 @@
  * `handOff` is a protocol function: it takes the OS layer, the channel and what the Generation
  * decided (a `HandoffJob`), and returns what happened. The Generation owns the phase.
  */
+import net from 'node:net'
 import { PagegiftError } from '../errors.ts'
 import { testPoint as defaultPoint } from '../testhook.ts'
 import type { Env, HandoffChannel } from './env.ts'
-import { collectingExports, fdHandle, flushHandle, Handle, handleClosed, hasQueuedOutput, releaseHandle, resumeHandle, wireFd } from './handles.ts'
-import { LIMITS, msg, parsePrepared, parseReady, parseServing, type HandleWire, type HelloMsg } from './protocol.ts'
+import { collectingExports, exportedSocket, fdHandle, flushHandle, Handle, handleClosed, hasQueuedOutput, releaseHandle, resumeHandle, wireFd } from './handles.ts'
+import { LIMITS, msg, parsePrepared, parseReady, parseServing, type HelloMsg } from './protocol.ts'
 import { sendBulk } from './bulk.ts'
 import { offerable, planRegions, sendGifts } from './regions.ts'
 import { COMMIT_MARKS, marksWire, phasesOf, type Marks } from './phases.ts'
@@ -33,6 +34,8 @@ export interface HandoffJob {
   history: HandoffRecord[]
   /** The regions to offer before quiescing (every offerRegions contributor). */
   offer: () => Record<string, ArrayBuffer>
+  /** The connections to offer with them (every offerSockets contributor); protocol version 3 on. */
+  offerSockets?: () => Record<string, net.Socket>
   /** Quiesces and returns the state (every onHandoff contributor). */
   quiesce: (successor: SuccessorInfo) => Promise<HandoffState>
   /** Asked in the same turn as COMMIT goes out: true if pagegift upgrade gave up on this successor. */
@@ -90,7 +93,7 @@ async function handOver (env: Env, ch: HandoffChannel, job: HandoffJob, g: Guard
   const { v } = job
   const point = job.point ?? defaultPoint
   await race(point('predecessor:hello-received'))
-  const offered = await offerRegions(env, ch, job, race)
+  const offered = await offer(env, ch, job, race)
   const stoppedAt = env.now()
   await race(point('predecessor:stopped'))
   const quiescing = collectingExports(env, exported, async () => await job.quiesce({ pid: job.hello.pid, uid: ch.peer.uid, version: job.hello.version }))
@@ -105,9 +108,15 @@ async function handOver (env: Env, ch: HandoffChannel, job: HandoffJob, g: Guard
   if (v < 2) await race(Promise.all(returned.map(async ([, h]) => await flushHandle(h))))
   const marks: Marks = { stopped: stoppedAt, quiesced: env.now() }
   await race(point('predecessor:quiesced'))
-  const handleFds = returned.map(([, h]) => wireFd(h))
-  const plan = planRegions(env, state.regions ?? {}, handleFds.length, offered, job.layouts)
-  const handles: HandleWire[] = returned.map(([name, h], i) => ({ name, kind: h.kind, fd: i, pending: h.pending.toString('base64'), info: { ...h.info }, ...(draining.includes(name) ? { draining: true } : {}) }))
+  // A connection offered before the pause, exported under its name, is already with the successor: no fd.
+  const isOffered = ([name, h]: [string, Handle]): boolean => { const s = exportedSocket(h); return s !== undefined && offered.sockets.get(name) === s }
+  const handleFds: number[] = []
+  const handles = returned.map(([name, h]) => {
+    // On the wire an offered handle has no fd at all (the successor reads it as -1).
+    const via = isOffered([name, h]) ? { offered: true } : { fd: handleFds.push(wireFd(h)) - 1 }
+    return { name, kind: h.kind, ...via, pending: h.pending.toString('base64'), info: { ...h.info }, ...(draining.includes(name) ? { draining: true } : {}) }
+  })
+  const plan = planRegions(env, state.regions ?? {}, handleFds.length, offered.regions, job.layouts)
   const stateMsg = { t: 'state', v, generation: job.generation + 1, from: { pid: env.pid, version: job.version, generation: job.generation }, stoppedAt: stoppedAt.toString(), regions: plan.wire, handles, meta: state.meta ?? null }
   // Marked as it goes out, not after: the successor it wakes may take this CPU until it has sent READY.
   await race(sendBulk(ch, 'state', stateMsg, [...handleFds, ...plan.fds], v, () => { marks.stateSent = env.now() }))
@@ -129,20 +138,52 @@ async function handOver (env: Env, ch: HandoffChannel, job: HandoffJob, g: Guard
   return { stoppedAt, pauseNs: env.now() - stoppedAt, regions, handles: returned, draining, marks }
 }
 
+/** What the OFFER gave the successor before the pause: regions, and connections by name. */
+interface Offered { regions: Map<string, ArrayBuffer>, sockets: Map<string, net.Socket> }
+
 /**
  * OFFER, then wait for PREPARED, all while we still serve: the successor maps the offered regions
- * (and checks their layouts) before the predecessor stops serving, so neither lands in the pause.
- * The history travels here too: it does not change during the handoff.
+ * (and checks their layouts) and wraps the offered connections before the predecessor stops
+ * serving, so none of it lands in the pause. The history travels here too: it does not change
+ * during the handoff.
  */
-async function offerRegions (env: Env, ch: HandoffChannel, job: HandoffJob, race: Guard['race']): Promise<Map<string, ArrayBuffer>> {
-  const offered = offerable(env, job.offer())
-  const plan = planRegions(env, Object.fromEntries(offered), 0, undefined, job.layouts)
+async function offer (env: Env, ch: HandoffChannel, job: HandoffJob, race: Guard['race']): Promise<Offered> {
+  const regions = offerable(env, job.offer())
+  const plan = planRegions(env, Object.fromEntries(regions), 0, undefined, job.layouts)
   const history = job.history.slice(-(LIMITS.history - 1))
-  await race(sendBulk(ch, 'offer', { t: 'offer', v: job.v, regions: plan.wire, history }, plan.fds, job.v))
+  const sockets = job.v >= 3 ? dupSockets(env, job.offerSockets?.() ?? {}) : []
+  const wire = job.v >= 3 ? { sockets: sockets.map(([name], i) => ({ name, fd: plan.fds.length + i })) } : {}
+  const sending = sendBulk(ch, 'offer', { t: 'offer', v: job.v, regions: plan.wire, history, ...wire }, [...plan.fds, ...sockets.map(([, , fd]) => fd)], job.v)
+  // Our dups close once the send is over, even when we stop waiting for it first: never while it may still read them.
+  const closeDups = (): void => { for (const [, , fd] of sockets) env.closeFd(fd) }
+  sending.then(closeDups, closeDups)
+  await race(sending)
   const r = await race(ch.recv())
   for (const fd of r.fds) env.closeFd(fd)
   parsePrepared(r.msg, job.v)
-  return offered
+  return { regions, sockets: new Map(sockets.map(([name, socket]) => [name, socket])) }
+}
+
+/**
+ * A dup of each open connection's fd, as [name, socket, dup]. One that is closed, still connecting
+ * or TLS, or has a name too long for the wire, is left out (it travels in STATE as usual if exported),
+ * and so is everything after a failed dup (out of fds): offering is an optimization, never a failure.
+ */
+function dupSockets (env: Env, sockets: Record<string, net.Socket>): Array<[string, net.Socket, number]> {
+  const out: Array<[string, net.Socket, number]> = []
+  for (const [name, socket] of Object.entries(sockets)) {
+    if (out.length >= LIMITS.handles) break
+    if (!(socket instanceof net.Socket) || socket.destroyed || socket.connecting || name.length > LIMITS.name) continue
+    if ((socket as { encrypted?: unknown }).encrypted === true) continue
+    const fd = (socket as unknown as { _handle: { fd?: number } | null })._handle?.fd
+    if (typeof fd !== 'number' || fd < 0) continue
+    try {
+      out.push([name, socket, env.dup(fd)])
+    } catch {
+      break
+    }
+  }
+  return out
 }
 
 /**

@@ -68,6 +68,8 @@ async function run (): Promise<void> {
     // compile in the real handoff.
     contributors.addQuiescer(() => ({ regions: { offered: region, copied: new Uint8Array(16) }, handles: { conn: exportSocket(accepted) }, meta: { prime: true } }))
     contributors.addOfferer(() => ({ offered: region }))
+    // The connection is offered too, so the successor's wrapping before the pause runs here once.
+    contributors.addSocketOfferer(() => ({ conn: accepted }))
     const job: HandoffJob = {
       hello: { t: 'hello', v: 1, max: PROTOCOL_VERSION, pid: process.pid, version: 'prime' },
       v: PROTOCOL_VERSION,
@@ -78,6 +80,7 @@ async function run (): Promise<void> {
       layouts: { offered: 1 },
       history: [],
       offer: () => contributors.offer(),
+      offerSockets: () => contributors.offerSockets(),
       quiesce: async (successor) => await contributors.quiesce(successor),
       fenced: () => watchers.fenced,
       event: (e) => watchers.broadcast(e),

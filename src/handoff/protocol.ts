@@ -11,11 +11,13 @@ import type { HandoffRecord, StatusReport, WatchEvent } from './types.ts'
 /**
  * The newest protocol version this build speaks. Version 1 is the previous release's; version 2 adds
  * the per-service key, region layout versions, SERVING before the gate opens and the draining of
- * connections whose output was still queued. Every first message is a version-1 envelope that names
+ * connections whose output was still queued. Version 3 adds connections offered with the regions,
+ * before the pause (the successor wraps them while we serve), which STATE then names as `offered`
+ * instead of sending their fds again. Every first message is a version-1 envelope that names
  * the newest version its sender speaks in `max`; the answer comes in the version both speak, and so
  * does every later message on that channel.
  */
-export const PROTOCOL_VERSION = 2
+export const PROTOCOL_VERSION = 3
 export const MIN_PROTOCOL_VERSION = 1
 /** Hard limits on what a peer may claim. */
 export const LIMITS = { regions: 256, handles: 4096, fds: 8192, pendingBytes: 4 << 20, history: 32, name: 256, extents: 4096 }
@@ -36,10 +38,17 @@ export interface RegionWire {
   /** The version of the region's layout, as the predecessor's app declared it (0: undeclared, and every v1 region). */
   layout: number
 }
-/** Sent right after HELLO, before the predecessor quiesces: regions the successor may map while we still serve. */
-export interface OfferMsg { t: 'offer', v: number, regions: RegionWire[], history: HandoffRecord[] }
-/** `draining`: the predecessor still flushes output it had queued; the successor holds its own writes until DRAINED. */
-export interface HandleWire { name: string, kind: 'server' | 'socket' | 'fd', fd: number, pending: string, info: Record<string, string | number>, draining?: boolean }
+/**
+ * Sent right after HELLO, before the predecessor quiesces: regions the successor may map while we
+ * still serve, and (version 3) connections it may wrap, each a dup of the connection's fd (by index).
+ */
+export interface OfferMsg { t: 'offer', v: number, regions: RegionWire[], history: HandoffRecord[], sockets: SocketOfferWire[] }
+export interface SocketOfferWire { name: string, fd: number }
+/**
+ * `draining`: the predecessor still flushes output it had queued; the successor holds its own writes until DRAINED.
+ * `offered` (version 3, sockets only): the connection of that name in the OFFER; it has no fd here (`fd` is -1).
+ */
+export interface HandleWire { name: string, kind: 'server' | 'socket' | 'fd', fd: number, pending: string, info: Record<string, string | number>, draining?: boolean, offered?: boolean }
 export interface StateMsg {
   t: 'state'
   v: number
@@ -125,14 +134,19 @@ function parseRegion (x: unknown, nfds: number): RegionWire {
   return { name: str(o, 'name', LIMITS.name), byteLength, mode, extents: parsed, layout }
 }
 
-function parseHandle (x: unknown, nfds: number): HandleWire {
+function parseHandle (x: unknown, nfds: number, v: number | undefined): HandleWire {
   const o = obj(x, 'handle')
   const kind = check.oneOf(o.kind, 'handle kind', ['server', 'socket', 'fd'] as const)
   const pending = str(o, 'pending', Math.ceil(LIMITS.pendingBytes * 4 / 3) + 4)
   const info = obj(o.info, 'handle info')
   for (const v of Object.values(info)) if (typeof v !== 'string' && typeof v !== 'number') check.fail('handle info values must be strings or numbers')
-  const h: HandleWire = { name: str(o, 'name', LIMITS.name), kind, fd: int(o, 'fd', 0, nfds - 1), pending, info: info as HandleWire['info'] }
+  const offered = o.offered !== undefined && check.bool(o.offered, "'offered'")
+  if (offered && (v === undefined || v < 3)) check.fail('an offered handle needs protocol version 3')
+  if (offered && kind !== 'socket') check.fail('only a socket can be offered')
+  if (offered && o.fd !== undefined) check.fail('an offered handle has no fd')
+  const h: HandleWire = { name: str(o, 'name', LIMITS.name), kind, fd: offered ? -1 : int(o, 'fd', 0, nfds - 1), pending, info: info as HandleWire['info'] }
   if (o.draining === true) h.draining = true
+  if (offered) h.offered = true
   return h
 }
 
@@ -141,7 +155,7 @@ export function parseState (x: unknown, nfds: number, v?: number): StateMsg {
   const o = envelope(x, ['state'], v)
   const from = obj(o.from, 'from')
   const regions = check.arr(o.regions, 'regions', LIMITS.regions, (r) => parseRegion(r, nfds))
-  const handles = check.arr(o.handles, 'handles', LIMITS.handles, (h) => parseHandle(h, nfds))
+  const handles = check.arr(o.handles, 'handles', LIMITS.handles, (h) => parseHandle(h, nfds, v))
   const state: StateMsg = {
     t: 'state',
     v: o.v as number,
@@ -160,14 +174,28 @@ export function parseState (x: unknown, nfds: number, v?: number): StateMsg {
   return state
 }
 
-/** Validates an OFFER: shared regions only, every fd index in range, no name twice. */
+/**
+ * Validates an OFFER: shared regions only, every fd index in range, no name twice; each offered
+ * socket (version 3) has an fd of its own, used by no region and no other socket.
+ */
 export function parseOffer (x: unknown, nfds: number, v: number): OfferMsg {
   const o = envelope(x, ['offer'], v)
   const parsed = check.arr(o.regions, 'offered regions', LIMITS.regions, (r) => parseRegion(r, nfds))
   if (parsed.some((r) => r.mode !== 'share')) check.fail('an offered region must be shared')
   if (new Set(parsed.map((r) => r.name)).size !== parsed.length) check.fail('duplicate offered region')
   const history = check.arr(o.history ?? [], 'history', LIMITS.history, (h, what) => check.obj(h, what))
-  return { t: 'offer', v, regions: parsed, history: history as unknown as HandoffRecord[] }
+  if (v < 3 && o.sockets !== undefined) check.fail('offered sockets need protocol version 3')
+  const sockets = check.arr(o.sockets ?? [], 'offered sockets', LIMITS.handles, (so, what) => {
+    const s = obj(so, what)
+    return { name: str(s, 'name', LIMITS.name), fd: int(s, 'fd', 0, nfds - 1) }
+  })
+  if (new Set(sockets.map((s) => s.name)).size !== sockets.length) check.fail('duplicate offered socket')
+  const used = new Set(parsed.flatMap((r) => r.extents.map((e) => e.fd)))
+  for (const s of sockets) {
+    if (used.has(s.fd)) check.fail(`fd #${s.fd} is offered twice`)
+    used.add(s.fd)
+  }
+  return { t: 'offer', v, regions: parsed, history: history as unknown as HandoffRecord[], sockets }
 }
 
 /** The predecessor's answers to HELLO: an OFFER (optional), then STATE; or a refusal. `v`: the version they came in. */

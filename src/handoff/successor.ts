@@ -3,13 +3,14 @@
  * a gate), then at ready(): READY, wait for COMMIT, open the gate. Nothing is served or mutated
  * before COMMIT, so a predecessor that rolls back finds everything as it left it.
  */
+import type net from 'node:net'
 import { PagegiftError } from '../errors.ts'
 import { testPoint as defaultPoint } from '../testhook.ts'
 
 /** A named test point (src/testhook.ts); prime() passes one that does nothing. */
 export type Point = (name: string) => Promise<void>
 import type { Env, HandoffChannel, HandoffServer } from './env.ts'
-import { inheritedHandle, type Handle } from './handles.ts'
+import { inheritedHandle, prewrap, type Handle } from './handles.ts'
 import { SuccessorGate } from './gate.ts'
 import { PageFill } from './fill.ts'
 import { msg, parseCommitReply, parseDrained, parseHelloReply, parseOffer, parseState, protocolError, type RegionWire, type StateMsg } from './protocol.ts'
@@ -60,7 +61,7 @@ function checkFdOwners (state: StateMsg, nfds: number): void {
     owner[i] = who
   }
   for (const r of state.regions) for (const e of r.extents) claim(e.fd, `region ${r.name}`)
-  for (const h of state.handles) claim(h.fd, `handle ${h.name}`)
+  for (const h of state.handles) if (h.offered !== true) claim(h.fd, `handle ${h.name}`)
 }
 
 /** What the successor presents and accepts: its key and the region layouts it can read. */
@@ -91,6 +92,8 @@ export function checkLayouts (regions: RegionWire[], layouts: Record<string, Lay
 export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials, timeoutMs: number, testPoint: Point = defaultPoint): Promise<Inheritance> {
   await testPoint('successor:connected')
   const offered = new Map<string, ArrayBuffer>()
+  // Connections offered before the pause, wrapped while the predecessor still serves them.
+  const wrapped = new Map<string, net.Socket>()
   const fill = new PageFill(env)
   const history: HandoffRecord[] = []
   let side: HandoffServer | null = null
@@ -103,7 +106,7 @@ export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials,
     const v = head.v
     if (head.t === 'state') throw protocolError('STATE before OFFER')
     if (head.t === 'offer') {
-      history.push(...await mapOffer(env, ch, reply, timeoutMs, offered, v, creds.layouts, fill))
+      history.push(...await mapOffer(env, ch, reply, timeoutMs, offered, wrapped, v, creds.layouts, fill))
       // Only the admitted successor gets an OFFER, so the side name is ours; bound now, its cost is not in the pause.
       side = await bindSide(env, creds.side)
       await ch.send(msg.prepared(v))
@@ -118,7 +121,7 @@ export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials,
       throw new PagegiftError(head.code, `The predecessor ${head.t === 'refused' ? 'refused the handoff' : 'rolled back'}: ${head.reason}`)
     }
     const bulk = await recvBulk(env, ch, reply, timeoutMs, v)
-    const inh: Inheritance = { ...await adopt(env, ch, bulk.body, bulk.fds, offered, v, creds.layouts, testPoint), history, point: testPoint, key: creds.key, side, fill }
+    const inh: Inheritance = { ...await adopt(env, ch, bulk.body, bulk.fds, offered, wrapped, v, creds.layouts, testPoint), history, point: testPoint, key: creds.key, side, fill }
     // A predecessor that gives up on us (or dies) before COMMIT: the side name must not stay held by an app that never calls ready().
     ch.on('close', () => { if (!inh.gate.committed && inh.side !== null) { void inh.side.close(); inh.side = null } })
     return inh
@@ -126,6 +129,7 @@ export async function inherit (env: Env, ch: HandoffChannel, creds: Credentials,
     await side?.close()
     fill.pause()
     releaseAll(env, Object.fromEntries(offered))
+    for (const socket of wrapped.values()) socket.destroy()
     ch.close()
     if (isPeerGone(err)) {
       throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_PREDECESSOR_GONE', `The predecessor (pid ${ch.peer.pid}) went away before sending its state: nothing was handed over. Call join() again to start as generation 1.`, { cause: err })
@@ -141,7 +145,7 @@ async function bindSide (env: Env, side: string | null | undefined): Promise<Han
 }
 
 /** Maps the regions offered before the predecessor quiesced: this costs us time, not downtime. */
-async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fds: number[] }, timeoutMs: number, out: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>, fill: PageFill): Promise<HandoffRecord[]> {
+async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fds: number[] }, timeoutMs: number, out: Map<string, ArrayBuffer>, wrapped: Map<string, net.Socket>, v: number, layouts: Record<string, LayoutSpec>, fill: PageFill): Promise<HandoffRecord[]> {
   const bulk = await recvBulk(env, ch, first, timeoutMs, v)
   const consumed = new Set<number>()
   const mapped: Record<string, ArrayBuffer> = {}
@@ -149,6 +153,14 @@ async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fd
     const offer = parseOffer(bulk.body, bulk.fds.length, v)
     checkLayouts(offer.regions, layouts)
     mapShared(env, offer.regions, bulk.fds, mapped, consumed)
+    for (const s of offer.sockets) {
+      try {
+        wrapped.set(s.name, prewrap(bulk.fds[s.fd]))
+      } catch (err) {
+        throw protocolError(`offered socket '${s.name}' is not a stream socket (${(err as Error).message})`)
+      }
+      consumed.add(s.fd)
+    }
     // Still before the pause: their first touches while we serve would each take a page fault. Bounded
     // (a fill goes at 0.12 to 0.18 s a GiB): PREPARED must reach the predecessor well within its deadline.
     fill.add(Object.values(mapped))
@@ -161,7 +173,7 @@ async function mapOffer (env: Env, ch: HandoffChannel, first: { msg: unknown, fd
 }
 
 /** Validates STATE and takes ownership of its fds: handles and mappings, the rest closed. */
-async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>, v: number, layouts: Record<string, LayoutSpec>, testPoint: Point): Promise<Omit<Inheritance, 'history' | 'point' | 'key' | 'side' | 'fill'>> {
+async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[], offered: Map<string, ArrayBuffer>, wrapped: Map<string, net.Socket>, v: number, layouts: Record<string, LayoutSpec>, testPoint: Point): Promise<Omit<Inheritance, 'history' | 'point' | 'key' | 'side' | 'fill'>> {
   const gate = new SuccessorGate()
   const regions: Record<string, ArrayBuffer> = {}
   // fd indices whose ownership moved on (to a handle, or to a mapping); every other received fd is closed here.
@@ -173,9 +185,15 @@ async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[]
     takeOffered(env, state.regions, offered, regions)
     const handles: Record<string, Handle> = {}
     for (const h of state.handles) {
-      taken.add(h.fd)
-      handles[h.name] = inheritedHandle(h.kind, fds[h.fd], Buffer.from(h.pending, 'base64'), h.info, gate, h.draining === true ? h.name : undefined, env)
+      const socket = h.offered === true ? wrapped.get(h.name) : undefined
+      if (h.offered === true && socket === undefined) throw protocolError(`handle '${h.name}' is said to be offered, and no socket of that name was`)
+      if (socket !== undefined) wrapped.delete(h.name)
+      else taken.add(h.fd)
+      handles[h.name] = inheritedHandle(h.kind, socket ?? fds[h.fd], Buffer.from(h.pending, 'base64'), h.info, gate, h.draining === true ? h.name : undefined, env)
     }
+    // Offered connections that STATE leaves out closed before the pause (or were not exported): our dups go.
+    for (const socket of wrapped.values()) socket.destroy()
+    wrapped.clear()
     mapShared(env, state.regions, fds, regions, taken)
     closeFds(env, fds.filter((_, i) => !taken.has(i)))
     fds.forEach((_, i) => taken.add(i))

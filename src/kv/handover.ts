@@ -5,6 +5,7 @@
  * STATE, limited in size), so no client, however much of a command it has sent, can make an
  * upgrade roll back.
  */
+import type { Socket } from 'node:net'
 import type { Conn, AdoptedClient } from './conn.ts'
 import type { KvServer } from './server.ts'
 import { handoff } from '../index.ts'
@@ -117,11 +118,26 @@ export function exportClients (conns: Conn[], storeRegions: number, alloc: (byte
  * their sessions and query buffers, in regions. The pack is the server's until the handoff ends.
  */
 export function exportClientHandles (server: KvServer, storeRegions: number, handles: Record<string, handoff.Handle>): ExportedClients {
-  const conns = [...server.conns].filter((c) => !c.socket.destroyed && !c.closing)
-  for (const conn of conns) handles[`client.${conn.id}`] = handoff.exportSocket(conn.socket)
+  const conns = movingClients(server)
+  for (const conn of conns) handles[clientName(conn)] = handoff.exportSocket(conn.socket)
   const moved = exportClients(conns, storeRegions, (n) => server.allocator.alloc(n, 'clients.pack'))
   server.handoffPack = moved.pack
   return moved
+}
+
+/** The clients a handoff moves now: open, and not on their way out. */
+function movingClients (server: KvServer): Conn[] {
+  return [...server.conns].filter((c) => !c.socket.destroyed && !c.closing)
+}
+
+const clientName = (conn: Conn): string => `client.${conn.id}`
+
+/**
+ * The connections to offer a successor before the pause (`gen.offerSockets`), under the names
+ * `exportClientHandles` exports them by: the successor wraps them while this generation serves.
+ */
+export function offeredClients (server: KvServer): Record<string, Socket> {
+  return Object.fromEntries(movingClients(server).map((c) => [clientName(c), c.socket]))
 }
 
 /** Rebuilds each inherited client (a `socket` handle) in `server`, frozen, with its session. */

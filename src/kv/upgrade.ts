@@ -14,7 +14,7 @@ import type { StoreMeta } from './store.ts'
 import { Databases, LAYOUTS, type DatabasesMeta } from './databases.ts'
 import { startFresh } from './start.ts'
 import { warmUp } from './warmup.ts'
-import { adoptClients, exportClientHandles, packOf, queryRegions, type ClientMeta } from './handover.ts'
+import { adoptClients, exportClientHandles, offeredClients, packOf, queryRegions, type ClientMeta } from './handover.ts'
 
 type Generation = handoff.Generation
 type HandoffState = handoff.HandoffState
@@ -128,6 +128,7 @@ export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Pro
   }
   // Offered regions are mapped by the successor while we still serve, so their size stays out of the pause.
   gen.offerRegions(() => offered(server))
+  gen.offerSockets(() => offeredClients(server))
   gen.onHandoff(() => handOver(server))
   gen.on('resumed', (err) => {
     process.stderr.write(`pagegift-kv: handoff failed, serving again: ${err.message}\n`)
