@@ -157,3 +157,20 @@ test('rxSend sends exactly view[start, end), and refuses a range outside the vie
     server.close()
   }
 })
+
+test('reactor: commands that arrived while the server was frozen run inside thaw(), not at a later poll', async () => {
+  const c = await KvClient.connect(kv.port)
+  try {
+    await c.call('SET', 'thaw:n', '0')
+    kv.server.freeze()
+    const reply = c.call('INCR', 'thaw:n')
+    // Frozen: the request waits in the kernel, unread.
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const before = kv.server.commands
+    kv.server.thaw()
+    assert.equal(kv.server.commands, before + 1, 'the waiting INCR ran inside thaw()')
+    assert.equal(await withTimeout(reply, 5000, 'INCR after thaw'), 1)
+  } finally {
+    await c.close()
+  }
+})

@@ -69,6 +69,11 @@ function flushUnsent (): void {
   out?.recycle()
 }
 
+/** Runs the commands that already arrived on the reactor's sockets, now (see Reactor.pump). */
+export function readReadyNow (): void {
+  reactor?.pump()
+}
+
 export class Conn implements Session, RxClient {
   readonly id: number
   name = ''

@@ -90,6 +90,16 @@ export class Reactor {
     this.ep = -1
   }
 
+  /**
+   * Reads what is ready now instead of at the event loop's next poll. After a thaw the clients'
+   * requests are already in their sockets: the next poll came 1 to 1.5 ms later, all of it in the
+   * gap the clients see across a live upgrade.
+   */
+  pump (): void {
+    if (this.ep < 0 || this.batching) return
+    this.onRows(native.rxRead(this.ep, this.buf, this.table))
+  }
+
   private onRows (rows: number): void {
     if (rows <= 0) return
     this.batching = true

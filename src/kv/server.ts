@@ -5,7 +5,7 @@
  */
 import net from 'node:net'
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { Conn, type AdoptedClient, type ConnHost } from './conn.ts'
+import { Conn, readReadyNow, type AdoptedClient, type ConnHost } from './conn.ts'
 import { Ctx, type ServerView } from './commands/context.ts'
 import { Databases, DEFAULT_DATABASES } from './databases.ts'
 import { formatInfo, type InfoFacts, type ServerStats } from './info.ts'
@@ -210,6 +210,8 @@ export class KvServer implements ConnHost, ServerView {
     for (const c of this.conns) c.thaw()
     this.hub.blocking.serveReady(this.ctx)
     this.startTimer()
+    // The clients' requests that waited through the pause run now, not at the next poll.
+    readReadyNow()
   }
 
   info (section: string): string {
