@@ -179,6 +179,20 @@ function drainReadable (socket: net.Socket): Buffer {
   return Buffer.concat(parts)
 }
 
+const isTls = (socket: object): boolean => (socket as { encrypted?: unknown }).encrypted === true
+
+/** The fd of an open connection, or -1 once it closed (destroyed, or its handle is gone). */
+function liveFd (socket: net.Socket): number {
+  const h = (socket as unknown as SocketInternals)._handle
+  return h === null || socket.destroyed || typeof h.fd !== 'number' || h.fd < 0 ? -1 : h.fd
+}
+
+/** The fd exportSocket would move this connection by now, or -1: not a net.Socket, TLS, still connecting, or closed. */
+export function movableFd (socket: unknown): number {
+  if (!(socket instanceof net.Socket) || isTls(socket) || socket.connecting) return -1
+  return liveFd(socket)
+}
+
 /**
  * Pauses a connection at a request boundary and hands it over with its unread bytes: `pending`
  * (what the app read but did not parse) followed by what the stream had buffered. The app must not
@@ -187,15 +201,15 @@ function drainReadable (socket: net.Socket): Buffer {
  * own writes to the connection wait until it has (see docs/handoff.md, "Draining").
  */
 export function exportSocket (socket: net.Socket, pending: Buffer = Buffer.alloc(0)): Handle {
-  if ((socket as { encrypted?: unknown }).encrypted === true) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_TLS', 'A TLS socket cannot move: its session keys live in this process\'s OpenSSL state')
+  if (isTls(socket)) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_TLS', 'A TLS socket cannot move: its session keys live in this process\'s OpenSSL state')
   if (!(socket instanceof net.Socket)) throw new TypeError('The "socket" argument must be a net.Socket')
   if (!Buffer.isBuffer(pending)) throw new TypeError('The "pending" argument must be a Buffer')
-  const h = (socket as unknown as SocketInternals)._handle
   if (socket.connecting) throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_NOT_CONNECTED', 'The socket is still connecting')
-  if (h === null || socket.destroyed || typeof h.fd !== 'number' || h.fd < 0) {
+  if (liveFd(socket) < 0) {
     // A connection that closed (its 'close' event may still be on its way) is simply left out.
     return new Handle('socket', Buffer.alloc(0), { closed: 1 }, { fd: null, flush: async () => false, closed: () => true, env: defaultEnv })
   }
+  const h = (socket as unknown as SocketInternals)._handle as StreamHandle & { fd: number }
   const flowing = socket.readableFlowing
   // Pause first: 'pause' listeners run inside pause(), and node:http's clears the handle's reading
   // flag. Set after them, the flag stays true, so that neither the read of the buffered bytes below

@@ -8,11 +8,11 @@
  * `handOff` is a protocol function: it takes the OS layer, the channel and what the Generation
  * decided (a `HandoffJob`), and returns what happened. The Generation owns the phase.
  */
-import net from 'node:net'
+import type net from 'node:net'
 import { PagegiftError } from '../errors.ts'
 import { testPoint as defaultPoint } from '../testhook.ts'
 import type { Env, HandoffChannel } from './env.ts'
-import { collectingExports, exportedSocket, fdHandle, flushHandle, Handle, handleClosed, hasQueuedOutput, releaseHandle, resumeHandle, wireFd } from './handles.ts'
+import { collectingExports, exportedSocket, fdHandle, movableFd, flushHandle, Handle, handleClosed, hasQueuedOutput, releaseHandle, resumeHandle, wireFd } from './handles.ts'
 import { LIMITS, msg, parsePrepared, parseReady, parseServing, type HelloMsg } from './protocol.ts'
 import { sendBulk } from './bulk.ts'
 import { offerable, planRegions, sendGifts } from './regions.ts'
@@ -109,11 +109,11 @@ async function handOver (env: Env, ch: HandoffChannel, job: HandoffJob, g: Guard
   const marks: Marks = { stopped: stoppedAt, quiesced: env.now() }
   await race(point('predecessor:quiesced'))
   // A connection offered before the pause, exported under its name, is already with the successor: no fd.
-  const isOffered = ([name, h]: [string, Handle]): boolean => { const s = exportedSocket(h); return s !== undefined && offered.sockets.get(name) === s }
+  const isOffered = (name: string, h: Handle): boolean => { const s = exportedSocket(h); return s !== undefined && offered.sockets.get(name) === s }
   const handleFds: number[] = []
   const handles = returned.map(([name, h]) => {
     // On the wire an offered handle has no fd at all (the successor reads it as -1).
-    const via = isOffered([name, h]) ? { offered: true } : { fd: handleFds.push(wireFd(h)) - 1 }
+    const via = isOffered(name, h) ? { offered: true } : { fd: handleFds.push(wireFd(h)) - 1 }
     return { name, kind: h.kind, ...via, pending: h.pending.toString('base64'), info: { ...h.info }, ...(draining.includes(name) ? { draining: true } : {}) }
   })
   const plan = planRegions(env, state.regions ?? {}, handleFds.length, offered.regions, job.layouts)
@@ -173,10 +173,8 @@ function dupSockets (env: Env, sockets: Record<string, net.Socket>): Array<[stri
   const out: Array<[string, net.Socket, number]> = []
   for (const [name, socket] of Object.entries(sockets)) {
     if (out.length >= LIMITS.handles) break
-    if (!(socket instanceof net.Socket) || socket.destroyed || socket.connecting || name.length > LIMITS.name) continue
-    if ((socket as { encrypted?: unknown }).encrypted === true) continue
-    const fd = (socket as unknown as { _handle: { fd?: number } | null })._handle?.fd
-    if (typeof fd !== 'number' || fd < 0) continue
+    const fd = movableFd(socket)
+    if (fd < 0 || name.length > LIMITS.name) continue
     try {
       out.push([name, socket, env.dup(fd)])
     } catch {

@@ -133,7 +133,7 @@ export function reactorWanted (): boolean {
 const { EAGAIN } = native.constants
 
 /** A non-blocking send of `data[start, end)`: bytes taken (maybe fewer than asked, 0 when the socket is full), or -errno. */
-export function sendNow (fd: number, data: Buffer, start = 0, end = data.length): number {
+export function sendNow (fd: number, data: Buffer, start: number, end: number): number {
   const n = native.rxSend(fd, data, start, end)
   return n === -EAGAIN ? 0 : n
 }
