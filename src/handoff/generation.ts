@@ -50,6 +50,8 @@ export class Generation extends EventEmitter {
   /** The successor a handoff runs with: the lock, held from an admitted HELLO to the outcome. */
   #successor: number | null = null
   #contributors = new Contributors()
+  /** onServing functions, run once as this generation starts serving. */
+  #onServing: Array<() => void> = []
   #watchers: Watchers
   #server: HandoffServer | null = null
   #history: HandoffRecord[]
@@ -117,15 +119,48 @@ export class Generation extends EventEmitter {
   }
 
   /**
+   * Adds a function run once, synchronously, the moment this generation starts serving: in a
+   * successor, as its gate opens (SERVING went out, adopted servers listen, adopted connections
+   * read), before ready() resolves; in a first generation, when ready() is called. Answer the
+   * inherited connections' held requests here rather than after `await ready()`: ready() has more
+   * to do after the gate opens (taking over the handoff socket path for our own successors), and
+   * none of it need be on the clients' path. Must be added before ready(). The handoff has
+   * committed by then, so an error thrown here is emitted as 'error' (a warning if nobody listens).
+   */
+  onServing (fn: () => void): this {
+    if (typeof fn !== 'function') throw new TypeError('The "fn" argument must be a function')
+    if (this.#phase !== 'joined') throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_STATE', `onServing() must be added before ready() (phase: ${this.#phase})`)
+    this.#onServing.push(fn)
+    return this
+  }
+
+  #serving (): void {
+    for (const fn of this.#onServing.splice(0)) {
+      try {
+        fn()
+      } catch (err) {
+        this.#report(err as Error, 'an onServing function failed')
+      }
+    }
+  }
+
+  /** An error past the commit point: nothing to roll back, so the app hears of it ('error', or a warning). */
+  #report (err: Error, what: string): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err)
+    else process.emitWarning(`pagegift handoff: ${what}: ${err.message}`)
+  }
+
+  /**
    * Successor: sends READY (the commit point), waits for COMMIT, says SERVING, then starts its
-   * adopted servers and connections. Every generation then listens for its own successor.
+   * adopted servers and connections and runs the onServing functions. Every generation then
+   * listens for its own successor.
    */
   async ready (): Promise<void> {
     if (this.#phase !== 'joined') throw new PagegiftError('ERR_PAGEGIFT_HANDOFF_STATE', `ready() was already called (phase: ${this.#phase})`)
     const inh = this.#inheritance
     if (inh !== null) {
       try {
-        this.#history.push(await takeOver(this.#env, inh, this.#opts.timeoutMs, { generation: this.generation, version: this.version }))
+        this.#history.push(await takeOver(this.#env, inh, this.#opts.timeoutMs, { generation: this.generation, version: this.version }, () => this.#serving()))
       } catch (err) {
         this.#phase = 'closed'
         await inh.side?.close()
@@ -134,6 +169,9 @@ export class Generation extends EventEmitter {
       this.#trimHistory()
     }
     this.#phase = 'serving'
+    if (inh === null) this.#serving()
+    // The clients' requests first: their reads start in the loop's next poll, which the rest of ready() need not delay.
+    else await afterNextPoll()
     try {
       // A successor has the key join() read: reading the file again would cost its first clients the system calls.
       this.#key = inh?.key ?? ensureKey(this.path)
@@ -146,8 +184,7 @@ export class Generation extends EventEmitter {
     } catch (err) {
       if (inh === null) throw err
       // We committed and serve; only our own successors cannot reach us. Say so, but do not fail.
-      if (this.listenerCount('error') > 0) this.emit('error', err)
-      else process.emitWarning(`pagegift handoff: serving, but cannot listen on ${this.path} for successors: ${(err as Error).message}`)
+      this.#report(err as Error, `serving, but cannot listen on ${this.path} for successors`)
       return
     }
     this.#server.on('connection', (ch) => { void this.#onConnection(ch) })
@@ -334,4 +371,12 @@ export class Generation extends EventEmitter {
   #trimHistory (): void {
     if (this.#history.length > LIMITS.history) this.#history.splice(0, this.#history.length - LIMITS.history)
   }
+}
+
+/**
+ * Resolves after the event loop's next poll phase: an immediate queued from the check phase runs in
+ * the next loop iteration's, after that iteration polled (and read what the sockets hold).
+ */
+async function afterNextPoll (): Promise<void> {
+  await new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)))
 }

@@ -258,10 +258,11 @@ function abandon (env: Env, inh: Inheritance): void {
 /**
  * READY, COMMIT, then SERVING before the gate opens: until the predecessor has SERVING it keeps
  * every handle, and resumes if we die here; so the gate opens only once SERVING went out (or the
- * predecessor is gone, and nobody else can serve). Returns this generation's history record; on a
- * failure everything is given back before it throws.
+ * predecessor is gone, and nobody else can serve). `serving` runs as soon as the gate has opened
+ * (the app's onServing functions). Returns this generation's history record; on a failure
+ * everything is given back before it throws.
  */
-export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, me: { generation: number, version: string }): Promise<HandoffRecord> {
+export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, me: { generation: number, version: string }, serving: () => void = () => {}): Promise<HandoffRecord> {
   let how: 'commit' | 'takeover'
   try {
     how = await commit(env, inh, timeoutMs)
@@ -281,6 +282,7 @@ export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, m
   }
   inh.gate.open()
   const openAt = env.now()
+  serving()
   // The fill paused for the pause; regions that came only with STATE join it.
   inh.fill.add(inh.state.regions.filter((r) => r.mode === 'share').map((r) => inh.inherited.regions[r.name]))
   inh.fill.resume()

@@ -2,7 +2,7 @@
  * Live upgrade glue. The first generation serves and waits for successors on the handoff socket.
  * On a handoff it freezes every client at a command boundary and hands over its regions (the
  * store), its listeners and its clients with their unread bytes. A successor adopts all of that
- * without touching it, commits (`gen.ready()`), and only then runs the clients' held commands.
+ * without touching it, commits (`gen.ready()`), and runs the clients' held commands as its gate opens (`gen.onServing`).
  */
 import { handoff } from '../index.ts'
 import { testPoint } from '../testhook.ts'
@@ -111,10 +111,14 @@ export async function serveWithHandoff (o: KvOptions, allocator: Allocator): Pro
   let server: KvServer
   if (gen.inherited !== null) {
     server = adopt(gen, o, allocator)
+    const adopted = server
+    // The held commands run as the gate opens, not after the rest of ready() (taking over the handoff socket).
+    gen.onServing(() => {
+      adopted.stats.lastServedAtNs = process.hrtime.bigint()
+      adopted.thaw()
+    })
     await testPoint('kv:before-ready')
     await gen.ready()
-    server.stats.lastServedAtNs = process.hrtime.bigint()
-    server.thaw()
     // After thaw: status() asks every contributor for its regions, which the first answers need not wait for.
     const last = gen.status().history.at(-1)
     server.stats.lastDowntimeMs = last?.downtimeMs ?? null
