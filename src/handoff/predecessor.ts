@@ -180,6 +180,8 @@ function dupSockets (env: Env, sockets: Record<string, net.Socket>): Array<[stri
     } catch {
       break
     }
+    // Node keeps the peer's address once asked: exportSocket's info then costs no getpeername in the pause.
+    void socket.remoteAddress
   }
   return out
 }

@@ -125,7 +125,8 @@ export class Conn implements Session, RxClient {
     this.host = host
     this.query = new QueryBuffer(host.allocator)
     this.authenticated = adopted?.authenticated ?? !host.requirePass
-    socket.setNoDelay(true)
+    // An adopted connection is the kernel socket its predecessor set this on: no system call in the pause.
+    if (adopted === undefined) socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.onData(chunk, 0, chunk.length))
     socket.on('drain', () => { if (!this.frozen) this.reading(true) })
     socket.on('error', () => socket.destroy())
