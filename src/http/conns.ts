@@ -24,9 +24,14 @@ const internalsOf = (s: net.Socket): SocketInternals => s as unknown as SocketIn
 /** 'http': plain HTTP/1 (it moves); 'tls': HTTP/1 over TLS (it drains here). */
 export type ConnKind = 'http' | 'tls'
 
+/** The next connection's id (see Conn.id). */
+let nextId = 0
+
 export class Conn {
   readonly socket: net.Socket
   readonly kind: ConnKind
+  /** Its name on the handoff wire: the same when it is offered before a handoff and when it is exported in the pause. */
+  readonly id = nextId++
   /** Exported to the handoff that is running (it resumes or releases it). */
   exported = false
   /** Stopped at a boundary after the quiesce, waiting for the commit (move) or a rollback (resume). */

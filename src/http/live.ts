@@ -72,18 +72,30 @@ export class LiveHttp {
     void done.then(() => this.#check())
   }
 
+  /**
+   * offerSockets: every open plain HTTP/1 connection, under the name quiesce() exports it by, so that
+   * the successor wraps it before the pause instead of inside it. One still busy at the quiesce stays
+   * here (it moves after its response, or drains) and the successor drops its copy.
+   */
+  offer (): Record<string, net.Socket> {
+    const out: Record<string, net.Socket> = {}
+    for (const c of this.tracker.conns) if (c.kind === 'http' && !c.socket.destroyed && !c.upgraded) out[`${CONN}${c.id}`] = c.socket
+    return out
+  }
+
   /** onHandoff: the listener and every idle HTTP/1 connection go now; busy ones finish here first. */
   quiesce (successor: number): handoff.HandoffState {
     this.#successor = successor
     this.tracker.watch()
     const handles: Record<string, handoff.Handle> = { [LISTENER]: handoff.exportServer(this.#front) }
-    let i = 0
+    let moved = 0
     for (const c of this.tracker.conns) {
       if (c.kind !== 'http' || !c.idle()) continue
       c.exported = true
-      handles[`${CONN}${i++}`] = c.export()
+      handles[`${CONN}${c.id}`] = c.export()
+      moved++
     }
-    this.report.movedAtQuiesce = i
+    this.report.movedAtQuiesce = moved
     this.#mode = 'holding'
     this.#watch()
     return { handles }
