@@ -14,6 +14,7 @@ import { spawnSync } from 'node:child_process'
 import { startRedis } from '../tools/kv/peers.ts'
 import { freePort, startKv, startProcess, type Proc } from '../tools/kv/procs.ts'
 import { printTable, stats, writeResults } from './lib.ts'
+import { within } from '../src/within.ts'
 
 export const TESTS = ['set', 'get', 'incr', 'lpush', 'rpush', 'lpop', 'rpop', 'sadd', 'hset', 'spop', 'zadd', 'zpopmin', 'lrange_100', 'mset']
 const TARGETS = ['pagegift-kv', 'redis-server'] as const
@@ -39,10 +40,8 @@ function rowOf (test: string, csv: string): Sample | null {
 async function benchOne (port: number, test: string, o: Options): Promise<Sample | null> {
   const p = startProcess('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-t', test, '-n', String(o.requests),
     '-r', '1000000', '-d', '64', '-c', String(o.clients), '-P', String(o.pipeline), '--csv'])
-  let timer: NodeJS.Timeout | undefined
-  // Cleared after: a pending 5-minute timer kept the bench's process alive that long after its table.
-  const code = await Promise.race([p.exited, new Promise<null>((resolve) => { timer = setTimeout(() => resolve(null), 300_000) })])
-  clearTimeout(timer)
+  // within() clears its timer: a pending 5-minute timer kept the bench's process alive that long after its table.
+  const code = await within(p.exited, 300_000, null)
   if (code === null) { await p.stop('SIGKILL'); return null }
   const sample = rowOf(test, p.output())
   const errors = (p.output().match(/Error from server|^ERR /gm) ?? []).length + (code !== 0 ? 1 : 0)

@@ -3,6 +3,7 @@
  * 64 MiB at a time, paused for the pause itself, so that the threadpool stays free for the
  * handoff's own jobs (the gift ladder's copies, unmaps) and the app's.
  */
+import { within } from '../within.ts'
 import type { Env } from './env.ts'
 
 export class PageFill {
@@ -33,10 +34,7 @@ export class PageFill {
 
   /** Resolves once nothing is left to fill (or the fill is paused), or after `ms` at the latest. */
   async settled (ms: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, ms) })
-    await Promise.race([this.#running ?? Promise.resolve(), late])
-    clearTimeout(timer)
+    await within(this.#running ?? Promise.resolve(), ms, undefined)
   }
 
   #start (): void {

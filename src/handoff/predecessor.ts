@@ -11,6 +11,7 @@
 import type net from 'node:net'
 import { PagegiftError } from '../errors.ts'
 import { testPoint as defaultPoint } from '../testhook.ts'
+import { within } from '../within.ts'
 import type { Env, HandoffChannel } from './env.ts'
 import { collectingExports, exportedSocket, fdHandle, movableFd, flushHandle, Handle, handleClosed, hasQueuedOutput, releaseHandle, resumeHandle, wireFd } from './handles.ts'
 import { LIMITS, msg, parsePrepared, parseReady, parseServing, type HelloMsg } from './protocol.ts'
@@ -210,7 +211,7 @@ async function awaitServing (env: Env, ch: HandoffChannel, job: HandoffJob): Pro
 async function drain (ch: HandoffChannel, job: HandoffJob, sent: Sent): Promise<void> {
   const until = Date.now() + job.timeoutMs
   await Promise.all(sent.handles.filter(([name]) => sent.draining.includes(name)).map(async ([name, h]) => {
-    const ok = await Promise.race([flushHandle(h), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), Math.max(0, until - Date.now())).unref())])
+    const ok = await within(flushHandle(h), Math.max(0, until - Date.now()), false)
     await ch.send(msg.drained(job.v, name, ok)).catch(() => {})
     releaseHandle(h)
   }))

@@ -28,6 +28,7 @@ import { Databases, DEFAULT_DATABASES } from './databases.ts'
 import type { Allocator } from './segments.ts'
 import { handoff } from '../index.ts'
 import { adoptClients, exportClientHandles } from './handover.ts'
+import { within } from '../within.ts'
 
 /** Times the warm-up's clients move from one throw-away server to the next (see rehearseHandover). */
 const REHEARSALS = 3
@@ -151,17 +152,6 @@ function rehearseHandover (servers: KvServer[]): void {
   }
 }
 
-/** True if `p` settled within `ms`, false if not (it is not waited for further); a rejection is thrown. */
-async function within (ms: number, p: Promise<unknown>): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms) })
-  try {
-    return await Promise.race([p.then(() => true), late])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
 /** What a warm-up did: the commands answered, and the clients the last rehearsal's server served. */
 export interface WarmUpReport { commands: number, rehearsed: number }
 
@@ -175,7 +165,7 @@ export async function warmUp (clients = 8, perClient = 300, pipelined = 1800): P
   try {
     // An exclusive loopback port of its own: the real listeners are not open (or not ours) yet.
     const port = await server.listen(0, ['127.0.0.1'])
-    const talked = await within(5000, Promise.all(Array.from({ length: clients }, async (_, id) => {
+    const talking = Promise.all(Array.from({ length: clients }, async (_, id) => {
       // The rare paths first (commands cut across reads, a client leaving), so that the code
       // optimized by the bulk that follows has seen them: met only later, they deoptimized the
       // reactor's loop and the command path with it (at the warm-up's end, or in a successor).
@@ -187,14 +177,15 @@ export async function warmUp (clients = 8, perClient = 300, pipelined = 1800): P
       sockets.push(s)
       await talk(s, commands(id, perClient))
       await talk(s, commands(id, pipelined), PIPELINE)
-    })))
+    }))
+    const talked = await within(talking.then(() => true), 5000, false)
     report.commands = server.commands
     if (!talked) return report
     rehearseHandover(servers)
     const last = servers.at(-1) as KvServer
     report.rehearsed = last.conns.size
     // Then serve on the adopted store: its objects are not the ones the command path was compiled against.
-    await within(2000, Promise.all(sockets.map(async (s, id) => await talk(s, commands(id, AFTER_REHEARSAL), PIPELINE))))
+    await within(Promise.all(sockets.map(async (s, id) => await talk(s, commands(id, AFTER_REHEARSAL), PIPELINE))), 2000, undefined)
     report.commands += last.commands
     // And the clients leave: the reactor's end-of-stream path, which a real successor meets too.
     for (const s of sockets) s.end()
