@@ -79,7 +79,8 @@ function clientView (info: Info, clients: LoadClient[], generation: number): Rec
 
 async function handoffs (bytes: number, runs: number, warmup: number, sock: string, nclients: number): Promise<Omit<SizeResult, 'baseline'>> {
   rmSync(sock, { force: true })
-  const env = { HANDOFF_SOCK: sock, HANDOFF_REGION_BYTES: String(bytes), HANDOFF_TOUCH: '1', HANDOFF_VERSION: 'bench' }
+  // Every new service rehearses its own request, export and adopt code before it joins (tools/handoff-service.ts, warmUp).
+  const env = { HANDOFF_SOCK: sock, HANDOFF_REGION_BYTES: String(bytes), HANDOFF_TOUCH: '1', HANDOFF_VERSION: 'bench', HANDOFF_WARMUP: '200' }
   let current = startService(env)
   const { port } = await current.wait('listening') as { port: number }
   await current.wait('serving')
