@@ -35,7 +35,7 @@ export async function prime (): Promise<boolean> {
 }
 
 /**
- * The whole rehearsal runs REHEARSALS times: once left the real handoff's once-per-handoff code
+ * The whole rehearsal runs REHEARSALS times: run once, it left the code a handoff runs once
  * (parsing STATE, the READY and COMMIT turns) with little type feedback. Handoff bench (1 GiB, 8
  * clients, 20 handoffs, A/B twice): client gap median 5.32 / 6.05 ms against 6.78 / 6.84 ms, the
  * COMMIT phase 0.30 / 0.36 against 0.61 / 0.57 ms.

@@ -2,7 +2,8 @@
  * Live upgrade glue. The first generation serves and waits for successors on the handoff socket.
  * On a handoff it freezes every client at a command boundary and hands over its regions (the
  * store), its listeners and its clients with their unread bytes. A successor adopts all of that
- * without touching it, commits (`gen.ready()`), and runs the clients' held commands as its gate opens (`gen.onServing`).
+ * without touching it, commits (`gen.ready()`), and runs the clients' held commands as its gate
+ * opens (`gen.onServing`).
  */
 import { handoff } from '../index.ts'
 import { testPoint } from '../testhook.ts'
