@@ -6,7 +6,7 @@ import { channelPair } from '../src/index.ts'
 import { join } from '../src/handoff/index.ts'
 import { recvBulk, sendBulk } from '../src/handoff/bulk.ts'
 import { defaultEnv } from '../src/handoff/env.ts'
-import { parseFirst, parseHelloReply, parseState } from '../src/handoff/protocol.ts'
+import { parseFirst, parseHelloReply, parseOffer, parseState } from '../src/handoff/protocol.ts'
 
 const state = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
   t: 'state',
@@ -41,6 +41,17 @@ test('STATE: every fd index in range, lengths covered, names unique, types exact
   assert.throws(() => parseState(state({ stoppedAt: '-1' }), 2), /stoppedAt/)
   assert.throws(() => parseState(state({ regions: 'lots' }), 2), { code: 'ERR_PAGEGIFT_HANDOFF_PROTOCOL' })
   assert.throws(() => parseState(state({ handles: [{ name: 'l', kind: 'fd', fd: 1, pending: '', info: { a: {} } }] }), 2), /handle info/)
+})
+
+test('STATE and OFFER: every fd has one owner (one region may name an fd in several extents)', () => {
+  const twoExtents = { name: 'r', byteLength: 8192, mode: 'share', extents: [{ fd: 0, offset: 0, length: 4096 }, { fd: 0, offset: 4096, length: 4096 }] }
+  assert.equal(parseState(state({ regions: [twoExtents] }), 2).regions[0].extents.length, 2)
+  assert.throws(() => parseState(state({ handles: [{ name: 'l', kind: 'server', fd: 0, pending: '', info: {} }] }), 2), /fd #0 claimed by both region r and handle l/)
+  const second = { name: 's', byteLength: 4096, mode: 'share', extents: [{ fd: 0, offset: 0, length: 4096 }] }
+  assert.throws(() => parseState(state({ regions: [state().regions as unknown[], second].flat(), handles: [] }), 2), /fd #0 claimed by both region r and region s/)
+  const offer = { t: 'offer', v: 3, regions: [state().regions as unknown[], second].flat(), history: [] }
+  assert.throws(() => parseOffer(offer, 1, 3), /fd #0 is offered twice/)
+  assert.equal(parseOffer({ ...offer, regions: [twoExtents] }, 1, 3).regions.length, 1)
 })
 
 test('bulk messages: 200 KB of JSON and 150 fds arrive whole, in order', async () => {

@@ -134,6 +134,21 @@ function parseRegion (x: unknown, nfds: number): RegionWire {
   return { name: str(o, 'name', LIMITS.name), byteLength, mode, extents: parsed, layout }
 }
 
+/**
+ * Checks that every fd index a message names has one owner. `claims` are [fd index, owner] pairs;
+ * one owner may name an fd more than once (a region's extents may share one). `twice` words the error.
+ */
+function checkFdOwners (claims: Array<[number, string]>, twice: (fd: number, first: string, second: string) => string): void {
+  const owner = new Map<number, string>()
+  for (const [fd, who] of claims) {
+    const first = owner.get(fd)
+    if (first !== undefined && first !== who) check.fail(twice(fd, first, who))
+    owner.set(fd, who)
+  }
+}
+
+const regionFds = (regions: RegionWire[]): Array<[number, string]> => regions.flatMap((r) => r.extents.map((e): [number, string] => [e.fd, `region ${r.name}`]))
+
 function parseHandle (x: unknown, nfds: number, v: number | undefined): HandleWire {
   const o = obj(x, 'handle')
   const kind = check.oneOf(o.kind, 'handle kind', ['server', 'socket', 'fd'] as const)
@@ -150,7 +165,7 @@ function parseHandle (x: unknown, nfds: number, v: number | undefined): HandleWi
   return h
 }
 
-/** Validates STATE against the number of fds that came with it: every fd index must be in range. */
+/** Validates STATE against the number of fds that came with it: every fd index in range, and each owned by one region or handle. */
 export function parseState (x: unknown, nfds: number, v?: number): StateMsg {
   const o = envelope(x, ['state'], v)
   const from = obj(o.from, 'from')
@@ -171,12 +186,15 @@ export function parseState (x: unknown, nfds: number, v?: number): StateMsg {
     if (names.has(n)) check.fail(`duplicate name ${n.slice(2)}`)
     names.add(n)
   }
+  const handleFds = handles.filter((h) => h.offered !== true).map((h): [number, string] => [h.fd, `handle ${h.name}`])
+  checkFdOwners([...regionFds(regions), ...handleFds], (fd, first, second) => `fd #${fd} claimed by both ${first} and ${second}`)
   return state
 }
 
 /**
- * Validates an OFFER: shared regions only, every fd index in range, no name twice; each offered
- * socket (version 3) has an fd of its own, used by no region and no other socket.
+ * Validates an OFFER: shared regions only, every fd index in range, no name twice, no fd given to
+ * two regions; each offered socket (version 3) has an fd of its own, used by no region and no
+ * other socket.
  */
 export function parseOffer (x: unknown, nfds: number, v: number): OfferMsg {
   const o = envelope(x, ['offer'], v)
@@ -190,11 +208,7 @@ export function parseOffer (x: unknown, nfds: number, v: number): OfferMsg {
     return { name: str(s, 'name', LIMITS.name), fd: int(s, 'fd', 0, nfds - 1) }
   })
   if (new Set(sockets.map((s) => s.name)).size !== sockets.length) check.fail('duplicate offered socket')
-  const used = new Set(parsed.flatMap((r) => r.extents.map((e) => e.fd)))
-  for (const s of sockets) {
-    if (used.has(s.fd)) check.fail(`fd #${s.fd} is offered twice`)
-    used.add(s.fd)
-  }
+  checkFdOwners([...regionFds(parsed), ...sockets.map((s): [number, string] => [s.fd, `socket ${s.name}`])], (fd) => `fd #${fd} is offered twice`)
   return { t: 'offer', v, regions: parsed, history: history as unknown as HandoffRecord[], sockets }
 }
 

@@ -53,17 +53,6 @@ function isPeerGone (err: unknown): boolean {
   return code === 'ERR_PAGEGIFT_PEER_CLOSED' || code === 'ERR_PAGEGIFT_CLOSED' || code === 'EPIPE' || code === 'ECONNRESET'
 }
 
-/** Checks that every fd of STATE belongs to exactly one region or handle. */
-function checkFdOwners (state: StateMsg, nfds: number): void {
-  const owner = new Array<string | undefined>(nfds)
-  const claim = (i: number, who: string): void => {
-    if (owner[i] !== undefined && owner[i] !== who) throw protocolError(`fd #${i} claimed by both ${owner[i]} and ${who}`)
-    owner[i] = who
-  }
-  for (const r of state.regions) for (const e of r.extents) claim(e.fd, `region ${r.name}`)
-  for (const h of state.handles) if (h.offered !== true) claim(h.fd, `handle ${h.name}`)
-}
-
 /** What the successor presents and accepts: its key and the region layouts it can read. */
 export interface Credentials {
   version: string
@@ -180,7 +169,6 @@ async function adopt (env: Env, ch: HandoffChannel, body: unknown, fds: number[]
   const taken = new Set<number>()
   try {
     const state = parseState(body, fds.length, v)
-    checkFdOwners(state, fds.length)
     checkLayouts(state.regions, layouts)
     takeOffered(env, state.regions, offered, regions)
     const handles: Record<string, Handle> = {}
