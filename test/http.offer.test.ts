@@ -11,24 +11,15 @@ import { test } from 'node:test'
 import { resumeHandle } from '../src/handoff/handles.ts'
 import { Tracker } from '../src/http/conns.ts'
 import { LiveHttp } from '../src/http/live.ts'
+import { RawConn } from './fixtures/http-harness.ts'
 import { withTimeout } from './helpers.ts'
 
 /** Sends one GET on a raw connection and resolves with the response's body. */
-async function get (socket: net.Socket, path: string): Promise<string> {
-  return await withTimeout(new Promise<string>((resolve) => {
-    let text = ''
-    const onData = (d: Buffer): void => {
-      text += d.toString('latin1')
-      const head = text.indexOf('\r\n\r\n')
-      const len = /content-length: (\d+)/i.exec(text)
-      if (head >= 0 && len !== null && text.length >= head + 4 + Number(len[1])) {
-        socket.off('data', onData)
-        resolve(text.slice(head + 4))
-      }
-    }
-    socket.on('data', onData)
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: t\r\n\r\n`)
-  }), 5000, `GET ${path}`)
+async function get (c: RawConn, path: string): Promise<string> {
+  const n = c.responses.length + 1
+  c.socket.write(RawConn.request(path))
+  await c.responsesAt(n, 5000)
+  return c.responses[n - 1].body
 }
 
 test('offer() names every open HTTP/1 connection as quiesce() exports it; a busy one is offered and stays', async () => {
@@ -40,13 +31,13 @@ test('offer() names every open HTTP/1 connection as quiesce() exports it; a busy
   const tracker = new Tracker(server, 'http1')
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const port = (server.address() as net.AddressInfo).port
-  const clients = [0, 1, 2].map(() => net.connect(port, '127.0.0.1'))
+  const clients = [0, 1, 2].map(() => new RawConn(port))
   const live = new LiveHttp(server, tracker, { socket: '/nonexistent', drainTimeoutMs: 1000, hardCapMs: 2000, websockets: [], exitOnDrain: false })
   try {
     // Two idle after a request each; the third waits for its response.
     assert.equal(await get(clients[0], '/a'), 'ok /a')
     assert.equal(await get(clients[1], '/b'), 'ok /b')
-    clients[2].write('GET /slow HTTP/1.1\r\nHost: t\r\n\r\n')
+    clients[2].socket.write(RawConn.request('/slow'))
     await withTimeout((async () => { while (tracker.conns.size < 3 || [...tracker.conns].every((c) => !c.responding)) await new Promise((resolve) => setTimeout(resolve, 5)) })(), 5000, 'the slow request arrives')
 
     const offered = live.offer()
@@ -68,7 +59,7 @@ test('offer() names every open HTTP/1 connection as quiesce() exports it; a busy
     assert.equal(await get(clients[0], '/c'), 'ok /c')
     assert.equal(await get(clients[1], '/d'), 'ok /d')
   } finally {
-    for (const c of clients) c.destroy()
+    for (const c of clients) c.socket.destroy()
     server.close()
   }
 })
