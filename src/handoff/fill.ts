@@ -9,6 +9,8 @@ import type { Env } from './env.ts'
 export class PageFill {
   readonly #env: Env
   readonly #queue: ArrayBuffer[] = []
+  /** Regions filled to their end: added again (an offered region comes back with STATE), they are not walked again. */
+  readonly #done = new WeakSet<ArrayBuffer>()
   #paused = false
   #running: Promise<void> | null = null
 
@@ -16,9 +18,9 @@ export class PageFill {
     this.#env = env
   }
 
-  /** Queues regions, and fills them unless paused. */
+  /** Queues regions (not those filled already, nor those queued), and fills them unless paused. */
   add (bufs: ArrayBuffer[]): void {
-    this.#queue.push(...bufs)
+    for (const b of bufs) if (!this.#done.has(b) && !this.#queue.includes(b)) this.#queue.push(b)
     this.#start()
   }
 
@@ -49,7 +51,7 @@ export class PageFill {
     while (this.#queue.length > 0 && !this.#paused) {
       await this.#env.populate(this.#queue[0], () => this.#paused)
       // A region cut short by a pause is filled again from its start: its filled part goes fast.
-      if (!this.#paused) this.#queue.shift()
+      if (!this.#paused) this.#done.add(this.#queue.shift() as ArrayBuffer)
     }
   }
 }
