@@ -3,22 +3,15 @@
  * see each handoff as the gap between their last answer from the old generation and their first
  * from the new one, and an SVG timeline of the pause by phase.
  */
+import { spawn } from 'node:child_process'
 import net from 'node:net'
+import { dirname, join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
 import type { Stats } from './lib.ts'
 
-/**
- * One connection sending "INC <slot>" one at a time; every answer names the generation that served
- * it ("<generation> <value>"). When the generation changes, the time since the last answer of the
- * old one is this client's gap for that handoff (issue 11: "its last answer before, its first
- * answer after").
- */
-export class LoadClient {
-  #socket: net.Socket
-  #buf = ''
-  #gen = 0
-  #lastAt = 0n
-  #sentAt = 0n
-  #wake: (() => void) | null = null
+/** A client's crossings of handoffs, however it learns of them; `crossing()` waits for one. */
+export class Crossings {
   /** New generation -> the gap this client saw across the handoff to it, in ms. */
   readonly crossings = new Map<number, number>()
   /** New generation -> CLOCK_MONOTONIC ns of this client's last answer from the old one and first from the new one. */
@@ -26,11 +19,51 @@ export class LoadClient {
   /** The longest wait for one answer since the last reset (start-up of the successor included). */
   maxWaitMs = 0
   failed: string | null = null
-  constructor (port: number, readonly slot: number) {
+  protected wake: (() => void) | null = null
+  constructor (readonly slot: number) {}
+
+  /** Records this client's crossing to generation `gen`. */
+  crossed (gen: number, last: bigint, first: bigint): void {
+    this.crossings.set(gen, Number(first - last) / 1e6)
+    this.edges.set(gen, { last, first })
+    this.wake?.()
+  }
+
+  fail (why: string): void { this.failed ??= why; this.wake?.() }
+
+  /** Resolves with this client's gap across the handoff to `generation`, once it has seen it served. */
+  async crossing (generation: number, ms: number): Promise<number> {
+    const until = Date.now() + ms
+    for (;;) {
+      const gap = this.crossings.get(generation)
+      if (gap !== undefined) return gap
+      if (this.failed !== null) throw new Error(`load client: ${this.failed}`)
+      if (Date.now() > until) throw new Error(`load client ${this.slot}: no answer from generation ${generation} within ${ms} ms`)
+      await new Promise<void>((resolve) => { this.wake = resolve; setTimeout(resolve, 20) })
+    }
+  }
+
+  close (): void {}
+}
+
+/**
+ * One connection sending "INC <slot>" one at a time; every answer names the generation that served
+ * it ("<generation> <value>"). When the generation changes, the time since the last answer of the
+ * old one is this client's gap for that handoff (issue 11: "its last answer before, its first
+ * answer after").
+ */
+export class LoadClient extends Crossings {
+  #socket: net.Socket
+  #buf = ''
+  #gen = 0
+  #lastAt = 0n
+  #sentAt = 0n
+  constructor (port: number, slot: number, readonly onCrossing?: (gen: number, edge: { last: bigint, first: bigint }) => void, onFailed?: (why: string) => void) {
+    super(slot)
     this.#socket = net.connect(port, '127.0.0.1')
     this.#socket.setNoDelay(true)
-    this.#socket.on('error', (err) => { this.failed = err.message; this.#wake?.() })
-    this.#socket.on('close', () => { this.failed ??= 'closed'; this.#wake?.() })
+    this.#socket.on('error', (err) => { this.fail(err.message); onFailed?.(err.message) })
+    this.#socket.on('close', () => { this.fail('closed'); onFailed?.('closed') })
     this.#socket.on('data', (d) => { this.#onData(d) })
     this.#send()
   }
@@ -45,9 +78,8 @@ export class LoadClient {
       const wait = Number(now - this.#sentAt) / 1e6
       if (wait > this.maxWaitMs) this.maxWaitMs = wait
       if (this.#gen !== 0 && gen !== this.#gen) {
-        this.crossings.set(gen, Number(now - this.#lastAt) / 1e6)
-        this.edges.set(gen, { last: this.#lastAt, first: now })
-        this.#wake?.()
+        this.crossed(gen, this.#lastAt, now)
+        this.onCrossing?.(gen, { last: this.#lastAt, first: now })
       }
       this.#gen = gen
       this.#lastAt = now
@@ -57,19 +89,31 @@ export class LoadClient {
 
   #send (): void { this.#sentAt = process.hrtime.bigint(); this.#socket.write(`INC ${this.slot}\n`) }
 
-  /** Resolves with this client's gap across the handoff to `generation`, once it has seen it served. */
-  async crossing (generation: number, ms: number): Promise<number> {
-    const until = Date.now() + ms
-    for (;;) {
-      const gap = this.crossings.get(generation)
-      if (gap !== undefined) return gap
-      if (this.failed !== null) throw new Error(`load client: ${this.failed}`)
-      if (Date.now() > until) throw new Error(`load client ${this.slot}: no answer from generation ${generation} within ${ms} ms`)
-      await new Promise<void>((resolve) => { this.#wake = resolve; setTimeout(resolve, 20) })
-    }
-  }
+  override close (): void { this.#socket.removeAllListeners('close'); this.#socket.destroy() }
+}
 
-  close (): void { this.#socket.removeAllListeners('close'); this.#socket.destroy() }
+/**
+ * `n` load clients in a child process (bench/handoff-clients.ts), seen here as one Crossings each:
+ * a service's clients are other processes, so the bench's own bookkeeping stays out of their gaps.
+ * Each client's maxWaitMs there covers the time since its previous crossing.
+ */
+export function remoteClients (port: number, n: number): Crossings[] {
+  const here = dirname(fileURLToPath(import.meta.url))
+  const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'handoff-clients.ts'), String(port), String(n)], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const clients = Array.from({ length: n }, (_, slot) => new Crossings(slot))
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    let m: { slot?: number, gen?: number, last?: string, first?: string, maxWaitMs?: number, failed?: string }
+    try { m = JSON.parse(line) } catch { return }
+    const c = clients[m.slot ?? -1]
+    if (c === undefined) return
+    if (m.failed !== undefined) return c.fail(m.failed)
+    c.maxWaitMs = Math.max(c.maxWaitMs, m.maxWaitMs ?? 0)
+    c.crossed(m.gen as number, BigInt(m.last as string), BigInt(m.first as string))
+  })
+  child.once('exit', (code, signal) => { for (const c of clients) c.fail(`the clients' process exited (${signal ?? code})`) })
+  // Closing its stdin ends it; the kill is for a child that does not listen.
+  clients[0].close = () => { child.stdin?.end(); setTimeout(() => child.kill('SIGKILL'), 2000).unref() }
+  return clients
 }
 
 export const PHASES = ['quiesce', 'state', 'adopt', 'ready', 'commit', 'serving'] as const

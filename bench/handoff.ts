@@ -1,11 +1,12 @@
 /**
  * `npm run bench -- handoff [--sizes=64m,1g,4g] [--runs=20 | --handoffs=100] [--clients=1]
- *   [--baseline-runs=5] [--service-root=<checkout>] [--quick]`
+ *   [--baseline-runs=5] [--service-root=<checkout>] [--clients-in-process] [--quick]`
  *
  * A TCP service (tools/handoff-service.ts) whose state is one giftable region of each size
  * hands over to a fresh copy of itself, again and again, while `--clients` connections each keep
- * one request in flight. Downtime runs from "stopped serving" in the old generation to "serving" in
- * the new one, both CLOCK_MONOTONIC, and the record breaks it down by phase. The client gap is what
+ * one request in flight, from a process of their own (`--clients-in-process`: from this one, which
+ * also reads the services' reports and reaps them). Downtime runs from "stopped serving" in the old
+ * generation to "serving" in the new one, both CLOCK_MONOTONIC, and the record breaks it down by phase. The client gap is what
  * the clients saw: per handoff, the longest of the clients' gaps between their last answer from the
  * old generation and their first from the new one. `--service-root` runs another checkout's service
  * (an older build, for an A/B run with this same harness). The baseline is what a user would
@@ -18,10 +19,12 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { LoadClient, PHASES, timelineSvg } from './handoff-load.ts'
+import { LoadClient, PHASES, remoteClients, timelineSvg, type Crossings } from './handoff-load.ts'
 import { formatBytes, formatMs, printTable, stats, writeResults, type Stats } from './lib.ts'
 
 let root = join(dirname(fileURLToPath(import.meta.url)), '..')
+/** --clients-in-process: the load clients run in this process, as they did before they had their own. */
+let inProcess = false
 
 interface Service { child: ChildProcess, events: Record<string, unknown>[], wait: (event: string, ms?: number) => Promise<Record<string, unknown>> }
 
@@ -60,7 +63,7 @@ interface SizeResult { view: ClientView | null, bytes: number, clients: number, 
 type Info = { downtimeMs: number | null, pauseMs: number, regions: { path: string }[], phases?: Record<string, number | null>, stoppedAt?: string }
 
 /** One handoff in the client's view (see ClientView); null if the record has no stoppedAt (an older build). */
-function clientView (info: Info, clients: LoadClient[], generation: number): Record<keyof ClientView, number> | null {
+function clientView (info: Info, clients: Crossings[], generation: number): Record<keyof ClientView, number> | null {
   if (info.stoppedAt === undefined || info.downtimeMs === null) return null
   const stopped = BigInt(info.stoppedAt)
   const serving = stopped + BigInt(Math.round(info.downtimeMs * 1e6))
@@ -84,7 +87,7 @@ async function handoffs (bytes: number, runs: number, warmup: number, sock: stri
   let current = startService(env)
   const { port } = await current.wait('listening') as { port: number }
   await current.wait('serving')
-  const clients = Array.from({ length: nclients }, (_, i) => new LoadClient(port, i))
+  const clients: Crossings[] = inProcess ? Array.from({ length: nclients }, (_, i) => new LoadClient(port, i)) : remoteClients(port, nclients)
   const view = { before: [] as number[], after: [] as number[], spread: [] as number[], over: [] as number[] }
   const s = { downtime: [] as number[], pause: [] as number[], gap: [] as number[], gaps: [] as number[], wait: [] as number[], phases: new Map<string, number[]>(), each: [] as Array<Record<string, number | null>> }
   const paths = new Set<string>()
@@ -169,6 +172,7 @@ export async function run (flags: string[]): Promise<void> {
   const nclients = Number(flag(flags, 'clients') ?? 1)
   const baselineRuns = Number(flag(flags, 'baseline-runs') ?? (quick ? 2 : 5))
   root = flag(flags, 'service-root') ?? root
+  inProcess = flags.includes('--clients-in-process')
   const sock = join(tmpdir(), `pagegift-bench-handoff-${process.pid}.sock`)
   const results: SizeResult[] = []
   for (const bytes of sizes) {
