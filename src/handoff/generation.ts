@@ -377,6 +377,6 @@ export class Generation extends EventEmitter {
  * Resolves after the event loop's next poll phase: an immediate queued from the check phase runs in
  * the next loop iteration's, after that iteration polled (and read what the sockets hold).
  */
-async function afterNextPoll (): Promise<void> {
+export async function afterNextPoll (): Promise<void> {
   await new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)))
 }

@@ -12,7 +12,7 @@ import { channelPair } from '../channel.ts'
 import { alloc, pageSize, release } from '../pages.ts'
 import { Contributors } from './contributors.ts'
 import { defaultEnv } from './env.ts'
-import { Generation } from './generation.ts'
+import { afterNextPoll, Generation } from './generation.ts'
 import { adoptSocket, discardHandle, exportSocket, inheritedHandle, resumeHandle, wireFd, type Handle } from './handles.ts'
 import { SuccessorGate } from './gate.ts'
 import { handOff, type HandoffJob } from './predecessor.ts'
@@ -57,11 +57,18 @@ async function loopback (): Promise<{ server: net.Server, client: net.Socket, ac
   return { server, client, accepted }
 }
 
-/** A Generation's own code on the handoff path (built, given contributors, asked its status), never listening. */
-function rehearseGeneration (): void {
+/**
+ * A Generation's own code on the handoff path (built, given contributors, asked its status), never
+ * listening. A successor's app calls ready() inside the pause, where its first call would compile
+ * it (V8 compiles a whole function at its first call, about 85 µs for this one here): it is called
+ * once on the closed rehearsal Generation, where it refuses at its first line.
+ */
+async function rehearseGeneration (): Promise<void> {
   const g = new Generation('\0pagegift-prime', defaultEnv, { version: 'prime', exitOnHandoff: false }, null)
-  g.offerRegions(() => ({})).onHandoff(() => ({})).on('resumed', () => {}).on('handedOff', () => {})
+  g.offerRegions(() => ({})).offerSockets(() => ({})).onServing(() => {}).onHandoff(() => ({})).on('resumed', () => {}).on('handedOff', () => {})
   g.status()
+  await g.close()
+  await g.ready().catch(() => {})
 }
 
 /** How often warmPerConnection runs the predecessor's export, and the successor's wrap and adopt. */
@@ -135,7 +142,9 @@ async function run (warm: boolean): Promise<void> {
     const result = await handing
     if (result.outcome !== 'committed') throw result.error
     await result.drain()
-    rehearseGeneration()
+    // ready() waits for one poll of the loop after the gate opens: a process may not have run setImmediate() yet.
+    await afterNextPoll()
+    await rehearseGeneration()
   } finally {
     a.close()
     b.close()
