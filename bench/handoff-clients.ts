@@ -8,7 +8,8 @@
  * Each crossing is one line of JSON on stdout: `{ slot, gen, last, first, maxWaitMs }`, with the
  * client's last answer from the old generation and first from the new one (CLOCK_MONOTONIC ns, as
  * decimal strings: one clock for the host), and its longest wait for an answer since its previous
- * crossing. A failed client prints `{ slot, failed }`. It exits when stdin closes (the bench ended
+ * crossing. A failed client prints `{ slot, failed }`. Lines go out 25 ms after the first of a
+ * batch, not at once (see say()). It exits when stdin closes (the bench ended
  * or died) and after 30 minutes in any case.
  */
 import { LoadClient } from './handoff-load.ts'
@@ -18,7 +19,14 @@ if (!(port > 0) || !(n > 0)) {
   process.stderr.write('usage: handoff-clients.ts <port> <clients>\n')
   process.exit(2)
 }
-const say = (o: Record<string, unknown>): void => { process.stdout.write(JSON.stringify(o) + '\n') }
+// Reports wait 25 ms and go out together: a write per crossing wakes the bench, which then shares a
+// CPU with these clients just as their first answers from the new generation come in.
+let lines: string[] = []
+const flush = (): void => { process.stdout.write(lines.join('')); lines = [] }
+const say = (o: Record<string, unknown>): void => {
+  if (lines.length === 0) setTimeout(flush, 25)
+  lines.push(JSON.stringify(o) + '\n')
+}
 const clients = Array.from({ length: n }, (_, slot) => new LoadClient(port, slot, (gen, edge) => {
   const c = clients[slot]
   say({ slot, gen, last: edge.last.toString(), first: edge.first.toString(), maxWaitMs: c.maxWaitMs })
