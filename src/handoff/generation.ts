@@ -160,7 +160,7 @@ export class Generation extends EventEmitter {
     const inh = this.#inheritance
     if (inh !== null) {
       try {
-        this.#history.push(await takeOver(this.#env, inh, this.#opts.timeoutMs, { generation: this.generation, version: this.version }, () => this.#serving()))
+        this.#history.push(await takeOver(this.#env, inh, this.#opts.timeoutMs, { generation: this.generation, version: this.version }, () => { this.#phase = 'serving'; this.#serving() }))
       } catch (err) {
         this.#phase = 'closed'
         await inh.side?.close()
@@ -169,9 +169,8 @@ export class Generation extends EventEmitter {
       this.#trimHistory()
     }
     this.#phase = 'serving'
+    // A successor's takeOver() ran its onServing functions, and let the loop poll once after them.
     if (inh === null) this.#serving()
-    // The clients' requests first: their reads start in the loop's next poll, which the rest of ready() need not delay.
-    else await afterNextPoll()
     try {
       // A successor has the key join() read: reading the file again would cost its first clients the system calls.
       this.#key = inh?.key ?? ensureKey(this.path)
@@ -371,12 +370,4 @@ export class Generation extends EventEmitter {
   #trimHistory (): void {
     if (this.#history.length > LIMITS.history) this.#history.splice(0, this.#history.length - LIMITS.history)
   }
-}
-
-/**
- * Resolves after the event loop's next poll phase: an immediate queued from the check phase runs in
- * the next loop iteration's, after that iteration polled (and read what the sockets hold).
- */
-export async function afterNextPoll (): Promise<void> {
-  await new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)))
 }

@@ -12,7 +12,7 @@ import { channelPair } from '../channel.ts'
 import { alloc, pageSize, release } from '../pages.ts'
 import { Contributors } from './contributors.ts'
 import { defaultEnv } from './env.ts'
-import { afterNextPoll, Generation } from './generation.ts'
+import { Generation } from './generation.ts'
 import { adoptSocket, discardHandle, exportSocket, inheritedHandle, resumeHandle, wireFd, type Handle } from './handles.ts'
 import { SuccessorGate } from './gate.ts'
 import { handOff, type HandoffJob } from './predecessor.ts'
@@ -142,8 +142,6 @@ async function run (warm: boolean): Promise<void> {
     const result = await handing
     if (result.outcome !== 'committed') throw result.error
     await result.drain()
-    // ready() waits for one poll of the loop after the gate opens: a process may not have run setImmediate() yet.
-    await afterNextPoll()
     await rehearseGeneration()
   } finally {
     a.close()

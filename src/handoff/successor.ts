@@ -271,6 +271,10 @@ export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, m
   inh.gate.open()
   const openAt = env.now()
   serving()
+  // The clients' requests first: their reads start in the loop's next poll, and nothing below (the
+  // fill, the drain, this record, the rest of ready()) need run before it. This is also where a
+  // process first runs setImmediate(), which prime() rehearses with the rest of takeOver().
+  await afterNextPoll()
   // The fill paused for the pause; regions that came only with STATE join it.
   inh.fill.add(inh.state.regions.filter((r) => r.mode === 'share').map((r) => inh.inherited.regions[r.name]))
   inh.fill.resume()
@@ -294,6 +298,14 @@ export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, m
     phases: phasesOf({ ...inh.marks, stopped: BigInt(st.stoppedAt), serving: servingAt, open: openAt }),
     stoppedAt: st.stoppedAt,
   }
+}
+
+/**
+ * Resolves after the event loop's next poll phase: an immediate queued from the check phase runs in
+ * the next loop iteration's, after that iteration polled (and read what the sockets hold).
+ */
+export async function afterNextPoll (): Promise<void> {
+  await new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)))
 }
 
 /** Connections whose output the predecessor still flushes: our writes to each wait for its DRAINED. */
