@@ -1,7 +1,7 @@
 /**
- * `node --import tsx bench/handoff-inproc.ts [--conns=8] [--runs=50]`: the handoff's critical path
- * in one process (both sides over an in-memory channel pair, as prime() runs it), with `--conns` TCP
- * connections and a listener, timed by phase. One process means no scheduler between the marks:
+ * `node --import tsx bench/handoff-inproc.ts [--conns=8] [--runs=50] [--no-offer]`: the handoff's
+ * critical path in one process (both sides over an in-memory channel pair, as prime() runs it), with
+ * `--conns` TCP connections (offered before the pause unless `--no-offer`) and a listener, timed by phase. One process means no scheduler between the marks:
  * what it shows is the CPU the pause's code costs, and how it grows with connections.
  */
 import net from 'node:net'
@@ -19,6 +19,8 @@ import { Watchers } from '../src/handoff/watchers.ts'
 const arg = (name: string, dflt: number): number => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt)
 const conns = arg('conns', 8)
 const runs = arg('runs', 50)
+/** --no-offer: the connections travel only in STATE (wrapped inside the pause), as before offerSockets. */
+const offer = !process.argv.includes('--no-offer')
 
 async function once (): Promise<Record<string, number>> {
   const server = net.createServer()
@@ -32,11 +34,13 @@ async function once (): Promise<Record<string, number>> {
   const contributors = new Contributors()
   contributors.addQuiescer(() => ({ regions: { r: region }, handles: Object.fromEntries([['listener', exportServer(server)], ...accepted.map((s, i) => [`conn${i}`, exportSocket(s)])]) }))
   contributors.addOfferer(() => ({ r: region }))
+  // Offered before the pause, as pagegift-kv and pagegift/http do: the successor wraps them while the predecessor serves.
+  if (offer) contributors.addSocketOfferer(() => Object.fromEntries(accepted.map((s, i) => [`conn${i}`, s])))
   const watchers = new Watchers(defaultEnv)
   const job: HandoffJob = {
     hello: { t: 'hello', v: 1, max: PROTOCOL_VERSION, pid: process.pid, version: 'x' },
     v: PROTOCOL_VERSION, generation: 1, version: 'x', timeoutMs: 5000, pauseBudgetMs: 5000, layouts: {}, history: [],
-    offer: () => contributors.offer(), quiesce: async (s) => await contributors.quiesce(s), fenced: () => watchers.fenced, event: (e) => watchers.broadcast(e),
+    offer: () => contributors.offer(), offerSockets: () => contributors.offerSockets(), quiesce: async (s) => await contributors.quiesce(s), fenced: () => watchers.fenced, event: (e) => watchers.broadcast(e),
     point: async () => {},
   }
   const inheriting = inherit(defaultEnv, b, { version: 'x', key: null, layouts: {} }, 5000, async () => {})
@@ -66,4 +70,4 @@ for (let i = 0; i < runs; i++) {
   for (const [k, v] of Object.entries(r)) (all[k] ??= []).push(v)
 }
 const median = (xs: number[]): number => { const s = [...xs].sort((x, y) => x - y); return s[Math.floor(s.length / 2)] }
-process.stdout.write(`${conns} connections, ${runs - 3} runs, medians in µs: ` + Object.entries(all).map(([k, v]) => `${k} ${(median(v) * 1000).toFixed(0)}`).join(', ') + '\n')
+process.stdout.write(`${conns} connections${offer ? ' (offered)' : ''}, ${runs - 3} runs, medians in µs: ` + Object.entries(all).map(([k, v]) => `${k} ${(median(v) * 1000).toFixed(0)}`).join(', ') + '\n')
