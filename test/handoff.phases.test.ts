@@ -100,3 +100,33 @@ test('watchPath wakes on a rename of the watched path, long before its timer', a
     rmSync(dir, { recursive: true, force: true })
   }
 })
+
+test('untilMoved resolves soon after another file is renamed over the path, and at its deadline if none is', async () => {
+  const { mkdtempSync, renameSync, rmSync, writeFileSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join: joinPath } = await import('node:path')
+  const { inodeAt, untilMoved } = await import('../src/handoff/pathwatch.ts')
+  const dir = mkdtempSync(joinPath(tmpdir(), 'pg-moved-'))
+  const path = joinPath(dir, 'h.sock')
+  writeFileSync(path, 'old')
+  const ino = inodeAt(path)
+  try {
+    let t0 = Date.now()
+    await untilMoved(path, ino, 150)
+    const waited = Date.now() - t0
+    assert.ok(waited >= 140 && waited < 5000, `with nothing renamed it waits out its 150 ms (waited ${waited} ms)`)
+    writeFileSync(path + '.new', 'new')
+    t0 = Date.now()
+    setTimeout(() => renameSync(path + '.new', path), 30)
+    await untilMoved(path, ino, 10_000)
+    assert.notEqual(inodeAt(path), ino, 'the path names the new file')
+    assert.ok(Date.now() - t0 < 2000, `it noticed the swap after ${Date.now() - t0} ms, not at its 10 s deadline`)
+    // Already moved (or never ours): no wait at all.
+    t0 = Date.now()
+    await untilMoved(path, ino, 10_000)
+    await untilMoved(path, null, 10_000)
+    assert.ok(Date.now() - t0 < 1000)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
