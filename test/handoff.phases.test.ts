@@ -4,8 +4,12 @@
  * more than the pause (up to COMMIT) and the downtime (up to SERVING).
  */
 import assert from 'node:assert/strict'
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { status } from '../src/handoff/index.ts'
+import { inodeAt, untilMoved, watchPath } from '../src/handoff/pathwatch.ts'
 import { phasesOf } from '../src/handoff/phases.ts'
 import { parseCommitReply, parseServing } from '../src/handoff/protocol.ts'
 import type { HandoffRecord, PausePhases } from '../src/handoff/types.ts'
@@ -80,37 +84,36 @@ test('the marks a peer sends are validated: absent is fine (an older release), m
   assert.throws(() => parseCommitReply({ t: 'commit', v: 2, marks: { commit: 'soon' } }, 2), { code: 'ERR_PAGEGIFT_HANDOFF_PROTOCOL' })
 })
 
-test('watchPath wakes on a rename of the watched path, long before its timer', async () => {
-  const { mkdtempSync, renameSync, rmSync, writeFileSync } = await import('node:fs')
-  const { tmpdir } = await import('node:os')
-  const { join: joinPath } = await import('node:path')
-  const { watchPath } = await import('../src/handoff/pathwatch.ts')
-  const dir = mkdtempSync(joinPath(tmpdir(), 'pg-watch-'))
-  const path = joinPath(dir, 'h.sock')
-  writeFileSync(path, '')
-  const w = watchPath(path)
+/** A file `h.sock` (holding `text`) in a new temporary directory, removed after `fn`. */
+async function withFile (text: string, fn: (path: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'pg-path-'))
+  const path = join(dir, 'h.sock')
+  writeFileSync(path, text)
   try {
-    const t0 = Date.now()
-    const woke = w.next(10_000)
-    setTimeout(() => renameSync(path, path + '.retired'), 20)
-    await woke
-    assert.ok(Date.now() - t0 < 5000, `woke after ${Date.now() - t0} ms, by the timer rather than the rename`)
+    await fn(path)
   } finally {
-    w.close()
     rmSync(dir, { recursive: true, force: true })
   }
+}
+
+test('watchPath wakes on a rename of the watched path, long before its timer', async () => {
+  await withFile('', async (path) => {
+    const w = watchPath(path)
+    try {
+      const t0 = Date.now()
+      const woke = w.next(10_000)
+      setTimeout(() => renameSync(path, path + '.retired'), 20)
+      await woke
+      assert.ok(Date.now() - t0 < 5000, `woke after ${Date.now() - t0} ms, by the timer rather than the rename`)
+    } finally {
+      w.close()
+    }
+  })
 })
 
 test('untilMoved resolves soon after another file is renamed over the path, and at its deadline if none is', async () => {
-  const { mkdtempSync, renameSync, rmSync, writeFileSync } = await import('node:fs')
-  const { tmpdir } = await import('node:os')
-  const { join: joinPath } = await import('node:path')
-  const { inodeAt, untilMoved } = await import('../src/handoff/pathwatch.ts')
-  const dir = mkdtempSync(joinPath(tmpdir(), 'pg-moved-'))
-  const path = joinPath(dir, 'h.sock')
-  writeFileSync(path, 'old')
-  const ino = inodeAt(path)
-  try {
+  await withFile('old', async (path) => {
+    const ino = inodeAt(path)
     let t0 = Date.now()
     await untilMoved(path, ino, 150)
     const waited = Date.now() - t0
@@ -126,7 +129,5 @@ test('untilMoved resolves soon after another file is renamed over the path, and 
     await untilMoved(path, ino, 10_000)
     await untilMoved(path, null, 10_000)
     assert.ok(Date.now() - t0 < 1000)
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 })
