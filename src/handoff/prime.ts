@@ -13,7 +13,7 @@ import { alloc, pageSize, release } from '../pages.ts'
 import { Contributors } from './contributors.ts'
 import { defaultEnv } from './env.ts'
 import { Generation } from './generation.ts'
-import { adoptSocket, discardHandle, exportSocket, inheritedHandle, resumeHandle, wireFd, type Handle } from './handles.ts'
+import { adoptSocket, discardHandle, exportServer, exportSocket, inheritedHandle, releaseHandle, resumeHandle, wireFd, type Handle } from './handles.ts'
 import { SuccessorGate } from './gate.ts'
 import { handOff, type HandoffJob } from './predecessor.ts'
 import { parseFirst, PROTOCOL_VERSION } from './protocol.ts'
@@ -110,8 +110,10 @@ async function run (warm: boolean): Promise<void> {
     // A region that is not giftable takes the gift ladder, as a real one would. No listening
     // socket: exporting one and listening on the kept fd here left every later request of the
     // process's own server 10 to 25% dearer in CPU (measured: wrapped against plain node:http,
-    // both under the same load at the same time). exportServer/adoptServer are small; they
-    // compile in the real handoff.
+    // both under the same load at the same time). adoptServer is small and compiles in the real
+    // handoff; exportServer's first run cost 0.2-0.3 ms of the quiesce (it and its three helpers
+    // compiled there, V8's function log), so it runs below on the loopback listener, whose kept
+    // dup is closed at once: nothing ever listens on it.
     contributors.addQuiescer(() => ({ regions: { offered: region, copied: new Uint8Array(16) }, handles: { conn: exportSocket(accepted) }, meta: { prime: true } }))
     contributors.addOfferer(() => ({ offered: region }))
     // The connection is offered too, so the successor's wrapping before the pause runs here once.
@@ -143,6 +145,7 @@ async function run (warm: boolean): Promise<void> {
     if (result.outcome !== 'committed') throw result.error
     await result.drain()
     await rehearseGeneration()
+    releaseHandle(exportServer(server))
   } finally {
     a.close()
     b.close()
