@@ -304,7 +304,7 @@ export async function takeOver (env: Env, inh: Inheritance, timeoutMs: number, m
  * Resolves after the event loop's next poll phase: an immediate queued from the check phase runs in
  * the next loop iteration's, after that iteration polled (and read what the sockets hold).
  */
-export async function afterNextPoll (): Promise<void> {
+async function afterNextPoll (): Promise<void> {
   await new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)))
 }
 

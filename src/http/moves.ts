@@ -11,6 +11,7 @@
 import net from 'node:net'
 import { closeFds, connect, listen, PagegiftError, type Channel, type GiftServer } from '../index.ts'
 import { Validator } from '../validate.ts'
+import { within } from '../within.ts'
 
 const v = new Validator((why) => new PagegiftError('ERR_PAGEGIFT_HTTP_PROTOCOL', `pagegift http moves: ${why}`))
 const MAX_PENDING = 1 << 20
@@ -141,11 +142,7 @@ export class MoveSender {
       this.#waiting.delete(id)
       return 'refused'
     }
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<'unknown'>((resolve) => { timer = setTimeout(() => resolve('unknown'), ACK_TIMEOUT_MS) })
-    const r = await Promise.race([acked.then((ok) => ok ? 'adopted' as const : 'refused' as const), timeout])
-    clearTimeout(timer)
-    return r
+    return await within(acked.then((ok) => ok ? 'adopted' as const : 'refused' as const), ACK_TIMEOUT_MS, 'unknown' as const)
   }
 
   async close (): Promise<void> {

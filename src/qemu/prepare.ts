@@ -9,6 +9,7 @@
  * touching the shared RAM.
  */
 import { rmSync } from 'node:fs'
+import { within } from '../within.ts'
 import { listenIncoming, orExit, setCapabilities } from './migrate.ts'
 import type { QemuProcess } from './process.ts'
 
@@ -63,7 +64,7 @@ export async function checkPrepared (p: PreparedDestination, timeoutMs = 1000): 
     return { usable: true }
   } catch (err) {
     // A QEMU killed a moment ago closes its QMP socket before its exit has been reaped.
-    const s = await Promise.race([p.vm.exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 200))])
+    const s = await within(p.vm.exited, 200, undefined)
     return { usable: false, reason: s !== undefined ? `it exited (${describeExit(s)})` : (err as Error).message }
   }
 }

@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process'
 import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
+import { within } from '../within.ts'
 import { QemuError } from './errors.ts'
 import { QmpClient } from './qmp.ts'
 
@@ -112,10 +113,7 @@ export class QemuProcess {
 
   /** Waits for the exit up to `timeoutMs`, then sends SIGKILL and waits for that. */
   async waitExit (timeoutMs: number): Promise<ExitStatus> {
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), timeoutMs) })
-    const status = await Promise.race([this.exited, late])
-    clearTimeout(timer)
+    const status = await within(this.exited, timeoutMs, undefined)
     if (status !== undefined) return status
     this.kill('SIGKILL')
     return await this.exited
