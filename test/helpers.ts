@@ -1,7 +1,7 @@
 /** Shared test helpers: child peers on a channel, byte patterns, and fd/mapping leak counters. */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -29,8 +29,16 @@ export async function settledFdCount (): Promise<number> {
   return fdCount()
 }
 
+/**
+ * This process's open fds, without those of tsx's cache directory: the loader keeps one open while
+ * it writes its cache and closes it when it is done, which on a cold cache (a fresh clone, as in CI)
+ * can fall in the middle of the first test of a file and read as a fd the test closed.
+ */
 export function fdCount (): number {
-  return readdirSync('/proc/self/fd').length
+  const loaderCache = join(tmpdir(), `tsx-${process.getuid?.() ?? ''}`)
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try { return !readlinkSync(`/proc/self/fd/${fd}`).startsWith(loaderCache) } catch { return false }
+  }).length
 }
 
 /** Mappings of memfds (giftable pages) in this process. */
