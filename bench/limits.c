@@ -7,6 +7,9 @@
  *   rtt_fd     the same, the first message carrying one memfd by SCM_RIGHTS (closed on arrival)
  *   mmap_4g    mmap (MAP_SHARED) of a sealed 4 GiB memfd, then munmap; nothing touched
  *   wake       one way: a 64-byte message to a process blocked in epoll_wait, to its recvmsg returning
+ *   rtt_stream, wake_stream
+ *              rtt and wake over SOCK_STREAM, the net socket's kind: the same kernel work without
+ *              message boundaries, the floor of the transfer bench's net socket baseline
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -68,7 +71,8 @@ static void recv64(int sock, void *buf) {
   struct iovec iov = { buf, 64 };
   union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } ctl;
   struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
-  if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 64) die("recvmsg");
+  /* MSG_WAITALL: a stream socket may hand over fewer bytes than were sent; a packet comes whole anyway. */
+  if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL) != 64) die("recvmsg");
   struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
   if (c != NULL && c->cmsg_type == SCM_RIGHTS) {
     int fd;
@@ -98,9 +102,9 @@ static void echo(int sock, int n, int epoll) {
 }
 
 /* Ping-pong with a forked echo: round trips, or (epoll) one-way wake-ups as the echo measured them. */
-static void pingpong(const char *name, int with_fd, int epoll) {
+static void pingpong(const char *name, int type, int with_fd, int epoll) {
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) < 0) die("socketpair");
+  if (socketpair(AF_UNIX, type, 0, sv) < 0) die("socketpair");
   int memfd = with_fd ? memfd_create("limits", MFD_ALLOW_SEALING) : -1;
   pid_t child = fork();
   if (child == 0) {
@@ -146,9 +150,11 @@ static void map4g(void) {
 }
 
 int main(void) {
-  pingpong("rtt", 0, 0);
-  pingpong("rtt_fd", 1, 0);
+  pingpong("rtt", SOCK_SEQPACKET, 0, 0);
+  pingpong("rtt_fd", SOCK_SEQPACKET, 1, 0);
   map4g();
-  pingpong("wake", 0, 1);
+  pingpong("wake", SOCK_SEQPACKET, 0, 1);
+  pingpong("rtt_stream", SOCK_STREAM, 0, 0);
+  pingpong("wake_stream", SOCK_STREAM, 0, 1);
   return 0;
 }

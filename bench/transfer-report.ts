@@ -102,13 +102,15 @@ function limitRatios (rows: Row[], limits: Limits): Ratio[] {
   const p = limits.probes
   const us = (ms: number | undefined): number | undefined => ms === undefined ? undefined : ms * 1000
   const out: Ratio[] = []
-  const add = (name: string, figure: number | undefined, limit: number | undefined, what: string): void => {
+  const add = (name: string, figure: number | undefined, limit: number | undefined, what: string, of = 'pagegift'): void => {
     if (figure === undefined || limit === undefined) return
-    out.push({ name, value: figure / limit, from: { pagegift_us: figure, limit_us: limit }, text: `${name}: ${(figure / limit).toFixed(1)}x (${figure.toFixed(1)} µs vs ${limit.toFixed(1)} µs: ${what})` })
+    out.push({ name, value: figure / limit, from: { [`${of}_us`]: figure, limit_us: limit }, text: `${name}: ${(figure / limit).toFixed(1)}x (${figure.toFixed(1)} µs vs ${limit.toFixed(1)} µs: ${what})` })
   }
   const small = us(medianOf(rows, METHOD.giftAlloc, 64))
   add('64 B gift vs one message to a process asleep in epoll', small, p.wake?.median_us, 'limits.c wake, one way')
   add('64 B gift vs half a sendmsg/recvmsg round trip', small, p.rtt === undefined ? undefined : p.rtt.median_us / 2, 'limits.c rtt / 2')
+  // The baseline against its own floor: a stream socket's wake-up costs the kernel less than a packet's.
+  add('64 B net socket write vs one write to a process asleep in epoll (stream)', us(medianOf(rows, METHOD.net, 64)), p.wake_stream?.median_us, 'limits.c wake_stream, one way', 'net')
   const big = us(medianOf(rows, METHOD.giftAlloc, 4 * 2 ** 30))
   const moveLimit = p.rtt_fd === undefined || p.mmap_4g === undefined || p.wake === undefined ? undefined : p.wake.median_us + (p.rtt_fd.median_us - p.rtt.median_us) / 2 + p.mmap_4g.median_us
   add('4 GiB move vs one message with an fd + mmap of 4 GiB', big, moveLimit, 'wake + (rtt_fd - rtt) / 2 + mmap_4g')
