@@ -56,7 +56,7 @@ async function throughput (n: number, rounds: number): Promise<Record<string, Be
   return { 'pagegift-kv': medianRuns(runs['pagegift-kv']), 'redis-server': medianRuns(runs['redis-server']) }
 }
 
-interface Restart { target: string, keys: number, rss: number, unavailableMs: number, detail: string, intact: boolean, gaps?: number[], downtimes?: number[], phases?: Record<string, number> }
+interface Restart { target: string, keys: number, rss: number, unavailableMs: number, detail: string, intact: boolean, gaps?: number[], gapSplits?: Array<{ before: number, after: number }>, downtimes?: number[], phases?: Record<string, number> }
 
 const progress = (what: string) => (done: number, total: number): void => {
   if (done % Math.max(1, Math.floor(total / 10)) < 256 || done === total) process.stdout.write(`\r  ${what}: ${Math.round(100 * done / total)}%   ${done === total ? '\n' : ''}`)
@@ -70,10 +70,20 @@ function firstAtOrAfter (times: number[], at: number): number {
   return lo
 }
 
-/** A probe's gap across the upgrade that served at `atMs`: its last answer before to its first at or after. */
-function gapAcross (probe: Probe, atMs: number): number {
-  const j = firstAtOrAfter(probe.times, atMs)
-  return j <= 0 || j >= probe.times.length ? Number.NaN : probe.times[j] - probe.times[j - 1]
+/**
+ * The worst probe's gap across the upgrade whose gate opened at `atMs`, split there: from its last
+ * answer to the gate opening (the pause, and whatever came before the stop), and from the gate
+ * opening to its first answer (the successor's first turn, and the scheduler).
+ */
+function worstGap (probes: Probe[], atMs: number): { gap: number, before: number, after: number } {
+  let worst = { gap: Number.NaN, before: Number.NaN, after: Number.NaN }
+  for (const p of probes) {
+    const j = firstAtOrAfter(p.times, atMs)
+    if (j <= 0 || j >= p.times.length) continue
+    const gap = p.times[j] - p.times[j - 1]
+    if (!(gap <= worst.gap)) worst = { gap, before: atMs - p.times[j - 1], after: p.times[j] - atMs }
+  }
+  return worst
 }
 
 const PROBES = 8
@@ -94,6 +104,7 @@ async function pagegiftUpgrade (keys: number, size: number, times: number): Prom
   const load = await loadKeys({ port, count: keys, valueSize: size, onProgress: progress('pagegift-kv load') })
   const rss = rssOf(gen.proc.pid as number)
   const gaps: number[] = []
+  const splits: Array<{ before: number, after: number }> = []
   const handoffs: number[] = []
   const probes = Array.from({ length: PROBES }, (_, i) => new Probe(respAsker(port, ['GET', keyName('key:', i)], Buffer.isBuffer)))
   // Its keys (12 digits) never meet the loaded ones (10): those stay checkable; its own stay few, so memory stays put.
@@ -112,7 +123,9 @@ async function pagegiftUpgrade (keys: number, size: number, times: number): Prom
       const info = String(await c.call('INFO', 'pagegift'))
       await c.close()
       const servedAt = Number(/last_served_at_monotonic_ns:(\d+)/.exec(info)?.[1]) / 1e6
-      gaps.push(Math.max(...probes.map((p) => gapAcross(p, servedAt))))
+      const w = worstGap(probes, servedAt)
+      gaps.push(w.gap)
+      splits.push({ before: w.before, after: w.after })
       handoffs.push(Number(/last_downtime_ms:([\d.]+)/.exec(info)?.[1]))
       for (const [, k, v] of (/last_pause_phases_ms:(\S*)/.exec(info)?.[1] ?? '').matchAll(/(\w+)=([\d.]+)/g)) (phases[k] ??= []).push(Number(v))
       if ((i + 1) % 10 === 0 || i + 1 === times) say(`  upgrade ${i + 1}/${times}: gap median so far ${formatMs(stats(gaps).median)}`)
@@ -130,10 +143,14 @@ async function pagegiftUpgrade (keys: number, size: number, times: number): Prom
   say(`  pagegift-kv: ${times} upgrades under redis-benchmark (${BENCH_CLIENTS} clients) with ${PROBES} probes: client gap median ${formatMs(gap.median)}, p99 ${formatMs(gap.p99)}, max ${formatMs(gap.max)} (issue 11 target: <= 1.5 ms median, <= 3 ms p99); downtime median ${formatMs(handoff.median)}, p99 ${formatMs(handoff.p99)}`)
   const phaseMedians = Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, stats(v).median]))
   say(`  pause by phase (medians): ${Object.entries(phaseMedians).map(([k, v]) => `${k} ${formatMs(v)}`).join(', ') || 'not reported'}`)
+  const before = stats(splits.map((x) => x.before).filter((x) => !Number.isNaN(x)))
+  const after = stats(splits.map((x) => x.after).filter((x) => !Number.isNaN(x)))
+  say(`  the worst probe's gap, split where the gate opened (medians): last answer -> gate open ${formatMs(before.median)} (downtime ${formatMs(handoff.median)} of it, and the open phase), gate open -> first answer ${formatMs(after.median)} (p99 ${formatMs(after.p99)})`)
   return {
     target: `pagegift-kv live upgrade (median of ${times}, under load)`, keys, rss, unavailableMs: gap.median, intact,
     detail: `p99 ${formatMs(gap.p99)}, max ${formatMs(gap.max)}; downtime median ${formatMs(handoff.median)}; longest wait incl. successor start-up ${formatMs(worst)}; ${keys - v.missing} keys checksummed after ${times} upgrades`,
     gaps,
+    gapSplits: splits,
     downtimes: handoffs,
     phases: phaseMedians,
   }
