@@ -28,8 +28,20 @@ const rotl = (x: number, b: number): number => (x << b) | (x >>> (32 - b))
  * state: a successor adopts it with the index, whose slots it decides.
  */
 export class KeyHash {
+  /**
+   * The seed as int32s, as the hash's 32-bit arithmetic reads it anyway (the same bits). A seed word
+   * of 2^31 or more is a heap number in V8, not a small integer: fed to `rotl`, optimised for small
+   * integers by a successor's warm-up, it deoptimised the hash on the first lookup after a live
+   * upgrade (--trace-deopt: "not a Smi").
+   */
+  readonly #s0: number
+  readonly #s1: number
+
   /** `legacy`: the unseeded FNV of stores made before seeding (meta version 1), kept so they can still be adopted. */
-  constructor (readonly k0: number, readonly k1: number, readonly legacy = false) {}
+  constructor (readonly k0: number, readonly k1: number, readonly legacy = false) {
+    this.#s0 = k0 | 0
+    this.#s1 = k1 | 0
+  }
 
   /** The hash a store's meta names: version 1 is the unseeded legacy one, version 2 carries its seed. */
   static fromMeta (version: number, seed: unknown): KeyHash {
@@ -48,10 +60,10 @@ export class KeyHash {
   of (b: Uint8Array, start: number, end: number): number {
     if (this.legacy) return hashKey(b, start, end)
     // Locals and the round written out: this runs on every lookup.
-    let v0 = this.k0
-    let v1 = this.k1
-    let v2 = 0x6c796765 ^ this.k0
-    let v3 = 0x74656462 ^ this.k1
+    let v0 = this.#s0
+    let v1 = this.#s1
+    let v2 = 0x6c796765 ^ v0
+    let v3 = 0x74656462 ^ v1
     const len = end - start
     const whole = start + (len & ~3)
     let last = len << 24
