@@ -64,7 +64,7 @@ const resultsDir = join(dirname(fileURLToPath(import.meta.url)), 'results')
 
 interface Options { sizes: number[], paths: boolean, stream: boolean, limits: boolean }
 interface Plan { runs: number, warmup: number }
-export interface Row { size: number, method: string, samples: number[], paths: string[], baseline?: boolean, skipped?: string }
+export interface Row { size: number, method: string, samples: number[], paths: string[], baseline?: boolean, skipped?: string, /** Untimed runs before `samples`. */ warmup?: number }
 
 const gc = (globalThis as { gc?: () => void }).gc ?? ((): void => {})
 let lastSeed = 0
@@ -288,7 +288,7 @@ async function measureCases (size: number, cases: Case[]): Promise<Row[]> {
     }
   }
   return cases.map((c, i) => ({
-    size, method: c.method, baseline: c.baseline, skipped: c.skipped,
+    size, method: c.method, baseline: c.baseline, skipped: c.skipped, warmup: c.once === undefined ? 0 : c.plan.warmup,
     samples: samples[i].map((s) => s.ms),
     paths: [...new Set(samples[i].map((s) => s.path).filter((p) => p !== undefined))],
   }))
