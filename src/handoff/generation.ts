@@ -134,7 +134,9 @@ export class Generation extends EventEmitter {
     return this
   }
 
+  /** The generation serves from here on (a successor's gate has just opened): its onServing functions run. */
   #serving (): void {
+    this.#phase = 'serving'
     for (const fn of this.#onServing.splice(0)) {
       try {
         fn()
@@ -160,17 +162,17 @@ export class Generation extends EventEmitter {
     const inh = this.#inheritance
     if (inh !== null) {
       try {
-        this.#history.push(await takeOver(this.#env, inh, this.#opts.timeoutMs, { generation: this.generation, version: this.version }, () => { this.#phase = 'serving'; this.#serving() }))
+        // takeOver() calls #serving() as the gate opens, then lets the loop poll once before it returns.
+        this.#history.push(await takeOver(this.#env, inh, this.#opts.timeoutMs, { generation: this.generation, version: this.version }, () => this.#serving()))
       } catch (err) {
         this.#phase = 'closed'
         await inh.side?.close()
         throw err
       }
       this.#trimHistory()
+    } else {
+      this.#serving()
     }
-    this.#phase = 'serving'
-    // A successor's takeOver() ran its onServing functions, and let the loop poll once after them.
-    if (inh === null) this.#serving()
     try {
       // A successor has the key join() read: reading the file again would cost its first clients the system calls.
       this.#key = inh?.key ?? ensureKey(this.path)
