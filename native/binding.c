@@ -149,6 +149,7 @@ static napi_value pagegift__map(napi_env env, napi_callback_info info) {
   m->length = length;
   m->refs = 2;
   m->users = 0;
+  m->wrapped = 1;
   napi_value ab = pagegift__uncounted_arraybuffer(env, addr, byte_length);
   napi_value handle, out;
   if (ab == NULL || napi_add_finalizer(env, ab, m, pagegift__finalize_buffer, m, NULL) != napi_ok) {
@@ -174,6 +175,55 @@ static napi_value pagegift__map_fixed(napi_env env, napi_callback_info info) {
   if (m->doomed || at + length > m->length) return pagegift__number(env, -EINVAL);
   return pagegift__number(env, pagegift_map_fixed((char*) m->addr + at, (int) pagegift__int(env, argv[2]),
       (size_t) pagegift__int(env, argv[3]), length));
+}
+
+/*
+ * handover(handle) -> a new handle, or -EBUSY: takes the pages of a mapping away from its ArrayBuffer,
+ * which the caller has detached. That buffer's finalizer then leaves them mapped; the new handle owns
+ * them until wrap() gives them a new ArrayBuffer or unmapAsync() frees them. Refused while a job
+ * uses the pages, or once they are released.
+ */
+static napi_value pagegift__handover(napi_env env, napi_callback_info info) {
+  PAGEGIFT__ARGS(env, info, 1);
+  pagegift__mapping* m = pagegift__get_mapping(env, argv[0]);
+  if (m == NULL) return NULL;
+  if (m->doomed || m->users > 0) return pagegift__number(env, -EBUSY);
+  pagegift__mapping* n = calloc(1, sizeof(*n));
+  if (n == NULL) return pagegift__number(env, -ENOMEM);
+  n->addr = m->addr;
+  n->length = m->length;
+  n->refs = 1;
+  napi_value handle;
+  if (napi_create_external(env, n, pagegift__finalize_handle, NULL, &handle) != napi_ok) {
+    free(n);
+    napi_throw_error(env, "ERR_PAGEGIFT_NAPI", "could not create a mapping handle");
+    return NULL;
+  }
+  m->doomed = 1;
+  return handle;
+}
+
+/*
+ * wrap(handle, byteLength) -> ArrayBuffer, or -EINVAL: the one ArrayBuffer over a handed-over
+ * mapping. The bytes from byteLength to the end of the last page are zeroed: a buffer's pages may
+ * leave the process whole (fdOf, a move), and the bytes past its length must not be an earlier
+ * buffer's.
+ */
+static napi_value pagegift__wrap(napi_env env, napi_callback_info info) {
+  PAGEGIFT__ARGS(env, info, 2);
+  pagegift__mapping* m = pagegift__get_mapping(env, argv[0]);
+  if (m == NULL) return NULL;
+  size_t byte_length = (size_t) pagegift__int(env, argv[1]);
+  if (m->doomed || m->wrapped || byte_length == 0 || byte_length > m->length) return pagegift__number(env, -EINVAL);
+  memset((char*) m->addr + byte_length, 0, m->length - byte_length);
+  napi_value ab = pagegift__uncounted_arraybuffer(env, m->addr, byte_length);
+  if (ab == NULL || napi_add_finalizer(env, ab, m, pagegift__finalize_buffer, m, NULL) != napi_ok) {
+    napi_throw_error(env, "ERR_PAGEGIFT_NAPI", "could not create the ArrayBuffer of a mapping");
+    return NULL;
+  }
+  m->refs++;
+  m->wrapped = 1;
+  return ab;
 }
 
 static napi_value pagegift__detach(napi_env env, napi_callback_info info) {
@@ -309,6 +359,8 @@ static napi_value pagegift__init(napi_env env, napi_value exports) {
     PAGEGIFT__FN("map", pagegift__map),
     PAGEGIFT__FN("mapFixed", pagegift__map_fixed),
     PAGEGIFT__FN("detach", pagegift__detach),
+    PAGEGIFT__FN("handover", pagegift__handover),
+    PAGEGIFT__FN("wrap", pagegift__wrap),
     PAGEGIFT__FN("addresses", pagegift__addresses),
     PAGEGIFT__FN("seqpacketPair", pagegift__seqpacket_pair),
     PAGEGIFT__FN("pipe", pagegift__pipe),

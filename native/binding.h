@@ -23,6 +23,7 @@
  * A mapping made by map(). `refs` counts the owners of this struct (its ArrayBuffer, its JS handle,
  * queued work); it is freed when all are gone. `users` counts async jobs reading or writing the
  * pages: a release (`doomed`) unmaps only once no job uses them, so no job ever meets unmapped memory.
+ * A mapping handed over (handover) to a new handle is `doomed` for its old owners: only the new one unmaps.
  */
 typedef struct {
   void* addr;
@@ -30,6 +31,8 @@ typedef struct {
   int refs;
   int users;
   int doomed;
+  /* An ArrayBuffer was made over the pages (map, wrap): at most one ever is. */
+  int wrapped;
 } pagegift__mapping;
 
 /* Memory an async job reads or writes, resolved from JS values in C and kept alive until it settles. */

@@ -5,7 +5,7 @@
 import { PagegiftError, SystemError } from './errors.ts'
 import { timeoutArg } from './gift-send.ts'
 import { native } from './native.ts'
-import { alloc, release, mapExtents, moveInto, regionOf, type Region } from './pages.ts'
+import { allocReceive, release, mapExtents, moveInto, regionOf, type Region } from './pages.ts'
 import { parseBatch, parseInline, takeInline } from './gift-inline.ts'
 import { parseCma, parseOffer, planMove, unsealed, type Move, type Offer } from './offer.ts'
 import { Cancel, pull, pump, scatter, spansOf } from './pump.ts'
@@ -260,7 +260,7 @@ export class GiftReceiver {
     let owned: ArrayBuffer[] | undefined
     const target = (): Uint8Array[] => {
       if (targets === undefined) {
-        owned = offer.lengths.map((n) => alloc(n))
+        owned = offer.lengths.map((n) => allocReceive(n))
         targets = owned.map((ab) => new Uint8Array(ab))
       }
       return targets

@@ -2,7 +2,7 @@
  * pagegift: move memory pages between processes without copying them, and hand a running
  * service's state and sockets to its next version.
  */
-export { alloc, isGiftable, release, pageSize, fdOf } from './pages.ts'
+export { alloc, isGiftable, release, pageSize, fdOf, trimReceivePool } from './pages.ts'
 export { Channel, channelPair, type Peer, type Message } from './channel.ts'
 export { listen, connect, GiftServer, type ListenOptions } from './server.ts'
 export type { GiftReceipt, GiftOptions } from './gift-send.ts'

@@ -15,6 +15,7 @@ export interface Constants {
   EPIPE: number
   ECONNREFUSED: number
   EINVAL: number
+  EBUSY: number
   UV_READABLE: number
   UV_WRITABLE: number
   UV_DISCONNECT: number
@@ -49,6 +50,10 @@ export interface Native {
   map(fd: number, offset: number, length: number, byteLength: number): [ArrayBuffer, MappingHandle] | number
   mapFixed(handle: MappingHandle, at: number, fd: number, fdOffset: number, length: number): number
   detach(ab: ArrayBuffer): void
+  /** Takes a mapping's pages from its (detached) ArrayBuffer to a new handle; -EBUSY while a job uses them. */
+  handover(handle: MappingHandle): MappingHandle | number
+  /** The one new ArrayBuffer over a handed-over mapping; the bytes past byteLength are zeroed. */
+  wrap(handle: MappingHandle, byteLength: number): ArrayBuffer | number
   /** Where spans live, as [address, length] pairs: only to describe them to a cma reader. */
   addresses(spans: Array<Span[number]>): number[]
   seqpacketPair(): [number, number, number] | number
@@ -147,6 +152,7 @@ export const errno = {
   EPIPE: -native.constants.EPIPE,
   ECONNREFUSED: -native.constants.ECONNREFUSED,
   EINVAL: -native.constants.EINVAL,
+  EBUSY: -native.constants.EBUSY,
 }
 export const PollEvents = {
   Readable: native.constants.UV_READABLE,

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { channelPair, type Channel } from '../src/index.ts'
+import { channelPair, trimReceivePool, type Channel } from '../src/index.ts'
 
 export const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures')
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -15,8 +15,12 @@ export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 setFlagsFromString('--expose-gc')
 const gcFn = runInNewContext('gc') as () => void
 
-/** Collects garbage and lets finalizers and threadpool unmaps finish. */
+/**
+ * Collects garbage and lets finalizers and threadpool unmaps finish. The receive pool is emptied
+ * first: it keeps released receive targets mapped on purpose (test/pool.test.ts checks it by itself).
+ */
 export async function settle (): Promise<void> {
+  trimReceivePool()
   for (let i = 0; i < 3; i++) {
     gcFn()
     await new Promise((resolve) => setTimeout(resolve, 20))

@@ -24,6 +24,27 @@ test('a span outside its memory, or naming a released mapping, is refused before
   assert.throws(() => native.addresses([12345, 0, 1] as never), { code: 'ERR_INVALID_ARG_TYPE' })
 })
 
+test('a handed-over mapping: its old owners cannot reach it, and it takes exactly one new ArrayBuffer', () => {
+  const ab = alloc(4096)
+  const region = regionOf(ab) as Region
+  new Uint8Array(ab).fill(5)
+  native.detach(ab)
+  const handle = native.handover(region.handle)
+  assert.notEqual(typeof handle, 'number')
+  assert.equal(native.handover(region.handle), errno.EBUSY, 'the old handle has nothing left to hand over')
+  assert.throws(() => native.async(AsyncOp.Read, 0, 0, [region.handle, 0, 1], null), { code: 'ERR_PAGEGIFT_RELEASED' })
+  assert.equal(native.mapFixed(region.handle, 0, 0, 0, 4096) < 0, true)
+  const h = handle as typeof region.handle
+  assert.equal(native.wrap(h, 4097), errno.EINVAL, 'no buffer longer than the mapping')
+  assert.equal(native.wrap(h, 0), errno.EINVAL)
+  const again = native.wrap(h, 100) as ArrayBuffer
+  assert.equal(again.byteLength, 100)
+  assert.ok(new Uint8Array(again).every((x) => x === 5), 'the same pages')
+  assert.equal(native.wrap(h, 100), errno.EINVAL, 'one ArrayBuffer per mapping')
+  native.detach(again)
+  native.unmapAsync(h)
+})
+
 test('the dead ops (Pread, Memcpy) and raw-address exports are gone', () => {
   for (const op of [4, 5, 6]) assert.throws(() => native.async(op, 0, 0, [], null), { code: 'ERR_OUT_OF_RANGE' })
   assert.equal((native as unknown as Record<string, unknown>).address, undefined)

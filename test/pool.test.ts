@@ -1,0 +1,206 @@
+/**
+ * The receive pool: a receive target the user releases keeps its pages mapped for the next receive
+ * of that size, and nothing else ever reaches them: not the released buffer, not its finalizer, not
+ * a buffer whose pages left the process.
+ */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { closeSync, openSync, readSync } from 'node:fs'
+import { test } from 'node:test'
+import { alloc, channelPair, fdOf, isGiftable, pageSize, release, trimReceivePool, type Channel } from '../src/index.ts'
+import { native } from '../src/native.ts'
+import { populate, regionOf } from '../src/pages.ts'
+import { ask, digest, fdCount, fillPattern, memfdMappings, root, settle, spawnPeer, withTimeout } from './helpers.ts'
+
+const gc = (): void => { (globalThis as { gc?: () => void }).gc?.() }
+const SIZE = 256 * 1024
+
+/** The address of a giftable buffer's pages. */
+function addressOf (ab: ArrayBuffer): number {
+  const region = regionOf(ab)
+  assert.ok(region !== undefined, 'not giftable')
+  return native.addresses([region.handle, 0, 1])[0]
+}
+
+/** Gifts `size` heap bytes of `seed` from a to b by the copy path, and returns what b received. */
+async function copyGift (a: Channel, b: Channel, size: number, seed: number): Promise<ArrayBuffer> {
+  const src = fillPattern(new Uint8Array(size), seed)
+  const want = digest([src])
+  const [, got] = await Promise.all([a.gift(src, { path: 'copy' }), b.receive()])
+  assert.equal(got.path, 'copy')
+  assert.equal(digest(got.buffers), want, 'the received bytes are the bytes sent')
+  assert.ok(isGiftable(got.buffers[0]))
+  return got.buffers[0]
+}
+
+test('a released receive target is reused by the next receive of its page-rounded size, with the new bytes only', async () => {
+  trimReceivePool()
+  const [a, b] = channelPair()
+  try {
+    const first = await copyGift(a, b, SIZE, 1)
+    const at = addressOf(first)
+    const memfd = regionOf(first)?.pages.extents[0].memfd
+    const view = new Uint8Array(first)
+    release(first)
+    assert.equal(first.byteLength, 0, 'the released buffer is detached')
+    assert.equal(view.byteLength, 0, 'and so are its views')
+    // A shorter gift in the same page bucket takes the same pages: its buffer ends at its length,
+    // and the bytes after it, up to the page's end, are zeros rather than the first gift's.
+    const second = await copyGift(a, b, SIZE - 100, 2)
+    assert.equal(addressOf(second), at, 'the pooled mapping was reused')
+    assert.equal(regionOf(second)?.pages.extents[0].memfd, memfd, 'and so were its pages')
+    assert.equal(second.byteLength, SIZE - 100)
+    const fd = fdOf(second)
+    try {
+      const tail = Buffer.alloc(100)
+      const h = openSync(`/proc/self/fd/${fd}`, 'r')
+      try { assert.equal(readSync(h, tail, 0, 100, SIZE - 100), 100) } finally { closeSync(h) }
+      assert.ok(tail.every((x) => x === 0), 'the bytes past the new length were zeroed')
+    } finally {
+      native.close(fd)
+    }
+    // Exported by fdOf: its pages may be mapped elsewhere, so they do not go back to the pool.
+    release(second)
+    assert.equal(trimReceivePool(), 0)
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
+test('the finalizer of a pooled buffer leaves the pages to the pool, and a trim frees every fd and mapping', async () => {
+  trimReceivePool()
+  await settle()
+  const fds = fdCount()
+  const maps = memfdMappings()
+  const [a, b] = channelPair()
+  try {
+    for (let i = 0; i < 5; i++) {
+      const got = await copyGift(a, b, SIZE, 10 + i)
+      release(got)
+      // The detached buffer is garbage now: its collection must not unmap the pages the pool holds.
+      gc()
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    assert.equal(memfdMappings(), maps + 1, 'one pooled mapping, reused five times')
+    const again = await copyGift(a, b, SIZE, 99)
+    // Every page written and read: a pooled mapping unmapped under us would crash the process here.
+    new Uint8Array(again).fill(7)
+    assert.equal(new Uint8Array(again).reduce((s, x) => s + x, 0), 7 * SIZE)
+    release(again)
+    assert.equal(trimReceivePool(), SIZE)
+    assert.equal(trimReceivePool(), 0, 'a second trim finds nothing')
+  } finally {
+    a.close()
+    b.close()
+  }
+  await settle()
+  assert.equal(fdCount(), fds, 'no fd left open')
+  assert.equal(memfdMappings(), maps, 'no mapping left')
+})
+
+test('only receive targets whose pages never left the process go to the pool', async () => {
+  trimReceivePool()
+  const [a, b] = channelPair()
+  try {
+    // alloc() memory is the user's: release() unmaps it.
+    release(alloc(SIZE))
+    assert.equal(trimReceivePool(), 0, 'alloc() memory is not pooled')
+    // A received buffer gifted onward: its pages are the peer's now.
+    const got = await copyGift(a, b, SIZE, 3)
+    const [, echoed] = await Promise.all([b.gift(got), a.receive()])
+    assert.equal(trimReceivePool(), 0, 'a gifted target is not pooled')
+    for (const buf of echoed.buffers) if (isGiftable(buf)) release(buf)
+    trimReceivePool()
+    // Pages moved into a target replace its own: they are another memfd's.
+    const target = await copyGift(a, b, 2 * pageSize, 4)
+    const moved = alloc(2 * pageSize)
+    new Uint8Array(moved).fill(9)
+    const [, into] = await Promise.all([a.gift(moved, { path: 'move' }), b.receive({ into: new Uint8Array(target) })])
+    assert.equal(into.path, 'move')
+    release(target)
+    assert.equal(trimReceivePool(), 0, 'a target that pages moved into is not pooled')
+    // Collected without release(): unmapped as before, nothing pooled.
+    let lost: ArrayBuffer | undefined = await copyGift(a, b, SIZE, 5)
+    assert.ok(lost.byteLength > 0)
+    lost = undefined
+    await settle()
+    assert.equal(trimReceivePool(), 0, 'a collected target is not pooled')
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
+test('a target that a job still uses is unmapped once the job ends, not pooled', async () => {
+  trimReceivePool()
+  const [a, b] = channelPair()
+  try {
+    const got = await copyGift(a, b, 4 << 20, 6)
+    const job = populate(got)
+    release(got)
+    assert.ok((await withTimeout(job, 30_000, 'populate')) >= 0)
+    assert.equal(trimReceivePool(), 0)
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
+test('the pool unmaps what stays unused for a second', async () => {
+  trimReceivePool()
+  await settle()
+  const maps = memfdMappings()
+  const [a, b] = channelPair()
+  try {
+    release(await copyGift(a, b, SIZE, 7))
+    assert.equal(memfdMappings(), maps + 1)
+    await withTimeout((async () => { while (memfdMappings() > maps) await new Promise((resolve) => setTimeout(resolve, 100)) })(), 5000, 'the pool to expire')
+    assert.equal(trimReceivePool(), 0)
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
+test('a cma gift to another process lands in its pooled pages, intact, gift after gift', async () => {
+  const peer = spawnPeer('gift-peer.ts')
+  try {
+    const n = 8
+    const report = ask(peer.ch, { op: 'receive-pool', n })
+    const sent: string[] = []
+    for (let i = 0; i < n; i++) {
+      const src = fillPattern(new Uint8Array(SIZE - (i % 3) * 1000), 20 + i)
+      sent.push(digest([src]))
+      assert.equal((await peer.ch.gift(src)).path, 'cma')
+    }
+    const got = await withTimeout(report, 60_000, 'the peer\'s report') as { gifts: Array<{ path: string, digest: string }>, same: number, pooled: number }
+    assert.deepEqual(got.gifts.map((g) => g.digest), sent, 'every gift arrived intact')
+    assert.ok(got.gifts.every((g) => g.path === 'cma'))
+    assert.equal(got.same, n, 'every gift after the first landed in the pooled pages')
+    assert.equal(got.pooled, SIZE, 'the pool held the one buffer at the end')
+  } finally {
+    await peer.ch.send({ op: 'exit' }).catch(() => {})
+    await withTimeout(peer.exited, 30_000, 'the peer to exit')
+    peer.ch.close()
+  }
+})
+
+test('PAGEGIFT_RECEIVE_POOL_MB=0 turns the pool off', async () => {
+  const script = `
+    import { channelPair, release, trimReceivePool } from './src/index.ts'
+    const [a, b] = channelPair()
+    const [, g] = await Promise.all([a.gift(new Uint8Array(1 << 20), { path: 'copy' }), b.receive()])
+    release(g.buffers[0])
+    process.stdout.write(String(trimReceivePool()))
+    a.close(); b.close()`
+  const run = (env: Record<string, string>): Promise<string> => new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'], timeout: 60_000 })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    child.on('error', reject)
+    child.on('exit', (code) => code === 0 ? resolve(out) : reject(new Error(`child exited with ${String(code)}`)))
+  })
+  assert.equal(await run({ PAGEGIFT_RECEIVE_POOL_MB: '0' }), '0')
+  assert.equal(await run({ PAGEGIFT_RECEIVE_POOL_MB: '' }), String(1 << 20), 'the default pools it')
+})
