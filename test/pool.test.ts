@@ -164,7 +164,7 @@ test('the pool unmaps what stays unused for a second', async () => {
 })
 
 test('a cma gift to another process lands in its pooled pages, intact, gift after gift', async () => {
-  const peer = spawnPeer('gift-peer.ts')
+  const peer = spawnPeer('pool-peer.ts')
   try {
     const n = 8
     const report = ask(peer.ch, { op: 'receive-pool', n })
