@@ -100,7 +100,10 @@ export class Transport {
       done(new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed'))
       return undefined
     }
-    const parts = data === undefined ? [] : Array.isArray(data) ? data.filter((d) => d.byteLength > 0) : data.byteLength > 0 ? [data] : []
+    let parts = data === undefined ? [] : Array.isArray(data) ? data.filter((d) => d.byteLength > 0) : data.byteLength > 0 ? [data] : []
+    // The addon's sendmsg takes at most MAX_SEND_VIEWS views, the header's included: more parts
+    // (an inline gift of many small buffers) are joined into one, at most a message's bytes.
+    if (parts.length > MAX_SEND_VIEWS - 1) parts = [joined(parts)]
     let header: Uint8Array
     try {
       let length = 0
@@ -235,6 +238,21 @@ export class Transport {
     for (const m of this.#queue.splice(0)) m.done(err)
     this.#onClose(err)
   }
+}
+
+/** The views the addon's sendmsg takes at most (native/binding.c). */
+const MAX_SEND_VIEWS = 8
+
+function joined (parts: Uint8Array[]): Uint8Array {
+  let length = 0
+  for (const p of parts) length += p.byteLength
+  const out = new Uint8Array(length)
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.byteLength
+  }
+  return out
 }
 
 function peerGone (errno: number, syscall: string): Error {
