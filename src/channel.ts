@@ -94,6 +94,11 @@ export class Channel extends EventEmitter {
   }
 
   #dispatch (m: Decoded, fds: number[]): void {
+    // The messages of a multi-message inline gift come back to back: the receiver takes (or refuses) them all.
+    if (this.#receiver.filling) {
+      this.#receiver.handle(m, fds)
+      return
+    }
     if (m.type === Type.Message) {
       let msg: unknown
       try {

@@ -9,7 +9,8 @@ import type { Offer } from './offer.ts'
 import { scatter } from './pump.ts'
 import { MAX_BUFFERS, Sources, type Gift, type GiftData, type GiftReceipt } from './sources.ts'
 import type { Transport } from './transport.ts'
-import { INLINE_MAX, MAX_BATCH, MAX_DATA, MAX_JSON, Type, obj, protocolError, uint, uints } from './wire.ts'
+import { INLINE_CHUNKED_MAX, INLINE_MAX, MAX_BATCH, MAX_DATA, MAX_JSON, Type, obj, protocolError, uint, uints, type Decoded } from './wire.ts'
+import { allocReceive, isGiftable, release } from './pages.ts'
 
 /** The JSON of one inline offer, around the meta the writer serialised once. */
 function offerText (id: number, sources: Sources, metaJson: string | undefined): string {
@@ -49,6 +50,58 @@ export function sendInline (t: Transport, id: number, sources: Sources, metaJson
       reject(failed(sources, err))
     })
   })
+}
+
+/**
+ * A gift past one message's data (memory whose pages cannot move, up to INLINE_CHUNKED_MAX): the
+ * offer with the first MAX_DATA bytes, then Data messages with the rest, queued together so that
+ * nothing comes between them, and no reply. It resolves once the kernel has the last one; if the
+ * channel closes first, the gift fails with its data handed back, and the reader drops the part it
+ * has (it never hands out a gift whose bytes did not all arrive).
+ */
+export function sendChunked (t: Transport, id: number, sources: Sources, metaJson: string | undefined): Promise<GiftReceipt> {
+  const parts = chunksOf(sources.inline as Uint8Array[], MAX_DATA)
+  const text = `${offerText(id, sources, metaJson).slice(0, -1)},"more":${parts.length - 1}}`
+  const json = { id }
+  return new Promise((resolve, reject) => {
+    let left = parts.length
+    let failure: Error | undefined
+    const done = (err?: Error): void => {
+      if (failure !== undefined) return
+      if (err !== undefined) {
+        failure = err
+        reject(failed(sources, err))
+        return
+      }
+      if (--left > 0) return
+      sources.release()
+      resolve({ path: 'copy', bytes: sources.total, reason: RECEIPT })
+    }
+    t.post(Type.Inline, text, undefined, parts[0], [], done)
+    for (let i = 1; i < parts.length; i++) t.post(Type.Data, undefined, json, parts[i], [], done)
+  })
+}
+
+/** `views` cut into runs of exactly `size` bytes (the last one shorter), without copying. */
+function chunksOf (views: Uint8Array[], size: number): Uint8Array[][] {
+  const out: Uint8Array[][] = []
+  let run: Uint8Array[] = []
+  let room = size
+  for (const v of views) {
+    for (let at = 0; at < v.byteLength;) {
+      const n = Math.min(room, v.byteLength - at)
+      run.push(v.subarray(at, at + n))
+      at += n
+      room -= n
+      if (room === 0) {
+        out.push(run)
+        run = []
+        room = size
+      }
+    }
+  }
+  if (run.length > 0) out.push(run)
+  return out
 }
 
 interface Held { text: string, sources: Sources, resolve: (r: GiftReceipt) => void, reject: (err: Error) => void }
@@ -239,10 +292,75 @@ function inlineOffer (x: unknown, what: string, data: Uint8Array, at: number): O
   return { id, lengths, total, meta: o.meta, memfds: [], inline }
 }
 
-/** An inline gift: its bytes are here already; with `into` they are copied there, in order. */
+/** A multi-message inline gift (sendChunked) whose offer has arrived and whose bytes are arriving. */
+export interface Filling { offer: Offer, put: (chunk: Uint8Array) => void, got: number }
+
+/** True when an Inline message's offer says more messages follow it. */
+export function isChunked (x: unknown): boolean {
+  return typeof x === 'object' && x !== null && (x as { more?: unknown }).more !== undefined
+}
+
+/**
+ * Validates the offer of a multi-message inline gift: more than one message's bytes, at most
+ * INLINE_CHUNKED_MAX, in exactly as many messages as MAX_DATA-byte chunks take, the first one full.
+ * Its buffers are made now (receive pool memory, or plain ArrayBuffers when no memfd can be had),
+ * and its first chunk copied in; the rest go in as they come (fillChunk).
+ */
+export function startChunked (x: unknown, data: Uint8Array, fds: number[]): Filling {
+  noFds(fds, 'an inline offer')
+  const o = obj(x, 'inline offer')
+  const lengths = uints(o.lengths, 'lengths', MAX_BUFFERS, INLINE_CHUNKED_MAX)
+  let total = 0
+  for (const n of lengths) total += n
+  if (lengths.length === 0 || lengths.includes(0) || total <= INLINE_MAX || total > INLINE_CHUNKED_MAX) throw protocolError('inline lengths out of range')
+  if (o.move !== undefined || o.cma !== undefined || o.forced !== undefined) throw protocolError('an inline offer may not offer another path')
+  const more = uint(o.more, 'more')
+  if (more !== Math.ceil(total / MAX_DATA) - 1) throw protocolError(`an inline offer of ${total} bytes in ${more + 1} messages`)
+  if (data.byteLength !== MAX_DATA) throw protocolError(`the first of several inline messages carries ${data.byteLength} bytes, not ${MAX_DATA}`)
+  const id = uint(o.id, 'id')
+  const buffers = lengths.map(receiveBuffer)
+  const put = scatter(buffers.map((ab) => new Uint8Array(ab)))
+  put(data)
+  return { offer: { id, lengths, total, meta: o.meta, memfds: [], inline: buffers }, put, got: data.byteLength }
+}
+
+function receiveBuffer (n: number): ArrayBuffer {
+  try {
+    return allocReceive(n)
+  } catch {
+    return new ArrayBuffer(n) // no memfd to be had (out of fds): the bytes must still land somewhere
+  }
+}
+
+/**
+ * Takes the next message of a multi-message inline gift: a Data message for it, no fds, exactly the
+ * next chunk's bytes. Anything else is a protocol error. Returns true once every byte is in.
+ */
+export function fillChunk (f: Filling, m: Decoded, fds: number[]): boolean {
+  noFds(fds, `a chunk of inline gift ${f.offer.id}`)
+  if (m.type !== Type.Data) throw protocolError(`a message of type ${m.type} came between the messages of inline gift ${f.offer.id}`)
+  const id = uint(obj(m.json, 'data').id, 'id')
+  if (id !== f.offer.id) throw protocolError(`data for gift ${id} came between the messages of inline gift ${f.offer.id}`)
+  const due = Math.min(MAX_DATA, f.offer.total - f.got)
+  if (m.data.byteLength !== due) throw protocolError(`a chunk of ${m.data.byteLength} bytes where ${due} were due`)
+  f.put(m.data)
+  f.got += due
+  return f.got === f.offer.total
+}
+
+/** Gives back the buffers of a multi-message inline gift that will not be received. */
+export function dropChunked (buffers: ArrayBuffer[]): void {
+  for (const ab of buffers) if (isGiftable(ab)) release(ab)
+}
+
+/**
+ * An inline gift: its bytes are here already; with `into` they are copied there, in order (and
+ * buffers from the receive pool go back to it).
+ */
 export function takeInline (offer: Offer, buffers: ArrayBuffer[], into: Uint8Array[] | undefined): Gift {
   if (into === undefined) return { buffers, meta: offer.meta, path: 'copy', bytes: offer.total, reason: RECEIPT }
   const put = scatter(into)
   for (const ab of buffers) put(new Uint8Array(ab))
+  if (offer.total > INLINE_MAX) dropChunked(buffers)
   return { buffers: [...new Set(into.map((view) => view.buffer as ArrayBuffer))], meta: offer.meta, path: 'copy', bytes: offer.total, reason: RECEIPT }
 }

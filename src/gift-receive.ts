@@ -6,12 +6,12 @@ import { PagegiftError, SystemError } from './errors.ts'
 import { timeoutArg } from './gift-send.ts'
 import { native } from './native.ts'
 import { allocReceive, release, mapExtents, moveInto, regionOf, type Region } from './pages.ts'
-import { parseBatch, parseInline, takeInline } from './gift-inline.ts'
+import { dropChunked, fillChunk, isChunked, parseBatch, parseInline, startChunked, takeInline, type Filling } from './gift-inline.ts'
 import { parseCma, parseOffer, planMove, unsealed, type Move, type Offer } from './offer.ts'
 import { Cancel, pull, pump, scatter, spansOf } from './pump.ts'
 import { MAX_BUFFERS, PATHS, type Gift, type GiftPath } from './sources.ts'
 import { closeFds, type Transport } from './transport.ts'
-import { MAX_BATCH, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
+import { INLINE_MAX, MAX_BATCH, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
 
 export type { Gift } from './sources.ts'
 
@@ -45,6 +45,11 @@ const RESUME_OFFERS = PAUSE_OFFERS / 2
 const MAX_QUEUED_OFFERS = PAUSE_OFFERS + MAX_BATCH
 /** Memfds held by queued offers before the peer counts as flooding us. */
 const MAX_QUEUED_OFFER_FDS = 1024
+/**
+ * Bytes of multi-message inline gifts queued unreceived at which the channel stops reading, and
+ * reads again below half of it (one-message inline gifts are bounded by the offer count).
+ */
+const PAUSE_BYTES = 64 << 20
 
 function overflow (): PagegiftError {
   return new PagegiftError('ERR_PAGEGIFT_OVERFLOW', `The peer queued more than ${MAX_QUEUED_OFFERS} gifts or ${MAX_QUEUED_OFFER_FDS} fds that nobody received`)
@@ -63,6 +68,13 @@ export class GiftReceiver {
   #running = 0
   /** The receive that waits to be handed the next offer, when it is the only one (#await). */
   #direct?: { resolve: (g: Gift) => void, reject: (err: Error) => void, cancel: Cancel }
+  /** A multi-message inline gift still arriving: the next message must be its next chunk. */
+  #filling?: Filling
+  /** Bytes of multi-message inline gifts queued unreceived. */
+  #heldBytes = 0
+
+  /** True while a multi-message inline gift arrives: every message is then its chunk, or an error. */
+  get filling (): boolean { return this.#filling !== undefined }
 
   constructor (t: Transport, peerPid: () => number) {
     this.#t = t
@@ -71,6 +83,17 @@ export class GiftReceiver {
 
   /** Handles a message addressed to the reader; returns false when it is not one. Owns `fds`. */
   handle (m: Decoded, fds: number[]): boolean {
+    if (this.#filling !== undefined) {
+      if (fillChunk(this.#filling, m, fds)) {
+        this.#queued()
+        const offer = this.#filling.offer
+        this.#filling = undefined
+        this.#heldBytes += offer.total
+        this.#offers.push(offer)
+        this.#arrived()
+      }
+      return true
+    }
     if (m.type === Type.Offer || m.type === Type.Inline || m.type === Type.Batch) {
       // Inline offers hold no fds: only an offer with fds can take the count of held fds over.
       const held = fds.length === 0 ? 0 : this.#offers.reduce((n, o) => n + o.memfds.length, 0)
@@ -82,12 +105,14 @@ export class GiftReceiver {
         const offers = parseBatch(m.json, m.data, fds)
         if (this.#offers.length + offers.length > MAX_QUEUED_OFFERS) throw overflow()
         for (const o of offers) this.#offers.push(o)
+      } else if (m.type === Type.Inline && isChunked(m.json)) {
+        // Queued once its last chunk is in: nothing else can come between them.
+        this.#filling = startChunked(m.json, m.data, fds)
+        return true
       } else {
         this.#offers.push(m.type === Type.Inline ? parseInline(m.json, m.data, fds) : parseOffer(m.json, fds))
       }
-      if (this.#offers.length >= PAUSE_OFFERS) this.#t.pause()
-      this.#handOver()
-      for (const wake of this.#wake.splice(0)) wake()
+      this.#arrived()
       return true
     }
     if (m.type !== Type.Data && m.type !== Type.Splice && m.type !== Type.Cma && m.type !== Type.Skip && m.type !== Type.Fail) return false
@@ -186,10 +211,23 @@ export class GiftReceiver {
     queueMicrotask(() => { this.#receiveOne(undefined, direct.cancel).then(direct.resolve, direct.reject) })
   }
 
+  /** A multi-message inline gift is complete: it may join the queue (the overflow checks of handle()). */
+  #queued (): void {
+    if (this.#offers.length >= MAX_QUEUED_OFFERS) throw overflow()
+  }
+
+  /** Offers joined the queue: pause reading if it is full, and hand the head one to a waiting receive. */
+  #arrived (): void {
+    if (this.#offers.length >= PAUSE_OFFERS || this.#heldBytes >= PAUSE_BYTES) this.#t.pause()
+    this.#handOver()
+    for (const wake of this.#wake.splice(0)) wake()
+  }
+
   /** Takes the head offer off the queue; reading resumes once the queue has room again. */
   #taken (): Offer {
     const offer = this.#offers.shift() as Offer
-    if (this.#offers.length < RESUME_OFFERS) this.#t.resume()
+    if (offer.inline !== undefined && offer.total > INLINE_MAX) this.#heldBytes -= offer.total
+    if (this.#offers.length < RESUME_OFFERS && this.#heldBytes < PAUSE_BYTES / 2) this.#t.resume()
     return offer
   }
 
@@ -390,6 +428,9 @@ export class GiftReceiver {
    */
   abort (err: Error): void {
     this.#closed = err
+    // A multi-message inline gift cut short never reaches a receive: its writer gets its data back.
+    if (this.#filling !== undefined) dropChunked(this.#filling.offer.inline as ArrayBuffer[])
+    this.#filling = undefined
     this.#active?.cancel(err)
     this.#direct?.reject(err)
     const given = (o: Offer): boolean => o.move !== undefined || o.inline !== undefined

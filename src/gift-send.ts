@@ -8,10 +8,10 @@ import { PagegiftError, SystemError } from './errors.ts'
 import { SPLICE_F_GIFT, native } from './native.ts'
 import { cmaAccess, grantPtracer, revokePtracer } from './ptracer.ts'
 import { Cancel, pump } from './pump.ts'
-import { InlineBatcher, sendInline } from './gift-inline.ts'
+import { InlineBatcher, sendChunked, sendInline } from './gift-inline.ts'
 import { Sources, type GiftData, type GiftPath, type GiftReceipt, PATHS } from './sources.ts'
 import type { Transport } from './transport.ts'
-import { INLINE_MAX, INLINE_MAX_PAGES, MAX_DATA, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
+import { INLINE_CHUNKED_MAX, INLINE_MAX, INLINE_MAX_PAGES, MAX_DATA, Type, obj, protocolError, str, uint, type Decoded } from './wire.ts'
 
 export type { GiftReceipt } from './sources.ts'
 
@@ -45,9 +45,14 @@ interface Pending {
 
 const PIPE_SIZE = 1 << 20
 const NO_OPTIONS: GiftOptions = Object.freeze({})
-/** How much goes inline: memory whose pages could move, and any other (the crossover in wire.ts). */
-const INLINE_LIMITS = Object.freeze({ pages: INLINE_MAX_PAGES, other: INLINE_MAX })
-const INLINE_NO_MOVE = Object.freeze({ pages: INLINE_MAX, other: INLINE_MAX })
+/**
+ * How much goes inline: memory whose pages could move, and any other (the crossover in wire.ts).
+ * A gift with a timeout goes in one message at most, so that it can be taken back whole.
+ */
+const INLINE_LIMITS = Object.freeze({ pages: INLINE_MAX_PAGES, other: INLINE_CHUNKED_MAX })
+const INLINE_NO_MOVE = Object.freeze({ pages: INLINE_MAX, other: INLINE_CHUNKED_MAX })
+const INLINE_ONE_MESSAGE = Object.freeze({ pages: INLINE_MAX_PAGES, other: INLINE_MAX })
+const INLINE_ONE_MESSAGE_NO_MOVE = Object.freeze({ pages: INLINE_MAX, other: INLINE_MAX })
 
 let disabledRaw: string | undefined
 let disabledSet = new Set<string>()
@@ -126,12 +131,19 @@ export class GiftSender {
     if (forced !== undefined && disabled.has(forced)) throw new PagegiftError('ERR_PAGEGIFT_PATH_UNAVAILABLE', `Cannot gift by the forced path '${forced}': disabled by PAGEGIFT_DISABLE`)
     if (this.#t.closed) throw new PagegiftError('ERR_PAGEGIFT_CLOSED', 'The channel is closed')
     // PAGEGIFT_DISABLE=copy turns off every path that puts the bytes in socket messages, inline too.
-    const inlineMax = disabled.has('copy') || forced !== undefined ? undefined : disabled.has('move') ? INLINE_NO_MOVE : INLINE_LIMITS
+    const inlineMax = disabled.has('copy') || forced !== undefined
+      ? undefined
+      : timeoutMs !== undefined
+        ? (disabled.has('move') ? INLINE_ONE_MESSAGE_NO_MOVE : INLINE_ONE_MESSAGE)
+        : (disabled.has('move') ? INLINE_NO_MOVE : INLINE_LIMITS)
     // Held to share a message with others of this turn, unless it has a timeout: then it goes alone.
     const batched = inlineMax !== undefined && timeoutMs === undefined
     const sources = (batched ? this.#batch.takeSmall(data, inlineMax.pages) : undefined) ?? Sources.take(data, forced, inlineMax)
     const id = this.#next++
-    if (sources.inline !== undefined) return (timeoutMs === undefined ? this.#batch.add(id, sources, metaJson) : sendInline(this.#t, id, sources, metaJson, timeoutMs))
+    if (sources.inline !== undefined) {
+      if (sources.total > INLINE_MAX) return sendChunked(this.#t, id, sources, metaJson)
+      return timeoutMs === undefined ? this.#batch.add(id, sources, metaJson) : sendInline(this.#t, id, sources, metaJson, timeoutMs)
+    }
     const offer: Record<string, unknown> = {
       id,
       lengths: sources.lengths,

@@ -5,6 +5,7 @@
 import { PagegiftError } from './errors.ts'
 import { native, type Span } from './native.ts'
 import { dropRegion, extentsOf, isAligned, mapExtents, pageSize, regionOf, roundUp, type Extent, type Region } from './pages.ts'
+import { MAX_DATA } from './wire.ts'
 
 export type GiftPath = 'move' | 'cma' | 'splice' | 'copy'
 export const PATHS: readonly GiftPath[] = ['move', 'cma', 'splice', 'copy']
@@ -130,7 +131,7 @@ export class Sources {
       if (ab === undefined) {
         // A small buffer going inline is copied (a few µs less than a transfer, and its bytes are
         // copied into the message anyway); anything else changes hands without a copy.
-        ab = inline && v.buffer.byteLength <= inlineMax.other ? (v.buffer as ArrayBuffer).slice(0) : structuredClone(v.buffer as ArrayBuffer, { transfer: [v.buffer as ArrayBuffer] })
+        ab = inline && v.buffer.byteLength <= MAX_DATA ? (v.buffer as ArrayBuffer).slice(0) : structuredClone(v.buffer as ArrayBuffer, { transfer: [v.buffer as ArrayBuffer] })
         // structuredClone copies what it may not transfer (buffers marked untransferable, like Node's
         // Buffer pool or an embedder's) and leaves the source attached: detach those by hand.
         if (v.buffer.byteLength !== 0) native.detach(v.buffer as ArrayBuffer)

@@ -7,26 +7,9 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { Channel, alloc, channelPair, isGiftable, pageSize, release } from '../src/index.ts'
 import { native } from '../src/native.ts'
-import { INLINE_MAX, INLINE_MAX_PAGES, MAX_DATA, MAX_MESSAGE, Type, decode } from '../src/wire.ts'
+import { INLINE_CHUNKED_MAX, INLINE_MAX, INLINE_MAX_PAGES, MAX_DATA, Type } from '../src/wire.ts'
 import { ask, digest, fillPattern, spawnPeer, withTimeout } from './helpers.ts'
-import { expectRefused, packet, rawPair } from './fixtures/raw-wire.ts'
-
-/** A Channel on one end of a real socketpair; the test plays the peer on the other, raw. */
-/** Reads one packet from the raw end, waiting (with a deadline) for it to arrive. */
-async function readRaw (fd: number): Promise<{ type: Type, json: unknown, data: Uint8Array, fds: number } | undefined> {
-  const buf = new Uint8Array(MAX_MESSAGE + 1)
-  const out = new Int32Array(66)
-  const deadline = Date.now() + 10_000
-  for (;;) {
-    const n = native.recvmsg(fd, buf, out)
-    if (n >= 0) {
-      const m = decode(buf, n, out[0])
-      return { ...m, data: m.data.slice(), fds: out[0] }
-    }
-    if (Date.now() > deadline) return undefined
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
-}
+import { expectRefused, packet, rawPair, readRaw } from './fixtures/raw-wire.ts'
 
 describe('small gifts go inline', () => {
   test('one message, no reply: gift() resolves with nothing sent back; the receipt says copy/inline', async () => {
@@ -63,10 +46,10 @@ describe('small gifts go inline', () => {
       await peer.ch.send({ op: 'exit' }); await withTimeout(peer.exited, 30_000, 'the peer to exit'); peer.ch.close()
     }
   })
-  test('the limit: INLINE_MAX bytes go inline, one more byte does not', async () => {
+  test('the limit: INLINE_CHUNKED_MAX bytes of plain memory go inline, one more byte does not', async () => {
     const [a, b] = channelPair()
     try {
-      for (const [size, inline] of [[INLINE_MAX, true], [INLINE_MAX + 1, false]] as const) {
+      for (const [size, inline] of [[INLINE_MAX, true], [INLINE_MAX + 1, true], [INLINE_CHUNKED_MAX, true], [INLINE_CHUNKED_MAX + 1, false]] as const) {
         const got = b.receive()
         const receipt = await a.gift(new Uint8Array(size))
         const g = await got

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { alloc, pageSize, type Channel } from '../src/index.ts'
+import { INLINE_CHUNKED_MAX } from '../src/wire.ts'
 import { ask, digest, fillPattern, spawnPeer, spawnPeerAs, withTimeout, type Peer } from './helpers.ts'
 
 let peer: Peer
@@ -21,8 +22,10 @@ async function giftToChild (views: ArrayBufferView[] | ArrayBuffer[], opts: { pa
   return { receipt, got }
 }
 
-/** Pages enough to be past the inline limit, so that the ladder decides. */
+/** Pages enough to be past the inline limit of memory that can move, so that the ladder decides. */
 const N = 20
+/** Bytes (whole pages) past the inline limit of memory that cannot move. */
+const BEYOND = INLINE_CHUNKED_MAX + 4 * pageSize
 const giftable = (size: number, seed: number): ArrayBuffer => { const ab = alloc(size); fillPattern(new Uint8Array(ab), seed); return ab }
 const heap = (size: number, seed: number): ArrayBuffer => fillPattern(new Uint8Array(size), seed).buffer as ArrayBuffer
 
@@ -73,9 +76,9 @@ describe('automatic choice', () => {
     assert.equal(receipt.path, 'move')
   })
   const cases: Array<[string, () => ArrayBufferView[] | ArrayBuffer[], RegExp]> = [
-    ['heap source', () => [heap(100_000, 9)], /source not giftable/],
-    ['unaligned view of giftable memory', () => [new Uint8Array(giftable((N + 2) * pageSize, 10), 100, N * pageSize)], /not page aligned/],
-    ['partial pages inside giftable memory', () => [new Uint8Array(giftable((N + 2) * pageSize, 11), 0, N * pageSize + 1)], /whole number of pages/],
+    ['heap source', () => [heap(BEYOND, 9)], /source not giftable/],
+    ['unaligned view of giftable memory', () => [new Uint8Array(giftable(BEYOND + 2 * pageSize, 10), 100, BEYOND)], /not page aligned/],
+    ['partial pages inside giftable memory', () => [new Uint8Array(giftable(BEYOND + 2 * pageSize, 11), 0, BEYOND + 1)], /whole number of pages/],
   ]
   for (const [name, make, why] of cases) {
     test(`${name} falls back to cma with the reason`, async () => {
@@ -141,12 +144,12 @@ describe('fallbacks below cma', () => {
   test('cma disabled on the reader side: splice, with the reason', async () => {
     const p = spawnPeer('gift-peer.ts', { PAGEGIFT_DISABLE: 'cma' })
     try {
-      const views = [heap(200_000, 18)]
+      const views = [heap(BEYOND, 18)]
       const want = digest(views)
       // The child gifts to us; our side reads, so disable cma on the child (writer) side.
       const report = await ask(p.ch, { op: 'pid' })
       assert.equal(typeof report.pid, 'number')
-      const reply = ask(p.ch, { op: 'gift', kind: 'heap', sizes: [200_000], seed: 18 })
+      const reply = ask(p.ch, { op: 'gift', kind: 'heap', sizes: [BEYOND], seed: 18 })
       const g = await p.ch.receive()
       const r = await reply
       assert.equal(r.digest, want)
@@ -160,7 +163,7 @@ describe('fallbacks below cma', () => {
   test('cma and splice disabled: copy', async () => {
     const p = spawnPeer('gift-peer.ts', { PAGEGIFT_DISABLE: 'cma,splice' })
     try {
-      const reply = ask(p.ch, { op: 'gift', kind: 'heap', sizes: [150_000, 3], seed: 19 })
+      const reply = ask(p.ch, { op: 'gift', kind: 'heap', sizes: [BEYOND, 3], seed: 19 })
       const g = await p.ch.receive()
       assert.equal(digest(g.buffers), (await reply).digest)
       assert.equal(g.path, 'copy')

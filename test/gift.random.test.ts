@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { alloc, pageSize, type Channel } from '../src/index.ts'
-import { INLINE_MAX, INLINE_MAX_PAGES } from '../src/wire.ts'
+import { alloc, isGiftable, pageSize, type Channel } from '../src/index.ts'
+import { INLINE_CHUNKED_MAX, INLINE_MAX_PAGES } from '../src/wire.ts'
 import { ask, digest, fillPattern, spawnPeer, type Peer } from './helpers.ts'
 
 const seed = Number(process.env.PAGEGIFT_SEED ?? Math.floor(Math.random() * 2 ** 31))
@@ -36,6 +36,7 @@ test(`100 random gifts arrive intact (seed ${seed})`, async () => {
     const intoKind = movable ? pick([undefined, 'alloc']) : pick([undefined, 'heap', 'alloc'])
     const into = intoKind === undefined ? undefined : { kind: intoKind, size: total + Math.floor(r() * 3) * pageSize, offset: movable ? 0 : pick([0, pageSize, 8]) }
     const want = digest(views)
+    const plain = views.every((v) => !isGiftable(v.buffer as ArrayBuffer))
     const label = `case ${i} (seed ${seed}): forced=${forced} sizes=${views.map((v) => `${v.byteOffset}+${v.byteLength}`).join(',')} into=${JSON.stringify(into)}`
     const report = ask(ch, { op: 'receive', into })
     const receipt = await ch.gift(views, { path: forced }).catch((err: Error) => assert.fail(`${label}: ${err.message}`))
@@ -43,9 +44,10 @@ test(`100 random gifts arrive intact (seed ${seed})`, async () => {
     assert.equal(got.digest, want, label)
     assert.equal(got.bytes, total, label)
     if (forced !== undefined) assert.equal(receipt.path, forced, label)
-    // Unforced gifts up to the inline limit take one message; bigger ones never do.
-    if (forced === undefined && total <= INLINE_MAX_PAGES) assert.equal(receipt.reason, 'inline', label)
-    if (total > INLINE_MAX) assert.notEqual(receipt.reason, 'inline', label)
+    // Unforced gifts up to the inline limit take one message (plain memory: up to INLINE_CHUNKED_MAX,
+    // in several); bigger ones never go inline.
+    if (forced === undefined && (total <= INLINE_MAX_PAGES || (plain && total <= INLINE_CHUNKED_MAX))) assert.equal(receipt.reason, 'inline', label)
+    if (total > INLINE_CHUNKED_MAX) assert.notEqual(receipt.reason, 'inline', label)
     if (receipt.reason === 'inline') assert.equal(receipt.path, 'copy', label)
   }
 })

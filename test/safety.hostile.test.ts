@@ -152,15 +152,15 @@ describe('a gift in flight is pinned (item 2)', () => {
 describe('smaller items (9b, 9c, 9d)', () => {
   test('9b: a failed gift of a view hands back the whole buffer, not just the view', { timeout: 30_000 }, async () => {
     const { ch, raw } = pair()
-    // Past the inline limit: an inline gift would be in the kernel before the reader could fail it.
-    const heap = fillPattern(new Uint8Array(100_000), 5)
+    // Past the inline limits: an inline gift would be in the kernel before the reader could fail it.
+    const heap = fillPattern(new Uint8Array(400_000), 5)
     const giftable = fillPattern(new Uint8Array(alloc(3 * pageSize)), 6)
     const wants = [digest([heap]), digest([giftable])]
-    const gift = ch.gift([heap.subarray(100, 70_100), giftable.subarray(pageSize, 2 * pageSize)])
+    const gift = ch.gift([heap.subarray(100, 300_100), giftable.subarray(pageSize, 2 * pageSize)])
     await raw.next()
     raw.close()
     const err = await gift.then(() => assert.fail('not delivered'), (e: Error & { buffers?: ArrayBuffer[] }) => e)
-    assert.deepEqual(err.buffers?.map((b) => b.byteLength), [100_000, 3 * pageSize])
+    assert.deepEqual(err.buffers?.map((b) => b.byteLength), [400_000, 3 * pageSize])
     assert.deepEqual(err.buffers?.map((b) => digest([b])), wants)
     release((err.buffers as ArrayBuffer[])[1])
     ch.close()

@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { release } from '../src/index.ts'
 import { grantPtracer, revokePtracer } from '../src/ptracer.ts'
+import { INLINE_CHUNKED_MAX } from '../src/wire.ts'
 import { ask, spawnPeer } from './helpers.ts'
 
 const hasStrace = spawnSync('strace', ['-V']).status === 0
@@ -32,7 +33,8 @@ async function prctlCalls (env: Record<string, string>): Promise<{ calls: string
     const paths: string[] = []
     const reasons: string[] = []
     for (const seed of [1, 2]) {
-      const reply = ask(peer.ch, { op: 'gift', kind: 'heap', sizes: [100_000], seed })
+      // Past what goes inline, so that the ladder decides.
+      const reply = ask(peer.ch, { op: 'gift', kind: 'heap', sizes: [INLINE_CHUNKED_MAX + 1], seed })
       const g = await peer.ch.receive({ timeoutMs: 30_000 })
       await reply
       paths.push(g.path)
