@@ -47,9 +47,10 @@ const MAX_QUEUED_OFFERS = PAUSE_OFFERS + MAX_BATCH
 const MAX_QUEUED_OFFER_FDS = 1024
 /**
  * Bytes of multi-message inline gifts queued unreceived at which the channel stops reading, and
- * reads again below half of it (one-message inline gifts are bounded by the offer count).
+ * reads again below half of it (one-message inline gifts are bounded by the offer count). Each such
+ * gift is over 64 KiB and holds a receive-pool memfd, so this also keeps their fds under 256.
  */
-const PAUSE_BYTES = 64 << 20
+const PAUSE_BYTES = 16 << 20
 
 function overflow (): PagegiftError {
   return new PagegiftError('ERR_PAGEGIFT_OVERFLOW', `The peer queued more than ${MAX_QUEUED_OFFERS} gifts or ${MAX_QUEUED_OFFER_FDS} fds that nobody received`)

@@ -107,6 +107,35 @@ describe('several messages, no reply', () => {
     }
   })
 
+  test('a writer far ahead of the reader waits: reading stops at 16 MiB of queued gifts, and all arrive in order', async () => {
+    await settle()
+    const fds = fdCount()
+    const [a, b] = channelPair()
+    try {
+      const n = 300
+      const size = 100_000
+      const wants: string[] = []
+      let sent = 0
+      const gifts = Array.from({ length: n }, (_, i) => {
+        const src = fillPattern(new Uint8Array(size), 100 + i)
+        wants.push(digest([src]))
+        return a.gift(src).then((r) => { sent++; return r })
+      })
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      assert.ok(sent < n, `the writer waits on a full socket (${sent} of ${n} sent)`)
+      assert.ok(fdCount() - fds <= 260, `the reader holds at most about 256 memfds (${fdCount() - fds})`)
+      for (let i = 0; i < n; i++) {
+        const g = await withTimeout(b.receive(), 10_000, `gift ${i}`)
+        assert.equal(digest(g.buffers), wants[i], `gift ${i}`)
+        drop(g)
+      }
+      const receipts = await withTimeout(Promise.all(gifts), 10_000, 'every gift sent')
+      assert.ok(receipts.every((r) => r.reason === 'inline'))
+    } finally {
+      a.close(); b.close()
+    }
+  })
+
   test('across processes: a plain Buffer of 250 kB arrives inline, intact', async () => {
     const peer = spawnPeer('gift-peer.ts')
     try {
