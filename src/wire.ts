@@ -22,15 +22,16 @@ export const MAX_MESSAGE = HEADER_BYTES + MAX_JSON + MAX_DATA
 export const INLINE_MAX = MAX_DATA
 export const INLINE_MAX_PAGES = 64 * 1024
 /**
- * Memory whose pages cannot move (a plain Buffer) goes inline up to this size too, in several
- * messages: the offer with the first MAX_DATA bytes, then Data messages with the rest, back to back
- * and with nothing between them, still with no reply. Its next path, cma, costs a round trip and two
- * threadpool hops. Measured (`npm run bench -- transfer`, two runs each way): at 256 KiB, 253-266 us
- * in four messages against 435-465 us by cma; at 1 MiB, 0.93-2.0 ms against 0.65-0.86 ms, because a
+ * Memory whose pages cannot move (a plain Buffer) goes inline up to this size too, in two messages:
+ * the offer with the first MAX_DATA bytes, then a Data message with the rest, back to back and with
+ * nothing between them, still with no reply. Its next path, cma, costs a round trip and two
+ * threadpool hops. Measured in one run each way against cma into new memory (`npm run bench --
+ * transfer --sizes=96K,128K,256K --paths`, two runs): 96 KiB 233/338 us inline against 366/542 us;
+ * 128 KiB 269/387 against 457/585 us; 256 KiB (four messages) 573/738 against 466/673 us, because a
  * packet socket holds about three such messages (its sender's buffer) and each wait for room is a
  * wake-up on both sides.
  */
-export const INLINE_CHUNKED_MAX = 256 * 1024
+export const INLINE_CHUNKED_MAX = 128 * 1024
 
 export const enum Type {
   Offer = 1, // writer -> reader: a gift, with its fds (move) and addresses (cma)
