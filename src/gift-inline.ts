@@ -8,7 +8,7 @@ import { native } from './native.ts'
 import type { Offer } from './offer.ts'
 import { scatter } from './pump.ts'
 import { MAX_BUFFERS, Sources, type Gift, type GiftData, type GiftReceipt } from './sources.ts'
-import type { Transport } from './transport.ts'
+import { joined, type Transport } from './transport.ts'
 import { INLINE_CHUNKED_MAX, INLINE_MAX, MAX_BATCH, MAX_DATA, MAX_JSON, Type, obj, protocolError, uint, uints, type Decoded } from './wire.ts'
 import { allocReceive, isGiftable, release } from './pages.ts'
 
@@ -221,13 +221,7 @@ export class InlineBatcher {
       end += v.byteLength
     }
     if (inChunk) return new Uint8Array(this.#chunk.buffer, views[0].byteOffset, bytes)
-    const data = new Uint8Array(bytes)
-    let at = 0
-    for (const v of views) {
-      data.set(v, at)
-      at += v.byteLength
-    }
-    return data
+    return joined(views)
   }
 }
 

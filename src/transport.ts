@@ -243,7 +243,8 @@ export class Transport {
 /** The views the addon's sendmsg takes at most (native/binding.c). */
 const MAX_SEND_VIEWS = 8
 
-function joined (parts: Uint8Array[]): Uint8Array {
+/** The bytes of `parts`, one after another, in one new buffer. */
+export function joined (parts: Uint8Array[]): Uint8Array {
   let length = 0
   for (const p of parts) length += p.byteLength
   const out = new Uint8Array(length)
