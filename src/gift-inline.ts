@@ -297,8 +297,8 @@ export function isChunked (x: unknown): boolean {
 /**
  * Validates the offer of a multi-message inline gift: more than one message's bytes, at most
  * INLINE_CHUNKED_MAX, in exactly as many messages as MAX_DATA-byte chunks take, the first one full.
- * Its buffers are made now (receive pool memory, or plain ArrayBuffers when no memfd can be had),
- * and its first chunk copied in; the rest go in as they come (fillChunk).
+ * Its buffers are made now (receive pool memory for a single buffer, unless no memfd can be had;
+ * plain ArrayBuffers otherwise), and its first chunk copied in; the rest go in as they come (fillChunk).
  */
 export function startChunked (x: unknown, data: Uint8Array, fds: number[]): Filling {
   noFds(fds, 'an inline offer')
@@ -312,7 +312,9 @@ export function startChunked (x: unknown, data: Uint8Array, fds: number[]): Fill
   if (more !== Math.ceil(total / MAX_DATA) - 1) throw protocolError(`an inline offer of ${total} bytes in ${more + 1} messages`)
   if (data.byteLength !== MAX_DATA) throw protocolError(`the first of several inline messages carries ${data.byteLength} bytes, not ${MAX_DATA}`)
   const id = uint(o.id, 'id')
-  const buffers = lengths.map(receiveBuffer)
+  // One buffer takes receive-pool memory (one memfd); several take plain ArrayBuffers, so that an
+  // offer of 1024 small buffers, queued up to PAUSE_BYTES deep, cannot cost 1024 fds apiece.
+  const buffers = lengths.length === 1 ? [receiveBuffer(lengths[0])] : lengths.map((n) => new ArrayBuffer(n))
   const put = scatter(buffers.map((ab) => new Uint8Array(ab)))
   put(data)
   return { offer: { id, lengths, total, meta: o.meta, memfds: [], inline: buffers }, put, got: data.byteLength }

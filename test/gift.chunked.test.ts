@@ -51,6 +51,7 @@ describe('several messages, no reply', () => {
       assert.deepEqual(got.map((g) => digest(g.buffers)), [wants[0], wants[1], wants[2], wants[3], manyWant, wants[4]])
       assert.ok(got.every((g) => g.path === 'copy' && g.reason === 'inline'))
       assert.deepEqual(got[4].buffers.map((x) => x.byteLength), many.map(() => 10_000))
+      assert.ok(got[4].buffers.every((x) => !isGiftable(x)), 'several buffers arrive as plain ArrayBuffers (no fd each)')
       assert.ok(isGiftable(got[1].buffers[0]), 'a gift past one message lands in giftable (receive pool) memory')
       assert.ok(!isGiftable(got[0].buffers[0]), 'a one-message gift is a plain ArrayBuffer')
       for (const g of got) drop(g)
@@ -91,6 +92,25 @@ describe('several messages, no reply', () => {
       assert.equal(trimReceivePool(), 102_400, 'the chunked gift\'s buffer was released to the pool')
     } finally {
       a.close(); b.close()
+    }
+  })
+
+  test('an offer of 1024 small buffers costs the reader no fd per buffer', async () => {
+    await settle()
+    const fds = fdCount()
+    const { ch, raw, done } = rawPair()
+    try {
+      const lengths = Array.from({ length: 1024 }, () => 100)
+      const bytes = fillPattern(new Uint8Array(102_400), 6)
+      assert.ok(native.sendmsg(raw, [packet(Type.Inline, `{"id":1,"lengths":[${lengths.join(',')}],"more":1}`, bytes.subarray(0, MAX_DATA))], []) >= 0)
+      const before = fdCount()
+      assert.ok(native.sendmsg(raw, [packet(Type.Data, '{"id":1}', bytes.subarray(MAX_DATA))], []) >= 0)
+      const g = await withTimeout(ch.receive(), 10_000, 'the gift')
+      assert.equal(g.buffers.length, 1024)
+      assert.equal(digest(g.buffers), digest([bytes]))
+      assert.ok(fdCount() - fds <= 3 && fdCount() <= before + 1, `the reader's fds: ${fdCount() - fds} more`)
+    } finally {
+      done()
     }
   })
 
