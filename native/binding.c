@@ -178,10 +178,13 @@ static napi_value pagegift__map_fixed(napi_env env, napi_callback_info info) {
 }
 
 /*
- * handover(handle) -> a new handle, or -EBUSY: takes the pages of a mapping away from its ArrayBuffer,
- * which the caller has detached. That buffer's finalizer then leaves them mapped; the new handle owns
- * them until wrap() gives them a new ArrayBuffer or unmapAsync() frees them. Refused while a job
- * uses the pages, or once they are released.
+ * handover(handle) -> a new handle, or -errno (-EBUSY while a job uses the pages, or once they are
+ * released): takes the pages of a mapping away from its ArrayBuffer, which the caller has detached,
+ * and moves them (page tables and all, so they stay warm) to a new address. The old address is
+ * left unmapped, as release() leaves it: I/O still pending on the old buffer (a socket write of it,
+ * say) fails with EFAULT instead of reading whatever the pages hold next. The old buffer's finalizer
+ * then does nothing; the new handle owns the pages until wrap() gives them a new ArrayBuffer or
+ * unmapAsync() frees them.
  */
 static napi_value pagegift__handover(napi_env env, napi_callback_info info) {
   PAGEGIFT__ARGS(env, info, 1);
@@ -190,8 +193,6 @@ static napi_value pagegift__handover(napi_env env, napi_callback_info info) {
   if (m->doomed || m->users > 0) return pagegift__number(env, -EBUSY);
   pagegift__mapping* n = calloc(1, sizeof(*n));
   if (n == NULL) return pagegift__number(env, -ENOMEM);
-  n->addr = m->addr;
-  n->length = m->length;
   n->refs = 1;
   napi_value handle;
   if (napi_create_external(env, n, pagegift__finalize_handle, NULL, &handle) != napi_ok) {
@@ -199,6 +200,9 @@ static napi_value pagegift__handover(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ERR_PAGEGIFT_NAPI", "could not create a mapping handle");
     return NULL;
   }
+  int r = pagegift_move_mapping(m->addr, m->length, &n->addr);
+  if (r < 0) return pagegift__number(env, r); /* n, empty, is freed with its unreturned handle */
+  n->length = m->length;
   m->doomed = 1;
   return handle;
 }

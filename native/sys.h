@@ -17,6 +17,7 @@ int64_t pagegift_fd_size(int fd);
 int pagegift_map_shared(int fd, size_t offset, size_t length, void** out);
 int pagegift_map_fixed(void* addr, int fd, size_t offset, size_t length);
 int pagegift_unmap(void* addr, size_t length);
+int pagegift_move_mapping(void* addr, size_t length, void** out);
 int pagegift_punch_hole(int fd, size_t offset, size_t length);
 int pagegift_dup(int fd);
 int pagegift_close(int fd);

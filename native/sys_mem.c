@@ -62,6 +62,23 @@ int pagegift_unmap(void* addr, size_t length) {
   return munmap(addr, length) == 0 ? 0 : -errno;
 }
 
+/*
+ * Moves a mapping, pages and page tables, to a new address; the old range is left unmapped, so a
+ * stale pointer into it faults (EFAULT in a syscall) as it would after munmap.
+ */
+int pagegift_move_mapping(void* addr, size_t length, void** out) {
+  void* dest = mmap(NULL, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (dest == MAP_FAILED) return -errno;
+  void* moved = mremap(addr, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+  if (moved == MAP_FAILED) {
+    int err = errno;
+    munmap(dest, length);
+    return -err;
+  }
+  *out = moved;
+  return 0;
+}
+
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
 #endif

@@ -78,7 +78,9 @@ export function sendChunked (t: Transport, id: number, sources: Sources, metaJso
       resolve({ path: 'copy', bytes: sources.total, reason: RECEIPT })
     }
     t.post(Type.Inline, text, undefined, parts[0], [], done)
-    for (let i = 1; i < parts.length; i++) t.post(Type.Data, undefined, json, parts[i], [], done)
+    // An offer that failed at once (it could not be encoded, the channel is closed) takes its Data
+    // messages with it: none is posted, so none can go out from buffers handed back to the user.
+    for (let i = 1; i < parts.length && failure === undefined; i++) t.post(Type.Data, undefined, json, parts[i], [], done)
   })
 }
 

@@ -193,20 +193,28 @@ export function release (buf: ArrayBuffer): void {
  * splice, copy), and on this VM the first write to a new page costs far more than the copy into
  * it: a fresh memfd takes 1.3 ms per MiB to touch, memcpy into written memory 0.1 ms. So the pages
  * of a receive target that the user releases stay mapped here, keyed by their page-rounded size,
- * and the next receive of that size writes into them: no page fault, no new page.
+ * and the next receive of that size writes into them: no page fault, no new page. They move to a
+ * new address as they enter (native handover): the old one is unmapped, as release() leaves it, so
+ * I/O still pending on the released buffer fails instead of reading the next gift.
  *
  * Only pages that never left this process come back: a target that allocReceive() made, still one
  * extent of its own memfd, never exported (fdOf, a handoff), held by nothing else (an offer, a move
  * into it) and used by no job. A buffer the garbage collector takes is unmapped as before. Entries
- * unused for POOL_IDLE_MS are unmapped; PAGEGIFT_RECEIVE_POOL_MB bounds the pool (default 64, 0 off).
+ * unused for POOL_IDLE_MS are unmapped; PAGEGIFT_RECEIVE_POOL_MB bounds the pool (default 64, 0 off),
+ * and it holds at most POOL_MAX_ENTRIES targets of POOL_MIN_BYTES or more.
  */
 interface Pooled { memfd: Memfd, handle: MappingHandle, since: number }
 const pool = new Map<number, Pooled[]>()
 let pooledBytes = 0
+let poolEntries = 0
 let poolTimer: NodeJS.Timeout | undefined
 let poolMax: number | undefined
 const POOL_IDLE_MS = 1000
 const POOL_DEFAULT_MB = 64
+/** Each entry holds a memfd: at most this many, so the pool never costs many fds. */
+const POOL_MAX_ENTRIES = 64
+/** Smaller targets are not worth an fd held: few pages to fault in (small gifts go inline anyway). */
+const POOL_MIN_BYTES = 64 * 1024
 
 function poolLimit (): number {
   if (poolMax === undefined) {
@@ -223,7 +231,7 @@ function toPool (region: Region): boolean {
   if (memfd === undefined || region.pages.extents.length !== 1) return false
   const [e] = region.pages.extents
   if (e.memfd !== memfd || e.offset !== 0 || e.length !== region.mapLength || memfd.exported || memfd.refs !== 1) return false
-  if (pooledBytes + region.mapLength > poolLimit()) return false
+  if (region.mapLength < POOL_MIN_BYTES || poolEntries >= POOL_MAX_ENTRIES || pooledBytes + region.mapLength > poolLimit()) return false
   // Detached first: from here on no JavaScript object reaches the pages until wrap() makes a new one.
   if (region.ab.byteLength !== 0) native.detach(region.ab)
   const handle = native.handover(region.handle)
@@ -234,6 +242,7 @@ function toPool (region: Region): boolean {
   list.push({ memfd, handle, since: performance.now() })
   pool.set(region.mapLength, list)
   pooledBytes += region.mapLength
+  poolEntries++
   poolTimer ??= setTimeout(expirePool, POOL_IDLE_MS).unref()
   return true
 }
@@ -252,6 +261,7 @@ function expirePool (): void {
     const n = stale < 0 ? list.length : stale
     for (const p of list.splice(0, n)) freePooled(p)
     pooledBytes -= n * size
+    poolEntries -= n
     if (list.length === 0) pool.delete(size)
   }
   if (pool.size > 0) poolTimer = setTimeout(expirePool, POOL_IDLE_MS).unref()
@@ -263,6 +273,7 @@ export function trimReceivePool (): number {
   for (const list of pool.values()) for (const p of list) freePooled(p)
   pool.clear()
   pooledBytes = 0
+  poolEntries = 0
   if (poolTimer !== undefined) clearTimeout(poolTimer)
   poolTimer = undefined
   return freed
@@ -275,8 +286,15 @@ export function allocReceive (byteLength: number): ArrayBuffer {
   const p = list?.pop()
   if (p !== undefined) {
     pooledBytes -= size
+    poolEntries--
     if (list?.length === 0) pool.delete(size)
-    const ab = native.wrap(p.handle, byteLength)
+    let ab: ArrayBuffer | number
+    try {
+      ab = native.wrap(p.handle, byteLength)
+    } catch (err) {
+      freePooled(p)
+      throw err
+    }
     if (typeof ab !== 'number') {
       const region = register(ab, p.handle, size, byteLength, [{ memfd: p.memfd, offset: 0, length: size }])
       p.memfd.unref() // the pool's reference; the region took its own

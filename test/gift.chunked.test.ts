@@ -114,6 +114,21 @@ describe('several messages, no reply', () => {
     }
   })
 
+  test('an offer that cannot be sent takes its Data messages with it: nothing goes out, the data comes back', async () => {
+    const { ch, raw, done } = rawPair()
+    try {
+      const src = fillPattern(new Uint8Array(100_000), 7)
+      const want = digest([src])
+      const err = await withTimeout(ch.gift(src, { meta: 'x'.repeat(65_520) }).then(() => undefined, (e: Error & { buffers?: ArrayBuffer[] }) => e), 10_000, 'the gift to fail')
+      assert.ok(err !== undefined, 'the gift failed (its offer is over the JSON limit)')
+      assert.equal(digest(err.buffers as ArrayBuffer[]), want)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      assert.equal(native.recvmsg(raw, new Uint8Array(MAX_DATA + 1024), new Int32Array(66)), -native.constants.EAGAIN, 'no message reached the peer')
+    } finally {
+      done()
+    }
+  })
+
   test('a gift with a timeout is sent in one message at most, so past it the gift walks the ladder', async () => {
     const [a, b] = channelPair()
     try {

@@ -5,7 +5,10 @@
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { closeSync, openSync, readSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
+import { createServer, connect as netConnect, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import { alloc, channelPair, fdOf, isGiftable, pageSize, release, trimReceivePool, type Channel } from '../src/index.ts'
 import { native } from '../src/native.ts'
@@ -48,8 +51,9 @@ test('a released receive target is reused by the next receive of its page-rounde
     // A shorter gift in the same page bucket takes the same pages: its buffer ends at its length,
     // and the bytes after it, up to the page's end, are zeros rather than the first gift's.
     const second = await copyGift(a, b, SIZE - 100, 2)
-    assert.equal(addressOf(second), at, 'the pooled mapping was reused')
-    assert.equal(regionOf(second)?.pages.extents[0].memfd, memfd, 'and so were its pages')
+    assert.equal(regionOf(second)?.pages.extents[0].memfd, memfd, 'the pooled pages were reused')
+    assert.notEqual(addressOf(second), at, 'at a new address: the released buffer\'s is unmapped')
+    assert.ok(!readFileSync('/proc/self/maps', 'utf8').split('\n').some((l) => l.startsWith(at.toString(16) + '-')), 'nothing is mapped at the old address')
     assert.equal(second.byteLength, SIZE - 100)
     const fd = fdOf(second)
     try {
@@ -66,6 +70,48 @@ test('a released receive target is reused by the next receive of its page-rounde
   } finally {
     a.close()
     b.close()
+  }
+})
+
+test('a socket write still pending on a released buffer fails; it never sends the next gift\'s bytes', async () => {
+  trimReceivePool()
+  const dir = mkdtempSync(join(tmpdir(), 'pagegift-pool-'))
+  const [a, b] = channelPair()
+  const server = createServer({ pauseOnConnect: true })
+  try {
+    const size = 16 << 20
+    const path = join(dir, 's')
+    const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve))
+    await new Promise<void>((resolve) => server.listen(path, resolve))
+    const client = netConnect(path)
+    const peer = await withTimeout(accepted, 10_000, 'the connection')
+    const [, got] = await Promise.all([a.gift(new Uint8Array(size).fill(0x11), { path: 'copy' }), b.receive()])
+    const first = got.buffers[0]
+    const failed = new Promise<Error | undefined>((resolve) => {
+      client.once('error', resolve)
+      client.write(new Uint8Array(first), (err) => resolve(err ?? undefined))
+    })
+    release(first)
+    // The next gift of that size takes the pooled pages and fills them with 0xAB.
+    const src = new Uint8Array(size).fill(0xab)
+    const [, second] = await Promise.all([a.gift(src, { path: 'copy' }), b.receive()])
+    let leaked = 0
+    let other = 0
+    peer.on('data', (d: Buffer) => { for (const x of d) if (x === 0xab) leaked++; else if (x !== 0x11) other++ })
+    peer.resume()
+    const err = await withTimeout(failed, 30_000, 'the write to end')
+    assert.equal((err as NodeJS.ErrnoException | undefined)?.code, 'EFAULT', 'the pending write failed on the unmapped address')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.equal(leaked, 0, 'no byte of the second gift reached the socket')
+    assert.equal(other, 0, 'only the first gift\'s bytes did')
+    release(second.buffers[0])
+    client.destroy()
+    peer.destroy()
+  } finally {
+    server.close()
+    a.close()
+    b.close()
+    rmSync(dir, { recursive: true, force: true })
   }
 })
 
@@ -127,6 +173,22 @@ test('only receive targets whose pages never left the process go to the pool', a
     lost = undefined
     await settle()
     assert.equal(trimReceivePool(), 0, 'a collected target is not pooled')
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
+test('the pool holds at most 64 targets, none under 64 KiB, so it never holds many fds', async () => {
+  trimReceivePool()
+  const [a, b] = channelPair()
+  try {
+    release(await copyGift(a, b, 4096, 1))
+    assert.equal(trimReceivePool(), 0, 'a small target is unmapped')
+    const held: ArrayBuffer[] = []
+    for (let i = 0; i < 70; i++) held.push(await copyGift(a, b, 65_536, 2))
+    for (const buf of held) release(buf)
+    assert.equal(trimReceivePool(), 64 * 65_536)
   } finally {
     a.close()
     b.close()
