@@ -264,23 +264,28 @@ function noFds (fds: number[], what: string): void {
   throw protocolError(`${what} with ${fds.length} fds`)
 }
 
-/** True for 1 to MAX_BUFFERS integers in [1, INLINE_MAX]: a subset of what uints() accepts here. */
-function plainLengths (x: unknown): x is number[] {
+/** True for 1 to MAX_BUFFERS integers in [1, max]: a subset of what uints() accepts here. */
+function plainLengths (x: unknown, max: number): x is number[] {
   if (!Array.isArray(x) || x.length === 0 || x.length > MAX_BUFFERS) return false
-  for (const n of x) if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > INLINE_MAX) return false
+  for (const n of x) if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > max) return false
   return true
+}
+
+/** What every inline offer (one message or several) must be: lengths of at most `max` bytes in all, no other path, an id. */
+function inlineHead (o: Record<string, unknown>, max: number): { id: number, lengths: number[], total: number } {
+  // The common case checked without the validator's per-item labels; anything else gets its precise error there.
+  const lengths = plainLengths(o.lengths, max) ? o.lengths : uints(o.lengths, 'lengths', MAX_BUFFERS, max)
+  let total = 0
+  for (const n of lengths) total += n
+  if (lengths.length === 0 || lengths.includes(0) || total > max) throw protocolError('inline lengths out of range')
+  if (o.move !== undefined || o.cma !== undefined || o.forced !== undefined) throw protocolError('an inline offer may not offer another path')
+  return { id: uint(o.id, 'id'), lengths, total }
 }
 
 /** One inline offer whose bytes start at `at` in `data`; short data is caught before any copy. */
 function inlineOffer (x: unknown, what: string, data: Uint8Array, at: number): Offer {
   const o = obj(x, what)
-  // The common case checked without the validator's per-item labels; anything else gets its precise error there.
-  const lengths = plainLengths(o.lengths) ? o.lengths : uints(o.lengths, 'lengths', MAX_BUFFERS, INLINE_MAX)
-  let total = 0
-  for (const n of lengths) total += n
-  if (lengths.length === 0 || lengths.includes(0) || total > INLINE_MAX) throw protocolError('inline lengths out of range')
-  if (o.move !== undefined || o.cma !== undefined || o.forced !== undefined) throw protocolError('an inline offer may not offer another path')
-  const id = uint(o.id, 'id')
+  const { id, lengths, total } = inlineHead(o, INLINE_MAX)
   if (at + total > data.byteLength) return { id, lengths, total, meta: o.meta, memfds: [] }
   // Copied: the receive buffer is read again for the next message. A typed array's slice() makes
   // its own ArrayBuffer of exactly these bytes, 1.5-2x faster here than new ArrayBuffer() and set().
@@ -305,15 +310,11 @@ export function isChunked (x: unknown): boolean {
 export function startChunked (x: unknown, data: Uint8Array, fds: number[]): Filling {
   noFds(fds, 'an inline offer')
   const o = obj(x, 'inline offer')
-  const lengths = uints(o.lengths, 'lengths', MAX_BUFFERS, INLINE_CHUNKED_MAX)
-  let total = 0
-  for (const n of lengths) total += n
-  if (lengths.length === 0 || lengths.includes(0) || total <= INLINE_MAX || total > INLINE_CHUNKED_MAX) throw protocolError('inline lengths out of range')
-  if (o.move !== undefined || o.cma !== undefined || o.forced !== undefined) throw protocolError('an inline offer may not offer another path')
+  const { id, lengths, total } = inlineHead(o, INLINE_CHUNKED_MAX)
+  if (total <= INLINE_MAX) throw protocolError('inline lengths out of range')
   const more = uint(o.more, 'more')
   if (more !== Math.ceil(total / MAX_DATA) - 1) throw protocolError(`an inline offer of ${total} bytes in ${more + 1} messages`)
   if (data.byteLength !== MAX_DATA) throw protocolError(`the first of several inline messages carries ${data.byteLength} bytes, not ${MAX_DATA}`)
-  const id = uint(o.id, 'id')
   // One buffer takes receive-pool memory (one memfd); several take plain ArrayBuffers, so that an
   // offer of 1024 small buffers, queued up to PAUSE_BYTES deep, cannot cost 1024 fds apiece.
   const buffers = lengths.length === 1 ? [receiveBuffer(lengths[0])] : lengths.map((n) => new ArrayBuffer(n))
