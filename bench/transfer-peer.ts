@@ -149,9 +149,6 @@ async function run (cmd: Cmd): Promise<Record<string, unknown> | undefined> {
     case 'stream-net':
       await streamNet(cmd)
       return undefined
-    case 'exit':
-      setImmediate(() => process.exit(0))
-      return {}
     default:
       throw new Error(`unknown op ${cmd.op}`)
   }
