@@ -81,7 +81,7 @@ static void pagegift__finalize_buffer(napi_env env, void* data, void* hint) {
    */
   if (!m->doomed) {
     m->doomed = 1;
-    if (m->users == 0) pagegift_unmap(m->addr, m->length);
+    if (m->users == 0) pagegift_unmap(m->addr, m->span);
   }
   pagegift__mapping_unref(m);
 }
@@ -134,26 +134,37 @@ static napi_value pagegift__memfd_create(napi_env env, napi_callback_info info) 
   return pagegift__number(env, pagegift_memfd_create(name, (size_t) pagegift__int(env, argv[1]), seal));
 }
 
-/* map(fd, offset, length, byteLength) -> [ArrayBuffer, handle] or -errno. */
+/*
+ * map(fd, offset, length, byteLength, slot) -> [ArrayBuffer, handle] or -errno. With `slot`, the
+ * mapping is a slot (pagegift_map_slot), whose pages handover() moves with their page tables.
+ */
 static napi_value pagegift__map(napi_env env, napi_callback_info info) {
-  PAGEGIFT__ARGS(env, info, 4);
+  PAGEGIFT__ARGS(env, info, 5);
   int fd = (int) pagegift__int(env, argv[0]);
   size_t offset = (size_t) pagegift__int(env, argv[1]);
   size_t length = (size_t) pagegift__int(env, argv[2]);
   size_t byte_length = (size_t) pagegift__int(env, argv[3]);
+  bool slot = false;
+  if (argc >= 5) napi_get_value_bool(env, argv[4], &slot);
   void* addr;
-  int r = pagegift_map_shared(fd, offset, length, &addr);
+  int r = slot ? pagegift_map_slot(fd, offset, length, &addr) : pagegift_map_shared(fd, offset, length, &addr);
   if (r < 0) return pagegift__number(env, r);
+  size_t span = slot ? pagegift_slot_span(length) : length;
   pagegift__mapping* m = calloc(1, sizeof(*m));
+  if (m == NULL) {
+    pagegift_unmap(addr, span);
+    return pagegift__number(env, -ENOMEM);
+  }
   m->addr = addr;
   m->length = length;
+  m->span = span;
   m->refs = 2;
   m->users = 0;
   m->wrapped = 1;
   napi_value ab = pagegift__uncounted_arraybuffer(env, addr, byte_length);
   napi_value handle, out;
   if (ab == NULL || napi_add_finalizer(env, ab, m, pagegift__finalize_buffer, m, NULL) != napi_ok) {
-    pagegift_unmap(addr, length);
+    pagegift_unmap(addr, span);
     free(m);
     napi_throw_error(env, "ERR_PAGEGIFT_NAPI", "could not create the ArrayBuffer of a mapping");
     return NULL;
@@ -200,9 +211,10 @@ static napi_value pagegift__handover(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ERR_PAGEGIFT_NAPI", "could not create a mapping handle");
     return NULL;
   }
-  int r = pagegift_move_mapping(m->addr, m->length, &n->addr);
+  int r = pagegift_move_mapping(m->addr, m->span, &n->addr);
   if (r < 0) return pagegift__number(env, r); /* n, empty, is freed with its unreturned handle */
   n->length = m->length;
+  n->span = m->span;
   m->doomed = 1;
   return handle;
 }

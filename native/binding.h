@@ -27,7 +27,9 @@
  */
 typedef struct {
   void* addr;
+  /* The bytes a span may name; `span` is what is mapped (more for a slot: see pagegift_map_slot). */
   size_t length;
+  size_t span;
   int refs;
   int users;
   int doomed;

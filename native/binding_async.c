@@ -56,7 +56,7 @@ static void pagegift__execute(napi_env env, void* data) {
       r->result = pagegift_populate(r->local.iov, r->local.n);
       break;
     case PAGEGIFT__OP_MUNMAP:
-      r->result = pagegift_unmap(r->mapping->addr, r->mapping->length);
+      r->result = pagegift_unmap(r->mapping->addr, r->mapping->span);
       break;
     default:
       r->result = -ENOSYS;

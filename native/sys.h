@@ -15,6 +15,8 @@ int pagegift_memfd_create(const char* name, size_t size, int seal);
 int pagegift_get_seals(int fd);
 int64_t pagegift_fd_size(int fd);
 int pagegift_map_shared(int fd, size_t offset, size_t length, void** out);
+int pagegift_map_slot(int fd, size_t offset, size_t length, void** out);
+size_t pagegift_slot_span(size_t length);
 int pagegift_map_fixed(void* addr, int fd, size_t offset, size_t length);
 int pagegift_unmap(void* addr, size_t length);
 int pagegift_move_mapping(void* addr, size_t length, void** out);

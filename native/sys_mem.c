@@ -53,6 +53,45 @@ int pagegift_map_shared(int fd, size_t offset, size_t length, void** out) {
   return 0;
 }
 
+/*
+ * Slots: a mapping that starts on a page-table boundary (2 MiB on x86-64) and spans whole page
+ * tables, so that mremap moves its page tables whole (one entry a table) instead of page by page.
+ * On this kind of VM (shadow paging), a page whose page-table entry was rewritten costs a trap of
+ * several microseconds on its first touch even though it is resident and mapped: 1 MiB moved page
+ * by page took 2.6 ms to write once, moved as a table 0.09 ms. The bytes past the memfd's end are
+ * mapped but never touched (nothing hands out a pointer past the mapping's length).
+ */
+#define PAGEGIFT__TABLE ((size_t) 2 << 20)
+
+size_t pagegift_slot_span(size_t length) {
+  return (length + PAGEGIFT__TABLE - 1) & ~(PAGEGIFT__TABLE - 1);
+}
+
+/* A free, table-aligned range of `span` bytes, reserved PROT_NONE; its address or MAP_FAILED. */
+static char* pagegift__reserve_slot(size_t span) {
+  char* r = mmap(NULL, span + PAGEGIFT__TABLE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (r == MAP_FAILED) return r;
+  char* a = (char*) (((uintptr_t) r + PAGEGIFT__TABLE - 1) & ~(PAGEGIFT__TABLE - 1));
+  if (a > r) munmap(r, (size_t) (a - r));
+  if (r + span + PAGEGIFT__TABLE > a + span) munmap(a + span, (size_t) (r + span + PAGEGIFT__TABLE - (a + span)));
+  return a;
+}
+
+/* Maps `length` bytes of a memfd in a slot of pagegift_slot_span(length) bytes. */
+int pagegift_map_slot(int fd, size_t offset, size_t length, void** out) {
+  size_t span = pagegift_slot_span(length);
+  char* a = pagegift__reserve_slot(span);
+  if (a == MAP_FAILED) return -errno;
+  void* addr = mmap(a, span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t) offset);
+  if (addr == MAP_FAILED) {
+    int err = errno;
+    munmap(a, span);
+    return -err;
+  }
+  *out = addr;
+  return 0;
+}
+
 int pagegift_map_fixed(void* addr, int fd, size_t offset, size_t length) {
   void* got = mmap(addr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t) offset);
   return got == MAP_FAILED ? -errno : 0;
@@ -64,10 +103,13 @@ int pagegift_unmap(void* addr, size_t length) {
 
 /*
  * Moves a mapping, pages and page tables, to a new address; the old range is left unmapped, so a
- * stale pointer into it faults (EFAULT in a syscall) as it would after munmap.
+ * stale pointer into it faults (EFAULT in a syscall) as it would after munmap. A slot (`length` a
+ * whole number of page tables) moves to another slot, its page tables whole.
  */
 int pagegift_move_mapping(void* addr, size_t length, void** out) {
-  void* dest = mmap(NULL, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  int slot = (uintptr_t) addr % PAGEGIFT__TABLE == 0 && length % PAGEGIFT__TABLE == 0;
+  char* dest = slot ? pagegift__reserve_slot(length)
+                    : mmap(NULL, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (dest == MAP_FAILED) return -errno;
   void* moved = mremap(addr, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
   if (moved == MAP_FAILED) {

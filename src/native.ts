@@ -47,7 +47,7 @@ export interface Native {
   close(fd: number): number
   setPtracer(pid: number): number
   punchHole(fd: number, offset: number, length: number): number
-  map(fd: number, offset: number, length: number, byteLength: number): [ArrayBuffer, MappingHandle] | number
+  map(fd: number, offset: number, length: number, byteLength: number, slot?: boolean): [ArrayBuffer, MappingHandle] | number
   mapFixed(handle: MappingHandle, at: number, fd: number, fdOffset: number, length: number): number
   detach(ab: ArrayBuffer): void
   /** Takes a mapping's pages from its (detached) ArrayBuffer to a new handle; -EBUSY while a job uses them. */

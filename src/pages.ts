@@ -58,11 +58,15 @@ function checkLength (name: string, n: unknown): number {
   return n
 }
 
-/** Maps extents (whole pages, in order) at one address and registers the result as giftable. */
-export function mapExtents (extents: Extent[], byteLength: number): ArrayBuffer {
+/**
+ * Maps extents (whole pages, in order) at one address and registers the result as giftable. A
+ * `slot` mapping starts on a page-table boundary and covers whole page tables, so that the receive
+ * pool can move it to a new address with its page tables (native handover) and keep it warm.
+ */
+export function mapExtents (extents: Extent[], byteLength: number, slot = false): ArrayBuffer {
   const mapLength = extents.reduce((sum, e) => sum + e.length, 0)
   const first = extents[0]
-  const mapped = native.map(first.memfd.fd, first.offset, mapLength, byteLength)
+  const mapped = native.map(first.memfd.fd, first.offset, mapLength, byteLength, slot)
   if (typeof mapped === 'number') throw new SystemError(mapped, 'mmap')
   const [ab, handle] = mapped
   let at = first.length
@@ -104,13 +108,13 @@ export function alloc (byteLength: number, opts: { name?: string } = {}): ArrayB
   return mapNewMemfd(name, byteLength)
 }
 
-function mapNewMemfd (name: string, byteLength: number): ArrayBuffer {
+function mapNewMemfd (name: string, byteLength: number, slot = false): ArrayBuffer {
   const size = roundUp(byteLength)
   // Test-only (PAGEGIFT_TEST_HOOKS=alloc:unsealed=on): unsealed pages, to show that receivers refuse them.
   const seal = testFlag('alloc:unsealed') === undefined
   const memfd = new Memfd(check(native.memfdCreate(name, size, seal), 'memfd_create'))
   try {
-    return mapExtents([{ memfd, offset: 0, length: size }], byteLength)
+    return mapExtents([{ memfd, offset: 0, length: size }], byteLength, slot)
   } finally {
     memfd.unref()
   }
@@ -196,6 +200,12 @@ export function release (buf: ArrayBuffer): void {
  * and the next receive of that size writes into them: no page fault, no new page. They move to a
  * new address as they enter (native handover): the old one is unmapped, as release() leaves it, so
  * I/O still pending on the released buffer fails instead of reading the next gift.
+ *
+ * The move must keep them warm. On this VM (a shadow-paging hypervisor) a page whose page-table
+ * entry was rewritten traps on its first touch, resident or not, so pages moved entry by entry cost
+ * as much as new ones (1 MiB: 2.6 ms to write once, against 0.09 ms). So a target the pool may take
+ * is mapped in a slot (mapExtents `slot`): alone in whole 2 MiB page tables, which the move carries
+ * over whole, each by one upper-level entry.
  *
  * Only pages that never left this process come back: a target that allocReceive() made, still one
  * extent of its own memfd, never exported (fdOf, a handoff), held by nothing else (an offer, a move
@@ -303,7 +313,8 @@ export function allocReceive (byteLength: number): ArrayBuffer {
     }
     freePooled(p)
   }
-  const ab = mapNewMemfd('pagegift', byteLength)
+  // A target the pool could take back gets a slot, so that its pages move to the pool warm.
+  const ab = mapNewMemfd('pagegift', byteLength, size >= POOL_MIN_BYTES && poolLimit() >= size)
   const region = regions.get(ab) as Region
   region.recycle = region.pages.extents[0].memfd
   return ab

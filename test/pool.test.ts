@@ -115,6 +115,48 @@ test('a socket write still pending on a released buffer fails; it never sends th
   }
 })
 
+/** The /proc/self/maps line of the mapping that starts at `at`, as [start, end], or undefined. */
+function mappingAt (at: number): [number, number] | undefined {
+  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
+    const [range] = line.split(' ')
+    const [start, end] = (range ?? '').split('-').map((x) => parseInt(x, 16))
+    if (start === at) return [start, end]
+  }
+  return undefined
+}
+
+test('a receive target sits alone in whole page tables, and moves to the pool and back with them', async () => {
+  trimReceivePool()
+  const TABLE = 2 * 1024 * 1024
+  const [a, b] = channelPair()
+  try {
+    const first = await copyGift(a, b, SIZE, 3)
+    const at = addressOf(first)
+    assert.equal(at % TABLE, 0, 'the target starts on a page-table boundary')
+    assert.deepEqual(mappingAt(at), [at, at + TABLE], 'and its mapping covers that whole table, nothing else in it')
+    assert.equal(first.byteLength, SIZE, 'the buffer is only the gift\'s bytes: the rest of the table is never reachable')
+    release(first)
+    const second = await copyGift(a, b, SIZE, 4)
+    const moved = addressOf(second)
+    assert.notEqual(moved, at)
+    assert.equal(moved % TABLE, 0, 'the pooled pages moved to another table boundary')
+    assert.deepEqual(mappingAt(moved), [moved, moved + TABLE])
+    assert.equal(mappingAt(at), undefined, 'the old table is unmapped')
+    // Giftable memory the user allocates is not a slot: it maps exactly its pages.
+    const own = alloc(SIZE)
+    const ownAt = addressOf(own)
+    assert.deepEqual(mappingAt(ownAt), [ownAt, ownAt + SIZE])
+    release(own)
+    release(second)
+    assert.equal(trimReceivePool(), SIZE)
+    await settle()
+    assert.equal(mappingAt(moved), undefined, 'a trim unmaps the whole slot')
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
 test('the finalizer of a pooled buffer leaves the pages to the pool, and a trim frees every fd and mapping', async () => {
   trimReceivePool()
   await settle()
