@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import { cpus, release as kernel } from 'node:os'
-import { INLINE_MAX, INLINE_MAX_PAGES } from '../src/wire.ts'
+import { INLINE_CHUNKED_MAX, INLINE_MAX, INLINE_MAX_PAGES } from '../src/wire.ts'
 import { formatBytes, formatMs, printTable, stats, writeResults, type Stats } from './lib.ts'
 import type { Limits } from './limits.ts'
 import { lineChart } from './svg.ts'
@@ -148,7 +148,7 @@ export function report (run: Run): void {
   process.stdout.write(`\ntargets (ratios of medians in this run${valid ? '' : ', INVALID RUN'}):\n`)
   for (const r of ratios) process.stdout.write(`  ${r.pass === true ? 'PASS' : 'FAIL'}  ${r.text}\n`)
   const cross = crossover(rows)
-  if (cross.length > 0) process.stdout.write(`\ncrossover (alloc() memory goes inline up to ${formatBytes(INLINE_MAX_PAGES)}, other memory up to ${formatBytes(INLINE_MAX)}):\n${cross.map((c) => `  ${c}\n`).join('')}`)
+  if (cross.length > 0) process.stdout.write(`\ncrossover (alloc() memory goes inline up to ${formatBytes(INLINE_MAX_PAGES)}, other memory up to ${formatBytes(INLINE_CHUNKED_MAX)}, in messages of ${formatBytes(INLINE_MAX)}):\n${cross.map((c) => `  ${c}\n`).join('')}`)
   const streamRatio = streamReport(stream)
   const lim = limitRatios(rows, limits)
   process.stdout.write('\nkernel limits (bench/limits.c):\n')

@@ -211,7 +211,8 @@ export function release (buf: ArrayBuffer): void {
  * extent of its own memfd, never exported (fdOf, a handoff), held by nothing else (an offer, a move
  * into it) and used by no job. A buffer the garbage collector takes is unmapped as before. Entries
  * unused for POOL_IDLE_MS are unmapped; PAGEGIFT_RECEIVE_POOL_MB bounds the pool (default 64, 0 off),
- * and it holds at most POOL_MAX_ENTRIES targets of POOL_MIN_BYTES or more.
+ * and it holds at most POOL_MAX_ENTRIES targets of POOL_MIN_BYTES or more. A release that does not
+ * fit unmaps the oldest entries to make room.
  */
 interface Pooled { memfd: Memfd, handle: MappingHandle, since: number }
 const pool = new Map<number, Pooled[]>()
@@ -241,13 +242,15 @@ function toPool (region: Region): boolean {
   if (memfd === undefined || region.pages.extents.length !== 1) return false
   const [e] = region.pages.extents
   if (e.memfd !== memfd || e.offset !== 0 || e.length !== region.mapLength || memfd.exported || memfd.refs !== 1) return false
-  if (region.mapLength < POOL_MIN_BYTES || poolEntries >= POOL_MAX_ENTRIES || pooledBytes + region.mapLength > poolLimit()) return false
+  if (region.mapLength < POOL_MIN_BYTES || region.mapLength > poolLimit()) return false
   // Detached first: from here on no JavaScript object reaches the pages until wrap() makes a new one.
   if (region.ab.byteLength !== 0) native.detach(region.ab)
   const handle = native.handover(region.handle)
   if (typeof handle === 'number') return false // a job still uses the pages: dropRegion() unmaps them once it ends
   region.released = true
   collected.unregister(region)
+  // The latest release is the likeliest to be received again: the oldest entries make room for it.
+  while (pool.size > 0 && (poolEntries >= POOL_MAX_ENTRIES || pooledBytes + region.mapLength > poolLimit())) evictOldest()
   const list = pool.get(region.mapLength) ?? []
   list.push({ memfd, handle, since: performance.now() })
   pool.set(region.mapLength, list)
@@ -260,6 +263,18 @@ function toPool (region: Region): boolean {
 function freePooled (p: Pooled): void {
   native.unmapAsync(p.handle)
   p.memfd.unref()
+}
+
+/** Unmaps the entry that has waited longest (each size's list is oldest first). */
+function evictOldest (): void {
+  let oldest: [number, Pooled[]] | undefined
+  for (const entry of pool) if (oldest === undefined || entry[1][0].since < oldest[1][0].since) oldest = entry
+  if (oldest === undefined) return
+  const [size, list] = oldest
+  freePooled(list.shift() as Pooled)
+  pooledBytes -= size
+  poolEntries--
+  if (list.length === 0) pool.delete(size)
 }
 
 function expirePool (): void {

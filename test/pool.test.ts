@@ -237,6 +237,31 @@ test('the pool holds at most 64 targets, none under 64 KiB, so it never holds ma
   }
 })
 
+test('a release that does not fit makes room: the oldest entries go, the latest stays', async () => {
+  trimReceivePool()
+  const [a, b] = channelPair()
+  try {
+    const old = await copyGift(a, b, 131_072, 5)
+    const oldMemfd = regionOf(old)?.pages.extents[0].memfd
+    release(old)
+    const held: ArrayBuffer[] = []
+    for (let i = 0; i < 64; i++) held.push(await copyGift(a, b, 65_536, 6))
+    const last = regionOf(held[63])?.pages.extents[0].memfd
+    for (const buf of held) release(buf)
+    // 65 releases for 64 places: the 128 KiB target, released first, made room for the last one.
+    const again = await copyGift(a, b, 131_072, 7)
+    assert.notEqual(regionOf(again)?.pages.extents[0].memfd, oldMemfd, 'the oldest entry was unmapped')
+    release(again)
+    const latest = await copyGift(a, b, 65_536, 8)
+    assert.equal(regionOf(latest)?.pages.extents[0].memfd, last, 'the latest release is reused first')
+    release(latest)
+    assert.equal(trimReceivePool(), 63 * 65_536 + 131_072)
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
 test('a target that a job still uses is unmapped once the job ends, not pooled', async () => {
   trimReceivePool()
   const [a, b] = channelPair()
