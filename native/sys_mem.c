@@ -88,6 +88,11 @@ int pagegift_map_slot(int fd, size_t offset, size_t length, void** out) {
     munmap(a, span);
     return -err;
   }
+  /*
+   * Where shmem may use huge pages (shmem_enabled always or force), one could back the whole slot's
+   * table though the memfd holds only a part of it: up to 32 times the memory of a 64 KiB target.
+   */
+  if (span != length) madvise(addr, span, MADV_NOHUGEPAGE);
   *out = addr;
   return 0;
 }
@@ -114,7 +119,14 @@ int pagegift_move_mapping(void* addr, size_t length, void** out) {
   void* moved = mremap(addr, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
   if (moved == MAP_FAILED) {
     int err = errno;
-    munmap(dest, length);
+    /*
+     * The kernel may have unmapped the reservation already (it clears the destination first), and
+     * another thread may have mapped something there since: unmap the range only if it is still
+     * free to take, else leave it (at worst a PROT_NONE reservation stays).
+     */
+    void* again = mmap(dest, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (again == dest) munmap(dest, length);
+    else if (again != MAP_FAILED) munmap(again, length); /* a kernel before 4.17 took it as a hint */
     return -err;
   }
   *out = moved;

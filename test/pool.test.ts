@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { alloc, channelPair, fdOf, isGiftable, pageSize, release, trimReceivePool, type Channel } from '../src/index.ts'
-import { native } from '../src/native.ts'
+import { AsyncOp, errno, native } from '../src/native.ts'
 import { INLINE_CHUNKED_MAX } from '../src/wire.ts'
 import { populate, regionOf } from '../src/pages.ts'
 import { ask, digest, fdCount, fillPattern, memfdMappings, root, settle, spawnPeer, withTimeout } from './helpers.ts'
@@ -157,6 +157,35 @@ test('a receive target sits alone in whole page tables, and moves to the pool an
   }
 })
 
+test('no span or page move reaches the bytes of a slot past its target\'s pages', async () => {
+  trimReceivePool()
+  const [a, b] = channelPair()
+  try {
+    const got = await copyGift(a, b, SIZE, 6)
+    const region = regionOf(got)
+    assert.ok(region !== undefined)
+    assert.throws(() => native.addresses([region.handle, SIZE - pageSize, 2 * pageSize]), { code: 'ERR_OUT_OF_RANGE' })
+    const src = new Uint8Array(2 * pageSize)
+    const [addr] = native.addresses([src, 0, src.byteLength])
+    assert.throws(() => native.async(AsyncOp.VmRead, process.pid, 0, [region.handle, SIZE, pageSize], new Float64Array([addr, pageSize])), { code: 'ERR_OUT_OF_RANGE' })
+    const other = alloc(pageSize)
+    const fd = fdOf(other)
+    try {
+      assert.equal(native.mapFixed(region.handle, SIZE, fd, 0, pageSize), errno.EINVAL, 'no page may be mapped past the target')
+    } finally {
+      native.close(fd)
+      release(other)
+    }
+    // Inside the target, the same calls work.
+    assert.equal(await native.async(AsyncOp.VmRead, process.pid, 0, [region.handle, SIZE - pageSize, pageSize], new Float64Array([addr, pageSize])), pageSize)
+    release(got)
+    assert.equal(trimReceivePool(), SIZE)
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
 test('the finalizer of a pooled buffer leaves the pages to the pool, and a trim frees every fd and mapping', async () => {
   trimReceivePool()
   await settle()
@@ -201,14 +230,20 @@ test('only receive targets whose pages never left the process go to the pool', a
     assert.equal(trimReceivePool(), 0, 'a gifted target is not pooled')
     for (const buf of echoed.buffers) if (isGiftable(buf)) release(buf)
     trimReceivePool()
-    // Pages moved into a target replace its own: they are another memfd's.
-    const target = await copyGift(a, b, 2 * pageSize, 4)
+    // Pages moved into a target replace its own: they are another memfd's. Moved into its middle,
+    // they split its slot in three; the release unmaps all of it.
+    await settle()
+    const maps = memfdMappings()
+    const target = await copyGift(a, b, SIZE, 4)
     const moved = alloc(2 * pageSize)
     new Uint8Array(moved).fill(9)
-    const [, into] = await Promise.all([a.gift(moved, { path: 'move' }), b.receive({ into: new Uint8Array(target) })])
+    const [, into] = await Promise.all([a.gift(moved, { path: 'move' }), b.receive({ into: new Uint8Array(target, 16 * pageSize, 2 * pageSize) })])
     assert.equal(into.path, 'move')
+    assert.ok(new Uint8Array(target, 16 * pageSize, 2 * pageSize).every((x) => x === 9), 'the moved pages are in the middle of the target')
     release(target)
     assert.equal(trimReceivePool(), 0, 'a target that pages moved into is not pooled')
+    await settle()
+    assert.equal(memfdMappings(), maps, 'the split slot was unmapped whole')
     // Collected without release(): unmapped as before, nothing pooled.
     let lost: ArrayBuffer | undefined = await copyGift(a, b, SIZE, 5)
     assert.ok(lost.byteLength > 0)
@@ -239,6 +274,9 @@ test('the pool holds at most 64 targets, none under 64 KiB, so it never holds ma
 
 test('a release that does not fit makes room: the oldest entries go, the latest stays', async () => {
   trimReceivePool()
+  await settle()
+  const fds = fdCount()
+  const maps = memfdMappings()
   const [a, b] = channelPair()
   try {
     const old = await copyGift(a, b, 131_072, 5)
@@ -260,6 +298,9 @@ test('a release that does not fit makes room: the oldest entries go, the latest 
     a.close()
     b.close()
   }
+  await settle()
+  assert.equal(fdCount(), fds, 'every evicted entry closed its fd')
+  assert.equal(memfdMappings(), maps, 'and unmapped its pages')
 })
 
 test('a target that a job still uses is unmapped once the job ends, not pooled', async () => {
@@ -319,21 +360,36 @@ test('a cma gift to another process lands in its pooled pages, intact, gift afte
   }
 })
 
-test('PAGEGIFT_RECEIVE_POOL_MB=0 turns the pool off', async () => {
-  const script = `
-    import { channelPair, release, trimReceivePool } from './src/index.ts'
-    const [a, b] = channelPair()
-    const [, g] = await Promise.all([a.gift(new Uint8Array(1 << 20), { path: 'copy' }), b.receive()])
-    release(g.buffers[0])
-    process.stdout.write(String(trimReceivePool()))
-    a.close(); b.close()`
-  const run = (env: Record<string, string>): Promise<string> => new Promise((resolve, reject) => {
+/** Runs a module `script` in a child process (tsx, from the checkout) with `env` added; its stdout. */
+function runScript (script: string, env: Record<string, string>): Promise<string> {
+  return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'], timeout: 60_000 })
     let out = ''
     child.stdout.on('data', (d: Buffer) => { out += d.toString() })
     child.on('error', reject)
     child.on('exit', (code) => code === 0 ? resolve(out) : reject(new Error(`child exited with ${String(code)}`)))
   })
-  assert.equal(await run({ PAGEGIFT_RECEIVE_POOL_MB: '0' }), '0')
-  assert.equal(await run({ PAGEGIFT_RECEIVE_POOL_MB: '' }), String(1 << 20), 'the default pools it')
+}
+
+/** A module that receives copied gifts of these sizes, releasing each, then prints what the pool holds. */
+const receiveSizes = (sizes: number[]): string => `
+  import { channelPair, release, trimReceivePool } from './src/index.ts'
+  const [a, b] = channelPair()
+  for (const n of ${JSON.stringify(sizes)}) {
+    const [, g] = await Promise.all([a.gift(new Uint8Array(n), { path: 'copy' }), b.receive()])
+    release(g.buffers[0])
+  }
+  process.stdout.write(String(trimReceivePool()))
+  a.close(); b.close()`
+
+test('PAGEGIFT_RECEIVE_POOL_MB=0 turns the pool off', async () => {
+  assert.equal(await runScript(receiveSizes([1 << 20]), { PAGEGIFT_RECEIVE_POOL_MB: '0' }), '0')
+  assert.equal(await runScript(receiveSizes([1 << 20]), { PAGEGIFT_RECEIVE_POOL_MB: '' }), String(1 << 20), 'the default pools it')
+})
+
+test('PAGEGIFT_RECEIVE_POOL_MB bounds the bytes: a release past it evicts the oldest, one larger than it is not pooled', async () => {
+  // 256 KiB, then 1 MiB in a 1 MiB pool: the 1 MiB target takes the place of the older one.
+  assert.equal(await runScript(receiveSizes([256 << 10, 1 << 20]), { PAGEGIFT_RECEIVE_POOL_MB: '1' }), String(1 << 20))
+  // 2 MiB never fits: the pool keeps what it had.
+  assert.equal(await runScript(receiveSizes([256 << 10, 2 << 20]), { PAGEGIFT_RECEIVE_POOL_MB: '1' }), String(256 << 10))
 })
