@@ -37,41 +37,46 @@ async function copyGift (a: Channel, b: Channel, size: number, seed: number): Pr
   return got.buffers[0]
 }
 
-test('a released receive target is reused by the next receive of its page-rounded size, with the new bytes only', async () => {
+/** Runs `body` with an empty receive pool and a new channel pair, which it closes whatever happens. */
+async function withPair (body: (a: Channel, b: Channel) => Promise<void>): Promise<void> {
   trimReceivePool()
   const [a, b] = channelPair()
   try {
-    const first = await copyGift(a, b, SIZE, 1)
-    const at = addressOf(first)
-    const memfd = regionOf(first)?.pages.extents[0].memfd
-    const view = new Uint8Array(first)
-    release(first)
-    assert.equal(first.byteLength, 0, 'the released buffer is detached')
-    assert.equal(view.byteLength, 0, 'and so are its views')
-    // A shorter gift in the same page bucket takes the same pages: its buffer ends at its length,
-    // and the bytes after it, up to the page's end, are zeros rather than the first gift's.
-    const second = await copyGift(a, b, SIZE - 100, 2)
-    assert.equal(regionOf(second)?.pages.extents[0].memfd, memfd, 'the pooled pages were reused')
-    assert.notEqual(addressOf(second), at, 'at a new address: the released buffer\'s is unmapped')
-    assert.ok(!readFileSync('/proc/self/maps', 'utf8').split('\n').some((l) => l.startsWith(at.toString(16) + '-')), 'nothing is mapped at the old address')
-    assert.equal(second.byteLength, SIZE - 100)
-    const fd = fdOf(second)
-    try {
-      const tail = Buffer.alloc(100)
-      const h = openSync(`/proc/self/fd/${fd}`, 'r')
-      try { assert.equal(readSync(h, tail, 0, 100, SIZE - 100), 100) } finally { closeSync(h) }
-      assert.ok(tail.every((x) => x === 0), 'the bytes past the new length were zeroed')
-    } finally {
-      native.close(fd)
-    }
-    // Exported by fdOf: its pages may be mapped elsewhere, so they do not go back to the pool.
-    release(second)
-    assert.equal(trimReceivePool(), 0)
+    await body(a, b)
   } finally {
     a.close()
     b.close()
   }
-})
+}
+
+test('a released receive target is reused by the next receive of its page-rounded size, with the new bytes only', async () => withPair(async (a, b) => {
+  const first = await copyGift(a, b, SIZE, 1)
+  const at = addressOf(first)
+  const memfd = regionOf(first)?.pages.extents[0].memfd
+  const view = new Uint8Array(first)
+  release(first)
+  assert.equal(first.byteLength, 0, 'the released buffer is detached')
+  assert.equal(view.byteLength, 0, 'and so are its views')
+  // A shorter gift in the same page bucket takes the same pages: its buffer ends at its length,
+  // and the bytes after it, up to the page's end, are zeros rather than the first gift's.
+  const second = await copyGift(a, b, SIZE - 100, 2)
+  assert.equal(regionOf(second)?.pages.extents[0].memfd, memfd, 'the pooled pages were reused')
+  assert.notEqual(addressOf(second), at, 'at a new address: the released buffer\'s is unmapped')
+  assert.ok(!readFileSync('/proc/self/maps', 'utf8').split('\n').some((l) => l.startsWith(at.toString(16) + '-')), 'nothing is mapped at the old address')
+  assert.equal(second.byteLength, SIZE - 100)
+  const fd = fdOf(second)
+  try {
+    const tail = Buffer.alloc(100)
+    const h = openSync(`/proc/self/fd/${fd}`, 'r')
+    try { assert.equal(readSync(h, tail, 0, 100, SIZE - 100), 100) } finally { closeSync(h) }
+    assert.ok(tail.every((x) => x === 0), 'the bytes past the new length were zeroed')
+  } finally {
+    native.close(fd)
+  }
+  // Exported by fdOf: its pages may be mapped elsewhere, so they do not go back to the pool.
+  release(second)
+  assert.equal(trimReceivePool(), 0)
+}))
 
 test('a socket write still pending on a released buffer fails; it never sends the next gift\'s bytes', async () => {
   trimReceivePool()
@@ -125,66 +130,52 @@ function mappingAt (at: number): [number, number] | undefined {
   return undefined
 }
 
-test('a receive target sits alone in whole page tables, and moves to the pool and back with them', async () => {
-  trimReceivePool()
+test('a receive target sits alone in whole page tables, and moves to the pool and back with them', async () => withPair(async (a, b) => {
   const TABLE = 2 * 1024 * 1024
-  const [a, b] = channelPair()
-  try {
-    const first = await copyGift(a, b, SIZE, 3)
-    const at = addressOf(first)
-    assert.equal(at % TABLE, 0, 'the target starts on a page-table boundary')
-    assert.deepEqual(mappingAt(at), [at, at + TABLE], 'and its mapping covers that whole table, nothing else in it')
-    assert.equal(first.byteLength, SIZE, 'the buffer is only the gift\'s bytes: the rest of the table is never reachable')
-    release(first)
-    const second = await copyGift(a, b, SIZE, 4)
-    const moved = addressOf(second)
-    assert.notEqual(moved, at)
-    assert.equal(moved % TABLE, 0, 'the pooled pages moved to another table boundary')
-    assert.deepEqual(mappingAt(moved), [moved, moved + TABLE])
-    assert.equal(mappingAt(at), undefined, 'the old table is unmapped')
-    // Giftable memory the user allocates is not a slot: it maps exactly its pages.
-    const own = alloc(SIZE)
-    const ownAt = addressOf(own)
-    assert.deepEqual(mappingAt(ownAt), [ownAt, ownAt + SIZE])
-    release(own)
-    release(second)
-    assert.equal(trimReceivePool(), SIZE)
-    await settle()
-    assert.equal(mappingAt(moved), undefined, 'a trim unmaps the whole slot')
-  } finally {
-    a.close()
-    b.close()
-  }
-})
+  const first = await copyGift(a, b, SIZE, 3)
+  const at = addressOf(first)
+  assert.equal(at % TABLE, 0, 'the target starts on a page-table boundary')
+  assert.deepEqual(mappingAt(at), [at, at + TABLE], 'and its mapping covers that whole table, nothing else in it')
+  assert.equal(first.byteLength, SIZE, 'the buffer is only the gift\'s bytes: the rest of the table is never reachable')
+  release(first)
+  const second = await copyGift(a, b, SIZE, 4)
+  const moved = addressOf(second)
+  assert.notEqual(moved, at)
+  assert.equal(moved % TABLE, 0, 'the pooled pages moved to another table boundary')
+  assert.deepEqual(mappingAt(moved), [moved, moved + TABLE])
+  assert.equal(mappingAt(at), undefined, 'the old table is unmapped')
+  // Giftable memory the user allocates is not a slot: it maps exactly its pages.
+  const own = alloc(SIZE)
+  const ownAt = addressOf(own)
+  assert.deepEqual(mappingAt(ownAt), [ownAt, ownAt + SIZE])
+  release(own)
+  release(second)
+  assert.equal(trimReceivePool(), SIZE)
+  await settle()
+  assert.equal(mappingAt(moved), undefined, 'a trim unmaps the whole slot')
+}))
 
-test('no span or page move reaches the bytes of a slot past its target\'s pages', async () => {
-  trimReceivePool()
-  const [a, b] = channelPair()
+test('no span or page move reaches the bytes of a slot past its target\'s pages', async () => withPair(async (a, b) => {
+  const got = await copyGift(a, b, SIZE, 6)
+  const region = regionOf(got)
+  assert.ok(region !== undefined)
+  assert.throws(() => native.addresses([region.handle, SIZE - pageSize, 2 * pageSize]), { code: 'ERR_OUT_OF_RANGE' })
+  const src = new Uint8Array(2 * pageSize)
+  const [addr] = native.addresses([src, 0, src.byteLength])
+  assert.throws(() => native.async(AsyncOp.VmRead, process.pid, 0, [region.handle, SIZE, pageSize], new Float64Array([addr, pageSize])), { code: 'ERR_OUT_OF_RANGE' })
+  const other = alloc(pageSize)
+  const fd = fdOf(other)
   try {
-    const got = await copyGift(a, b, SIZE, 6)
-    const region = regionOf(got)
-    assert.ok(region !== undefined)
-    assert.throws(() => native.addresses([region.handle, SIZE - pageSize, 2 * pageSize]), { code: 'ERR_OUT_OF_RANGE' })
-    const src = new Uint8Array(2 * pageSize)
-    const [addr] = native.addresses([src, 0, src.byteLength])
-    assert.throws(() => native.async(AsyncOp.VmRead, process.pid, 0, [region.handle, SIZE, pageSize], new Float64Array([addr, pageSize])), { code: 'ERR_OUT_OF_RANGE' })
-    const other = alloc(pageSize)
-    const fd = fdOf(other)
-    try {
-      assert.equal(native.mapFixed(region.handle, SIZE, fd, 0, pageSize), errno.EINVAL, 'no page may be mapped past the target')
-    } finally {
-      native.close(fd)
-      release(other)
-    }
-    // Inside the target, the same calls work.
-    assert.equal(await native.async(AsyncOp.VmRead, process.pid, 0, [region.handle, SIZE - pageSize, pageSize], new Float64Array([addr, pageSize])), pageSize)
-    release(got)
-    assert.equal(trimReceivePool(), SIZE)
+    assert.equal(native.mapFixed(region.handle, SIZE, fd, 0, pageSize), errno.EINVAL, 'no page may be mapped past the target')
   } finally {
-    a.close()
-    b.close()
+    native.close(fd)
+    release(other)
   }
-})
+  // Inside the target, the same calls work.
+  assert.equal(await native.async(AsyncOp.VmRead, process.pid, 0, [region.handle, SIZE - pageSize, pageSize], new Float64Array([addr, pageSize])), pageSize)
+  release(got)
+  assert.equal(trimReceivePool(), SIZE)
+}))
 
 test('the finalizer of a pooled buffer leaves the pages to the pool, and a trim frees every fd and mapping', async () => {
   trimReceivePool()
@@ -217,60 +208,46 @@ test('the finalizer of a pooled buffer leaves the pages to the pool, and a trim 
   assert.equal(memfdMappings(), maps, 'no mapping left')
 })
 
-test('only receive targets whose pages never left the process go to the pool', async () => {
+test('only receive targets whose pages never left the process go to the pool', async () => withPair(async (a, b) => {
+  // alloc() memory is the user's: release() unmaps it.
+  release(alloc(SIZE))
+  assert.equal(trimReceivePool(), 0, 'alloc() memory is not pooled')
+  // A received buffer gifted onward: its pages are the peer's now.
+  const got = await copyGift(a, b, SIZE, 3)
+  const [, echoed] = await Promise.all([b.gift(got), a.receive()])
+  assert.equal(trimReceivePool(), 0, 'a gifted target is not pooled')
+  for (const buf of echoed.buffers) if (isGiftable(buf)) release(buf)
   trimReceivePool()
-  const [a, b] = channelPair()
-  try {
-    // alloc() memory is the user's: release() unmaps it.
-    release(alloc(SIZE))
-    assert.equal(trimReceivePool(), 0, 'alloc() memory is not pooled')
-    // A received buffer gifted onward: its pages are the peer's now.
-    const got = await copyGift(a, b, SIZE, 3)
-    const [, echoed] = await Promise.all([b.gift(got), a.receive()])
-    assert.equal(trimReceivePool(), 0, 'a gifted target is not pooled')
-    for (const buf of echoed.buffers) if (isGiftable(buf)) release(buf)
-    trimReceivePool()
-    // Pages moved into a target replace its own: they are another memfd's. Moved into its middle,
-    // they split its slot in three; the release unmaps all of it.
-    await settle()
-    const maps = memfdMappings()
-    const target = await copyGift(a, b, SIZE, 4)
-    const moved = alloc(2 * pageSize)
-    new Uint8Array(moved).fill(9)
-    const [, into] = await Promise.all([a.gift(moved, { path: 'move' }), b.receive({ into: new Uint8Array(target, 16 * pageSize, 2 * pageSize) })])
-    assert.equal(into.path, 'move')
-    assert.ok(new Uint8Array(target, 16 * pageSize, 2 * pageSize).every((x) => x === 9), 'the moved pages are in the middle of the target')
-    release(target)
-    assert.equal(trimReceivePool(), 0, 'a target that pages moved into is not pooled')
-    await settle()
-    assert.equal(memfdMappings(), maps, 'the split slot was unmapped whole')
-    // Collected without release(): unmapped as before, nothing pooled.
-    let lost: ArrayBuffer | undefined = await copyGift(a, b, SIZE, 5)
-    assert.ok(lost.byteLength > 0)
-    lost = undefined
-    await settle()
-    assert.equal(trimReceivePool(), 0, 'a collected target is not pooled')
-  } finally {
-    a.close()
-    b.close()
-  }
-})
+  // Pages moved into a target replace its own: they are another memfd's. Moved into its middle,
+  // they split its slot in three; the release unmaps all of it.
+  await settle()
+  const maps = memfdMappings()
+  const target = await copyGift(a, b, SIZE, 4)
+  const moved = alloc(2 * pageSize)
+  new Uint8Array(moved).fill(9)
+  const [, into] = await Promise.all([a.gift(moved, { path: 'move' }), b.receive({ into: new Uint8Array(target, 16 * pageSize, 2 * pageSize) })])
+  assert.equal(into.path, 'move')
+  assert.ok(new Uint8Array(target, 16 * pageSize, 2 * pageSize).every((x) => x === 9), 'the moved pages are in the middle of the target')
+  release(target)
+  assert.equal(trimReceivePool(), 0, 'a target that pages moved into is not pooled')
+  await settle()
+  assert.equal(memfdMappings(), maps, 'the split slot was unmapped whole')
+  // Collected without release(): unmapped as before, nothing pooled.
+  let lost: ArrayBuffer | undefined = await copyGift(a, b, SIZE, 5)
+  assert.ok(lost.byteLength > 0)
+  lost = undefined
+  await settle()
+  assert.equal(trimReceivePool(), 0, 'a collected target is not pooled')
+}))
 
-test('the pool holds at most 64 targets, none under 64 KiB, so it never holds many fds', async () => {
-  trimReceivePool()
-  const [a, b] = channelPair()
-  try {
-    release(await copyGift(a, b, 4096, 1))
-    assert.equal(trimReceivePool(), 0, 'a small target is unmapped')
-    const held: ArrayBuffer[] = []
-    for (let i = 0; i < 70; i++) held.push(await copyGift(a, b, 65_536, 2))
-    for (const buf of held) release(buf)
-    assert.equal(trimReceivePool(), 64 * 65_536)
-  } finally {
-    a.close()
-    b.close()
-  }
-})
+test('the pool holds at most 64 targets, none under 64 KiB, so it never holds many fds', async () => withPair(async (a, b) => {
+  release(await copyGift(a, b, 4096, 1))
+  assert.equal(trimReceivePool(), 0, 'a small target is unmapped')
+  const held: ArrayBuffer[] = []
+  for (let i = 0; i < 70; i++) held.push(await copyGift(a, b, 65_536, 2))
+  for (const buf of held) release(buf)
+  assert.equal(trimReceivePool(), 64 * 65_536)
+}))
 
 test('a release that does not fit makes room: the oldest entries go, the latest stays', async () => {
   trimReceivePool()
@@ -303,20 +280,13 @@ test('a release that does not fit makes room: the oldest entries go, the latest 
   assert.equal(memfdMappings(), maps, 'and unmapped its pages')
 })
 
-test('a target that a job still uses is unmapped once the job ends, not pooled', async () => {
-  trimReceivePool()
-  const [a, b] = channelPair()
-  try {
-    const got = await copyGift(a, b, 4 << 20, 6)
-    const job = populate(got)
-    release(got)
-    assert.ok((await withTimeout(job, 30_000, 'populate')) >= 0)
-    assert.equal(trimReceivePool(), 0)
-  } finally {
-    a.close()
-    b.close()
-  }
-})
+test('a target that a job still uses is unmapped once the job ends, not pooled', async () => withPair(async (a, b) => {
+  const got = await copyGift(a, b, 4 << 20, 6)
+  const job = populate(got)
+  release(got)
+  assert.ok((await withTimeout(job, 30_000, 'populate')) >= 0)
+  assert.equal(trimReceivePool(), 0)
+}))
 
 test('the pool unmaps what stays unused for a second', async () => {
   trimReceivePool()
