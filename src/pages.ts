@@ -236,13 +236,18 @@ function poolLimit (): number {
   return poolMax
 }
 
+/** True for a page-rounded size the pool takes: a target of it is mapped in a slot, and may come back. */
+function poolable (size: number): boolean {
+  return size >= POOL_MIN_BYTES && size <= poolLimit()
+}
+
 /** Puts a released receive target's pages in the pool; false when they may not go there. */
 function toPool (region: Region): boolean {
   const memfd = region.recycle
   if (memfd === undefined || region.pages.extents.length !== 1) return false
   const [e] = region.pages.extents
   if (e.memfd !== memfd || e.offset !== 0 || e.length !== region.mapLength || memfd.exported || memfd.refs !== 1) return false
-  if (region.mapLength < POOL_MIN_BYTES || region.mapLength > poolLimit()) return false
+  if (!poolable(region.mapLength)) return false
   // Detached first: from here on no JavaScript object reaches the pages until wrap() makes a new one.
   if (region.ab.byteLength !== 0) native.detach(region.ab)
   const handle = native.handover(region.handle)
@@ -265,6 +270,13 @@ function freePooled (p: Pooled): void {
   p.memfd.unref()
 }
 
+/** Counts `n` entries of `size` bytes out of the pool, once they are off its `list`. */
+function unlisted (size: number, list: Pooled[], n: number): void {
+  pooledBytes -= n * size
+  poolEntries -= n
+  if (list.length === 0) pool.delete(size)
+}
+
 /** Unmaps the entry that has waited longest (each size's list is oldest first). */
 function evictOldest (): void {
   let oldest: [number, Pooled[]] | undefined
@@ -272,9 +284,7 @@ function evictOldest (): void {
   if (oldest === undefined) return
   const [size, list] = oldest
   freePooled(list.shift() as Pooled)
-  pooledBytes -= size
-  poolEntries--
-  if (list.length === 0) pool.delete(size)
+  unlisted(size, list, 1)
 }
 
 function expirePool (): void {
@@ -285,9 +295,7 @@ function expirePool (): void {
     const stale = list.findIndex((p) => p.since > cutoff)
     const n = stale < 0 ? list.length : stale
     for (const p of list.splice(0, n)) freePooled(p)
-    pooledBytes -= n * size
-    poolEntries -= n
-    if (list.length === 0) pool.delete(size)
+    unlisted(size, list, n)
   }
   if (pool.size > 0) poolTimer = setTimeout(expirePool, POOL_IDLE_MS).unref()
 }
@@ -309,10 +317,8 @@ export function allocReceive (byteLength: number): ArrayBuffer {
   const size = roundUp(byteLength)
   const list = pool.get(size)
   const p = list?.pop()
-  if (p !== undefined) {
-    pooledBytes -= size
-    poolEntries--
-    if (list?.length === 0) pool.delete(size)
+  if (list !== undefined && p !== undefined) {
+    unlisted(size, list, 1)
     let ab: ArrayBuffer | number
     try {
       ab = native.wrap(p.handle, byteLength)
@@ -329,7 +335,7 @@ export function allocReceive (byteLength: number): ArrayBuffer {
     freePooled(p)
   }
   // A target the pool could take back gets a slot, so that its pages move to the pool warm.
-  const ab = mapNewMemfd('pagegift', byteLength, size >= POOL_MIN_BYTES && poolLimit() >= size)
+  const ab = mapNewMemfd('pagegift', byteLength, poolable(size))
   const region = regions.get(ab) as Region
   region.recycle = region.pages.extents[0].memfd
   return ab
