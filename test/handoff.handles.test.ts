@@ -9,7 +9,7 @@ import net from 'node:net'
 import tls from 'node:tls'
 import { test } from 'node:test'
 import { adoptServer, adoptSocket, exportServer, exportSocket } from '../src/handoff/index.ts'
-import { inheritedHandle, releaseHandle, resumeHandle, wireFd, type Handle } from '../src/handoff/handles.ts'
+import { collectingExports, inheritedHandle, releaseHandle, resumeHandle, wireFd, type Handle } from '../src/handoff/handles.ts'
 import { SuccessorGate } from '../src/handoff/gate.ts'
 import { defaultEnv } from '../src/handoff/env.ts'
 import { sleep } from './fixtures/handoff-harness.ts'
@@ -147,4 +147,26 @@ test('TLS cannot move, and bad arguments are named', async () => {
   assert.throws(() => exportServer(net.createServer()), { code: 'ERR_PAGEGIFT_HANDOFF_NOT_LISTENING' })
   assert.equal(exportSocket(new net.Socket()).info.closed, 1, 'a closed connection is left out, not an error')
   assert.throws(() => adoptSocket({} as never), { name: 'TypeError' })
+})
+
+test('an export lands in the handoff that made it, also when two in one process quiesce at once', async () => {
+  const listeners = await Promise.all([0, 1, 2, 3, 4].map(async () => await listening()))
+  const servers = listeners.map((l) => l.server)
+  const port = (i: number): number => listeners[i].port
+  const ports = (hs: Handle[]): unknown[] => hs.map((h) => h.info.port)
+  const lone: Handle[] = []
+  await collectingExports(defaultEnv, lone, async () => { await sleep(5); exportServer(servers[0]) })
+  const nobodys = exportServer(servers[1]) // outside any handoff
+  assert.deepEqual(ports(lone), [port(0)], 'an export after an await is still the handoff\'s; one outside it is nobody\'s')
+  // The first runs untracked; the second, started while the first runs, is told apart by async context.
+  const first: Handle[] = []
+  const second: Handle[] = []
+  const one = collectingExports(defaultEnv, first, async () => { await sleep(20); exportServer(servers[2]); await sleep(40) })
+  await sleep(5)
+  const two = collectingExports(defaultEnv, second, async () => { await sleep(30); exportServer(servers[3]); await sleep(40); exportServer(servers[4]) })
+  await Promise.all([one, two])
+  assert.deepEqual(ports(first), [port(2)])
+  assert.deepEqual(ports(second), [port(3), port(4)])
+  for (const h of [...lone, nobodys, ...first, ...second]) releaseHandle(h)
+  for (const s of servers) s.close()
 })
