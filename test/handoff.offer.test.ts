@@ -18,6 +18,7 @@ import { inherit, takeOver } from '../src/handoff/successor.ts'
 import { settledFdCount, withTimeout } from './helpers.ts'
 
 const noPoint = async (): Promise<void> => {}
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 /** A TCP server on 127.0.0.1 and `n` connections to it: [client, accepted] pairs. */
 async function pairs (n: number): Promise<{ server: net.Server, pairs: Array<[net.Socket, net.Socket]> }> {
@@ -170,4 +171,31 @@ test('a hostile predecessor: an offered fd that is no socket, or a STATE that na
     accepted.destroy()
     await new Promise((resolve) => server.close(resolve))
   }
+})
+
+test('the successor rehearses just before PREPARED; a rehearsal that fails or hangs does not hold the handoff', async () => {
+  const before = await settledFdCount()
+  const cases: Array<[string, (order: string[]) => Promise<void>, number, number]> = [
+    // Each says 'warm' 50 ms in: had PREPARED gone out first, the predecessor would have it by then.
+    ['quick', async (order) => { await sleep(50); order.push('warm') }, 50, 900],
+    ['fails', async (order) => { await sleep(50); order.push('warm'); throw new Error('boom') }, 50, 900],
+    ['hangs', async (order) => { await sleep(50); order.push('warm'); await new Promise(() => {}) }, 900, 2500],
+  ]
+  for (const [label, warm, least, most] of cases) {
+    const [pa, pb] = channelPair()
+    const order: string[] = []
+    // What the fake predecessor receives, in order, beside the rehearsal's start.
+    const recv = pa.recv.bind(pa)
+    pa.recv = async (o) => { const m = await recv(o); order.push((m.msg as { t: string }).t); return m }
+    const faking = fakePredecessor(pa, [], [], [])
+    const started = Date.now()
+    await inherit(defaultEnv, pb, { version: 'test', key: null, layouts: {}, warm: async () => await warm(order) }, 5000, noPoint)
+    const took = Date.now() - started
+    await faking
+    assert.deepEqual(order, ['hello', 'warm', 'prepared'], label)
+    assert.ok(took >= least && took < most, `${label}: inherit took ${took} ms`)
+    pa.close()
+    pb.close()
+  }
+  assert.equal(await settledFdCount(), before, 'fds leaked')
 })

@@ -3,7 +3,7 @@ import { makeEnv, type HandoffChannel } from './env.ts'
 import { DEFAULT_TIMEOUT_MS, Generation } from './generation.ts'
 import { readKey } from './key.ts'
 import { sidePath } from './pathwatch.ts'
-import { prime } from './prime.ts'
+import { prime, rewarm } from './prime.ts'
 import { LIMITS } from './protocol.ts'
 import { inherit } from './successor.ts'
 import type { JoinOptions } from './types.ts'
@@ -29,7 +29,7 @@ export async function join (socketPath: string, opts: JoinOptions = {}): Promise
     if (NOBODY.has((err as { code?: string }).code ?? '')) return new Generation(socketPath, env, o, null)
     throw err
   }
-  const inheritance = await inherit(env, ch, { version: o.version ?? '', key, layouts: o.layouts ?? {}, side: sidePath(socketPath) }, o.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+  const inheritance = await inherit(env, ch, { version: o.version ?? '', key, layouts: o.layouts ?? {}, side: sidePath(socketPath), ...(o.prime !== false ? { warm: rewarm } : {}) }, o.timeoutMs ?? DEFAULT_TIMEOUT_MS)
   return new Generation(socketPath, env, o, inheritance)
 }
 

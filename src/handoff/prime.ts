@@ -22,6 +22,14 @@ import { Watchers } from './watchers.ts'
 
 let primed: Promise<boolean> | null = null
 
+/**
+ * One more rehearsal, for a successor about to say PREPARED: its code for STATE (and the rest of
+ * the pause) runs hot when STATE comes, a millisecond or so later. Never fails.
+ */
+export async function rewarm (): Promise<void> {
+  await run(false).catch(() => {})
+}
+
 /** The rehearsal passes no test point: a test's fault belongs to the real handoff. */
 const noPoint = async (): Promise<void> => {}
 
