@@ -3,12 +3,11 @@
  * behind; rehearsal(): an app's own adoption rehearsed on its own connections; yieldCpu().
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import net from 'node:net'
 import { test } from 'node:test'
 import { adoptSocket, exportSocket, prime, rehearsal } from '../src/handoff/index.ts'
+import { runScript } from './helpers.ts'
 
 /** Open fds as "number -> target"; an fd that closes between two listings is skipped. */
 function fds (): Set<string> {
@@ -84,13 +83,7 @@ test('yieldCpu() makes every thread of the process SCHED_IDLE, the thread pool\'
     const before = policies()
     defaultEnv.yieldCpu()
     console.log(JSON.stringify({ before, after: policies() }))`
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
-  let out = ''
-  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-  const [status] = await once(child, 'exit') as [number | null]
-  clearTimeout(timer)
-  assert.equal(status, 0)
+  const out = await runScript(code, {}, 30_000)
   const { before, after } = JSON.parse(out) as { before: number[], after: number[] }
   assert.ok(before.length >= 5 && before.every((p) => p === 0), `threads start SCHED_OTHER: ${before.join(',')}`)
   assert.deepEqual(after, after.map(() => 5), `every thread is SCHED_IDLE: ${after.join(',')}`)

@@ -83,6 +83,21 @@ export async function withTimeout<T> (p: Promise<T>, ms: number, what: string): 
 }
 
 /**
+ * Runs a module `script` in a child process (tsx, from the checkout) with `env` added, and resolves
+ * with its stdout once it exits 0. A non-zero exit rejects; a child still running after `timeoutMs`
+ * is killed (SIGKILL), which rejects too.
+ */
+export async function runScript (script: string, env: Record<string, string> = {}, timeoutMs = 60_000): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'], timeout: timeoutMs, killSignal: 'SIGKILL' })
+    let out = ''
+    child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+    child.on('error', reject)
+    child.on('exit', (code, signal) => code === 0 ? resolve(out) : reject(new Error(`child exited with ${String(code ?? signal)}`)))
+  })
+}
+
+/**
  * Runs the `pagegift` CLI with `args` and resolves at its exit with what it printed. A CLI still
  * running after `timeoutMs` is killed, and the promise rejects saying so. (A committed successor
  * that inherits its stdio may outlive it: the CLI's exit is what counts.)

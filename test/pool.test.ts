@@ -4,7 +4,6 @@
  * a buffer whose pages left the process.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
 import { createServer, connect as netConnect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -14,7 +13,7 @@ import { alloc, channelPair, fdOf, isGiftable, pageSize, release, trimReceivePoo
 import { AsyncOp, errno, native } from '../src/native.ts'
 import { INLINE_CHUNKED_MAX } from '../src/wire.ts'
 import { populate, regionOf } from '../src/pages.ts'
-import { ask, digest, fdCount, fillPattern, memfdMappings, root, settle, spawnPeer, withTimeout } from './helpers.ts'
+import { ask, digest, fdCount, fillPattern, memfdMappings, runScript, settle, spawnPeer, withTimeout } from './helpers.ts'
 
 const gc = (): void => { (globalThis as { gc?: () => void }).gc?.() }
 const SIZE = 256 * 1024
@@ -254,8 +253,7 @@ test('a release that does not fit makes room: the oldest entries go, the latest 
   await settle()
   const fds = fdCount()
   const maps = memfdMappings()
-  const [a, b] = channelPair()
-  try {
+  await withPair(async (a, b) => {
     const old = await copyGift(a, b, 131_072, 5)
     const oldMemfd = regionOf(old)?.pages.extents[0].memfd
     release(old)
@@ -271,10 +269,7 @@ test('a release that does not fit makes room: the oldest entries go, the latest 
     assert.equal(regionOf(latest)?.pages.extents[0].memfd, last, 'the latest release is reused first')
     release(latest)
     assert.equal(trimReceivePool(), 63 * 65_536 + 131_072)
-  } finally {
-    a.close()
-    b.close()
-  }
+  })
   await settle()
   assert.equal(fdCount(), fds, 'every evicted entry closed its fd')
   assert.equal(memfdMappings(), maps, 'and unmapped its pages')
@@ -329,17 +324,6 @@ test('a cma gift to another process lands in its pooled pages, intact, gift afte
     peer.ch.close()
   }
 })
-
-/** Runs a module `script` in a child process (tsx, from the checkout) with `env` added; its stdout. */
-function runScript (script: string, env: Record<string, string>): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'], timeout: 60_000 })
-    let out = ''
-    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-    child.on('error', reject)
-    child.on('exit', (code) => code === 0 ? resolve(out) : reject(new Error(`child exited with ${String(code)}`)))
-  })
-}
 
 /** A module that receives copied gifts of these sizes, releasing each, then prints what the pool holds. */
 const receiveSizes = (sizes: number[]): string => `
