@@ -24,10 +24,11 @@ let primed: Promise<boolean> | null = null
 
 /**
  * One more rehearsal, for a successor about to say PREPARED: its code for STATE (and the rest of
- * the pause) runs hot when STATE comes, a millisecond or so later. Never fails.
+ * the pause) runs hot when STATE comes, a millisecond or so later. inherit() bounds it and ignores
+ * its failure (successor.ts, warmUp).
  */
 export async function rewarm (): Promise<void> {
-  await run(false).catch(() => {})
+  await run(false)
 }
 
 /** The rehearsal passes no test point: a test's fault belongs to the real handoff. */
