@@ -109,7 +109,11 @@ export class Channel extends EventEmitter {
       }
       const message = { msg, fds }
       const waiter = this.#waiting.shift()
-      if (waiter !== undefined) return waiter.resolve(message)
+      if (waiter !== undefined) {
+        // Its reactions run once this poll callback returns: reading on first would only delay them.
+        this.#t.yieldRead = true
+        return waiter.resolve(message)
+      }
       if (this.#messages.length >= MAX_QUEUED_MESSAGES) {
         closeFds(fds)
         throw new PagegiftError('ERR_PAGEGIFT_OVERFLOW', `The peer sent more than ${MAX_QUEUED_MESSAGES} messages that nobody received`)

@@ -140,7 +140,11 @@ export class GiftReceiver {
       return true
     }
     this.#inbox.items.push({ m, fds })
-    this.#inbox.wake?.()
+    if (this.#inbox.wake !== undefined) {
+      // The receive that waits for this reply goes on before the next read (see yieldRead).
+      this.#t.yieldRead = true
+      this.#inbox.wake()
+    }
     return true
   }
 

@@ -161,6 +161,26 @@ describe('small gifts go inline', () => {
       done()
     }
   })
+  test('a recv() handed a control message settles before the channel reads on, and the messages behind it still come', async () => {
+    // Transport.yieldRead again, for Channel.recv(): the waiter's reactions run before the channel
+    // reads the next message (and, when there is none, before the read that finds the socket empty).
+    const { ch, raw, done } = rawPair()
+    try {
+      const first = ch.recv({ timeoutMs: 10_000 })
+      for (const m of ['one', 'two', 'three']) assert.ok(native.sendmsg(raw, [packet(Type.Message, `{"msg":"${m}"}`)], []) >= 0)
+      assert.ok(native.sendmsg(raw, [packet(Type.Inline, '{"id":1,"lengths":[1],"meta":"gift"}', new Uint8Array([9]))], []) >= 0)
+      assert.equal((await first).msg, 'one')
+      // Not read yet: the next message comes from the next poll callback, after this turn's immediates.
+      const second = ch.recv({ timeoutMs: 10_000 })
+      const when = await Promise.race([second.then(() => 'already read'), new Promise((resolve) => setImmediate(() => resolve('next poll')))])
+      assert.equal(when, 'next poll')
+      assert.equal((await second).msg, 'two')
+      assert.equal((await ch.recv({ timeoutMs: 10_000 })).msg, 'three')
+      assert.equal((await withTimeout(ch.receive(), 10_000, 'the gift after them')).meta, 'gift')
+    } finally {
+      done()
+    }
+  })
 
   test('PAGEGIFT_DISABLE=copy set at run time stops inlining within 100 ms, and unset restores it', async () => {
     const [a, b] = channelPair()
