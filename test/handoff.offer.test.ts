@@ -16,9 +16,9 @@ import { handOff, type HandoffJob } from '../src/handoff/predecessor.ts'
 import { parseFirst, parseOffer, parseState, PROTOCOL_VERSION } from '../src/handoff/protocol.ts'
 import { inherit, takeOver } from '../src/handoff/successor.ts'
 import { settledFdCount, withTimeout } from './helpers.ts'
+import { sleep } from './fixtures/handoff-harness.ts'
 
 const noPoint = async (): Promise<void> => {}
-const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 /** A TCP server on 127.0.0.1 and `n` connections to it: [client, accepted] pairs. */
 async function pairs (n: number): Promise<{ server: net.Server, pairs: Array<[net.Socket, net.Socket]> }> {
