@@ -19,7 +19,8 @@ export async function join (socketPath: string, opts: JoinOptions = {}): Promise
   const o = checkOptions(socketPath, opts)
   const env = makeEnv(o.env)
   // Outside any pause: compile the handoff's code now (once per process), not in the middle of it.
-  if (o.prime !== false) await prime()
+  const primed = o.prime !== false
+  if (primed) await prime()
   // Read before connecting: a key file that is not ours alone fails here, whoever serves.
   const key = readKey(socketPath)
   let ch: HandoffChannel
@@ -29,7 +30,7 @@ export async function join (socketPath: string, opts: JoinOptions = {}): Promise
     if (NOBODY.has((err as { code?: string }).code ?? '')) return new Generation(socketPath, env, o, null)
     throw err
   }
-  const inheritance = await inherit(env, ch, { version: o.version ?? '', key, layouts: o.layouts ?? {}, side: sidePath(socketPath), ...(o.prime !== false ? { warm: rewarm } : {}) }, o.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+  const inheritance = await inherit(env, ch, { version: o.version ?? '', key, layouts: o.layouts ?? {}, side: sidePath(socketPath), warm: primed ? rewarm : undefined }, o.timeoutMs ?? DEFAULT_TIMEOUT_MS)
   return new Generation(socketPath, env, o, inheritance)
 }
 
