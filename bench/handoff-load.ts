@@ -95,11 +95,14 @@ export class LoadClient extends Crossings {
 /**
  * `n` load clients in a child process (bench/handoff-clients.ts), seen here as one Crossings each:
  * a service's clients are other processes, so the bench's own bookkeeping stays out of their gaps.
- * Each client's maxWaitMs there covers the time since its previous crossing.
+ * Each client's maxWaitMs there covers the time since its previous crossing. With `bin` the clients
+ * are bench/handoff-clients.c, built: clients whose own cost is next to nothing.
  */
-export function remoteClients (port: number, n: number): Crossings[] {
+export function remoteClients (port: number, n: number, bin?: string): Crossings[] {
   const here = dirname(fileURLToPath(import.meta.url))
-  const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'handoff-clients.ts'), String(port), String(n)], { stdio: ['pipe', 'pipe', 'inherit'] })
+  // `bin`: bench/handoff-clients.c built, which prints the same lines.
+  const [cmd, ...args] = bin !== undefined ? [bin] : [process.execPath, '--import', 'tsx', join(here, 'handoff-clients.ts')]
+  const child = spawn(cmd, [...args, String(port), String(n)], { stdio: ['pipe', 'pipe', 'inherit'] })
   const clients = Array.from({ length: n }, (_, slot) => new Crossings(slot))
   createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
     let m: { slot?: number, gen?: number, last?: string, first?: string, maxWaitMs?: number, failed?: string }

@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- handoff [--sizes=64m,1g,4g] [--runs=20 | --handoffs=100] [--clients=1]
- *   [--baseline-runs=5] [--service-root=<checkout>] [--clients-in-process] [--quick]`
+ *   [--baseline-runs=5] [--service-root=<checkout>] [--clients-in-process] [--c-clients] [--quick]`
  *
  * A TCP service (tools/handoff-service.ts) whose state is one giftable region of each size
  * hands over to a fresh copy of itself, again and again, while `--clients` connections each keep
@@ -14,13 +14,13 @@
  * Writes the JSON and an SVG timeline of the pause by phase to bench/results/.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { LoadClient, PHASES, remoteClients, timelineSvg, type Crossings } from './handoff-load.ts'
-import { formatBytes, formatMs, printTable, stats, writeResults, type Stats } from './lib.ts'
+import { compileC, formatBytes, formatMs, printTable, stats, writeResults, type Stats } from './lib.ts'
 
 let root = join(dirname(fileURLToPath(import.meta.url)), '..')
 /** --clients-in-process: the load clients run in this process, as they did before they had their own. */
@@ -80,14 +80,14 @@ function clientView (info: Info, clients: Crossings[], generation: number): Reco
   }
 }
 
-async function handoffs (bytes: number, runs: number, warmup: number, sock: string, nclients: number): Promise<Omit<SizeResult, 'baseline'>> {
+export async function handoffs (bytes: number, runs: number, warmup: number, sock: string, nclients: number, clientsBin?: string): Promise<Omit<SizeResult, 'baseline'>> {
   rmSync(sock, { force: true })
   // Every new service rehearses its own request, export and adopt code before it joins (tools/handoff-service.ts, warmUp).
   const env = { HANDOFF_SOCK: sock, HANDOFF_REGION_BYTES: String(bytes), HANDOFF_TOUCH: '1', HANDOFF_VERSION: 'bench', HANDOFF_WARMUP: '200' }
   let current = startService(env)
   const { port } = await current.wait('listening') as { port: number }
   await current.wait('serving')
-  const clients: Crossings[] = inProcess ? Array.from({ length: nclients }, (_, i) => new LoadClient(port, i)) : remoteClients(port, nclients)
+  const clients: Crossings[] = inProcess ? Array.from({ length: nclients }, (_, i) => new LoadClient(port, i)) : remoteClients(port, nclients, clientsBin)
   const view = { before: [] as number[], after: [] as number[], spread: [] as number[], over: [] as number[] }
   const s = { downtime: [] as number[], pause: [] as number[], gap: [] as number[], gaps: [] as number[], wait: [] as number[], phases: new Map<string, number[]>(), each: [] as Array<Record<string, number | null>> }
   const paths = new Set<string>()
@@ -174,10 +174,14 @@ export async function run (flags: string[]): Promise<void> {
   root = flag(flags, 'service-root') ?? root
   inProcess = flags.includes('--clients-in-process')
   const sock = join(tmpdir(), `pagegift-bench-handoff-${process.pid}.sock`)
+  // --c-clients: the load clients in C (bench/handoff-clients.c), whose own cost is next to nothing.
+  const binDir = mkdtempSync(join(tmpdir(), 'pagegift-handoff-bin-'))
+  const clientsBin = flags.includes('--c-clients') ? compileC('handoff-clients', binDir) ?? undefined : undefined
+  if (flags.includes('--c-clients') && clientsBin === undefined) throw new Error('--c-clients: bench/handoff-clients.c could not be built')
   const results: SizeResult[] = []
   for (const bytes of sizes) {
-    process.stdout.write(`handoff: ${formatBytes(bytes)} x ${runs} (+2 warm-up), ${nclients} client(s), service from ${root} ...\n`)
-    const h = await handoffs(bytes, runs, 2, sock, nclients)
+    process.stdout.write(`handoff: ${formatBytes(bytes)} x ${runs} (+2 warm-up), ${nclients} ${clientsBin !== undefined ? 'C ' : ''}client(s), service from ${root} ...\n`)
+    const h = await handoffs(bytes, runs, 2, sock, nclients, clientsBin)
     process.stdout.write(`baseline (/dev/shm file): ${formatBytes(bytes)} x ${baselineRuns} ...\n`)
     const b = baselineRuns > 0 ? await baseline(bytes, baselineRuns) : null
     // Free the baseline's buffer now, not in the middle of the next size's handoffs (the load clients run here).
@@ -185,6 +189,7 @@ export async function run (flags: string[]): Promise<void> {
     if (collect !== undefined) collect()
     results.push({ ...h, baseline: b })
   }
+  rmSync(binDir, { recursive: true, force: true })
   report(results, root)
 }
 

@@ -3,7 +3,7 @@
  * bench/<suite>.ts exporting `run(args: string[]): Promise<void>`; it prints its own table of medians
  * and writes JSON to bench/results/.
  */
-const suites = ['transfer', 'handoff', 'kv', 'qemu', 'startup', 'http']
+const suites = ['transfer', 'handoff', 'handoff-floor', 'kv', 'qemu', 'startup', 'http']
 
 const args = process.argv.slice(2)
 const chosen = args.filter((a) => !a.startsWith('-'))

@@ -1,4 +1,5 @@
 /** Shared benchmark helpers: repeated timing, medians with spread, a printed table and JSON output. */
+import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -53,4 +54,19 @@ export function writeResults (suite: string, data: unknown): string {
   writeFileSync(file, JSON.stringify({ suite, date: new Date().toISOString(), node: process.version, data }, null, 2) + '\n')
   process.stdout.write(`results: ${file}\n`)
   return file
+}
+
+/**
+ * Compiles bench/<name>.c with `cc -O2` (or $CC) into `dir` and returns the binary's path; null, with
+ * the reason printed, when no C compiler can build it (the caller leaves its C rows out).
+ */
+export function compileC (name: string, dir: string): string | null {
+  const bin = join(dir, name)
+  try {
+    execFileSync(process.env.CC ?? 'cc', ['-O2', '-o', bin, join(dirname(fileURLToPath(import.meta.url)), `${name}.c`)], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 })
+    return bin
+  } catch (err) {
+    process.stdout.write(`bench: no C compiler could build bench/${name}.c (${(err as Error).message.split('\n')[0]}): what needs it is left out\n`)
+    return null
+  }
 }
