@@ -175,10 +175,20 @@ export async function run (flags: string[]): Promise<void> {
   inProcess = flags.includes('--clients-in-process')
   const sock = join(tmpdir(), `pagegift-bench-handoff-${process.pid}.sock`)
   // --c-clients: the load clients in C (bench/handoff-clients.c), whose own cost is next to nothing.
-  const binDir = mkdtempSync(join(tmpdir(), 'pagegift-handoff-bin-'))
-  const clientsBin = flags.includes('--c-clients') ? compileC('handoff-clients', binDir) ?? undefined : undefined
-  if (flags.includes('--c-clients') && clientsBin === undefined) throw new Error('--c-clients: bench/handoff-clients.c could not be built')
+  const binDir = flags.includes('--c-clients') ? mkdtempSync(join(tmpdir(), 'pagegift-handoff-bin-')) : null
   const results: SizeResult[] = []
+  try {
+    await sizesRun(sizes, runs, nclients, baselineRuns, sock, binDir, results)
+  } finally {
+    if (binDir !== null) rmSync(binDir, { recursive: true, force: true })
+  }
+  report(results, root)
+}
+
+/** Each size's handoffs and baseline, into `results`; the C clients, if asked for, are built into `binDir`. */
+async function sizesRun (sizes: number[], runs: number, nclients: number, baselineRuns: number, sock: string, binDir: string | null, results: SizeResult[]): Promise<void> {
+  const clientsBin = binDir !== null ? compileC('handoff-clients', binDir) ?? undefined : undefined
+  if (binDir !== null && clientsBin === undefined) throw new Error('--c-clients: bench/handoff-clients.c could not be built')
   for (const bytes of sizes) {
     process.stdout.write(`handoff: ${formatBytes(bytes)} x ${runs} (+2 warm-up), ${nclients} ${clientsBin !== undefined ? 'C ' : ''}client(s), service from ${root} ...\n`)
     const h = await handoffs(bytes, runs, 2, sock, nclients, clientsBin)
@@ -189,8 +199,6 @@ export async function run (flags: string[]): Promise<void> {
     if (collect !== undefined) collect()
     results.push({ ...h, baseline: b })
   }
-  rmSync(binDir, { recursive: true, force: true })
-  report(results, root)
 }
 
 function report (results: SizeResult[], serviceRoot: string): void {
