@@ -17,15 +17,15 @@
  * long after its warm-up before it connects (for the compile jobs the warm-up started to finish).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { defaultEnv } from '../src/handoff/env.ts'
 import { native, PollEvents } from '../src/native.ts'
 import { handoffs } from './handoff.ts'
-import { remoteClients } from './handoff-load.ts'
+import { cClients, remoteClients, reports, type Reports } from './handoff-load.ts'
 import { compileC, formatMs, printTable, stats, writeResults } from './lib.ts'
 
 const here = fileURLToPath(import.meta.url)
@@ -184,40 +184,19 @@ async function generation (): Promise<void> {
       })
       ;(server as unknown as { _handle: { close(): void } })._handle.close()
       send(ctl, { t: 'go', counters: [...counters], pending })
-      for (const t of readdirTasks()) native.schedIdle(t)
+      defaultEnv.yieldCpu()
       setTimeout(() => { say({ event: 'handedOff', stoppedAt: stoppedAt.toString() }); setTimeout(() => process.exit(0), 50) }, 30)
     })
   })
 }
 
-function readdirTasks (): number[] {
-  try { return readdirSync('/proc/self/task').map(Number) } catch { return [] }
-}
-
 /** A generation's process, and its reports as they come. */
-interface Gen { child: ChildProcess, events: Array<Record<string, unknown>>, wait: (event: string) => Promise<Record<string, unknown>> }
+interface Gen extends Reports { child: ChildProcess }
 
 /** Starts generation `gen` with `cmd` (it is killed with its chain if still running then). */
 function start (cmd: string[], dir: string, gen: number, started: Gen[]): Gen {
   const child = spawn(cmd[0], cmd.slice(1), { env: { ...process.env, FLOOR_DIR: dir, FLOOR_GEN: String(gen) }, stdio: ['ignore', 'pipe', 'inherit'] })
-  const events: Array<Record<string, unknown>> = []
-  let wake = (): void => {}
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-    try { events.push(JSON.parse(line) as Record<string, unknown>) } catch { return }
-    wake()
-  })
-  child.once('exit', () => wake())
-  const wait = async (event: string): Promise<Record<string, unknown>> => {
-    const until = Date.now() + 30_000
-    for (;;) {
-      const e = events.find((x) => x.event === event)
-      if (e !== undefined) return e
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`generation ${gen} exited before '${event}'`)
-      if (Date.now() > until) throw new Error(`generation ${gen}: no '${event}' within 30 s`)
-      await new Promise<void>((resolve) => { wake = resolve; setTimeout(resolve, 50) })
-    }
-  }
-  const g = { child, events, wait }
+  const g = { child, ...reports(child, `generation ${gen}`) }
   started.push(g)
   return g
 }
@@ -233,15 +212,15 @@ export async function chain (cmd: string[], handoffs: number, nClients: number, 
   const views: View[] = []
   try {
     let prev = start(cmd, dir, 1, started)
-    clients = remoteClients((await prev.wait('listening')).port as number, nClients, clientsBin)
+    clients = remoteClients((await prev.wait('listening', 30_000)).port as number, nClients, clientsBin)
     // The clients process takes about half a second to start and connect: they must have been served
     // by generation 1 before generation 2 takes over, or they see no crossing.
     await new Promise((resolve) => setTimeout(resolve, 2000))
     for (let g = 2; g < 4 + handoffs; g++) {
       const next = start(cmd, dir, g, started)
-      const m = await next.wait('serving')
+      const m = await next.wait('serving', 30_000)
       const seen = await Promise.all(clients.map(async (c) => await c.crossing(g, 10_000)))
-      const stopped = BigInt((await prev.wait('handedOff')).stoppedAt as string)
+      const stopped = BigInt((await prev.wait('handedOff', 30_000)).stoppedAt as string)
       const edges = clients.map((c) => c.edges.get(g) as { last: bigint, first: bigint })
       const ms = (ns: bigint): number => Number(ns) / 1e6
       const lastBefore = edges.reduce((a, e) => (e.last < a ? e.last : a), edges[0].last)
@@ -278,10 +257,10 @@ export async function run (args: string[]): Promise<void> {
   const bin = mkdtempSync(join(tmpdir(), 'pagegift-floor-bin-'))
   const sock = join(tmpdir(), `pagegift-bench-floor-${process.pid}.sock`)
   try {
-    const c = compileC('handoff-floor', bin)
-    const cc = args.includes('--c-clients') ? compileC('handoff-clients', bin) : null
-    if (args.includes('--c-clients') && cc === null) throw new Error('--c-clients: bench/handoff-clients.c could not be built')
-    const clientsBin = cc ?? undefined
+    const built = compileC('handoff-floor', bin)
+    if ('skipped' in built) process.stdout.write(`handoff-floor: ${built.skipped}: the C floor is left out\n`)
+    const c = 'bin' in built ? built.bin : null
+    const clientsBin = args.includes('--c-clients') ? cClients(bin) : undefined
     const impls: Array<{ name: string, run: (n: number) => Promise<{ gaps: number[], views?: View[] }> }> = [
       { name: 'pagegift (64 MiB region)', run: async (n) => ({ gaps: (await handoffs(64 * 1024 * 1024, n, 2, sock, nClients, clientsBin)).samples.clientGap }) },
       { name: 'Node floor (one message, no rollback)', run: async (n) => { const v = await chain([process.execPath, '--import', 'tsx', here, 'gen'], n, nClients, clientsBin); return { gaps: v.map((x) => x.gap), views: v } } },
@@ -291,7 +270,7 @@ export async function run (args: string[]): Promise<void> {
     for (let done = 0; done < total; done += block) {
       const n = Math.min(block, total - done)
       for (const [i, impl] of impls.entries()) {
-        process.stdout.write(`handoff-floor: ${impl.name}, ${n} handoffs (${done + n}/${total}), ${nClients} ${cc !== null ? 'C' : 'Node'} clients ...\n`)
+        process.stdout.write(`handoff-floor: ${impl.name}, ${n} handoffs (${done + n}/${total}), ${nClients} ${clientsBin !== undefined ? 'C' : 'Node'} clients ...\n`)
         const r = await impl.run(n)
         got[i].gaps.push(...r.gaps)
         got[i].views.push(...r.views ?? [])
@@ -310,7 +289,7 @@ export async function run (args: string[]): Promise<void> {
     const labels = { before: 'last answer -> stop', go: 'stop -> GO read', open: 'GO -> reading+listening', firstData: "GO -> first 'data'", firstWrite: 'GO -> its answer written', firstAnswer: 'GO -> first answer seen', lastAnswer: "GO -> last client's first answer" }
     process.stdout.write('\nthe floors\' gap, step by step (medians; the worst client\'s last answer, the rest from GO):\n')
     printTable(impls.flatMap((impl, i) => got[i].views.length === 0 ? [] : [{ handoff: impl.name, ...Object.fromEntries(keys.map((k) => [labels[k], formatMs(stats(got[i].views.map((v) => v[k])).median)])) }]))
-    writeResults('handoff-floor', { clients: nClients, clientsIn: cc !== null ? 'C' : 'Node', block, results: impls.map((impl, i) => ({ name: impl.name, clientGap: gap[i], samples: got[i].gaps, views: got[i].views })) })
+    writeResults('handoff-floor', { clients: nClients, clientsIn: clientsBin !== undefined ? 'C' : 'Node', block, results: impls.map((impl, i) => ({ name: impl.name, clientGap: gap[i], samples: got[i].gaps, views: got[i].views })) })
   } finally {
     rmSync(bin, { recursive: true, force: true })
     rmSync(sock, { force: true })

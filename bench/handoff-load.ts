@@ -3,12 +3,12 @@
  * see each handoff as the gap between their last answer from the old generation and their first
  * from the new one, and an SVG timeline of the pause by phase.
  */
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import net from 'node:net'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import type { Stats } from './lib.ts'
+import { compileC, type Stats } from './lib.ts'
 
 /** A client's crossings of handoffs, however it learns of them; `crossing()` waits for one. */
 export class Crossings {
@@ -117,6 +117,38 @@ export function remoteClients (port: number, n: number, bin?: string): Crossings
   // Closing its stdin ends it; the kill is for a child that does not listen.
   clients[0].close = () => { child.stdin?.end(); setTimeout(() => child.kill('SIGKILL'), 2000).unref() }
   return clients
+}
+
+/** A child's reports, one JSON object per stdout line, and `wait(event)` for the first of a kind. */
+export interface Reports { events: Record<string, unknown>[], wait: (event: string, ms?: number) => Promise<Record<string, unknown>> }
+
+/** Collects `child`'s reports; `name` (e.g. "service pid 42") is what its errors call it. */
+export function reports (child: ChildProcess, name: string): Reports {
+  const events: Record<string, unknown>[] = []
+  let wake: (() => void) | null = null
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    try { events.push(JSON.parse(line) as Record<string, unknown>) } catch { return }
+    wake?.()
+  })
+  child.once('exit', () => wake?.())
+  const wait = async (event: string, ms = 120_000): Promise<Record<string, unknown>> => {
+    const until = Date.now() + ms
+    for (;;) {
+      const e = events.find((x) => x.event === event)
+      if (e !== undefined) return e
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} exited before '${event}'`)
+      if (Date.now() > until) throw new Error(`${name}: no '${event}' within ${ms} ms`)
+      await new Promise<void>((resolve) => { wake = resolve; setTimeout(resolve, 100) })
+    }
+  }
+  return { events, wait }
+}
+
+/** Builds bench/handoff-clients.c into `dir` for `--c-clients`; throws if it cannot be built. */
+export function cClients (dir: string): string {
+  const built = compileC('handoff-clients', dir)
+  if ('skipped' in built) throw new Error(`--c-clients: ${built.skipped}`)
+  return built.bin
 }
 
 export const PHASES = ['quiesce', 'state', 'adopt', 'ready', 'commit', 'serving'] as const

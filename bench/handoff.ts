@@ -17,37 +17,19 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { LoadClient, PHASES, remoteClients, timelineSvg, type Crossings } from './handoff-load.ts'
-import { compileC, formatBytes, formatMs, printTable, stats, writeResults, type Stats } from './lib.ts'
+import { cClients, LoadClient, PHASES, remoteClients, reports, timelineSvg, type Crossings, type Reports } from './handoff-load.ts'
+import { formatBytes, formatMs, printTable, stats, writeResults, type Stats } from './lib.ts'
 
 let root = join(dirname(fileURLToPath(import.meta.url)), '..')
 /** --clients-in-process: the load clients run in this process, as they did before they had their own. */
 let inProcess = false
 
-interface Service { child: ChildProcess, events: Record<string, unknown>[], wait: (event: string, ms?: number) => Promise<Record<string, unknown>> }
+interface Service extends Reports { child: ChildProcess }
 
 function startService (env: Record<string, string>): Service {
   const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'tools', 'handoff-service.ts')], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
-  const events: Record<string, unknown>[] = []
-  let wake: (() => void) | null = null
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-    try { events.push(JSON.parse(line) as Record<string, unknown>) } catch { return }
-    wake?.()
-  })
-  child.once('exit', () => wake?.())
-  const wait = async (event: string, ms = 120_000): Promise<Record<string, unknown>> => {
-    const until = Date.now() + ms
-    for (;;) {
-      const e = events.find((x) => x.event === event)
-      if (e !== undefined) return e
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`service pid ${child.pid} exited before '${event}'`)
-      if (Date.now() > until) throw new Error(`service pid ${child.pid}: no '${event}' within ${ms} ms`)
-      await new Promise<void>((resolve) => { wake = resolve; setTimeout(resolve, 100) })
-    }
-  }
-  return { child, events, wait }
+  return { child, ...reports(child, `service pid ${child.pid}`) }
 }
 
 /** clientGap: per handoff, the longest gap any client saw across it; clientGaps: every client's. */
@@ -178,27 +160,21 @@ export async function run (flags: string[]): Promise<void> {
   const binDir = flags.includes('--c-clients') ? mkdtempSync(join(tmpdir(), 'pagegift-handoff-bin-')) : null
   const results: SizeResult[] = []
   try {
-    await sizesRun(sizes, runs, nclients, baselineRuns, sock, binDir, results)
+    const clientsBin = binDir !== null ? cClients(binDir) : undefined
+    for (const bytes of sizes) {
+      process.stdout.write(`handoff: ${formatBytes(bytes)} x ${runs} (+2 warm-up), ${nclients} ${clientsBin !== undefined ? 'C ' : ''}client(s), service from ${root} ...\n`)
+      const h = await handoffs(bytes, runs, 2, sock, nclients, clientsBin)
+      process.stdout.write(`baseline (/dev/shm file): ${formatBytes(bytes)} x ${baselineRuns} ...\n`)
+      const b = baselineRuns > 0 ? await baseline(bytes, baselineRuns) : null
+      // Free the baseline's buffer now, not in the middle of the next size's handoffs (the load clients run here).
+      const collect = (globalThis as { gc?: () => void }).gc
+      if (collect !== undefined) collect()
+      results.push({ ...h, baseline: b })
+    }
   } finally {
     if (binDir !== null) rmSync(binDir, { recursive: true, force: true })
   }
   report(results, root)
-}
-
-/** Each size's handoffs and baseline, into `results`; the C clients, if asked for, are built into `binDir`. */
-async function sizesRun (sizes: number[], runs: number, nclients: number, baselineRuns: number, sock: string, binDir: string | null, results: SizeResult[]): Promise<void> {
-  const clientsBin = binDir !== null ? compileC('handoff-clients', binDir) ?? undefined : undefined
-  if (binDir !== null && clientsBin === undefined) throw new Error('--c-clients: bench/handoff-clients.c could not be built')
-  for (const bytes of sizes) {
-    process.stdout.write(`handoff: ${formatBytes(bytes)} x ${runs} (+2 warm-up), ${nclients} ${clientsBin !== undefined ? 'C ' : ''}client(s), service from ${root} ...\n`)
-    const h = await handoffs(bytes, runs, 2, sock, nclients, clientsBin)
-    process.stdout.write(`baseline (/dev/shm file): ${formatBytes(bytes)} x ${baselineRuns} ...\n`)
-    const b = baselineRuns > 0 ? await baseline(bytes, baselineRuns) : null
-    // Free the baseline's buffer now, not in the middle of the next size's handoffs (the load clients run here).
-    const collect = (globalThis as { gc?: () => void }).gc
-    if (collect !== undefined) collect()
-    results.push({ ...h, baseline: b })
-  }
 }
 
 function report (results: SizeResult[], serviceRoot: string): void {

@@ -57,16 +57,15 @@ export function writeResults (suite: string, data: unknown): string {
 }
 
 /**
- * Compiles bench/<name>.c with `cc -O2` (or $CC) into `dir` and returns the binary's path; null, with
- * the reason printed, when no C compiler can build it (the caller leaves its C rows out).
+ * Compiles bench/<name>.c with `cc -O2` (or $CC) into `dir`: the binary's path, or why no C compiler
+ * could build it (the caller leaves out what needs it, and says so).
  */
-export function compileC (name: string, dir: string): string | null {
+export function compileC (name: string, dir: string): { bin: string } | { skipped: string } {
   const bin = join(dir, name)
   try {
     execFileSync(process.env.CC ?? 'cc', ['-O2', '-o', bin, join(dirname(fileURLToPath(import.meta.url)), `${name}.c`)], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 })
-    return bin
+    return { bin }
   } catch (err) {
-    process.stdout.write(`bench: no C compiler could build bench/${name}.c (${(err as Error).message.split('\n')[0]}): what needs it is left out\n`)
-    return null
+    return { skipped: `no C compiler could build bench/${name}.c (${(err as Error).message.split('\n')[0]})` }
   }
 }

@@ -5,24 +5,19 @@
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { compileC } from './lib.ts'
 
 export interface Limit { name: string, median_us: number, p10_us: number, p90_us: number, runs: number }
 export type Limits = { probes: Record<string, Limit> } | { skipped: string }
 
 export function probeLimits (): Limits {
   const dir = mkdtempSync(join(tmpdir(), 'pagegift-limits-'))
-  const bin = join(dir, 'limits')
   try {
-    const source = join(dirname(fileURLToPath(import.meta.url)), 'limits.c')
-    try {
-      execFileSync(process.env.CC ?? 'cc', ['-O2', '-o', bin, source], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 })
-    } catch (err) {
-      return { skipped: `no C compiler could build bench/limits.c (${(err as Error).message.split('\n')[0]}), so the limits are not measured` }
-    }
+    const built = compileC('limits', dir)
+    if ('skipped' in built) return { skipped: `${built.skipped}, so the limits are not measured` }
     process.stdout.write('kernel limits (bench/limits.c)...\n')
-    const out = execFileSync(bin, { encoding: 'utf8', timeout: 300_000 })
+    const out = execFileSync(built.bin, { encoding: 'utf8', timeout: 300_000 })
     const probes = Object.fromEntries(out.trim().split('\n').map((line) => JSON.parse(line) as Limit).map((l) => [l.name, l]))
     return { probes }
   } finally {
